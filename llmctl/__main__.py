@@ -1,0 +1,5 @@
+"""Entry point for `python -m llmctl`."""
+
+from llmctl.cli import main
+
+main()

@@ -1,0 +1,7 @@
+"""`llmctl bench` commands."""
+
+from __future__ import annotations
+
+import typer
+
+app = typer.Typer(help="(not yet implemented)", no_args_is_help=True)

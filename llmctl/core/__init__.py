@@ -1,0 +1,1 @@
+"""Shared core: configuration models, errors, metric names."""

@@ -1,0 +1,124 @@
+"""Settings shared by several parts: the gateway's admission settings and how to read them.
+
+The gateway reads the earlier single-file gateway's environment variables (VLLM_BASE_URL, MODEL_NAME,
+MAX_ACTIVE, QUEUE_MODE, QUEUE_MAX, QUEUE_TIMEOUT_S, REQUEST_TIMEOUT_S) so its users can move over;
+the stack config and CLI flags set the same fields.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, Literal, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+
+from llmctl.core.errors import ConfigError
+
+QueueMode = Literal["queue", "reject"]
+BaseModelT = TypeVar("BaseModelT", bound=BaseModel)
+
+
+class AdmissionLimits(BaseModel):
+    """The live-tunable admission settings (what `GET/PUT /admin/limits` reads and writes)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    max_active: int = Field(4, ge=1, description="Requests allowed at the engine at once.")
+    queue_mode: QueueMode = Field("queue", description="`queue`: wait for a slot; `reject`: 429.")
+    queue_max: int = Field(
+        64, ge=0, description="Requests allowed to wait; 0 means no queue (reject when full)."
+    )
+    queue_timeout_s: float = Field(30.0, gt=0, description="Longest wait for a slot, then 503.")
+
+
+class GatewayConfig(AdmissionLimits):
+    """Everything `llmctl gateway serve` needs."""
+
+    upstream_url: str = Field(
+        "http://127.0.0.1:8000", description="The engine's base URL (a trailing /v1 is accepted)."
+    )
+    model_name: str | None = Field(None, description="Filled into requests that name no model.")
+    request_timeout_s: float = Field(
+        600.0, gt=0, description="Total deadline from admission to the last byte."
+    )
+    max_body_bytes: int = Field(1 << 20, ge=1024, description="Larger request bodies get 413.")
+    api_keys: tuple[SecretStr, ...] = Field((), description="Accepted bearer keys; empty: open.")
+    admin_key: SecretStr | None = Field(None, description="Key for /admin; unset: admin API off.")
+    host: str = "127.0.0.1"
+    port: int = Field(8080, ge=0, le=65535)
+    health_interval_s: float = Field(2.0, gt=0, description="How often the engine is probed.")
+
+    @field_validator("upstream_url")
+    @classmethod
+    def _strip_v1(cls, value: str) -> str:
+        value = value.rstrip("/")
+        if value.endswith("/v1"):
+            value = value[: -len("/v1")]
+        if not value.startswith(("http://", "https://")):
+            raise ValueError("must start with http:// or https://")
+        return value
+
+    @property
+    def limits(self) -> AdmissionLimits:
+        return AdmissionLimits(
+            max_active=self.max_active,
+            queue_mode=self.queue_mode,
+            queue_max=self.queue_max,
+            queue_timeout_s=self.queue_timeout_s,
+        )
+
+
+# Environment variable -> GatewayConfig field. The first seven are the earlier gateway's.
+GATEWAY_ENV = {
+    "VLLM_BASE_URL": "upstream_url",
+    "MODEL_NAME": "model_name",
+    "MAX_ACTIVE": "max_active",
+    "QUEUE_MODE": "queue_mode",
+    "QUEUE_MAX": "queue_max",
+    "QUEUE_TIMEOUT_S": "queue_timeout_s",
+    "REQUEST_TIMEOUT_S": "request_timeout_s",
+    "LLMCTL_MAX_BODY_BYTES": "max_body_bytes",
+    "LLMCTL_API_KEYS": "api_keys",
+    "LLMCTL_ADMIN_KEY": "admin_key",
+    "LLMCTL_GATEWAY_HOST": "host",
+    "LLMCTL_GATEWAY_PORT": "port",
+}
+
+
+def gateway_values_from_env(environ: Mapping[str, str]) -> dict[str, Any]:
+    """The GatewayConfig fields set by environment variables (empty values are ignored)."""
+    values: dict[str, Any] = {}
+    for var, field in GATEWAY_ENV.items():
+        raw = environ.get(var, "").strip()
+        if not raw:
+            continue
+        if field == "api_keys":
+            values[field] = tuple(k.strip() for k in raw.split(",") if k.strip())
+        else:
+            values[field] = raw
+    return values
+
+
+def build_config(model: type[BaseModelT], values: Mapping[str, Any], *, source: str) -> BaseModelT:
+    """Validate `values` into `model`, turning pydantic's errors into one ConfigError naming keys."""
+    try:
+        return model.model_validate(dict(values))
+    except ValidationError as exc:
+        raise ConfigError(format_validation_error(exc, source=source)) from exc
+
+
+def format_validation_error(exc: ValidationError, *, source: str) -> str:
+    lines = [f"invalid {source}:"]
+    for err in exc.errors():
+        key = ".".join(str(part) for part in err["loc"]) or "(root)"
+        lines.append(f"  {key}: {err['msg']}")
+    return "\n".join(lines)
+
+
+def load_gateway_config(
+    environ: Mapping[str, str], overrides: Mapping[str, Any] | None = None
+) -> GatewayConfig:
+    """Defaults, then environment variables, then explicit overrides (CLI flags)."""
+    values = gateway_values_from_env(environ)
+    values.update({k: v for k, v in (overrides or {}).items() if v is not None})
+    return build_config(GatewayConfig, values, source="gateway settings")

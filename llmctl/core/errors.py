@@ -1,0 +1,36 @@
+"""The user-facing error tree.
+
+    LlmctlError            -- shown to the user as a red message, exit code 1
+      +-- ConfigError      -- a stack file, flag or environment variable has a bad value
+      +-- UsageError       -- the command line itself is wrong (exit code 2)
+      +-- RuntimeBackendError -- docker / local process management failed
+      +-- TargetError      -- a running stack, engine or Prometheus could not be reached or answered badly
+
+Anything else that escapes is a bug and keeps its traceback.
+"""
+
+from __future__ import annotations
+
+
+class LlmctlError(Exception):
+    """An error whose message is meant for the user."""
+
+    exit_code = 1
+
+
+class ConfigError(LlmctlError):
+    """A configuration value is missing or invalid."""
+
+
+class UsageError(LlmctlError):
+    """The command line is wrong."""
+
+    exit_code = 2
+
+
+class RuntimeBackendError(LlmctlError):
+    """Starting, stopping or inspecting a stack's processes or containers failed."""
+
+
+class TargetError(LlmctlError):
+    """A server llmctl talks to (gateway, engine, Prometheus) is unreachable or misbehaves."""

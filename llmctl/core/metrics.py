@@ -1,0 +1,291 @@
+"""Every metric name llmctl emits or reads, defined once.
+
+The gateway and the simulator create their collectors from these specs; `top`, the dashboards and the
+alert rules refer to the names here, and tests cross-check the dashboards and rules against this module,
+so a rename breaks a test, not a dashboard.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+MetricType = Literal["counter", "gauge", "histogram"]
+
+
+@dataclass(frozen=True)
+class MetricSpec:
+    """One metric: its exposition name (without `_total` for counters), type, help and labels."""
+
+    name: str
+    type: MetricType
+    help: str
+    labels: tuple[str, ...] = ()
+    buckets: tuple[float, ...] = ()
+
+    @property
+    def series(self) -> str:
+        """The name as it appears in PromQL (counters gain `_total`)."""
+        return f"{self.name}_total" if self.type == "counter" else self.name
+
+
+# --- the gateway (llmctl's own) -------------------------------------------------------------------
+
+# Request outcomes, used as the `reason` label of GATEWAY_REQUESTS.
+REASONS = (
+    "ok",
+    "queue_full",
+    "rejected",
+    "queue_timeout",
+    "engine_unavailable",
+    "upstream_error",
+    "deadline",
+    "client_disconnect",
+    "bad_request",
+    "unauthorized",
+)
+# Where a client went away, the `stage` label of GATEWAY_CLIENT_DISCONNECTS.
+DISCONNECT_STAGES = ("queued", "waiting", "streaming")
+# Kinds of upstream failure, the `kind` label of GATEWAY_UPSTREAM_ERRORS.
+UPSTREAM_ERROR_KINDS = ("connect", "status", "timeout", "stream", "protocol")
+
+LATENCY_BUCKETS = (
+    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 20.0, 30.0, 60.0,
+    120.0, 300.0, 600.0, 1200.0, 1800.0,
+)  # fmt: skip
+QUEUE_WAIT_BUCKETS = (
+    0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0,
+)  # fmt: skip
+TTFT_BUCKETS = (
+    0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 10.0, 20.0, 40.0, 80.0, 160.0, 640.0,
+)  # fmt: skip
+
+GATEWAY_REQUESTS = MetricSpec(
+    "llmctl_gateway_requests",
+    "counter",
+    "Finished gateway requests by route, HTTP status and reason.",
+    ("route", "status", "reason"),
+)
+GATEWAY_ACTIVE = MetricSpec(
+    "llmctl_gateway_active_requests", "gauge", "Requests holding an engine slot now."
+)
+GATEWAY_QUEUE_DEPTH = MetricSpec(
+    "llmctl_gateway_queue_depth", "gauge", "Requests waiting for an engine slot now."
+)
+GATEWAY_MAX_ACTIVE = MetricSpec(
+    "llmctl_gateway_max_active", "gauge", "The current concurrency limit (MAX_ACTIVE)."
+)
+GATEWAY_QUEUE_MAX = MetricSpec(
+    "llmctl_gateway_queue_max", "gauge", "The current queue bound (QUEUE_MAX; 0 means no queue)."
+)
+GATEWAY_QUEUE_TIMEOUT = MetricSpec(
+    "llmctl_gateway_queue_timeout_seconds", "gauge", "The current queue timeout (QUEUE_TIMEOUT_S)."
+)
+GATEWAY_ENGINE_READY = MetricSpec(
+    "llmctl_gateway_engine_ready",
+    "gauge",
+    "1 when the engine answered its last readiness probe with the model listed, else 0.",
+)
+GATEWAY_QUEUE_WAIT = MetricSpec(
+    "llmctl_gateway_queue_wait_seconds",
+    "histogram",
+    "Time from arrival to admission (or to giving up) per request.",
+    ("outcome",),
+    QUEUE_WAIT_BUCKETS,
+)
+GATEWAY_REQUEST_DURATION = MetricSpec(
+    "llmctl_gateway_request_duration_seconds",
+    "histogram",
+    "Time from arrival to the last byte, per admitted request.",
+    ("route",),
+    LATENCY_BUCKETS,
+)
+GATEWAY_TTFT = MetricSpec(
+    "llmctl_gateway_time_to_first_token_seconds",
+    "histogram",
+    "Time from admission to the first streamed token, as the gateway sees it.",
+    ("route",),
+    TTFT_BUCKETS,
+)
+GATEWAY_PROMPT_TOKENS = MetricSpec(
+    "llmctl_gateway_prompt_tokens", "counter", "Prompt tokens of finished requests."
+)
+GATEWAY_COMPLETION_TOKENS = MetricSpec(
+    "llmctl_gateway_completion_tokens",
+    "counter",
+    "Completion tokens of finished requests (upstream usage, else counted chunks).",
+)
+GATEWAY_CLIENT_DISCONNECTS = MetricSpec(
+    "llmctl_gateway_client_disconnects",
+    "counter",
+    "Clients that went away before their answer was complete, by stage.",
+    ("stage",),
+)
+GATEWAY_UPSTREAM_ERRORS = MetricSpec(
+    "llmctl_gateway_upstream_errors",
+    "counter",
+    "Failures talking to the engine, by kind.",
+    ("kind",),
+)
+
+GATEWAY_METRICS = (
+    GATEWAY_REQUESTS,
+    GATEWAY_ACTIVE,
+    GATEWAY_QUEUE_DEPTH,
+    GATEWAY_MAX_ACTIVE,
+    GATEWAY_QUEUE_MAX,
+    GATEWAY_QUEUE_TIMEOUT,
+    GATEWAY_ENGINE_READY,
+    GATEWAY_QUEUE_WAIT,
+    GATEWAY_REQUEST_DURATION,
+    GATEWAY_TTFT,
+    GATEWAY_PROMPT_TOKENS,
+    GATEWAY_COMPLETION_TOKENS,
+    GATEWAY_CLIENT_DISCONNECTS,
+    GATEWAY_UPSTREAM_ERRORS,
+)
+
+# --- vLLM (names, types and labels as vLLM 0.32 exports them; labels model_name, engine) -----------
+
+VLLM_LABELS = ("model_name", "engine")
+
+VLLM_RUNNING = MetricSpec(
+    "vllm:num_requests_running",
+    "gauge",
+    "Number of requests in model execution batches.",
+    VLLM_LABELS,
+)
+VLLM_WAITING = MetricSpec(
+    "vllm:num_requests_waiting", "gauge", "Number of requests waiting to be processed.", VLLM_LABELS
+)
+VLLM_KV_USAGE = MetricSpec(
+    "vllm:kv_cache_usage_perc", "gauge", "KV-cache usage. 1 means 100 percent usage.", VLLM_LABELS
+)
+VLLM_PREEMPTIONS = MetricSpec(
+    "vllm:num_preemptions",
+    "counter",
+    "Cumulative number of preemption from the engine.",
+    VLLM_LABELS,
+)
+VLLM_PROMPT_TOKENS = MetricSpec(
+    "vllm:prompt_tokens", "counter", "Number of prefill tokens processed.", VLLM_LABELS
+)
+VLLM_GENERATION_TOKENS = MetricSpec(
+    "vllm:generation_tokens", "counter", "Number of generation tokens processed.", VLLM_LABELS
+)
+VLLM_REQUEST_SUCCESS = MetricSpec(
+    "vllm:request_success",
+    "counter",
+    "Count of successfully processed requests.",
+    (*VLLM_LABELS, "finished_reason"),
+)
+VLLM_TTFT = MetricSpec(
+    "vllm:time_to_first_token_seconds",
+    "histogram",
+    "Histogram of time to first token in seconds.",
+    VLLM_LABELS,
+    (0.001, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0,
+     20.0, 40.0, 80.0, 160.0, 640.0, 2560.0),
+)  # fmt: skip
+VLLM_ITL = MetricSpec(
+    "vllm:inter_token_latency_seconds",
+    "histogram",
+    "Histogram of inter-token latency in seconds.",
+    VLLM_LABELS,
+    (0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0, 20.0,
+     40.0, 80.0),
+)  # fmt: skip
+_REQUEST_LATENCY_BUCKETS = (
+    0.3, 0.5, 0.8, 1.0, 1.5, 2.0, 2.5, 5.0, 10.0, 15.0, 20.0, 30.0, 40.0, 50.0, 60.0, 120.0, 240.0,
+    480.0, 960.0, 1920.0, 7680.0,
+)  # fmt: skip
+VLLM_E2E = MetricSpec(
+    "vllm:e2e_request_latency_seconds",
+    "histogram",
+    "Histogram of e2e request latency in seconds.",
+    VLLM_LABELS,
+    _REQUEST_LATENCY_BUCKETS,
+)
+VLLM_QUEUE_TIME = MetricSpec(
+    "vllm:request_queue_time_seconds",
+    "histogram",
+    "Histogram of time spent in WAITING phase for request.",
+    VLLM_LABELS,
+    _REQUEST_LATENCY_BUCKETS,
+)
+VLLM_PREFILL_TIME = MetricSpec(
+    "vllm:request_prefill_time_seconds",
+    "histogram",
+    "Histogram of time spent in PREFILL phase for request.",
+    VLLM_LABELS,
+    _REQUEST_LATENCY_BUCKETS,
+)
+VLLM_DECODE_TIME = MetricSpec(
+    "vllm:request_decode_time_seconds",
+    "histogram",
+    "Histogram of time spent in DECODE phase for request.",
+    VLLM_LABELS,
+    _REQUEST_LATENCY_BUCKETS,
+)
+_TOKEN_BUCKETS = (1.0, 2.0, 5.0, 10.0, 20.0, 50.0, 100.0, 200.0, 500.0, 1000.0, 2000.0)
+VLLM_REQUEST_PROMPT_TOKENS = MetricSpec(
+    "vllm:request_prompt_tokens",
+    "histogram",
+    "Number of prefill tokens processed.",
+    VLLM_LABELS,
+    _TOKEN_BUCKETS,
+)
+VLLM_REQUEST_GENERATION_TOKENS = MetricSpec(
+    "vllm:request_generation_tokens",
+    "histogram",
+    "Number of generation tokens processed.",
+    VLLM_LABELS,
+    _TOKEN_BUCKETS,
+)
+
+VLLM_METRICS = (
+    VLLM_RUNNING,
+    VLLM_WAITING,
+    VLLM_KV_USAGE,
+    VLLM_PREEMPTIONS,
+    VLLM_PROMPT_TOKENS,
+    VLLM_GENERATION_TOKENS,
+    VLLM_REQUEST_SUCCESS,
+    VLLM_TTFT,
+    VLLM_ITL,
+    VLLM_E2E,
+    VLLM_QUEUE_TIME,
+    VLLM_PREFILL_TIME,
+    VLLM_DECODE_TIME,
+    VLLM_REQUEST_PROMPT_TOKENS,
+    VLLM_REQUEST_GENERATION_TOKENS,
+)
+VLLM_FINISHED_REASONS = ("stop", "length", "abort", "error", "repetition")
+
+# --- GPU telemetry (NVIDIA DCGM exporter names; label gpu="0") ---------------------------------------
+
+DCGM_LABELS = ("gpu", "UUID", "modelName", "Hostname")
+DCGM_GPU_UTIL = MetricSpec("DCGM_FI_DEV_GPU_UTIL", "gauge", "GPU utilization (in %).", DCGM_LABELS)
+DCGM_FB_USED = MetricSpec(
+    "DCGM_FI_DEV_FB_USED", "gauge", "Framebuffer memory used (in MiB).", DCGM_LABELS
+)
+DCGM_FB_FREE = MetricSpec(
+    "DCGM_FI_DEV_FB_FREE", "gauge", "Framebuffer memory free (in MiB).", DCGM_LABELS
+)
+DCGM_POWER = MetricSpec("DCGM_FI_DEV_POWER_USAGE", "gauge", "Power draw (in W).", DCGM_LABELS)
+DCGM_TEMP = MetricSpec("DCGM_FI_DEV_GPU_TEMP", "gauge", "GPU temperature (in C).", DCGM_LABELS)
+
+DCGM_METRICS = (DCGM_GPU_UTIL, DCGM_FB_USED, DCGM_FB_FREE, DCGM_POWER, DCGM_TEMP)
+
+ALL_METRICS = GATEWAY_METRICS + VLLM_METRICS + DCGM_METRICS
+
+
+def known_series() -> set[str]:
+    """Every PromQL series name llmctl knows, histograms expanded to _bucket/_sum/_count."""
+    names: set[str] = set()
+    for spec in ALL_METRICS:
+        if spec.type == "histogram":
+            names.update(f"{spec.name}{suffix}" for suffix in ("_bucket", "_sum", "_count"))
+        else:
+            names.add(spec.series)
+    return names

@@ -1,0 +1,1 @@
+"""The admission-controlling gateway in front of the engine."""

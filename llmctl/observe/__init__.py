@@ -1,0 +1,1 @@
+"""Observing a running stack: snapshots from Prometheus or /metrics, and `top`."""

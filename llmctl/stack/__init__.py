@@ -1,0 +1,1 @@
+"""Stacks: config, rendering and runtimes (docker, local)."""

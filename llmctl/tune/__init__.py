@@ -1,0 +1,1 @@
+"""Finding the best MAX_ACTIVE under a latency target."""
