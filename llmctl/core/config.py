@@ -122,3 +122,19 @@ def load_gateway_config(
     values = gateway_values_from_env(environ)
     values.update({k: v for k, v in (overrides or {}).items() if v is not None})
     return build_config(GatewayConfig, values, source="gateway settings")
+
+
+class AlertThresholds(BaseModel):
+    """Alert thresholds, set per stack (`[alerts]` in llmctl.toml) and rendered into the rules."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    slo_p95_latency_s: float = Field(30.0, gt=0, description="p95 request latency SLO.")
+    slo_p95_ttft_s: float = Field(2.0, gt=0, description="p95 time-to-first-token SLO.")
+    queue_near_full_ratio: float = Field(0.8, gt=0, le=1, description="Queue depth / QUEUE_MAX.")
+    rejection_rate_ratio: float = Field(0.05, gt=0, le=1, description="Share of 429/503 answers.")
+    kv_cache_near_full_ratio: float = Field(0.95, gt=0, le=1, description="vLLM KV cache use.")
+    preemptions_per_s: float = Field(0.1, ge=0, description="Sustained preemption rate.")
+    gpu_memory_near_full_ratio: float = Field(0.97, gt=0, le=1, description="FB used / total.")
+    gpu_temp_c: float = Field(85.0, gt=0, description="GPU temperature.")
+    for_duration: str = Field("5m", pattern=r"^\d+[smh]$", description="How long before firing.")

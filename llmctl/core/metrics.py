@@ -289,3 +289,11 @@ def known_series() -> set[str]:
         else:
             names.add(spec.series)
     return names
+
+
+# --- Prometheus job names and the Grafana datasource, shared by the renderer, dashboards, rules, top --
+
+JOB_GATEWAY = "gateway"
+JOB_ENGINE = "engine"
+JOB_GPU = "gpu"
+GRAFANA_DATASOURCE_UID = "llmctl-prometheus"
