@@ -1,0 +1,51 @@
+"""The package's dependency direction: cli -> tune -> {gateway, sim, stack, observe, bench} -> core."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+PACKAGE = Path(__file__).resolve().parents[2] / "llmctl"
+SIBLINGS = {"gateway", "sim", "stack", "observe", "bench"}
+ALLOWED = {
+    "core": set(),
+    **{name: {"core"} for name in SIBLINGS},
+    "tune": {"core", *SIBLINGS},
+    "cli": {"core", "tune", *SIBLINGS},
+}
+
+
+def _imported_subpackages(path: Path) -> set[str]:
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+        names: list[str] = []
+        if isinstance(node, ast.Import):
+            names = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names = [node.module]
+        for name in names:
+            parts = name.split(".")
+            if parts[0] == "llmctl" and len(parts) > 1:
+                found.add(parts[1])
+    return found
+
+
+@pytest.mark.parametrize("layer", sorted(ALLOWED))
+def test_layer_imports_only_what_it_may(layer: str) -> None:
+    offenders = []
+    for path in sorted((PACKAGE / layer).rglob("*.py")):
+        bad = _imported_subpackages(path) - ALLOWED[layer] - {layer, "__init__"}
+        if bad:
+            offenders.append(f"{path.relative_to(PACKAGE)} imports {sorted(bad)}")
+    assert not offenders, "\n".join(offenders)
+
+
+def test_every_module_has_a_docstring() -> None:
+    missing = [
+        str(path.relative_to(PACKAGE))
+        for path in sorted(PACKAGE.rglob("*.py"))
+        if ast.get_docstring(ast.parse(path.read_text())) is None
+    ]
+    assert not missing, f"modules without a docstring: {missing}"
