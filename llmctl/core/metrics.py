@@ -297,3 +297,43 @@ JOB_GATEWAY = "gateway"
 JOB_ENGINE = "engine"
 JOB_GPU = "gpu"
 GRAFANA_DATASOURCE_UID = "llmctl-prometheus"
+
+# --- recording rules (templates/prometheus/rules/recording.yml.j2 defines them; top and dashboards
+# read them), named level:metric:operation as Prometheus recommends -----------------------------
+
+RECORDING_WINDOW = "1m"
+QUANTILES = (0.5, 0.95, 0.99)
+# Histograms whose percentiles are recorded, aggregated per job+instance (+model_name for vLLM).
+RECORDED_HISTOGRAMS = (
+    GATEWAY_REQUEST_DURATION,
+    GATEWAY_QUEUE_WAIT,
+    GATEWAY_TTFT,
+    VLLM_TTFT,
+    VLLM_ITL,
+    VLLM_E2E,
+)
+
+
+def quantile_rule(spec: MetricSpec, quantile: float) -> str:
+    """The recording rule holding `spec`'s `quantile` over RECORDING_WINDOW, e.g. ...:p95_rate1m."""
+    base = spec.name.replace(":", "_")
+    return f"instance:{base}:p{round(quantile * 100)}_rate{RECORDING_WINDOW}"
+
+
+REC_REQUEST_RATE = f"instance:{GATEWAY_REQUESTS.series}:rate{RECORDING_WINDOW}"
+REC_LATENCY_P50 = quantile_rule(GATEWAY_REQUEST_DURATION, 0.5)
+REC_LATENCY_P95 = quantile_rule(GATEWAY_REQUEST_DURATION, 0.95)
+REC_LATENCY_P99 = quantile_rule(GATEWAY_REQUEST_DURATION, 0.99)
+REC_QUEUE_WAIT_P95 = quantile_rule(GATEWAY_QUEUE_WAIT, 0.95)
+REC_TTFT_P50 = quantile_rule(GATEWAY_TTFT, 0.5)
+REC_TTFT_P95 = quantile_rule(GATEWAY_TTFT, 0.95)
+REC_ENGINE_TTFT_P95 = quantile_rule(VLLM_TTFT, 0.95)
+REC_ENGINE_ITL_P95 = quantile_rule(VLLM_ITL, 0.95)
+REC_ENGINE_E2E_P95 = quantile_rule(VLLM_E2E, 0.95)
+
+
+def recording_rules() -> set[str]:
+    """Every recording rule name the rendered rules define."""
+    names = {REC_REQUEST_RATE}
+    names.update(quantile_rule(spec, q) for spec in RECORDED_HISTOGRAMS for q in QUANTILES)
+    return names
