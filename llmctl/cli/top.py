@@ -1,9 +1,67 @@
-"""`llmctl top`: the live terminal view."""
+"""`llmctl top`: the live terminal view (thin: find addresses, build a sampler, render)."""
 
 from __future__ import annotations
 
 import typer
 
+from llmctl.cli.console import console
+from llmctl.core.errors import LlmctlError
+from llmctl.observe.direct import DirectSource
+from llmctl.observe.live import Sampler, run_live
+from llmctl.observe.prometheus import PrometheusSource
+from llmctl.observe.view import render
+
+DEFAULTS = {
+    "prometheus": "http://127.0.0.1:9090",
+    "gateway": "http://127.0.0.1:8080",
+    "engine": "http://127.0.0.1:8000",
+}
+
+
+def stack_addresses() -> dict[str, str]:
+    """The current stack's endpoints (llmctl.toml or the default preset), else the default ports."""
+    try:
+        from llmctl.stack.settings import load_stack
+
+        endpoints = load_stack().spec.endpoints()
+    except (ImportError, LlmctlError, OSError):
+        return dict(DEFAULTS)
+    return {key: endpoints.get(key, url) for key, url in DEFAULTS.items()}
+
+
+def top(
+    prometheus: str | None = typer.Option(
+        None, "--prometheus", help="Prometheus URL. Default: the stack's."
+    ),
+    gateway: str | None = typer.Option(
+        None, "--gateway", help="Gateway URL, read directly when Prometheus is unreachable."
+    ),
+    engine: str | None = typer.Option(
+        None, "--engine", help="Engine URL, read directly when Prometheus is unreachable."
+    ),
+    interval: float = typer.Option(2.0, "--interval", min=0.1, help="Seconds between refreshes."),
+    once: bool = typer.Option(False, "--once", help="Print one snapshot and exit."),
+    as_json: bool = typer.Option(False, "--json", help="Print one snapshot as JSON and exit."),
+) -> None:
+    """Live view of the stack: slots, queue, traffic, latency, engine and GPUs ([bold]q[/] quits)."""
+    urls = stack_addresses()
+    sampler = Sampler(
+        PrometheusSource(prometheus or urls["prometheus"]),
+        DirectSource(gateway or urls["gateway"], engine or urls["engine"]),
+    )
+    try:
+        if as_json:
+            typer.echo(sampler.sample().model_dump_json(indent=2))
+        elif once:
+            console.print(render(sampler.sample()))
+        else:
+            run_live(sampler, interval=interval, console=console)
+    except KeyboardInterrupt:
+        pass  # Ctrl-C is how a user leaves; Live and the key reader have restored the terminal
+    finally:
+        sampler.close()
+
 
 def register(app: typer.Typer) -> None:
     """Add `top` to the top-level app."""
+    app.command("top")(top)

@@ -1,0 +1,239 @@
+"""Fallback when Prometheus is unreachable: scrape the gateway's and engine's /metrics directly.
+
+Rates and percentiles are computed here the way PromQL would: counter and histogram-bucket deltas
+between now and the oldest kept scrape (a sliding window like `rate(...[1m])`).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import httpx
+from prometheus_client.parser import text_string_to_metric_families
+
+from llmctl.core import metrics as m
+from llmctl.observe.snapshot import HISTORY_POINTS, GpuSnapshot, History, StackSnapshot, finite
+
+Labels = dict[str, str]
+Match = Callable[[Labels], bool]
+WINDOW_S = 60.0
+
+
+@dataclass
+class Scrape:
+    """Every sample from one round of scrapes, by sample name (counters with `_total`)."""
+
+    at: float
+    samples: dict[str, list[tuple[Labels, float]]] = field(default_factory=dict)
+    reached: set[str] = field(default_factory=set)
+
+    def add(self, text: str) -> None:
+        for family in text_string_to_metric_families(text):
+            for s in family.samples:
+                self.samples.setdefault(s.name, []).append((s.labels, s.value))
+
+    def total(self, name: str, match: Match | None = None) -> float | None:
+        """Sum over the series of `name` that `match`; None when there are none."""
+        values = [v for lab, v in self.samples.get(name, []) if match is None or match(lab)]
+        return math.fsum(values) if values else None
+
+    def buckets(self, name: str) -> dict[float, float]:
+        """`le` -> cumulative count of histogram `name`, summed over its label sets."""
+        out: dict[float, float] = {}
+        for lab, v in self.samples.get(f"{name}_bucket", []):
+            le = float(lab["le"])
+            out[le] = out.get(le, 0.0) + v
+        return out
+
+
+def histogram_quantile(q: float, buckets: dict[float, float]) -> float | None:
+    """PromQL's histogram_quantile over cumulative `buckets` (le -> count); None when empty."""
+    if not buckets or math.inf not in buckets:
+        return None
+    bounds = sorted(buckets)
+    total = buckets[math.inf]
+    if total <= 0:
+        return None
+    rank = q * total
+    prev_bound, prev_count = 0.0, 0.0
+    for bound in bounds:
+        count = buckets[bound]
+        if count >= rank:
+            if bound == math.inf:
+                return prev_bound  # as Prometheus: the highest finite bound
+            if bound <= 0:
+                return bound
+            width = count - prev_count
+            frac = (rank - prev_count) / width if width > 0 else 1.0
+            return prev_bound + (bound - prev_bound) * frac
+        prev_bound, prev_count = bound, count
+    return None
+
+
+def _status(value: str) -> Match:
+    return lambda lab: lab.get("status") == value
+
+
+def _is_error(lab: Labels) -> bool:
+    return lab.get("reason") != "ok" and lab.get("status") not in ("429", "503")
+
+
+class DirectSource:
+    """Scrapes the endpoints itself; keeps a window of earlier scrapes to compute rates."""
+
+    def __init__(
+        self,
+        gateway_url: str,
+        engine_url: str,
+        gpu_url: str | None = None,
+        *,
+        timeout: float = 2.0,
+        warmup_s: float = 1.0,
+    ) -> None:
+        self.targets = {
+            m.JOB_GATEWAY: gateway_url.rstrip("/") + "/metrics",
+            m.JOB_ENGINE: engine_url.rstrip("/") + "/metrics",
+            # The simulator serves DCGM-style metrics next to its own; dcgm-exporter is elsewhere.
+            m.JOB_GPU: gpu_url or engine_url.rstrip("/") + "/dcgm/metrics",
+        }
+        self.warmup_s = warmup_s
+        self._client = httpx.Client(timeout=timeout)
+        self._scrapes: deque[Scrape] = deque()
+        self._history: dict[str, deque[float]] = {
+            name: deque(maxlen=HISTORY_POINTS) for name in History.model_fields
+        }
+
+    @property
+    def url(self) -> str:
+        return ", ".join(self.targets[j] for j in (m.JOB_GATEWAY, m.JOB_ENGINE))
+
+    def close(self) -> None:
+        self._client.close()
+
+    def scrape(self) -> Scrape:
+        scrape = Scrape(at=time.monotonic())
+        for job, url in self.targets.items():
+            try:
+                resp = self._client.get(url)
+                resp.raise_for_status()
+                scrape.add(resp.text)
+            except (httpx.HTTPError, ValueError):
+                continue  # that endpoint's fields stay missing
+            scrape.reached.add(job)
+        return scrape
+
+    def snapshot(self) -> StackSnapshot:
+        if not self._scrapes:
+            # Rates need two scrapes; take the first one a moment before the real one.
+            self._scrapes.append(self.scrape())
+            time.sleep(self.warmup_s)
+        now = self.scrape()
+        while len(self._scrapes) > 1 and now.at - self._scrapes[1].at >= WINDOW_S:
+            self._scrapes.popleft()
+        snap = _compute(now, self._scrapes[0], self.url)
+        self._scrapes.append(now)
+        self._record(snap)
+        return snap
+
+    def _record(self, snap: StackSnapshot) -> None:
+        total = [
+            snap.ok_per_s,
+            snap.rejected_429_per_s,
+            snap.unavailable_503_per_s,
+            snap.error_per_s,
+        ]
+        known = [v for v in total if v is not None]
+        gpu = [g.util_pct for g in snap.gpus if g.util_pct is not None]
+        points = {
+            "request_rate": math.fsum(known) if known else None,
+            "latency_p95": snap.latency_p95,
+            "queue_depth": snap.queue_depth,
+            "gpu_util_pct": sum(gpu) / len(gpu) if gpu else None,
+        }
+        for name, value in points.items():
+            if value is not None:
+                self._history[name].append(value)
+        snap.history = History(**{k: list(v) for k, v in self._history.items()})
+
+
+def _compute(now: Scrape, base: Scrape, url: str) -> StackSnapshot:
+    dt = max(now.at - base.at, 1e-9)
+
+    def rate(name: str, match: Match | None = None, *, job: str = m.JOB_GATEWAY) -> float | None:
+        if job not in now.reached:
+            return None
+        cur = now.total(name, match)
+        if cur is None:
+            return 0.0  # reached but never counted: zero, as the Prometheus queries say
+        old = base.total(name, match) or 0.0
+        return max(cur - old if cur >= old else cur, 0.0) / dt  # a drop means a restart
+
+    def quantile(spec: m.MetricSpec, q: float) -> float | None:
+        cur, old = now.buckets(spec.name), base.buckets(spec.name)
+        delta = {le: c - old.get(le, 0.0) for le, c in cur.items()}
+        if any(v < 0 for v in delta.values()):
+            delta = cur
+        return finite(histogram_quantile(q, delta))
+
+    requests = m.GATEWAY_REQUESTS.series
+    unreached = [job for job in (m.JOB_GATEWAY, m.JOB_ENGINE) if job not in now.reached]
+    note = "Prometheus unreachable; reading /metrics directly"
+    if unreached:
+        note += f" ({', '.join(unreached)} unreachable)"
+    return StackSnapshot(
+        source="direct",
+        source_url=url,
+        note=note,
+        taken_at=time.time(),
+        slots_active=now.total(m.GATEWAY_ACTIVE.series),
+        slots_max=now.total(m.GATEWAY_MAX_ACTIVE.series),
+        queue_depth=now.total(m.GATEWAY_QUEUE_DEPTH.series),
+        queue_max=now.total(m.GATEWAY_QUEUE_MAX.series),
+        queue_wait_p95=quantile(m.GATEWAY_QUEUE_WAIT, 0.95),
+        ok_per_s=rate(requests, lambda lab: lab.get("reason") == "ok"),
+        rejected_429_per_s=rate(requests, _status("429")),
+        unavailable_503_per_s=rate(requests, _status("503")),
+        error_per_s=rate(requests, _is_error),
+        latency_p50=quantile(m.GATEWAY_REQUEST_DURATION, 0.5),
+        latency_p95=quantile(m.GATEWAY_REQUEST_DURATION, 0.95),
+        latency_p99=quantile(m.GATEWAY_REQUEST_DURATION, 0.99),
+        ttft_p50=quantile(m.GATEWAY_TTFT, 0.5),
+        ttft_p95=quantile(m.GATEWAY_TTFT, 0.95),
+        engine_running=now.total(m.VLLM_RUNNING.series),
+        engine_waiting=now.total(m.VLLM_WAITING.series),
+        kv_cache_usage=_max(now, m.VLLM_KV_USAGE.series),
+        preemptions_per_s=rate(m.VLLM_PREEMPTIONS.series, job=m.JOB_ENGINE),
+        prompt_tokens_per_s=rate(m.VLLM_PROMPT_TOKENS.series, job=m.JOB_ENGINE),
+        generation_tokens_per_s=rate(m.VLLM_GENERATION_TOKENS.series, job=m.JOB_ENGINE),
+        gpus=_gpus(now),
+    )
+
+
+def _max(scrape: Scrape, name: str) -> float | None:
+    values = [v for _, v in scrape.samples.get(name, [])]
+    return max(values) if values else None
+
+
+def _gpus(scrape: Scrape) -> list[GpuSnapshot]:
+    fields = {
+        m.DCGM_GPU_UTIL.series: "util_pct",
+        m.DCGM_FB_USED.series: "mem_used_mib",
+        m.DCGM_TEMP.series: "temp_c",
+        m.DCGM_POWER.series: "power_w",
+    }
+    gpus: dict[str, dict[str, object]] = {}
+    for name, attr in fields.items():
+        for lab, value in scrape.samples.get(name, []):
+            gpu = lab.get("gpu", "?")
+            entry = gpus.setdefault(gpu, {"gpu": gpu, "name": lab.get("modelName")})
+            entry[attr] = value
+    for lab, free in scrape.samples.get(m.DCGM_FB_FREE.series, []):
+        found = gpus.get(lab.get("gpu", "?"))
+        used = found.get("mem_used_mib") if found else None
+        if found is not None and isinstance(used, float):
+            found["mem_total_mib"] = used + free
+    return [GpuSnapshot.model_validate(gpus[g]) for g in sorted(gpus)]

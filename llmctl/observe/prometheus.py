@@ -1,0 +1,88 @@
+"""Read a StackSnapshot from Prometheus with prometheus-api-client (the queries live in queries.py)."""
+
+from __future__ import annotations
+
+import time
+from datetime import datetime, timedelta
+from typing import Any
+
+from prometheus_api_client import PrometheusConnect
+from prometheus_api_client.exceptions import PrometheusApiClientException
+from urllib3.util.retry import Retry
+
+from llmctl.observe import queries
+from llmctl.observe.snapshot import HISTORY_POINTS, GpuSnapshot, History, StackSnapshot, finite
+
+HISTORY_STEP_S = 5
+
+
+class PrometheusUnreachableError(Exception):
+    """Prometheus did not answer (connection refused, timeout, HTTP error); callers fall back."""
+
+
+class PrometheusSource:
+    """Queries one Prometheus; every call raises PrometheusUnreachableError if it cannot."""
+
+    def __init__(self, url: str, *, timeout: float = 2.0) -> None:
+        self.url = url.rstrip("/")
+        # No retries: an unreachable Prometheus should cost one refused connection, not a backoff.
+        self._client = PrometheusConnect(
+            url=self.url, retry=Retry(total=0), timeout=timeout, disable_ssl=True
+        )
+
+    def _call(self, method: str, *args: Any, **kwargs: Any) -> list[dict[str, Any]]:
+        try:
+            result: list[dict[str, Any]] = getattr(self._client, method)(*args, **kwargs)
+        # requests' errors are OSErrors; a garbled answer is a ValueError.
+        except (OSError, PrometheusApiClientException, ValueError) as exc:
+            raise PrometheusUnreachableError(f"Prometheus at {self.url}: {exc}") from exc
+        return result
+
+    def vector(self, query: str) -> list[dict[str, Any]]:
+        """An instant query's result: [{"metric": {...}, "value": [ts, "1.5"]}, ...]."""
+        return self._call("custom_query", query)
+
+    def scalar(self, query: str) -> float | None:
+        """The first sample of an instant query, or None when it returns nothing."""
+        result = self.vector(query)
+        if not result:
+            return None
+        return finite(float(result[0]["value"][1]))
+
+    def series(self, query: str, *, points: int = HISTORY_POINTS) -> list[float]:
+        """The last `points` steps of a range query, NaN steps dropped."""
+        end = datetime.now()
+        start = end - timedelta(seconds=HISTORY_STEP_S * (points - 1))
+        result = self._call("custom_query_range", query, start, end, f"{HISTORY_STEP_S}s")
+        if not result:
+            return []
+        values = (finite(float(v)) for _, v in result[0]["values"])
+        return [v for v in values if v is not None][-points:]
+
+    def gpus(self) -> list[GpuSnapshot]:
+        by_gpu: dict[str, dict[str, Any]] = {}
+        for field, query in queries.GPU.items():
+            for sample in self.vector(query):
+                gpu = sample["metric"].get("gpu", "?")
+                by_gpu.setdefault(gpu, {"gpu": gpu})[field] = finite(float(sample["value"][1]))
+        for sample in self.vector(queries.GPU_NAME):
+            gpu = sample["metric"].get("gpu", "?")
+            if gpu in by_gpu:
+                by_gpu[gpu]["name"] = sample["metric"].get("modelName")
+        return [GpuSnapshot(**by_gpu[g]) for g in sorted(by_gpu, key=_gpu_order)]
+
+    def snapshot(self) -> StackSnapshot:
+        values = {field: self.scalar(query) for field, query in queries.SCALARS.items()}
+        history = History(**{field: self.series(q) for field, q in queries.HISTORY.items()})
+        return StackSnapshot(
+            source="prometheus",
+            source_url=self.url,
+            taken_at=time.time(),
+            gpus=self.gpus(),
+            history=history,
+            **values,
+        )
+
+
+def _gpu_order(gpu: str) -> tuple[int, str]:
+    return (int(gpu), "") if gpu.isdigit() else (1 << 30, gpu)

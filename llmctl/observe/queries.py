@@ -1,0 +1,63 @@
+"""Every PromQL query behind `llmctl top`, defined once (the tests run these same strings)."""
+
+from __future__ import annotations
+
+from llmctl.core import metrics as m
+
+WINDOW = m.RECORDING_WINDOW
+_REQUESTS = m.GATEWAY_REQUESTS.series
+# `x or on() (0 * gateway_up)` turns "no such series yet" into 0 while the gateway is scraped, so a
+# quiet gateway shows 0/s and only a missing gateway shows "–".
+_GATEWAY_UP = f'sum(up{{job="{m.JOB_GATEWAY}"}} == 1)'
+
+
+def _rate(series: str, matchers: str = "") -> str:
+    return f"sum(rate({series}{matchers}[{WINDOW}])) or on() (0 * {_GATEWAY_UP})"
+
+
+# Snapshot field -> a query returning one number (an empty result means "missing").
+SCALARS: dict[str, str] = {
+    "slots_active": f"sum({m.GATEWAY_ACTIVE.series})",
+    "slots_max": f"sum({m.GATEWAY_MAX_ACTIVE.series})",
+    "queue_depth": f"sum({m.GATEWAY_QUEUE_DEPTH.series})",
+    "queue_max": f"sum({m.GATEWAY_QUEUE_MAX.series})",
+    "queue_wait_p95": f"max({m.REC_QUEUE_WAIT_P95})",
+    "ok_per_s": _rate(_REQUESTS, '{reason="ok"}'),
+    "rejected_429_per_s": _rate(_REQUESTS, '{status="429"}'),
+    "unavailable_503_per_s": _rate(_REQUESTS, '{status="503"}'),
+    "error_per_s": _rate(_REQUESTS, '{reason!="ok",status!~"429|503"}'),
+    "latency_p50": f"max({m.REC_LATENCY_P50})",
+    "latency_p95": f"max({m.REC_LATENCY_P95})",
+    "latency_p99": f"max({m.REC_LATENCY_P99})",
+    "ttft_p50": f"max({m.REC_TTFT_P50})",
+    "ttft_p95": f"max({m.REC_TTFT_P95})",
+    "engine_running": f"sum({m.VLLM_RUNNING.series})",
+    "engine_waiting": f"sum({m.VLLM_WAITING.series})",
+    "kv_cache_usage": f"max({m.VLLM_KV_USAGE.series})",
+    "preemptions_per_s": f"sum(rate({m.VLLM_PREEMPTIONS.series}[{WINDOW}]))",
+    "prompt_tokens_per_s": f"sum(rate({m.VLLM_PROMPT_TOKENS.series}[{WINDOW}]))",
+    "generation_tokens_per_s": f"sum(rate({m.VLLM_GENERATION_TOKENS.series}[{WINDOW}]))",
+}
+
+# GpuSnapshot field -> a query returning one series per GPU (label `gpu`).
+GPU: dict[str, str] = {
+    "util_pct": f"max by (gpu) ({m.DCGM_GPU_UTIL.series})",
+    "mem_used_mib": f"max by (gpu) ({m.DCGM_FB_USED.series})",
+    "mem_total_mib": f"max by (gpu) ({m.DCGM_FB_USED.series} + {m.DCGM_FB_FREE.series})",
+    "temp_c": f"max by (gpu) ({m.DCGM_TEMP.series})",
+    "power_w": f"max by (gpu) ({m.DCGM_POWER.series})",
+}
+GPU_NAME = f"max by (gpu, modelName) ({m.DCGM_GPU_UTIL.series})"
+
+# History field -> a query read as a range (the sparklines).
+HISTORY: dict[str, str] = {
+    "request_rate": f"sum(rate({_REQUESTS}[{WINDOW}]))",
+    "latency_p95": f"max({m.REC_LATENCY_P95})",
+    "queue_depth": f"sum({m.GATEWAY_QUEUE_DEPTH.series})",
+    "gpu_util_pct": f"avg({m.DCGM_GPU_UTIL.series})",
+}
+
+
+def all_queries() -> list[str]:
+    """Every query string above, for tests that run them all."""
+    return [*SCALARS.values(), *GPU.values(), GPU_NAME, *HISTORY.values()]

@@ -1,0 +1,164 @@
+"""Turn a StackSnapshot into a rich renderable; pure, so tests render it into a StringIO console."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+
+from rich.console import Group, RenderableType
+from rich.panel import Panel
+from rich.table import Table
+from rich.text import Text
+
+from llmctl.observe.snapshot import StackSnapshot
+
+MISSING = "–"
+_SPARKS = "▁▂▃▄▅▆▇█"
+BAR_WIDTH = 16
+
+
+def num(value: float | None, fmt: str = "{:.0f}", suffix: str = "") -> str:
+    """Format a value, or the dash for a missing series."""
+    return MISSING if value is None else fmt.format(value) + suffix
+
+
+def seconds(value: float | None) -> str:
+    """A latency in the unit that reads best: ms below one second, else s."""
+    if value is None:
+        return MISSING
+    return f"{value * 1000:.0f} ms" if value < 1 else f"{value:.2f} s"
+
+
+def bar(used: float | None, limit: float | None, width: int = BAR_WIDTH) -> Text:
+    """`███░░░  3 / 4`: green, then yellow from 70 %, red when full; dashes when unknown."""
+    label = f" {num(used)} / {num(limit)}"
+    if used is None or limit is None:
+        return Text("░" * width + label, style="dim")
+    # QUEUE_MAX=0 means no queue: anything waiting there is "full".
+    ratio = (1.0 if used > 0 else 0.0) if limit <= 0 else min(max(used / limit, 0.0), 1.0)
+    filled = round(ratio * width)
+    style = "red" if ratio >= 1 else "yellow" if ratio >= 0.7 else "green"
+    text = Text("█" * filled, style=style)
+    text.append("░" * (width - filled), style="dim")
+    text.append(label)
+    return text
+
+
+def sparkline(values: Sequence[float], width: int = 40) -> str:
+    """Values as block characters scaled to their own max; the dash when there is no history."""
+    points = list(values)[-width:]
+    if not points:
+        return MISSING
+    top = max(points)
+    if top <= 0:
+        return _SPARKS[0] * len(points)
+    return "".join(_SPARKS[min(int(v / top * (len(_SPARKS) - 1) + 0.5), 7)] for v in points)
+
+
+def _pairs(rows: Sequence[tuple[str, str | Text]]) -> Table:
+    table = Table.grid(padding=(0, 1))
+    table.add_column(style="bold")
+    table.add_column()
+    for key, value in rows:
+        table.add_row(key, value)
+    return table
+
+
+def _header(snap: StackSnapshot) -> Text:
+    clock = time.strftime("%H:%M:%S", time.localtime(snap.taken_at))
+    text = Text("llmctl top", style="bold")
+    text.append(f"  {clock}  source: ")
+    text.append(snap.source, style="green" if snap.source == "prometheus" else "yellow")
+    text.append(f" {snap.source_url}")
+    if snap.note:
+        text.append(f"  ({snap.note})", style="yellow")
+    text.append("   q to quit", style="dim")
+    return text
+
+
+def _admission(snap: StackSnapshot) -> Panel:
+    rows: list[tuple[str, str | Text]] = [
+        ("slots", bar(snap.slots_active, snap.slots_max)),
+        ("queue", bar(snap.queue_depth, snap.queue_max)),
+        ("wait p95", seconds(snap.queue_wait_p95)),
+    ]
+    return Panel(_pairs(rows), title="admission", title_align="left")
+
+
+def _traffic(snap: StackSnapshot) -> Panel:
+    rate = "{:.1f}"
+    rows: list[tuple[str, str | Text]] = [
+        ("ok", num(snap.ok_per_s, rate, "/s")),
+        ("429", num(snap.rejected_429_per_s, rate, "/s")),
+        ("503", num(snap.unavailable_503_per_s, rate, "/s")),
+        ("errors", num(snap.error_per_s, rate, "/s")),
+    ]
+    return Panel(_pairs(rows), title="traffic", title_align="left")
+
+
+def _latency(snap: StackSnapshot) -> Panel:
+    rows: list[tuple[str, str | Text]] = [
+        ("p50", seconds(snap.latency_p50)),
+        ("p95", seconds(snap.latency_p95)),
+        ("p99", seconds(snap.latency_p99)),
+        ("TTFT p50", seconds(snap.ttft_p50)),
+        ("TTFT p95", seconds(snap.ttft_p95)),
+    ]
+    return Panel(_pairs(rows), title="latency", title_align="left")
+
+
+def _engine(snap: StackSnapshot) -> Panel:
+    kv = None if snap.kv_cache_usage is None else snap.kv_cache_usage * 100
+    rows: list[tuple[str, str | Text]] = [
+        ("running", num(snap.engine_running)),
+        ("waiting", num(snap.engine_waiting)),
+        ("KV cache", num(kv, "{:.1f}", " %")),
+        ("preemptions", num(snap.preemptions_per_s, "{:.2f}", "/s")),
+        ("prompt tok", num(snap.prompt_tokens_per_s, "{:.0f}", "/s")),
+        ("gen tok", num(snap.generation_tokens_per_s, "{:.0f}", "/s")),
+    ]
+    return Panel(_pairs(rows), title="engine", title_align="left")
+
+
+def _gpus(snap: StackSnapshot) -> Panel:
+    table = Table(expand=True, box=None, padding=(0, 1))
+    for column in ("GPU", "util", "memory", "temp", "power"):
+        table.add_column(column, justify="left" if column == "GPU" else "right")
+    for gpu in snap.gpus:
+        name = f"{gpu.gpu} {gpu.name}" if gpu.name else gpu.gpu
+        used = None if gpu.mem_used_mib is None else gpu.mem_used_mib / 1024
+        total = None if gpu.mem_total_mib is None else gpu.mem_total_mib / 1024
+        table.add_row(
+            name,
+            num(gpu.util_pct, "{:.0f}", " %"),
+            f"{num(used, '{:.1f}')} / {num(total, '{:.1f}')} GiB",
+            num(gpu.temp_c, "{:.0f}", " °C"),
+            num(gpu.power_w, "{:.0f}", " W"),
+        )
+    if not snap.gpus:
+        table.add_row(MISSING, MISSING, MISSING, MISSING, MISSING)
+    return Panel(table, title="GPU", title_align="left")
+
+
+def _history(snap: StackSnapshot) -> Panel:
+    h = snap.history
+    rows: list[tuple[str, str | Text]] = [
+        ("requests/s", sparkline(h.request_rate)),
+        ("p95", sparkline(h.latency_p95)),
+        ("queue", sparkline(h.queue_depth)),
+        ("GPU util", sparkline(h.gpu_util_pct)),
+    ]
+    return Panel(_pairs(rows), title="history", title_align="left")
+
+
+def render(snap: StackSnapshot) -> RenderableType:
+    """The whole `llmctl top` screen for one snapshot."""
+    top = Table.grid(expand=True, padding=(0, 1))
+    for ratio in (3, 2, 2):
+        top.add_column(ratio=ratio)
+    top.add_row(_admission(snap), _traffic(snap), _latency(snap))
+    middle = Table.grid(expand=True, padding=(0, 1))
+    middle.add_column(ratio=1)
+    middle.add_column(ratio=2)
+    middle.add_row(_engine(snap), _gpus(snap))
+    return Group(_header(snap), top, middle, _history(snap))
