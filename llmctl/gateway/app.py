@@ -1,0 +1,256 @@
+"""The gateway's aiohttp application: routes, input checks, admission, then the proxy."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import math
+import time
+from collections.abc import AsyncIterator
+
+import aiohttp
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from pydantic import ValidationError
+
+from llmctl.core.config import AdmissionLimits, GatewayConfig, format_validation_error
+from llmctl.gateway.admission import AdmissionController, AdmissionRefused
+from llmctl.gateway.auth import KeyRing
+from llmctl.gateway.errors import error_response
+from llmctl.gateway.health import EngineProbe
+from llmctl.gateway.metrics import GatewayMetrics
+from llmctl.gateway.payload import (
+    CHAT_PATH,
+    COMPLETIONS_PATH,
+    BadRequest,
+    parse_completion,
+    request_id,
+)
+from llmctl.gateway.proxy import Proxy, make_session
+
+GATEWAY_KEY: web.AppKey[Gateway] = web.AppKey("gateway")
+
+
+class Gateway:
+    """Holds the one admission controller, upstream pool, probe and metrics of this process."""
+
+    def __init__(self, config: GatewayConfig) -> None:
+        self.config = config
+        self.admission = AdmissionController(config.limits)
+        self.metrics = GatewayMetrics(self.admission)
+        self.keys = KeyRing(config.api_keys)
+        self.admin_keys = KeyRing([config.admin_key] if config.admin_key else [])
+        self._session: aiohttp.ClientSession | None = None
+        self.probe: EngineProbe | None = None
+        self.proxy: Proxy | None = None
+
+    async def start(self) -> None:
+        self._session = make_session()
+        retry = max(1, math.ceil(self.config.health_interval_s))
+        self.proxy = Proxy(
+            self._session,
+            self.config.upstream_url,
+            self.config.request_timeout_s,
+            self.metrics,
+            retry,
+        )
+        self.probe = EngineProbe(
+            self._session,
+            self.config.upstream_url,
+            self.config.model_name,
+            self.config.health_interval_s,
+        )
+        self.metrics.engine_ready.set_function(
+            lambda: 1.0 if self.probe and self.probe.ready else 0.0
+        )
+        self.probe.start()
+
+    async def stop(self) -> None:
+        if self.probe is not None:
+            await self.probe.stop()
+        if self._session is not None:
+            await self._session.close()
+
+    # --- the OpenAI routes ------------------------------------------------------------------------
+
+    async def chat(self, request: web.Request) -> web.StreamResponse:
+        return await self._completion(request, CHAT_PATH)
+
+    async def completions(self, request: web.Request) -> web.StreamResponse:
+        return await self._completion(request, COMPLETIONS_PATH)
+
+    async def _completion(self, request: web.Request, route: str) -> web.StreamResponse:
+        arrived = time.monotonic()
+        metrics = self.metrics
+        rid = request_id(request.headers.get("X-Request-Id"))
+        headers = {"X-Request-Id": rid}
+        authorization = request.headers.get("Authorization")
+        if not self.keys.allows(authorization):
+            metrics.count_request(route, 401, "unauthorized")
+            return error_response(401, "a valid API key is required", "invalid_api_key", headers)
+        try:
+            raw = await request.read()
+            parsed = parse_completion(raw, route, self.config.model_name)
+        except web.HTTPRequestEntityTooLarge:
+            metrics.count_request(route, 413, "bad_request")
+            limit = self.config.max_body_bytes
+            return error_response(
+                413, f"request body is larger than {limit} bytes", "request_too_large", headers
+            )
+        except BadRequest as exc:
+            metrics.count_request(route, 400, "bad_request")
+            return error_response(400, str(exc), "bad_request", headers, param=exc.param)
+
+        upstream_headers = {"Content-Type": "application/json", "X-Request-Id": rid}
+        if authorization and not self.keys.enabled:
+            # Without gateway keys the client's key is meant for the engine (vLLM --api-key).
+            upstream_headers["Authorization"] = authorization
+
+        try:
+            slot = await self.admission.acquire()
+        except AdmissionRefused as refused:
+            metrics.queue_wait.labels(refused.reason).observe(refused.waited_s)
+            metrics.count_request(route, refused.status, refused.reason)
+            headers["X-Queue-Wait-Ms"] = f"{refused.waited_s * 1000:.1f}"
+            return error_response(
+                refused.status,
+                _REFUSAL_MESSAGES[refused.reason],
+                refused.reason,
+                headers,
+                retry_after=refused.retry_after,
+            )
+        except asyncio.CancelledError:
+            metrics.queue_wait.labels("client_disconnect").observe(time.monotonic() - arrived)
+            metrics.disconnects.labels("queued").inc()
+            metrics.count_request(route, 499, "client_disconnect")
+            raise
+        try:
+            metrics.queue_wait.labels("admitted").observe(slot.waited_s)
+            headers["X-Queue-Wait-Ms"] = f"{slot.waited_s * 1000:.1f}"
+            proxy = self.proxy
+            if proxy is None:
+                raise RuntimeError("gateway not started")
+            return await proxy.forward(
+                request, route, parsed.body, parsed.stream, upstream_headers, headers, slot
+            )
+        finally:
+            slot.release()
+            metrics.duration.labels(route).observe(time.monotonic() - arrived)
+
+    async def models(self, request: web.Request) -> web.StreamResponse:
+        headers = {"X-Request-Id": request_id(request.headers.get("X-Request-Id"))}
+        if not self.keys.allows(request.headers.get("Authorization")):
+            return error_response(401, "a valid API key is required", "invalid_api_key", headers)
+        if self._session is None:
+            raise RuntimeError("gateway not started")
+        timeout = aiohttp.ClientTimeout(total=10.0)
+        url = f"{self.config.upstream_url}/v1/models"
+        try:
+            async with self._session.get(url, timeout=timeout) as upstream:
+                body = await upstream.read()
+                return web.Response(
+                    body=body,
+                    status=upstream.status,
+                    content_type=upstream.content_type,
+                    headers=headers,
+                )
+        except (aiohttp.ClientError, TimeoutError):
+            return error_response(
+                503, "the engine is unavailable", "engine_unavailable", headers, retry_after=1
+            )
+
+    # --- operations -------------------------------------------------------------------------------
+
+    async def health(self, request: web.Request) -> web.Response:
+        probe = self.probe
+        ready = probe is not None and probe.ready
+        detail = probe.detail if probe is not None else "starting"
+        return web.json_response(
+            {"status": "ok" if ready else "unavailable", "engine": detail},
+            status=200 if ready else 503,
+        )
+
+    async def livez(self, request: web.Request) -> web.Response:
+        return web.json_response({"status": "ok"})
+
+    async def prometheus(self, request: web.Request) -> web.Response:
+        resp = web.Response(body=generate_latest(self.metrics.registry))
+        resp.headers["Content-Type"] = CONTENT_TYPE_LATEST
+        return resp
+
+    async def get_limits(self, request: web.Request) -> web.Response:
+        denied = self._admin_denied(request)
+        if denied is not None:
+            return denied
+        return web.json_response(self.admission.limits.model_dump())
+
+    async def put_limits(self, request: web.Request) -> web.Response:
+        denied = self._admin_denied(request)
+        if denied is not None:
+            return denied
+        try:
+            changes = json.loads(await request.read())
+        except ValueError:
+            return error_response(400, "body must be a JSON object", "bad_request")
+        if not isinstance(changes, dict):
+            return error_response(400, "body must be a JSON object", "bad_request")
+        try:
+            limits = self.admission.update(changes)
+        except ValidationError as exc:
+            message = format_validation_error(exc, source="limits")
+            return error_response(400, message, "bad_request")
+        return web.json_response(limits.model_dump())
+
+    def _admin_denied(self, request: web.Request) -> web.Response | None:
+        if not self.admin_keys.enabled:
+            return error_response(404, "not found (no admin key is configured)", "not_found")
+        if not self.admin_keys.allows(request.headers.get("Authorization")):
+            return error_response(401, "a valid admin key is required", "invalid_api_key")
+        return None
+
+
+_KNOWN_PATHS = frozenset(
+    {CHAT_PATH, COMPLETIONS_PATH, "/v1/models", "/health", "/livez", "/metrics", "/admin/limits"}
+)
+
+
+async def _unrouted(request: web.Request) -> web.Response:
+    """JSON answers for paths and methods the gateway does not serve (aiohttp's are plain text)."""
+    if request.path in _KNOWN_PATHS:
+        return error_response(405, f"{request.method} is not allowed here", "method_not_allowed")
+    return error_response(404, f"no route {request.path}", "not_found")
+
+
+_REFUSAL_MESSAGES = {
+    "queue_full": "the gateway's queue is full; retry later",
+    "rejected": "the engine is at capacity; retry later",
+    "queue_timeout": "no engine slot became free in time; retry later",
+}
+
+
+def build_app(config: GatewayConfig) -> web.Application:
+    """The web application; its cleanup context starts and stops the upstream pool and probe."""
+    gateway = Gateway(config)
+    # aiohttp enforces the body limit itself and raises HTTPRequestEntityTooLarge, answered as 413.
+    app = web.Application(client_max_size=config.max_body_bytes)
+    app[GATEWAY_KEY] = gateway
+
+    async def lifecycle(_: web.Application) -> AsyncIterator[None]:
+        await gateway.start()
+        yield
+        await gateway.stop()
+
+    app.cleanup_ctx.append(lifecycle)
+    app.router.add_post(CHAT_PATH, gateway.chat)
+    app.router.add_post(COMPLETIONS_PATH, gateway.completions)
+    app.router.add_get("/v1/models", gateway.models)
+    app.router.add_get("/health", gateway.health)
+    app.router.add_get("/livez", gateway.livez)
+    app.router.add_get("/metrics", gateway.prometheus)
+    app.router.add_get("/admin/limits", gateway.get_limits)
+    app.router.add_put("/admin/limits", gateway.put_limits)
+    app.router.add_route("*", "/{tail:.*}", _unrouted)
+    return app
+
+
+__all__ = ["GATEWAY_KEY", "AdmissionLimits", "Gateway", "build_app"]

@@ -1,0 +1,197 @@
+"""The streaming proxy: one shared upstream pool, bytes forwarded as they arrive, exact error mapping.
+
+Before the first byte reaches the client an error keeps its real HTTP status (upstream 4xx/5xx
+passed through, 503 engine_unavailable, 504 deadline). After it, the stream is ended with an
+OpenAI-style SSE error event and `[DONE]`. Leaving `forward` by any path (including cancellation when
+the client goes away) closes an unfinished upstream response, which drops that connection so the
+engine aborts the request.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+
+import aiohttp
+from aiohttp import web
+
+from llmctl.core.openai import sse_error_event
+from llmctl.gateway.admission import Slot
+from llmctl.gateway.errors import error_response
+from llmctl.gateway.metrics import GatewayMetrics
+from llmctl.gateway.payload import usage_tokens
+
+SSE_HEADERS = {
+    "Content-Type": "text/event-stream",
+    "Cache-Control": "no-cache",
+    "X-Accel-Buffering": "no",
+}
+_DONE = b"[DONE]"
+
+
+def make_session(connect_timeout_s: float = 5.0) -> aiohttp.ClientSession:
+    """The one upstream connection pool. Admission bounds concurrency, so the pool itself does not;
+    idle connections are dropped before uvicorn's 5 s keep-alive would close them under us."""
+    connector = aiohttp.TCPConnector(limit=0, keepalive_timeout=4.0, ttl_dns_cache=300)
+    timeout = aiohttp.ClientTimeout(total=None, sock_connect=connect_timeout_s)
+    return aiohttp.ClientSession(
+        connector=connector, timeout=timeout, auto_decompress=False, raise_for_status=False
+    )
+
+
+class Proxy:
+    """Forwards admitted requests to the engine and records how each one ended."""
+
+    def __init__(
+        self,
+        session: aiohttp.ClientSession,
+        upstream_url: str,
+        request_timeout_s: float,
+        metrics: GatewayMetrics,
+        retry_after_unavailable: int,
+    ) -> None:
+        self._session = session
+        self._upstream = upstream_url
+        self.request_timeout_s = request_timeout_s
+        self._metrics = metrics
+        self._retry_unavailable = retry_after_unavailable
+
+    async def forward(
+        self,
+        request: web.Request,
+        route: str,
+        body: bytes,
+        stream: bool,
+        upstream_headers: dict[str, str],
+        headers: dict[str, str],
+        slot: Slot,
+    ) -> web.StreamResponse:
+        metrics = self._metrics
+        remaining = self.request_timeout_s - (time.monotonic() - slot.admitted_at)
+        upstream: aiohttp.ClientResponse | None = None
+        out: web.StreamResponse | None = None
+        finished = False
+        stage = "waiting"
+        try:
+            async with asyncio.timeout(remaining):
+                try:
+                    upstream = await self._session.post(
+                        self._upstream + route, data=body, headers=upstream_headers
+                    )
+                    if upstream.status >= 400 or not stream:
+                        payload = await upstream.read()
+                        finished = True
+                except (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError):
+                    metrics.upstream_errors.labels("connect").inc()
+                    metrics.count_request(route, 503, "engine_unavailable")
+                    return error_response(
+                        503,
+                        "the engine is unavailable",
+                        "engine_unavailable",
+                        headers,
+                        retry_after=self._retry_unavailable,
+                    )
+                except aiohttp.ClientError as exc:
+                    metrics.upstream_errors.labels("protocol").inc()
+                    metrics.count_request(route, 502, "upstream_error")
+                    return error_response(
+                        502, f"the engine failed: {type(exc).__name__}", "upstream_error", headers
+                    )
+                if finished:
+                    if upstream.status >= 400:
+                        metrics.upstream_errors.labels("status").inc()
+                        metrics.count_request(route, upstream.status, "upstream_error")
+                    else:
+                        self._count_usage(usage_tokens(payload), 0)
+                        metrics.count_request(route, upstream.status, "ok")
+                    return web.Response(
+                        body=payload,
+                        status=upstream.status,
+                        content_type=upstream.content_type,
+                        headers=headers,
+                    )
+                out = web.StreamResponse(status=upstream.status, headers={**headers, **SSE_HEADERS})
+                await out.prepare(request)
+                stage = "streaming"
+                finished = await self._pump(route, upstream, out, slot)
+                return out
+        except TimeoutError:
+            metrics.upstream_errors.labels("timeout").inc()
+            if out is None:
+                metrics.count_request(route, 504, "deadline")
+                return error_response(
+                    504,
+                    f"the request passed its {self.request_timeout_s:g} s deadline",
+                    "deadline",
+                    headers,
+                    retry_after=1,
+                )
+            metrics.count_request(route, out.status, "deadline")
+            await self._end_stream(out, "the request passed its deadline", "deadline")
+            return out
+        except (asyncio.CancelledError, ConnectionResetError):
+            # The client went away (aiohttp cancels the handler, or a write found the socket shut).
+            metrics.disconnects.labels(stage).inc()
+            metrics.count_request(route, 499, "client_disconnect")
+            raise
+        finally:
+            if upstream is not None:
+                if finished:
+                    upstream.release()
+                else:
+                    upstream.close()
+
+    async def _pump(
+        self,
+        route: str,
+        upstream: aiohttp.ClientResponse,
+        out: web.StreamResponse,
+        slot: Slot,
+    ) -> bool:
+        """Copy SSE bytes as they arrive. True when the upstream finished cleanly with [DONE]."""
+        metrics = self._metrics
+        content = upstream.content
+        events = 0
+        prev = last = b""
+        first = True
+        while True:
+            try:
+                chunk = await content.readany()
+            except aiohttp.ClientError:
+                metrics.upstream_errors.labels("stream").inc()
+                metrics.count_request(route, out.status, "upstream_error")
+                await self._end_stream(out, "the engine stream broke off", "upstream_error")
+                return False
+            if not chunk:
+                break
+            if first:
+                first = False
+                metrics.ttft.labels(route).observe(time.monotonic() - slot.admitted_at)
+            events += chunk.count(b"data:")
+            prev, last = last, chunk
+            await out.write(chunk)
+        tail = prev[-64:] + last
+        if _DONE not in tail[-32:]:
+            metrics.upstream_errors.labels("stream").inc()
+            metrics.count_request(route, out.status, "upstream_error")
+            await self._end_stream(out, "the engine stream ended early", "upstream_error")
+            return False
+        # Usage, when asked for, is the last event before [DONE]; a short tail holds it.
+        usage = usage_tokens(prev[-4096:] + last)
+        self._count_usage(usage, max(0, events - 1))
+        metrics.count_request(route, out.status, "ok")
+        return True
+
+    def _count_usage(self, usage: tuple[int, int] | None, counted_chunks: int) -> None:
+        if usage is not None:
+            self._metrics.prompt_tokens.inc(usage[0])
+            self._metrics.completion_tokens.inc(usage[1])
+        elif counted_chunks:
+            self._metrics.completion_tokens.inc(counted_chunks)
+
+    @staticmethod
+    async def _end_stream(out: web.StreamResponse, message: str, code: str) -> None:
+        # The client may be gone too; that is not a second outcome to report.
+        with contextlib.suppress(ConnectionResetError):
+            await out.write(sse_error_event(message, code=code))

@@ -1,0 +1,94 @@
+"""Fixtures: a fake engine and gateways served from a background loop over real loopback sockets."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+import pytest
+from aiohttp import web
+from prometheus_client.parser import text_string_to_metric_families
+
+from llmctl.core.config import load_gateway_config
+from llmctl.gateway.app import GATEWAY_KEY, Gateway
+from llmctl.gateway.server import start_gateway
+from tests.gateway.upstream import FakeEngine, LoopThread
+
+
+@dataclass
+class GatewayHandle:
+    runner: web.AppRunner
+    url: str
+
+    @property
+    def gateway(self) -> Gateway:
+        return self.runner.app[GATEWAY_KEY]
+
+    def metric(self, name: str, **labels: str) -> float:
+        """The sum of the samples of `name` (exact sample name) matching `labels`."""
+        text = httpx.get(f"{self.url}/metrics").text
+        total = 0.0
+        for family in text_string_to_metric_families(text):
+            for sample in family.samples:
+                if sample.name == name and all(
+                    sample.labels.get(k) == v for k, v in labels.items()
+                ):
+                    total += sample.value
+        return total
+
+    def wait_idle(self, timeout: float = 2.0) -> float:
+        """Seconds until the active and queue gauges both read 0 (raises if they do not)."""
+        start = time.monotonic()
+        while time.monotonic() - start < timeout:
+            active = self.metric("llmctl_gateway_active_requests")
+            queued = self.metric("llmctl_gateway_queue_depth")
+            if active == 0 and queued == 0:
+                return time.monotonic() - start
+            time.sleep(0.02)
+        raise AssertionError(f"gateway not idle after {timeout}s: active={active} queued={queued}")
+
+
+@pytest.fixture
+def loop() -> Iterator[LoopThread]:
+    thread = LoopThread()
+    yield thread
+    thread.close()
+
+
+@pytest.fixture
+def engine(loop: LoopThread) -> Iterator[FakeEngine]:
+    fake = FakeEngine()
+    loop.run(fake.start())
+    yield fake
+    loop.run(fake.stop())
+
+
+MakeGateway = Callable[..., GatewayHandle]
+
+
+@pytest.fixture
+def make_gateway(loop: LoopThread, engine: FakeEngine) -> Iterator[MakeGateway]:
+    """Start a gateway in front of the fake engine; keyword arguments are GatewayConfig fields."""
+    handles: list[GatewayHandle] = []
+
+    def make(**overrides: Any) -> GatewayHandle:
+        values: dict[str, Any] = {
+            "upstream_url": engine.url,
+            "model_name": "fake-model",
+            "port": 0,
+            "health_interval_s": 0.1,
+        }
+        values.update(overrides)
+        config = load_gateway_config({}, values)
+        runner = loop.run(start_gateway(config))
+        port = runner.addresses[0][1]
+        handle = GatewayHandle(runner, f"http://127.0.0.1:{port}")
+        handles.append(handle)
+        return handle
+
+    yield make
+    for handle in handles:
+        loop.run(handle.runner.cleanup())

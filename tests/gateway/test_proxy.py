@@ -1,0 +1,190 @@
+"""The proxy: streaming passthrough, headers, error mapping before and after the first byte."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import httpx
+
+from llmctl.gateway.payload import usage_tokens
+from tests.gateway.client import chat, run_post
+from tests.gateway.conftest import MakeGateway
+from tests.gateway.upstream import FakeEngine
+from tests.support import free_port
+
+
+def test_stream_is_forwarded_with_sse_headers_and_done(
+    make_gateway: MakeGateway, engine: FakeEngine
+) -> None:
+    gw = make_gateway()
+    ans = run_post(gw.url, chat({"tokens": 4}, stream=True))
+    assert ans.status == 200
+    assert ans.headers["Content-Type"].startswith("text/event-stream")
+    assert ans.headers["Cache-Control"] == "no-cache"
+    assert ans.headers["X-Accel-Buffering"] == "no"
+    assert ans.events[-1] == b"data: [DONE]"
+    assert len(ans.events) == 5
+    assert float(ans.headers["X-Queue-Wait-Ms"]) >= 0
+    assert gw.metric("llmctl_gateway_requests_total", reason="ok", status="200") == 1
+    assert gw.metric("llmctl_gateway_completion_tokens_total") == 4  # counted chunks
+    assert gw.metric("llmctl_gateway_time_to_first_token_seconds_count") == 1
+
+
+def test_stream_bytes_arrive_as_they_are_produced(make_gateway: MakeGateway) -> None:
+    """The first event reaches the client long before the last one is produced (no buffering)."""
+    gw = make_gateway()
+    body = chat({"tokens": 5, "interval": 0.3}, stream=True)
+    start = time.monotonic()
+    with httpx.stream("POST", gw.url + "/v1/chat/completions", json=body) as resp:
+        lines = resp.iter_lines()
+        first_line = next(lines)
+        first_at = time.monotonic() - start
+        rest = list(lines)
+    total = time.monotonic() - start
+    assert first_line.startswith("data: {")
+    assert any("[DONE]" in line for line in rest)
+    assert first_at < total / 2, (first_at, total)
+
+
+def test_usage_from_upstream_counts_tokens(make_gateway: MakeGateway) -> None:
+    gw = make_gateway()
+    body = chat({"tokens": 6}, stream=True, stream_options={"include_usage": True})
+    assert run_post(gw.url, body).status == 200
+    assert run_post(gw.url, chat({"tokens": 2})).status == 200  # non-streamed: usage in body
+    assert gw.metric("llmctl_gateway_prompt_tokens_total") == 14
+    assert gw.metric("llmctl_gateway_completion_tokens_total") == 8
+
+
+def test_usage_scan_reads_the_last_usage_object() -> None:
+    blob = b'data: {"usage": null}\n\ndata: {"usage": {"prompt_tokens": 3, "completion_tokens": 9}}'
+    assert usage_tokens(blob) == (3, 9)
+    assert usage_tokens(b'data: {"choices": []}') is None
+
+
+def test_non_streamed_answer_and_model_filled_in(
+    make_gateway: MakeGateway, engine: FakeEngine
+) -> None:
+    gw = make_gateway(model_name="fake-model")
+    ans = run_post(gw.url, chat({"tokens": 2}))
+    assert ans.status == 200
+    assert ans.json()["choices"][0]["message"]["content"] == "t0 t1 "
+    assert engine.bodies[-1]["model"] == "fake-model"
+    # A model the client names is kept as it is.
+    run_post(gw.url, chat({"tokens": 1}, model="other"))
+    assert engine.bodies[-1]["model"] == "other"
+
+
+def test_completions_route_takes_prompt(make_gateway: MakeGateway) -> None:
+    gw = make_gateway()
+    ans = run_post(gw.url, {"prompt": "hi", "fake": {"tokens": 2}}, path="/v1/completions")
+    assert ans.status == 200
+    assert ans.json()["choices"][0]["text"] == "t0 t1 "
+
+
+def test_request_id_is_kept_or_generated(make_gateway: MakeGateway, engine: FakeEngine) -> None:
+    gw = make_gateway()
+    ans = run_post(gw.url, chat(), headers={"X-Request-Id": "abc-123"})
+    assert ans.headers["X-Request-Id"] == "abc-123"
+    assert engine.headers[-1]["X-Request-Id"] == "abc-123"
+    generated = run_post(gw.url, chat()).headers["X-Request-Id"]
+    assert generated
+    assert generated != "abc-123"
+    assert run_post(gw.url, chat()).headers["X-Request-Id"] != generated
+
+
+def test_upstream_error_status_and_body_pass_through(make_gateway: MakeGateway) -> None:
+    gw = make_gateway()
+    ans = run_post(gw.url, chat({"status": 422}, stream=True))
+    assert ans.status == 422
+    assert ans.json()["error"]["message"] == "fake failure"
+    assert run_post(gw.url, chat({"status": 500})).status == 500
+    assert gw.metric("llmctl_gateway_requests_total", reason="upstream_error") == 2
+    assert gw.metric("llmctl_gateway_upstream_errors_total", kind="status") == 2
+    gw.wait_idle()
+
+
+def test_engine_unreachable_is_503_engine_unavailable(make_gateway: MakeGateway) -> None:
+    gw = make_gateway(upstream_url=f"http://127.0.0.1:{free_port()}")
+    ans = run_post(gw.url, chat())
+    assert ans.status == 503
+    assert ans.error_code == "engine_unavailable"
+    assert int(ans.headers["Retry-After"]) >= 1
+    assert gw.metric("llmctl_gateway_upstream_errors_total", kind="connect") == 1
+    gw.wait_idle()
+
+
+def test_deadline_before_first_byte_is_504(make_gateway: MakeGateway, engine: FakeEngine) -> None:
+    gw = make_gateway(request_timeout_s=0.5)
+    start = time.monotonic()
+    ans = run_post(gw.url, chat({"delay": 30}))
+    assert time.monotonic() - start < 5
+    assert ans.status == 504
+    assert ans.error_code == "deadline"
+    assert "Retry-After" in ans.headers
+    gw.wait_idle()
+    _wait_for(lambda: engine.aborted == 1)
+
+
+def test_deadline_mid_stream_ends_with_error_event(
+    make_gateway: MakeGateway, engine: FakeEngine
+) -> None:
+    gw = make_gateway(request_timeout_s=0.6)
+    ans = run_post(gw.url, chat({"tokens": 5, "stall_after": 2}, stream=True))
+    assert ans.status == 200
+    assert ans.events[-1] == b"data: [DONE]"
+    error = json.loads(ans.events[-2][len(b"data: ") :])
+    assert error["error"]["code"] == "deadline"
+    assert gw.metric("llmctl_gateway_requests_total", reason="deadline") == 1
+    gw.wait_idle()
+    _wait_for(lambda: engine.aborted == 1)
+
+
+def test_mid_stream_drop_ends_with_error_event_and_counts_as_error(
+    make_gateway: MakeGateway,
+) -> None:
+    gw = make_gateway()
+    for fault in ({"drop_after": 2}, {"no_done": True}):
+        ans = run_post(gw.url, chat({"tokens": 4, **fault}, stream=True))
+        assert ans.status == 200
+        assert ans.events[-1] == b"data: [DONE]"
+        assert json.loads(ans.events[-2][len(b"data: ") :])["error"]["code"] == "upstream_error"
+    assert gw.metric("llmctl_gateway_requests_total", reason="upstream_error") == 2
+    assert gw.metric("llmctl_gateway_upstream_errors_total", kind="stream") == 2
+    assert gw.metric("llmctl_gateway_requests_total", reason="ok") == 0
+    gw.wait_idle()
+
+
+def test_models_is_proxied(make_gateway: MakeGateway) -> None:
+    gw = make_gateway()
+    resp = httpx.get(gw.url + "/v1/models")
+    assert resp.status_code == 200
+    assert resp.json()["data"][0]["id"] == "fake-model"
+
+
+def test_official_openai_client_streams_and_completes(make_gateway: MakeGateway) -> None:
+    from openai import OpenAI
+
+    gw = make_gateway()
+    client = OpenAI(base_url=gw.url + "/v1", api_key="unused", max_retries=0)
+    try:
+        full = client.chat.completions.create(
+            model="fake-model", messages=[{"role": "user", "content": "hi"}]
+        )
+        assert full.choices[0].message.content == "t0 t1 t2 "
+        parts = client.chat.completions.create(
+            model="fake-model", messages=[{"role": "user", "content": "hi"}], stream=True
+        )
+        text = "".join(chunk.choices[0].delta.content or "" for chunk in parts if chunk.choices)
+        assert text == "t0 t1 t2 "
+    finally:
+        client.close()
+
+
+def _wait_for(check: object, timeout: float = 2.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():  # type: ignore[operator]
+            return
+        time.sleep(0.01)
+    raise AssertionError("condition not met in time")

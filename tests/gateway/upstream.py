@@ -1,0 +1,177 @@
+"""A purpose-built engine for gateway tests: exact control per request, counters of what it saw.
+
+Each request may carry a `fake` object that the gateway forwards untouched:
+`delay` (seconds before headers), `status` (answer with this error), `tokens`, `interval` (seconds
+between tokens), `drop_after` (cut the connection after N tokens), `stall_after` (stop sending after
+N tokens), `no_done` (end without `[DONE]`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+import time
+from collections.abc import Coroutine
+from concurrent.futures import Future
+from typing import Any, TypeVar
+
+from aiohttp import web
+from multidict import CIMultiDict
+
+T = TypeVar("T")
+MODEL = "fake-model"
+
+
+class LoopThread:
+    """An event loop in a daemon thread, for servers that tests talk to over real sockets."""
+
+    def __init__(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self._thread.start()
+
+    def run(self, coro: Coroutine[Any, Any, T], timeout: float = 30.0) -> T:
+        fut: Future[T] = asyncio.run_coroutine_threadsafe(coro, self.loop)
+        return fut.result(timeout)
+
+    def close(self) -> None:
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self._thread.join(5)
+        self.loop.close()
+
+
+class FakeEngine:
+    """The engine double; its counters are read from the test thread."""
+
+    def __init__(self) -> None:
+        self.ready = True
+        self.in_flight = 0
+        self.max_in_flight = 0
+        self.started = 0
+        self.completed = 0
+        self.aborted = 0
+        self.abort_times: list[float] = []
+        self.bodies: list[dict[str, Any]] = []
+        self.headers: list[CIMultiDict[str]] = []
+        self.runner: web.AppRunner | None = None
+        self.port = 0
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def app(self) -> web.Application:
+        app = web.Application()
+        app.router.add_get("/v1/models", self._models)
+        app.router.add_post("/v1/chat/completions", self._completion)
+        app.router.add_post("/v1/completions", self._completion)
+        return app
+
+    async def start(self, port: int = 0) -> None:
+        self.runner = web.AppRunner(self.app(), handler_cancellation=True, access_log=None)
+        await self.runner.setup()
+        site = web.TCPSite(self.runner, "127.0.0.1", port)
+        await site.start()
+        self.port = self.runner.addresses[0][1]
+
+    async def stop(self) -> None:
+        if self.runner is not None:
+            await self.runner.cleanup()
+
+    async def _models(self, request: web.Request) -> web.Response:
+        if not self.ready:
+            return web.json_response({"object": "list", "data": []})
+        return web.json_response({"object": "list", "data": [{"id": MODEL, "object": "model"}]})
+
+    async def _completion(self, request: web.Request) -> web.StreamResponse:
+        body = await request.json()
+        self.bodies.append(body)
+        self.headers.append(CIMultiDict(request.headers))
+        spec: dict[str, Any] = body.get("fake", {})
+        self.started += 1
+        self.in_flight += 1
+        self.max_in_flight = max(self.max_in_flight, self.in_flight)
+        done = False
+        try:
+            await asyncio.sleep(spec.get("delay", 0))
+            status = spec.get("status")
+            if status:
+                done = True
+                err = {"error": {"message": "fake failure", "type": "x", "code": status}}
+                return web.json_response(err, status=status)
+            chat = request.path.endswith("chat/completions")
+            tokens = int(spec.get("tokens", 3))
+            if not body.get("stream"):
+                await asyncio.sleep(spec.get("interval", 0) * tokens)
+                done = True
+                return web.json_response(_full(chat, tokens))
+            out = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+            await out.prepare(request)
+            for i in range(tokens):
+                if spec.get("drop_after") == i:
+                    done = True
+                    assert request.transport is not None
+                    request.transport.close()
+                    return out
+                if spec.get("stall_after") == i:
+                    await asyncio.sleep(3600)
+                await out.write(_event(_chunk(chat, i)))
+                if spec.get("interval"):
+                    await asyncio.sleep(spec["interval"])
+            if (body.get("stream_options") or {}).get("include_usage"):
+                usage = {
+                    "prompt_tokens": 7,
+                    "completion_tokens": tokens,
+                    "total_tokens": 7 + tokens,
+                }
+                await out.write(_event({**_chunk(chat, 0), "choices": [], "usage": usage}))
+            if not spec.get("no_done"):
+                await out.write(b"data: [DONE]\n\n")
+            done = True
+            return out
+        except (asyncio.CancelledError, ConnectionResetError):
+            self.aborted += 1
+            self.abort_times.append(time.monotonic())
+            raise
+        finally:
+            self.in_flight -= 1
+            if done:
+                self.completed += 1
+
+
+def _event(obj: dict[str, Any]) -> bytes:
+    return b"data: " + json.dumps(obj).encode() + b"\n\n"
+
+
+def _chunk(chat: bool, i: int) -> dict[str, Any]:
+    if chat:
+        choice = {"index": 0, "delta": {"content": f"t{i} "}, "finish_reason": None}
+        obj = "chat.completion.chunk"
+    else:
+        choice = {"index": 0, "text": f"t{i} ", "finish_reason": None}
+        obj = "text_completion"
+    return {"id": "fake-1", "object": obj, "created": 1, "model": MODEL, "choices": [choice]}
+
+
+def _full(chat: bool, tokens: int) -> dict[str, Any]:
+    text = "".join(f"t{i} " for i in range(tokens))
+    if chat:
+        choice: dict[str, Any] = {
+            "index": 0,
+            "message": {"role": "assistant", "content": text},
+            "finish_reason": "length",
+        }
+        obj = "chat.completion"
+    else:
+        choice = {"index": 0, "text": text, "finish_reason": "length"}
+        obj = "text_completion"
+    usage = {"prompt_tokens": 7, "completion_tokens": tokens, "total_tokens": 7 + tokens}
+    return {
+        "id": "fake-1",
+        "object": obj,
+        "created": 1,
+        "model": MODEL,
+        "choices": [choice],
+        "usage": usage,
+    }
