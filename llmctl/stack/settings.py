@@ -1,0 +1,243 @@
+"""Load a StackSpec from its layers and remember where every effective value came from.
+
+Precedence, lowest first: the model's defaults < the stack file (`llmctl.toml`, or a preset from
+`stacks/`) < environment variables < command-line flags. Presets set every value that matters for
+their hardware, so the environment has to sit above the file for "pick a stack, set MAX_ACTIVE,
+`llmctl up`" to work; flags are the one-off override for this invocation. Because an old
+`MAX_ACTIVE` left in a shell would otherwise win unnoticed, every environment value that replaces a
+file value is listed in `LoadedStack.notes` (printed by `up`, `render` and `config`).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tomllib
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+
+from llmctl.core.errors import ConfigError
+from llmctl.core.resources import data_dir
+from llmctl.stack.spec import StackSpec
+
+CONFIG_FILE = "llmctl.toml"
+DEFAULT_PRESET = "local-sim"
+STATE_DIR = ".llmctl"
+SAVED_SPEC = "stack.json"
+
+# The earlier gateway's variables keep working for the stack they now sit in.
+LEGACY_ENV = {
+    "MAX_ACTIVE": "gateway.max_active",
+    "QUEUE_MODE": "gateway.queue_mode",
+    "QUEUE_MAX": "gateway.queue_max",
+    "QUEUE_TIMEOUT_S": "gateway.queue_timeout_s",
+    "REQUEST_TIMEOUT_S": "gateway.request_timeout_s",
+    "LLMCTL_MAX_BODY_BYTES": "gateway.max_body_bytes",
+    "LLMCTL_RUNTIME": "runtime",
+}
+# Any other key: LLMCTL__SECTION__KEY, e.g. LLMCTL__PORTS__GATEWAY=18080.
+GENERIC_ENV_PREFIX = "LLMCTL__"
+
+
+@dataclass(frozen=True)
+class Override:
+    """One value from a layer above the defaults: dotted key, value, and a label for humans."""
+
+    key: str
+    value: Any
+    source: str
+
+
+@dataclass
+class LoadedStack:
+    """The effective spec plus provenance: dotted key -> "default", "env X", "file F", "flag --y"."""
+
+    spec: StackSpec
+    origin: str
+    sources: dict[str, str] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+
+    def source_of(self, key: str) -> str:
+        return self.sources.get(key, "default")
+
+    def effective_values(self) -> list[tuple[str, Any, str]]:
+        """Every leaf value of the spec with its source, in model order."""
+        return [(k, v, self.source_of(k)) for k, v in _flatten(self.spec.model_dump(mode="json"))]
+
+
+def preset_path(name: str) -> Path:
+    path = data_dir("stacks") / f"{name}.toml"
+    if not path.is_file():
+        raise ConfigError(f"no preset named {name!r}; presets: {', '.join(list_presets())}")
+    return path
+
+
+def list_presets() -> list[str]:
+    return sorted(p.stem for p in data_dir("stacks").glob("*.toml"))
+
+
+def read_toml(path: Path) -> dict[str, Any]:
+    try:
+        return tomllib.loads(path.read_text())
+    except OSError as exc:
+        raise ConfigError(f"cannot read {path}: {exc.strerror}") from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path} is not valid TOML: {exc}") from exc
+
+
+def env_overrides(environ: Mapping[str, str]) -> list[Override]:
+    """The stack values set by environment variables (empty values are ignored)."""
+    found: list[Override] = []
+    for var, key in LEGACY_ENV.items():
+        raw = environ.get(var, "").strip()
+        if raw:
+            found.append(Override(key, raw, f"env {var}"))
+    for var, raw in sorted(environ.items()):
+        if var.startswith(GENERIC_ENV_PREFIX) and raw.strip():
+            key = var[len(GENERIC_ENV_PREFIX) :].lower().replace("__", ".")
+            found.append(Override(key, _env_value(raw.strip()), f"env {var}"))
+    return found
+
+
+def parse_set(assignment: str) -> Override:
+    """`--set KEY=VALUE`; VALUE is read as a TOML value when it is one, else as a string."""
+    key, sep, raw = assignment.partition("=")
+    if not sep or not key.strip():
+        raise ConfigError(f"--set expects KEY=VALUE, got {assignment!r}")
+    try:
+        value: Any = tomllib.loads(f"v = {raw}")["v"]
+    except tomllib.TOMLDecodeError:
+        value = raw
+    return Override(key.strip(), value, f"flag --set {key.strip()}")
+
+
+def resolve_config_path(config: Path | None, preset: str | None, cwd: Path) -> tuple[Path, str]:
+    """Which file defines the stack: --config, --preset, ./llmctl.toml, else the default preset."""
+    if config is not None and preset is not None:
+        raise ConfigError("give --config or --preset, not both")
+    if config is not None:
+        if not config.is_file():
+            raise ConfigError(f"stack file {config} does not exist (create one with `llmctl init`)")
+        return config, f"file {config}"
+    if preset is not None:
+        return preset_path(preset), f"preset {preset}"
+    local = cwd / CONFIG_FILE
+    if local.is_file():
+        return local, f"file {CONFIG_FILE}"
+    return preset_path(DEFAULT_PRESET), f"preset {DEFAULT_PRESET}"
+
+
+def load_stack(
+    *,
+    config: Path | None = None,
+    preset: str | None = None,
+    environ: Mapping[str, str] | None = None,
+    flags: Iterable[Override] = (),
+    cwd: Path | None = None,
+) -> LoadedStack:
+    """Build the effective StackSpec from defaults, environment, stack file and flags."""
+    environ = os.environ if environ is None else environ
+    path, origin = resolve_config_path(config, preset, cwd or Path.cwd())
+    file_values = read_toml(path)
+
+    merged: dict[str, Any] = {}
+    sources: dict[str, str] = {}
+    file_items = _flatten(file_values)
+    for key, value in file_items:
+        _set(merged, key, value)
+        sources[key] = origin
+    notes: list[str] = []
+    for item in env_overrides(environ):
+        if item.key in sources:
+            notes.append(f"{item.key}: {item.source} overrides {origin}")
+        _set(merged, item.key, item.value)
+        sources[item.key] = item.source
+    for item in flags:
+        if item.value is None:
+            continue
+        _set(merged, item.key, item.value)
+        sources[item.key] = item.source
+
+    try:
+        spec = StackSpec.model_validate(merged)
+    except ValidationError as exc:
+        raise ConfigError(_explain(exc, sources, origin)) from exc
+    return LoadedStack(spec=spec, origin=origin, sources=sources, notes=notes)
+
+
+def stack_dir(spec: StackSpec, cwd: Path | None = None) -> Path:
+    """Where a stack's rendered files and run state live: ./.llmctl/<name>/."""
+    return (cwd or Path.cwd()) / STATE_DIR / spec.name
+
+
+def save_spec(spec: StackSpec, directory: Path) -> None:
+    """Record the spec a stack was brought up with, so `down`/`status` act on that one."""
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / SAVED_SPEC).write_text(spec.model_dump_json(indent=2) + "\n")
+
+
+def saved_spec(directory: Path) -> StackSpec | None:
+    path = directory / SAVED_SPEC
+    if not path.is_file():
+        return None
+    try:
+        return StackSpec.model_validate_json(path.read_text())
+    except ValidationError:
+        return None  # written by another llmctl version; the current config is the next best
+
+
+def _explain(exc: ValidationError, sources: Mapping[str, str], origin: str) -> str:
+    lines = ["invalid stack configuration:"]
+    for err in exc.errors():
+        key = ".".join(str(part) for part in err["loc"]) or "(root)"
+        where = sources.get(key) or _closest_source(key, sources)
+        msg = err["msg"].removeprefix("Value error, ")
+        if err["type"] == "extra_forbidden":
+            msg = "unknown key"
+        lines.append(f"  {key}: {msg}" + (f" (from {where})" if where else ""))
+    lines.append(f"  (stack: {origin})")
+    return "\n".join(lines)
+
+
+def _closest_source(key: str, sources: Mapping[str, str]) -> str | None:
+    # A model-level error names a section ("ports"); any value set inside it is the likely cause.
+    inside = [src for k, src in sources.items() if k.startswith(key + ".")]
+    return inside[-1] if inside else None
+
+
+def _flatten(values: Mapping[str, Any], prefix: str = "") -> list[tuple[str, Any]]:
+    out: list[tuple[str, Any]] = []
+    for key, value in values.items():
+        dotted = f"{prefix}{key}"
+        if isinstance(value, Mapping) and value:
+            out.extend(_flatten(value, dotted + "."))
+        else:
+            out.append((dotted, value))
+    return out
+
+
+def _set(target: dict[str, Any], dotted: str, value: Any) -> None:
+    parts = dotted.split(".")
+    node = target
+    for i, part in enumerate(parts[:-1]):
+        child = node.setdefault(part, {})
+        if not isinstance(child, dict):
+            raise ConfigError(f"{'.'.join(parts[: i + 1])} is a value, not a table ({dotted})")
+        node = child
+    node[parts[-1]] = value
+
+
+def _env_value(raw: str) -> Any:
+    # Lists and tables (extra_args, env) are given as JSON; scalars stay strings for pydantic.
+    if raw[:1] in "[{":
+        try:
+            return json.loads(raw)
+        except json.JSONDecodeError as exc:
+            raise ConfigError(
+                f"environment value {raw!r} looks like JSON but is not: {exc}"
+            ) from exc
+    return raw

@@ -1,0 +1,235 @@
+"""The stack file (`llmctl.toml`, `stacks/*.toml`) as pydantic models.
+
+Secrets are never values here: API keys, the admin key and the HuggingFace token are named by the
+environment variable (or file) that holds them, so a stack file can be committed and shared.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from llmctl.core.config import AdmissionLimits, AlertThresholds
+
+EngineKind = Literal["vllm", "sim"]
+RuntimeKind = Literal["docker", "local"]
+SimProfile = Literal["tiny", "rtx3090-qwen2.5-14b-awq", "h100-llama3.1-8b"]
+
+_DURATION = r"^\d+(ms|s|m|h|d|w|y)$"
+_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_NAME = r"^[a-z0-9][a-z0-9._-]*$"
+
+LLMCTL_IMAGE = "llmctl:0.1.0"
+
+
+def _pinned(image: str) -> str:
+    """Reject images that float (no tag, or `:latest`): a stack must come up the same way twice."""
+    if "@sha256:" in image:
+        return image
+    name, _, tag = image.rpartition(":")
+    if not name or "/" in tag or not tag:
+        raise ValueError(f"image {image!r} has no tag; pin one (e.g. {image}:1.2.3)")
+    if tag == "latest":
+        raise ValueError(f"image {image!r} uses :latest; pin a version")
+    return image
+
+
+def _env_name(value: str | None) -> str | None:
+    if value is not None and not _ENV_NAME.match(value):
+        raise ValueError(
+            f"{value!r} is not an environment variable name (give the NAME, not a value)"
+        )
+    return value
+
+
+class _Spec(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_default=True)
+
+
+class SimSpec(_Spec):
+    """Flags for `llmctl sim serve` (used when engine.kind = "sim")."""
+
+    profile: SimProfile = Field("tiny", description="Hardware/model profile the simulator mimics.")
+    time_scale: float = Field(1.0, gt=0, description="N = everything N times faster.")
+    seed: int = Field(0, description="Random seed.")
+    num_gpu_blocks: int | None = Field(None, ge=1, description="Overrides the profile.")
+    block_size: int | None = Field(None, ge=1, description="Overrides the profile.")
+    max_num_batched_tokens: int | None = Field(None, ge=1, description="Overrides the profile.")
+    startup_delay_s: float = Field(0.0, ge=0, description="Seconds /health answers 503 at start.")
+    error_rate: float = Field(0.0, ge=0, le=1, description="Share of requests answered with 500.")
+    drop_rate: float = Field(0.0, ge=0, le=1, description="Share of streams cut mid-way.")
+    stall_rate: float = Field(0.0, ge=0, le=1, description="Share of requests that stall.")
+
+
+class EngineSpec(_Spec):
+    """The model server behind the gateway: real vLLM or the simulator."""
+
+    kind: EngineKind = Field("sim", description="`vllm` (real engine) or `sim` (simulator).")
+    image: str = Field("vllm/vllm-openai:v0.32.0", description="vLLM image (docker runtime).")
+    model: str = Field("llmctl-sim", description="HuggingFace id or local path of the model.")
+    served_name: str | None = Field(None, description="Name clients ask for; default: model.")
+    max_model_len: int | None = Field(None, ge=16, description="vLLM --max-model-len.")
+    gpu_memory_utilization: float = Field(0.90, gt=0, le=1, description="vLLM share of VRAM.")
+    max_num_seqs: int | None = Field(
+        None, ge=1, description="Sequences the engine batches at once."
+    )
+    extra_args: list[str] = Field(default_factory=list, description="More engine flags, verbatim.")
+    env: dict[str, str] = Field(
+        default_factory=dict, description="Non-secret environment for the engine process."
+    )
+    shm_size: str = Field("8g", pattern=r"^\d+[bkmg]?$", description="Docker shm size for vLLM.")
+    python: str | None = Field(
+        None, description="Python with vLLM installed (local runtime); else `vllm` on PATH."
+    )
+    hf_cache_dir: str | None = Field(
+        None, description="HuggingFace cache to mount; default $HF_HOME or ~/.cache/huggingface."
+    )
+    hf_token_env: str | None = Field(
+        "HF_TOKEN", description="Environment variable holding the HuggingFace token."
+    )
+    startup_timeout_s: float = Field(180.0, gt=0, description="How long `up` waits for health.")
+    sim: SimSpec = Field(default_factory=SimSpec)
+
+    @field_validator("image")
+    @classmethod
+    def _check_image(cls, value: str) -> str:
+        return _pinned(value)
+
+    @field_validator("hf_token_env")
+    @classmethod
+    def _check_token(cls, value: str | None) -> str | None:
+        return _env_name(value)
+
+    @property
+    def name(self) -> str:
+        """The model name clients send (and the gateway fills in)."""
+        return self.served_name or self.model
+
+
+class GatewaySpec(AdmissionLimits):
+    """The admission-controlling gateway; field names and limits are llmctl.core.config's."""
+
+    model_config = ConfigDict(extra="forbid", validate_default=True)
+
+    image: str = Field(LLMCTL_IMAGE, description="llmctl image (gateway, and the sim engine).")
+    request_timeout_s: float = Field(600.0, gt=0, description="Deadline to the last byte.")
+    max_body_bytes: int = Field(1 << 20, ge=1024, description="Larger request bodies get 413.")
+    api_keys_env: str | None = Field(
+        "LLMCTL_API_KEYS", description="Environment variable with accepted keys (comma list)."
+    )
+    api_keys_file: str | None = Field(None, description="File with accepted keys, one a line.")
+    admin_key_env: str | None = Field(None, description="Environment variable with the admin key.")
+    admin_key_file: str | None = Field(None, description="File holding the admin key.")
+    generate_admin_key: bool = Field(
+        True, description="With no admin key reference, generate one into .env (kept)."
+    )
+
+    @field_validator("image")
+    @classmethod
+    def _check_image(cls, value: str) -> str:
+        return _pinned(value)
+
+    @field_validator("api_keys_env", "admin_key_env")
+    @classmethod
+    def _check_envs(cls, value: str | None) -> str | None:
+        return _env_name(value)
+
+
+class ObservabilitySpec(_Spec):
+    """Prometheus, Grafana and the optional extras."""
+
+    prometheus: bool = True
+    grafana: bool = True
+    dcgm_exporter: bool = Field(False, description="NVIDIA DCGM exporter (docker, GPU).")
+    open_webui: bool = Field(False, description="Open WebUI chat front end (docker).")
+    scrape_interval: str = Field("5s", pattern=_DURATION)
+    retention: str = Field("15d", pattern=_DURATION, description="Prometheus TSDB retention.")
+    prometheus_image: str = "prom/prometheus:v3.5.0"
+    grafana_image: str = "grafana/grafana:12.2.0"
+    dcgm_exporter_image: str = "nvcr.io/nvidia/k8s/dcgm-exporter:4.2.3-4.3.1-ubuntu22.04"
+    open_webui_image: str = "ghcr.io/open-webui/open-webui:v0.6.30"
+
+    @field_validator("prometheus_image", "grafana_image", "dcgm_exporter_image", "open_webui_image")
+    @classmethod
+    def _check_images(cls, value: str) -> str:
+        return _pinned(value)
+
+
+class PortsSpec(_Spec):
+    """Host ports. Docker publishes only gateway, Prometheus, Grafana (and Open WebUI)."""
+
+    bind_address: str = Field("127.0.0.1", description="Host address published ports bind to.")
+    gateway: int = Field(8080, ge=1, le=65535)
+    prometheus: int = Field(9090, ge=1, le=65535)
+    grafana: int = Field(3000, ge=1, le=65535)
+    open_webui: int = Field(3001, ge=1, le=65535)
+    engine: int = Field(8000, ge=1, le=65535, description="Local runtime only (never published).")
+
+    @field_validator("bind_address")
+    @classmethod
+    def _ip(cls, value: str) -> str:
+        try:
+            ipaddress.ip_address(value)
+        except ValueError as exc:
+            raise ValueError(f"{value!r} is not an IP address") from exc
+        return value
+
+
+class StackSpec(_Spec):
+    """One stack: what `llmctl render/up` builds."""
+
+    name: str = Field("local-sim", pattern=_NAME, description="Folder under .llmctl/, project.")
+    description: str = ""
+    runtime: RuntimeKind = Field("local", description="`local` processes or `docker` compose.")
+    engine: EngineSpec = Field(default_factory=EngineSpec)
+    gateway: GatewaySpec = Field(default_factory=GatewaySpec)
+    observability: ObservabilitySpec = Field(default_factory=ObservabilitySpec)
+    ports: PortsSpec = Field(default_factory=PortsSpec)
+    alerts: AlertThresholds = Field(default_factory=AlertThresholds)
+
+    @model_validator(mode="after")
+    def _distinct_ports(self) -> StackSpec:
+        used: dict[int, str] = {}
+        for key in self.published_ports():
+            port = getattr(self.ports, key)
+            if port in used:
+                raise ValueError(f"ports.{key} and ports.{used[port]} are both {port}")
+            used[port] = key
+        return self
+
+    @property
+    def project_name(self) -> str:
+        """The compose project name (compose allows no dots, stack names may have them)."""
+        return "llmctl-" + re.sub(r"[^a-z0-9_-]", "-", self.name)
+
+    def published_ports(self) -> list[str]:
+        """The `ports.*` keys this stack listens on, for its runtime and enabled services."""
+        keys = ["gateway"]
+        if self.runtime == "local":
+            keys.append("engine")
+        if self.observability.prometheus:
+            keys.append("prometheus")
+        if self.runtime == "docker" and self.observability.grafana:
+            keys.append("grafana")
+        if self.runtime == "docker" and self.observability.open_webui:
+            keys.append("open_webui")
+        return keys
+
+    def endpoints(self) -> dict[str, str]:
+        """Service name -> URL a user opens on the host."""
+        host = self.ports.bind_address
+        if host in ("0.0.0.0", "::"):
+            host = "127.0.0.1"
+        if ":" in host:
+            host = f"[{host}]"
+        urls = {"gateway": f"http://{host}:{self.ports.gateway}"}
+        if self.runtime == "local":
+            urls["engine"] = f"http://127.0.0.1:{self.ports.engine}"
+        names = {"prometheus": "prometheus", "grafana": "grafana", "open_webui": "open-webui"}
+        for key in self.published_ports():
+            if key in names:
+                urls[names[key]] = f"http://{host}:{getattr(self.ports, key)}"
+        return urls
