@@ -1,0 +1,206 @@
+"""The simulator's HTTP server: OpenAI-compatible routes, /health, /metrics and /dcgm/metrics."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import time
+from collections.abc import AsyncIterator, Callable
+
+from aiohttp import web
+
+from llmctl.core.openai import error_body
+from llmctl.sim.api import ApiError, Kind, parse_generation
+from llmctl.sim.config import SimConfig
+from llmctl.sim.engine import Engine
+from llmctl.sim.faults import Fault, FaultDecision, FaultInjector
+from llmctl.sim.scheduler import FINISHED, SimRequest
+from llmctl.sim.sse import StreamFormat, full_response
+
+_PROMETHEUS_TEXT = "text/plain; version=0.0.4; charset=utf-8"
+ENGINE: web.AppKey[Engine] = web.AppKey("engine", Engine)
+CONFIG: web.AppKey[SimConfig] = web.AppKey("config", SimConfig)
+READY: web.AppKey[asyncio.Event] = web.AppKey("ready", asyncio.Event)
+FAULTS: web.AppKey[FaultInjector] = web.AppKey("faults", FaultInjector)
+
+
+def _error(status: int, message: str, **kwargs: str) -> web.Response:
+    return web.json_response(error_body(message, **kwargs), status=status)
+
+
+def _loading() -> web.Response:
+    return _error(503, "the model is still loading", type="service_unavailable", code="loading")
+
+
+async def health(request: web.Request) -> web.Response:
+    return web.Response(status=200) if request.app[READY].is_set() else _loading()
+
+
+async def models(request: web.Request) -> web.Response:
+    if not request.app[READY].is_set():
+        return _loading()
+    config = request.app[CONFIG]
+    model = {
+        "id": config.model,
+        "object": "model",
+        "created": int(time.time()),
+        "owned_by": "vllm",
+        "root": config.model,
+        "parent": None,
+        "max_model_len": request.app[ENGINE].max_model_len,
+    }
+    return web.json_response({"object": "list", "data": [model]})
+
+
+async def metrics(request: web.Request) -> web.Response:
+    body = request.app[ENGINE].metrics.render()
+    return web.Response(body=body, headers={"Content-Type": _PROMETHEUS_TEXT})
+
+
+async def dcgm_metrics(request: web.Request) -> web.Response:
+    body = request.app[ENGINE].gpu.render()
+    return web.Response(body=body, headers={"Content-Type": _PROMETHEUS_TEXT})
+
+
+def _generation_route(kind: Kind) -> Callable[[web.Request], object]:
+    async def handler(request: web.Request) -> web.StreamResponse:
+        return await generate(request, kind)
+
+    return handler
+
+
+async def _wait(req: SimRequest) -> None:
+    waiter = asyncio.get_running_loop().create_future()
+    req.waiter = waiter
+    await waiter
+
+
+def _close(request: web.Request) -> None:
+    """Cut the connection as a crashing server would (what was written still goes out)."""
+    if request.transport is not None:
+        request.transport.close()
+
+
+async def generate(request: web.Request, kind: Kind) -> web.StreamResponse:
+    app = request.app
+    if not app[READY].is_set():
+        return _loading()
+    engine = app[ENGINE]
+    try:
+        try:
+            body = await request.json(loads=json.loads)
+        except ValueError:
+            raise ApiError("the request body is not valid JSON") from None
+        params = parse_generation(
+            kind, body, served_model=app[CONFIG].model, max_model_len=engine.max_model_len
+        )
+    except ApiError as exc:
+        return web.json_response(exc.body, status=exc.status)
+    req = engine.new_request(params.prompt_tokens, params.max_tokens, params.ignore_eos)
+    decision = app[FAULTS].decide(req.target_tokens)
+    if decision.fault is Fault.ERROR:
+        return _error(500, "simulated engine failure", type="server_error", code="simulated_error")
+    if decision.fault is Fault.STALL:
+        await asyncio.Event().wait()  # until the client gives up and aiohttp cancels us
+    req.stream = params.stream
+    engine.submit(req)
+    try:
+        if params.stream:
+            return await _stream(request, engine, req, StreamFormat(params), decision)
+        while req.status != FINISHED:
+            await _wait(req)
+        if decision.fault is Fault.DROP:
+            _close(request)
+            return web.Response(status=500)
+        text = engine.tokens.text(req.text_offset, 0, req.num_output)
+        reason = req.finished_reason or "abort"
+        return web.Response(
+            body=full_response(params, text, reason, req.num_output),
+            content_type="application/json",
+        )
+    finally:
+        engine.abort(req)  # no-op once finished; frees the KV blocks of a client that left
+
+
+async def _stream(
+    request: web.Request, engine: Engine, req: SimRequest, fmt: StreamFormat, fault: FaultDecision
+) -> web.StreamResponse:
+    resp = web.StreamResponse(headers={"Content-Type": "text/event-stream; charset=utf-8"})
+    await resp.prepare(request)
+    opening = fmt.opening()
+    if opening:
+        await resp.write(opening.encode())
+    piece = engine.tokens.piece
+    offset = req.text_offset
+    prefix, suffix = fmt.prefix, fmt.suffix
+    drop_at = fault.drop_after if fault.fault is Fault.DROP else -1
+    sent = 0
+    while True:
+        produced = req.num_output
+        if produced == sent and req.status != FINISHED:
+            await _wait(req)
+            continue
+        if 0 <= drop_at <= produced:
+            produced = drop_at
+        out = "".join([prefix + piece(offset, i) + suffix for i in range(sent, produced)])
+        sent = produced
+        if sent == drop_at:
+            await resp.write(out.encode())
+            _close(request)
+            return resp
+        if req.status == FINISHED:
+            out += fmt.closing(req.finished_reason or "abort", sent)
+            await resp.write(out.encode())
+            await resp.write_eof()
+            return resp
+        await resp.write(out.encode())
+
+
+def build_app(config: SimConfig) -> web.Application:
+    """The aiohttp application; the engine starts with the app (inside the running loop)."""
+    app = web.Application(client_max_size=16 * 1024 * 1024)
+    app[CONFIG] = config
+    app[READY] = asyncio.Event()
+    app[FAULTS] = FaultInjector(config.faults, config.seed)
+    app.router.add_get("/health", health)
+    app.router.add_get("/v1/models", models)
+    app.router.add_get("/metrics", metrics)
+    app.router.add_get("/dcgm/metrics", dcgm_metrics)
+    app.router.add_post("/v1/chat/completions", _generation_route("chat"))  # type: ignore[arg-type]
+    app.router.add_post("/v1/completions", _generation_route("completion"))  # type: ignore[arg-type]
+    app[ENGINE] = Engine(
+        config.profile, model_name=config.model, time_scale=config.time_scale, seed=config.seed
+    )
+    app.cleanup_ctx.append(_engine_lifecycle)
+    return app
+
+
+async def _engine_lifecycle(app: web.Application) -> AsyncIterator[None]:
+    config = app[CONFIG]
+    engine = app[ENGINE]
+    engine.start()
+    ready_after = asyncio.get_running_loop().call_later(
+        config.faults.startup_delay_s, app[READY].set
+    )
+    yield
+    ready_after.cancel()
+    await engine.stop()
+
+
+async def serve(config: SimConfig, on_ready: Callable[[str], None] | None = None) -> None:
+    """Serve until cancelled (SIGINT/SIGTERM end the process through the caller)."""
+    runner = web.AppRunner(build_app(config), handler_cancellation=True, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, config.host, config.port)
+    await site.start()
+    if on_ready is not None:
+        server = site._server
+        sockets = getattr(server, "sockets", None) or []
+        port = sockets[0].getsockname()[1] if sockets else config.port
+        on_ready(f"http://{config.host}:{port}")
+    try:
+        await asyncio.Event().wait()
+    finally:
+        with contextlib.suppress(Exception):
+            await runner.cleanup()

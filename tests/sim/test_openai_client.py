@@ -1,0 +1,102 @@
+"""The official openai client against the simulator: streaming, non-streaming, usage."""
+
+from __future__ import annotations
+
+import math
+
+import openai
+import pytest
+
+from tests.sim.conftest import Sim
+
+
+def count_rule(text: str) -> int:
+    """The documented rule (docs/simulator.md), written out independently of llmctl.sim.text."""
+    return sum(math.ceil(len(word) / 4) for word in text.split())
+
+
+def chat_prompt(messages: list[dict[str, str]]) -> str:
+    """The documented chat template."""
+    return " ".join([*(f"<|{m['role']}|> {m['content']}" for m in messages), "<|assistant|>"])
+
+
+MESSAGES = [
+    {"role": "system", "content": "You are terse."},
+    {"role": "user", "content": "Explain paged attention in a sentence, please!"},
+]
+
+
+@pytest.fixture
+def client(sim: Sim) -> openai.OpenAI:
+    return openai.OpenAI(base_url=f"{sim.url}/v1", api_key="unused", max_retries=0, timeout=30)
+
+
+def test_models_lists_the_served_model(client: openai.OpenAI) -> None:
+    assert [m.id for m in client.models.list()] == ["llmctl-sim"]
+
+
+def test_chat_non_streaming_usage_is_consistent(client: openai.OpenAI) -> None:
+    resp = client.chat.completions.create(
+        model="llmctl-sim", messages=MESSAGES, max_tokens=17, extra_body={"ignore_eos": True}
+    )
+    choice = resp.choices[0]
+    assert choice.finish_reason == "length"
+    assert resp.usage is not None
+    assert resp.usage.completion_tokens == 17
+    assert resp.usage.prompt_tokens == count_rule(chat_prompt(MESSAGES))
+    assert resp.usage.total_tokens == resp.usage.prompt_tokens + 17
+    assert count_rule(choice.message.content or "") == 17
+
+
+def test_chat_streaming_with_include_usage(client: openai.OpenAI) -> None:
+    stream = client.chat.completions.create(
+        model="llmctl-sim",
+        messages=MESSAGES,
+        max_tokens=12,
+        stream=True,
+        stream_options={"include_usage": True},
+    )
+    chunks = list(stream)
+    text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    finishes = [c.choices[0].finish_reason for c in chunks if c.choices]
+    assert finishes[-1] == "length"
+    assert chunks[-1].choices == []
+    usage = chunks[-1].usage
+    assert usage is not None
+    assert usage.completion_tokens == 12 == count_rule(text)
+    assert usage.prompt_tokens == count_rule(chat_prompt(MESSAGES))
+    assert all(c.usage is None for c in chunks[:-1])
+
+
+def test_completions_stream_and_non_stream_agree_on_counting(client: openai.OpenAI) -> None:
+    prompt = "The quick brown fox jumps over the lazy dog; supercalifragilistic."
+    resp = client.completions.create(model="llmctl-sim", prompt=prompt, max_tokens=9)
+    assert resp.choices[0].finish_reason == "length"
+    assert resp.usage is not None
+    assert resp.usage.prompt_tokens == count_rule(prompt)
+    assert resp.usage.completion_tokens == 9 == count_rule(resp.choices[0].text)
+
+    stream = client.completions.create(
+        model="llmctl-sim",
+        prompt=prompt,
+        max_tokens=9,
+        stream=True,
+        stream_options={"include_usage": True},
+    )
+    chunks = list(stream)
+    text = "".join(c.choices[0].text for c in chunks if c.choices)
+    assert count_rule(text) == 9
+    assert chunks[-1].usage is not None
+    assert chunks[-1].usage.completion_tokens == 9
+
+
+def test_bad_input_is_an_openai_400(client: openai.OpenAI) -> None:
+    with pytest.raises(openai.BadRequestError) as excinfo:
+        client.chat.completions.create(model="llmctl-sim", messages=[], max_tokens=5)
+    assert "messages" in str(excinfo.value)
+    with pytest.raises(openai.BadRequestError):
+        client.completions.create(model="llmctl-sim", prompt="x", max_tokens=-3)
+    with pytest.raises(openai.BadRequestError):
+        client.completions.create(model="llmctl-sim", prompt="x", max_tokens=10**9)
+    with pytest.raises(openai.NotFoundError):
+        client.completions.create(model="other-model", prompt="x", max_tokens=3)
