@@ -8,7 +8,7 @@ import click
 import typer
 
 from llmctl import __version__
-from llmctl.cli import bench, gateway, sim, stack, top, tune
+from llmctl.cli import bench, gateway, models, sim, stack, top, tune
 from llmctl.cli.console import console, fail
 from llmctl.core.errors import LlmctlError
 
@@ -40,6 +40,7 @@ app.add_typer(sim.app, name="sim")
 app.add_typer(gateway.app, name="gateway")
 app.add_typer(bench.app, name="bench")
 app.add_typer(tune.app, name="tune")
+app.add_typer(models.app, name="models")
 stack.register(app)
 top.register(app)
 
