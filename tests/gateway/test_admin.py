@@ -1,0 +1,114 @@
+"""The admin API: off without a key, 401 on a wrong key, live limit changes that take effect at once."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import Counter
+from collections.abc import Callable
+
+import httpx
+
+from tests.gateway.client import chat, post_many
+from tests.gateway.conftest import MakeGateway
+from tests.gateway.upstream import FakeEngine
+
+ADMIN = {"Authorization": "Bearer admin-secret"}
+
+
+async def until(check: Callable[[], bool]) -> None:
+    async with asyncio.timeout(5.0):
+        while not check():  # noqa: ASYNC110 - polls counters another thread updates
+            await asyncio.sleep(0.005)
+
+
+def test_admin_api_is_off_without_an_admin_key(make_gateway: MakeGateway) -> None:
+    gw = make_gateway()
+    resp = httpx.get(gw.url + "/admin/limits", headers=ADMIN)
+    assert resp.status_code == 404
+    assert resp.json()["error"]["code"] == "not_found"
+    assert httpx.put(gw.url + "/admin/limits", json={"max_active": 9}).status_code == 404
+
+
+def test_admin_api_needs_the_admin_key(make_gateway: MakeGateway) -> None:
+    gw = make_gateway(admin_key="admin-secret", api_keys=["user-key"])
+    assert httpx.get(gw.url + "/admin/limits").status_code == 401
+    wrong = {"Authorization": "Bearer user-key"}  # an API key is not an admin key
+    assert httpx.get(gw.url + "/admin/limits", headers=wrong).status_code == 401
+    resp = httpx.get(gw.url + "/admin/limits", headers=ADMIN)
+    assert resp.status_code == 200
+    assert resp.json() == {
+        "max_active": 4,
+        "queue_mode": "queue",
+        "queue_max": 64,
+        "queue_timeout_s": 30.0,
+    }
+
+
+def test_put_limits_validates_and_updates_the_gauges(make_gateway: MakeGateway) -> None:
+    gw = make_gateway(admin_key="admin-secret")
+    for bad in ({"max_active": 0}, {"queue_max": -1}, {"queue_mode": "drop"}, {"bogus": 1}):
+        resp = httpx.put(gw.url + "/admin/limits", json=bad, headers=ADMIN)
+        assert resp.status_code == 400, bad
+        assert resp.json()["error"]["code"] == "bad_request"
+    bad_json = httpx.put(gw.url + "/admin/limits", content=b"[1", headers=ADMIN)
+    assert bad_json.status_code == 400
+    resp = httpx.put(
+        gw.url + "/admin/limits", json={"max_active": 7, "queue_max": 3}, headers=ADMIN
+    )
+    assert resp.status_code == 200
+    assert resp.json()["max_active"] == 7
+    assert resp.json()["queue_timeout_s"] == 30.0  # untouched fields keep their values
+    assert gw.metric("llmctl_gateway_max_active") == 7
+    assert gw.metric("llmctl_gateway_queue_max") == 3
+
+
+def test_raising_max_active_admits_waiters_at_once(
+    make_gateway: MakeGateway, engine: FakeEngine
+) -> None:
+    gw = make_gateway(max_active=1, queue_max=10, admin_key="admin-secret")
+
+    async def scenario() -> tuple[list[int], float]:
+        sending = asyncio.ensure_future(post_many(gw.url, [chat({"delay": 1.5}) for _ in range(4)]))  # noqa: RUF006 - awaited below
+        await until(lambda: engine.in_flight == 1 and gw.gateway.admission.queued == 3)
+        async with httpx.AsyncClient() as client:
+            resp = await client.put(gw.url + "/admin/limits", json={"max_active": 4}, headers=ADMIN)
+            assert resp.status_code == 200
+        changed = time.monotonic()
+        await until(lambda: engine.in_flight == 4)
+        admitted_after = time.monotonic() - changed
+        answers = await sending
+        return [a.status for a in answers], admitted_after
+
+    statuses, admitted_after = asyncio.run(scenario())
+    assert statuses == [200] * 4
+    assert admitted_after < 0.5
+    gw.wait_idle()
+
+
+def test_lowering_max_active_lets_in_flight_finish_and_admits_no_one_above_it(
+    make_gateway: MakeGateway, engine: FakeEngine
+) -> None:
+    gw = make_gateway(max_active=4, queue_max=10, admin_key="admin-secret")
+    seen: list[int] = []
+
+    async def scenario() -> list[int]:
+        sending = asyncio.ensure_future(post_many(gw.url, [chat({"delay": 0.6}) for _ in range(4)]))  # noqa: RUF006 - awaited below
+        await until(lambda: engine.in_flight == 4)
+        async with httpx.AsyncClient() as client:
+            resp = await client.put(gw.url + "/admin/limits", json={"max_active": 1}, headers=ADMIN)
+            assert resp.status_code == 200
+        later = asyncio.ensure_future(post_many(gw.url, [chat({"delay": 0.2}) for _ in range(3)]))  # noqa: RUF006 - awaited below
+        while not later.done():
+            seen.append(engine.in_flight)
+            await asyncio.sleep(0.005)
+        first = await sending
+        return [a.status for a in first + await later]
+
+    statuses = asyncio.run(scenario())
+    assert Counter(statuses) == {200: 7}
+    # The four in flight finished; after they drained, never more than one at a time again.
+    drained = next(i for i, n in enumerate(seen) if n <= 1)
+    assert max(seen[drained:]) == 1
+    assert engine.max_in_flight == 4
+    gw.wait_idle()
