@@ -1,9 +1,309 @@
-"""Stack commands: init, config, render, up, down, status, logs, doctor."""
+"""Stack commands: init, config, render, up, down, status, logs, doctor, chat."""
 
 from __future__ import annotations
 
+import os
+import shutil
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Annotated, Any
+
+import httpx
 import typer
+from rich.live import Live
+from rich.table import Table
+
+from llmctl.cli.console import console, err_console
+from llmctl.core.errors import ConfigError, RuntimeBackendError, TargetError
+from llmctl.stack.doctor import diagnose
+from llmctl.stack.render import render_stack
+from llmctl.stack.runtime import ServiceStatus, make_runtime
+from llmctl.stack.settings import (
+    CONFIG_FILE,
+    LoadedStack,
+    Override,
+    list_presets,
+    load_stack,
+    parse_set,
+    preset_path,
+    save_spec,
+    saved_spec,
+    stack_dir,
+)
+from llmctl.stack.spec import StackSpec
+
+ConfigOpt = Annotated[
+    Path | None, typer.Option("--config", "-c", help=f"Stack file (default: ./{CONFIG_FILE}).")
+]
+PresetOpt = Annotated[
+    str | None, typer.Option("--preset", "-p", help="Use a preset from stacks/ instead of a file.")
+]
+SetOpt = Annotated[
+    list[str] | None,
+    typer.Option("--set", help="Override any key: --set engine.sim.time_scale=10 (repeatable)."),
+]
+RuntimeOpt = Annotated[str | None, typer.Option("--runtime", help="`local` or `docker`.")]
+MaxActiveOpt = Annotated[int | None, typer.Option("--max-active", help="gateway.max_active")]
+QueueModeOpt = Annotated[str | None, typer.Option("--queue-mode", help="gateway.queue_mode")]
+QueueMaxOpt = Annotated[int | None, typer.Option("--queue-max", help="gateway.queue_max")]
+QueueTimeoutOpt = Annotated[
+    float | None, typer.Option("--queue-timeout", help="gateway.queue_timeout_s")
+]
+RequestTimeoutOpt = Annotated[
+    float | None, typer.Option("--request-timeout", help="gateway.request_timeout_s")
+]
+BindOpt = Annotated[str | None, typer.Option("--bind", help="ports.bind_address")]
+GatewayPortOpt = Annotated[int | None, typer.Option("--gateway-port", help="ports.gateway")]
+EnginePortOpt = Annotated[int | None, typer.Option("--engine-port", help="ports.engine")]
+PromPortOpt = Annotated[int | None, typer.Option("--prometheus-port", help="ports.prometheus")]
+GrafanaPortOpt = Annotated[int | None, typer.Option("--grafana-port", help="ports.grafana")]
+ScrapeOpt = Annotated[
+    str | None, typer.Option("--scrape-interval", help="observability.scrape_interval")
+]
+
+
+def _flags(**named: Any) -> list[Override]:
+    """Named CLI options -> overrides, labelled with the flag a user typed."""
+    keys = {
+        "runtime": "runtime",
+        "max_active": "gateway.max_active",
+        "queue_mode": "gateway.queue_mode",
+        "queue_max": "gateway.queue_max",
+        "queue_timeout": "gateway.queue_timeout_s",
+        "request_timeout": "gateway.request_timeout_s",
+        "bind": "ports.bind_address",
+        "gateway_port": "ports.gateway",
+        "engine_port": "ports.engine",
+        "prometheus_port": "ports.prometheus",
+        "grafana_port": "ports.grafana",
+        "scrape_interval": "observability.scrape_interval",
+    }
+    sets = [parse_set(item) for item in named.pop("sets", None) or []]
+    out = [
+        Override(keys[name], value, "flag --" + name.replace("_", "-"))
+        for name, value in named.items()
+        if value is not None
+    ]
+    return out + sets
+
+
+def _load(config: Path | None, preset: str | None, flags: Sequence[Override] = ()) -> LoadedStack:
+    loaded = load_stack(config=config, preset=preset, flags=flags)
+    for note in loaded.notes:
+        err_console.print(f"[yellow]note:[/yellow] {note}", highlight=False)
+    return loaded
+
+
+def _running_spec(config: Path | None, preset: str | None, sets: list[str] | None) -> StackSpec:
+    """The spec the stack was brought up with (saved by `up`), else the current config's."""
+    spec = _load(config, preset, _flags(sets=sets)).spec
+    return saved_spec(stack_dir(spec)) or spec
+
+
+def init(
+    preset: PresetOpt = None,
+    path: Annotated[Path, typer.Option("--path", help="Where to write.")] = Path(CONFIG_FILE),
+    force: Annotated[bool, typer.Option("--force", help="Overwrite an existing file.")] = False,
+) -> None:
+    """Write llmctl.toml from a preset (default: local-sim)."""
+    name = preset or "local-sim"
+    source = preset_path(name)
+    if path.exists() and not force:
+        raise ConfigError(f"{path} exists; use --force to overwrite it")
+    shutil.copyfile(source, path)
+    console.print(
+        f"wrote {path} from preset [bold]{name}[/bold]; presets: {', '.join(list_presets())}"
+    )
+
+
+def config(
+    config: ConfigOpt = None,
+    preset: PresetOpt = None,
+    sets: SetOpt = None,
+    max_active: MaxActiveOpt = None,
+    queue_max: QueueMaxOpt = None,
+    runtime: RuntimeOpt = None,
+) -> None:
+    """Show the effective stack settings and where each value came from."""
+    loaded = _load(
+        config,
+        preset,
+        _flags(sets=sets, max_active=max_active, queue_max=queue_max, runtime=runtime),
+    )
+    table = Table(title=f"stack {loaded.spec.name} ({loaded.origin})", title_justify="left")
+    table.add_column("key")
+    table.add_column("value")
+    table.add_column("source")
+    for key, value, source in loaded.effective_values():
+        style = "dim" if source == "default" else ""
+        table.add_row(key, _show(value), source, style=style)
+    console.print(table)
+
+
+def _show(value: object) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, str):
+        return value
+    return str(value).lower() if isinstance(value, bool) else repr(value)
+
+
+def render(config: ConfigOpt = None, preset: PresetOpt = None, sets: SetOpt = None) -> None:
+    """Write compose, Prometheus and Grafana files for the stack into .llmctl/<stack>/."""
+    spec = _load(config, preset, _flags(sets=sets)).spec
+    out = stack_dir(spec)
+    paths = render_stack(spec, out)
+    console.print(f"rendered {len(paths)} files into {out}")
+
+
+def up(
+    config: ConfigOpt = None,
+    preset: PresetOpt = None,
+    sets: SetOpt = None,
+    runtime: RuntimeOpt = None,
+    max_active: MaxActiveOpt = None,
+    queue_mode: QueueModeOpt = None,
+    queue_max: QueueMaxOpt = None,
+    queue_timeout: QueueTimeoutOpt = None,
+    request_timeout: RequestTimeoutOpt = None,
+    bind: BindOpt = None,
+    gateway_port: GatewayPortOpt = None,
+    engine_port: EnginePortOpt = None,
+    prometheus_port: PromPortOpt = None,
+    grafana_port: GrafanaPortOpt = None,
+    scrape_interval: ScrapeOpt = None,
+    timeout: Annotated[
+        float | None, typer.Option("--timeout", help="Seconds to wait for health.")
+    ] = None,
+) -> None:
+    """Render the stack and start it; waits until every service is healthy."""
+    flags = _flags(
+        **{k: v for k, v in locals().items() if k not in ("config", "preset", "timeout")}
+    )
+    spec = _load(config, preset, flags).spec
+    directory = stack_dir(spec)
+    previous = saved_spec(directory)
+    rt = make_runtime(previous or spec, directory)
+    if previous is not None and any(s.state == "running" for s in rt.status()):
+        if previous != spec:
+            err_console.print(
+                "[yellow]note:[/yellow] the stack runs with its earlier settings; "
+                "`llmctl down` then `llmctl up` to apply the new ones"
+            )
+        spec = previous
+    else:
+        render_stack(spec, directory)
+        save_spec(spec, directory)
+        rt = make_runtime(spec, directory)
+
+    with Live(_status_table(spec, []), console=console, transient=True) as live:
+        result = rt.up(progress=lambda s: live.update(_status_table(spec, s)), timeout=timeout)
+    for note in result.notes:
+        console.print(f"[yellow]note:[/yellow] {note}", highlight=False)
+    if result.already_running:
+        console.print(f"stack [bold]{spec.name}[/bold] is already running")
+    else:
+        console.print(f"stack [bold]{spec.name}[/bold] is up ({spec.runtime})")
+    console.print(_status_table(spec, result.services))
+    console.print(f'try: llmctl chat "Hello"   (gateway {spec.endpoints()["gateway"]}/v1)')
+
+
+def _status_table(spec: StackSpec, services: Sequence[ServiceStatus]) -> Table:
+    table = Table(title=f"{spec.name} ({spec.runtime})", title_justify="left")
+    for column in ("service", "state", "health", "endpoint", "detail"):
+        table.add_column(column)
+    colours = {"healthy": "green", "unhealthy": "red", "starting": "yellow", "none": "dim"}
+    for s in services:
+        health = f"[{colours[s.health]}]{s.health}[/]"
+        table.add_row(s.name, s.state, health, s.url or "-", s.detail)
+    return table
+
+
+def down(
+    config: ConfigOpt = None,
+    preset: PresetOpt = None,
+    sets: SetOpt = None,
+    volumes: Annotated[bool, typer.Option("--volumes", help="Also delete stored data.")] = False,
+) -> None:
+    """Stop the stack's services (exactly those llmctl started)."""
+    spec = _running_spec(config, preset, sets)
+    for line in make_runtime(spec, stack_dir(spec)).down(volumes=volumes):
+        console.print(line, highlight=False)
+
+
+def status(config: ConfigOpt = None, preset: PresetOpt = None, sets: SetOpt = None) -> None:
+    """Show each service's state and health; exit 1 when any is not healthy."""
+    spec = _running_spec(config, preset, sets)
+    services = make_runtime(spec, stack_dir(spec)).status()
+    console.print(_status_table(spec, services))
+    if not all(s.ready for s in services):
+        raise typer.Exit(1)
+
+
+def logs(
+    service: Annotated[str | None, typer.Argument(help="engine, gateway or prometheus")] = None,
+    follow: Annotated[bool, typer.Option("--follow", "-f", help="Keep printing.")] = False,
+    config: ConfigOpt = None,
+    preset: PresetOpt = None,
+    sets: SetOpt = None,
+) -> None:
+    """Print the stack's logs (all services, or one)."""
+    spec = _running_spec(config, preset, sets)
+    try:
+        for line in make_runtime(spec, stack_dir(spec)).logs(service, follow=follow):
+            console.out(line, highlight=False)
+    except KeyboardInterrupt:
+        pass
+
+
+def doctor(config: ConfigOpt = None, preset: PresetOpt = None, sets: SetOpt = None) -> None:
+    """Check Docker, Compose, the NVIDIA runtime, Prometheus and vLLM for this stack."""
+    spec = _load(config, preset, _flags(sets=sets)).spec
+    table = Table(title=f"doctor for stack {spec.name} ({spec.runtime})", title_justify="left")
+    for column in ("check", "result", "detail"):
+        table.add_column(column)
+    marks = {"ok": "[green]ok[/]", "warn": "[yellow]warn[/]", "fail": "[red]FAIL[/]"}
+    checks = diagnose(spec)
+    for check in checks:
+        table.add_row(check.name, marks[check.level], check.detail)
+    console.print(table)
+    if any(c.level == "fail" for c in checks):
+        raise RuntimeBackendError(f"stack {spec.name} cannot run here; see the FAIL rows above")
+
+
+def chat(
+    message: Annotated[str, typer.Argument(help="What to say.")] = "Hello",
+    max_tokens: Annotated[int, typer.Option("--max-tokens", help="Longest answer.")] = 128,
+    config: ConfigOpt = None,
+    preset: PresetOpt = None,
+    sets: SetOpt = None,
+) -> None:
+    """Send one chat message through the running stack's gateway and print the answer."""
+    spec = _running_spec(config, preset, sets)
+    url = spec.endpoints()["gateway"] + "/v1/chat/completions"
+    headers = {}
+    keys_env = spec.gateway.api_keys_env
+    if keys_env and os.environ.get(keys_env):
+        headers["Authorization"] = f"Bearer {os.environ[keys_env].split(',')[0].strip()}"
+    body = {
+        "model": spec.engine.name,
+        "messages": [{"role": "user", "content": message}],
+        "max_tokens": max_tokens,
+    }
+    try:
+        resp = httpx.post(url, json=body, headers=headers, timeout=spec.gateway.request_timeout_s)
+    except httpx.HTTPError as exc:
+        raise TargetError(
+            f"gateway {url} unreachable ({exc}); is the stack up? (`llmctl up`)"
+        ) from exc
+    if resp.status_code != 200:
+        raise TargetError(f"gateway answered {resp.status_code}: {resp.text[:300]}")
+    answer = resp.json()["choices"][0]["message"]["content"]
+    console.print(f"[dim]{spec.engine.name} via {spec.endpoints()['gateway']}:[/dim]")
+    console.print(answer, highlight=False, markup=False)
 
 
 def register(app: typer.Typer) -> None:
     """Add the stack commands to the top-level app."""
+    for command in (init, config, render, up, down, status, logs, doctor, chat):
+        app.command(command.__name__)(command)

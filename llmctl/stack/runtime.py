@@ -1,0 +1,87 @@
+"""The Runtime protocol that the local and Docker runtimes implement, and the factory picking one.
+
+Contract for implementations (constructed as `Runtime(spec, directory)`):
+- `directory` is `.llmctl/<stack>/`, already rendered by `render.render_stack` before `up`.
+- `up` starts what is not running, waits until every service is healthy (or `timeout` passes),
+  calling `progress` with the current statuses while it waits; it never prints. When everything
+  was already running it returns `UpResult(already_running=True, ...)` and starts nothing.
+- `down` stops exactly this stack's services; `status` only looks; `logs` yields text lines.
+- Failures a user can act on raise `RuntimeBackendError` (or `ConfigError`) with what to do.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal, Protocol, cast
+
+from llmctl.core.errors import RuntimeBackendError
+from llmctl.stack.spec import RuntimeKind, StackSpec
+
+State = Literal["running", "starting", "stopped", "exited", "skipped"]
+Health = Literal["healthy", "unhealthy", "starting", "none"]
+
+
+@dataclass(frozen=True)
+class ServiceStatus:
+    """One service as observed now."""
+
+    name: str
+    state: State
+    health: Health = "none"
+    detail: str = ""  # pid, container id, or why a service was skipped
+    url: str | None = None
+
+    @property
+    def ready(self) -> bool:
+        return self.state == "skipped" or (self.state == "running" and self.health == "healthy")
+
+
+Progress = Callable[[Sequence[ServiceStatus]], None]
+
+
+@dataclass
+class UpResult:
+    """What `up` did: whether the stack was already up, the final statuses, notes for the user."""
+
+    already_running: bool
+    services: list[ServiceStatus]
+    notes: list[str] = field(default_factory=list)
+
+
+class Runtime(Protocol):
+    """Bring a rendered stack up and down, and look at it."""
+
+    spec: StackSpec
+    directory: Path
+
+    def up(self, *, progress: Progress | None = None, timeout: float | None = None) -> UpResult: ...
+
+    def down(self, *, volumes: bool = False) -> list[str]:
+        """Stop the stack; returns one line per service stopped (or found already stopped)."""
+        ...
+
+    def status(self) -> list[ServiceStatus]: ...
+
+    def logs(self, service: str | None = None, *, follow: bool = False) -> Iterator[str]: ...
+
+
+def make_runtime(spec: StackSpec, directory: Path, kind: RuntimeKind | None = None) -> Runtime:
+    """The runtime for `spec` (or `kind`). Docker is imported only when asked for, so a machine
+    without python-on-whales or Docker still runs local stacks."""
+    kind = kind or spec.runtime
+    if kind == "local":
+        from llmctl.stack.local import LocalRuntime
+
+        return LocalRuntime(spec, directory)
+    try:
+        module = importlib.import_module("llmctl.stack.docker")
+    except ImportError as exc:
+        raise RuntimeBackendError(
+            f"the docker runtime is unavailable ({exc}); install llmctl with its dependencies "
+            "or use `--runtime local`"
+        ) from exc
+    factory = cast(Callable[[StackSpec, Path], Runtime], module.DockerRuntime)
+    return factory(spec, directory)
