@@ -1,7 +1,211 @@
-"""`llmctl bench` commands."""
+"""`llmctl bench` commands: drive load at levels of concurrency or rate; compare two results."""
 
 from __future__ import annotations
 
-import typer
+import os
+from pathlib import Path
 
-app = typer.Typer(help="(not yet implemented)", no_args_is_help=True)
+import typer
+from pydantic import ValidationError
+
+from llmctl.bench.compare import compare_reports
+from llmctl.bench.config import BenchConfig, PromptSpec, SLOSpec, parse_slo
+from llmctl.bench.live import ConsoleProgress, compare_table, levels_table, server_table
+from llmctl.bench.report import BenchReport, load_report, to_csv
+from llmctl.bench.runner import run_bench
+from llmctl.bench.strategies import ConcurrentStrategy, RateStrategy
+from llmctl.cli.console import console
+from llmctl.core.errors import TargetError, UsageError
+
+app = typer.Typer(
+    help="Load-test an OpenAI-compatible target (gateway or engine) and measure what users feel.",
+    no_args_is_help=True,
+)
+
+ARRIVALS = ("poisson", "constant", "gamma")
+
+
+def _numbers(text: str, flag: str, kind: type[int] | type[float]) -> list[float]:
+    try:
+        values = [kind(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise UsageError(
+            f"{flag} takes a comma list of numbers, e.g. 1,8,32 (got {text!r})"
+        ) from None
+    if not values or any(v <= 0 for v in values):
+        raise UsageError(f"{flag} needs positive numbers (got {text!r})")
+    return [float(v) for v in values]
+
+
+def _levels(
+    concurrency: str | None,
+    rate: str | None,
+    arrival: str,
+    burstiness: float,
+    max_concurrency: int | None,
+) -> list[ConcurrentStrategy | RateStrategy]:
+    if (concurrency is None) == (rate is None):
+        raise UsageError("give exactly one of --concurrency 1,8,32 or --rate 2,4,8")
+    if arrival not in ARRIVALS:
+        raise UsageError(f"--arrival must be one of {', '.join(ARRIVALS)} (got {arrival!r})")
+    if burstiness <= 0:
+        raise UsageError("--burstiness must be positive")
+    if arrival != "gamma" and burstiness != 1.0:
+        raise UsageError("--burstiness applies to --arrival gamma (poisson is gamma with 1)")
+    if concurrency is not None:
+        return [
+            ConcurrentStrategy(concurrency=int(n))
+            for n in _numbers(concurrency, "--concurrency", int)
+        ]
+    assert rate is not None
+    return [
+        RateStrategy(
+            rate=r, arrival=arrival, burstiness=burstiness, max_concurrency=max_concurrency
+        )
+        for r in _numbers(rate, "--rate", float)
+    ]
+
+
+def _api_key(env_var: str | None) -> str | None:
+    if env_var is None:
+        return None
+    value = os.environ.get(env_var)
+    if not value:
+        raise UsageError(f"--api-key-env {env_var}: that environment variable is not set")
+    return value
+
+
+def _first_error(exc: ValidationError) -> str:
+    first = exc.errors()[0]
+    where = ".".join(str(p) for p in first["loc"])
+    return f"{where}: {first['msg']}" if where else str(first["msg"])
+
+
+@app.callback(invoke_without_command=True)
+def bench(
+    ctx: typer.Context,
+    target: str | None = typer.Option(
+        None, "--target", help="Base URL of the gateway or engine, e.g. http://127.0.0.1:8080."
+    ),
+    concurrency: str | None = typer.Option(
+        None, "--concurrency", help="Closed-loop levels: requests kept in flight, e.g. 1,8,32."
+    ),
+    rate: str | None = typer.Option(
+        None, "--rate", help="Open-loop levels: requests started per second, e.g. 2,4,8."
+    ),
+    arrival: str = typer.Option(
+        "poisson", "--arrival", help="Open-loop arrivals: poisson, constant or gamma."
+    ),
+    burstiness: float = typer.Option(
+        1.0, "--burstiness", help="Gamma shape for --arrival gamma (<1 burstier, >1 smoother)."
+    ),
+    max_concurrency: int | None = typer.Option(
+        None, "--max-concurrency", help="Cap on requests in flight for --rate levels."
+    ),
+    duration: float | None = typer.Option(
+        None, "--duration", help="Seconds to measure per level (default 30 unless --requests)."
+    ),
+    requests: int | None = typer.Option(
+        None, "--requests", help="Requests to measure per level instead of a duration."
+    ),
+    warmup: float = typer.Option(
+        0.0, "--warmup", help="Seconds of load per level before measuring (discarded)."
+    ),
+    input_len: int = typer.Option(256, "--input-len", help="Synthetic prompt length, tokens."),
+    input_spread: float = typer.Option(
+        0.0, "--input-spread", help="Prompt lengths vary uniformly within mean x (1 +- spread)."
+    ),
+    output_len: int = typer.Option(128, "--output-len", help="max_tokens of every request."),
+    ignore_eos: bool = typer.Option(
+        True, "--ignore-eos/--no-ignore-eos", help="Ask the engine to generate all max_tokens."
+    ),
+    dataset: Path | None = typer.Option(
+        None, "--dataset", help="JSONL file of chat requests (objects with 'messages')."
+    ),
+    model: str | None = typer.Option(
+        None, "--model", help="Model name (default: the first one the target lists)."
+    ),
+    api_key_env: str | None = typer.Option(
+        None, "--api-key-env", help="Environment variable holding the API key."
+    ),
+    slo: str | None = typer.Option(
+        None, "--slo", help="Goodput targets per request, e.g. ttft=2s,itl=100ms,e2e=30s."
+    ),
+    engine_metrics: list[str] = typer.Option(
+        [], "--metrics-url", help="Extra /metrics URL to sample (e.g. the engine behind a gateway)."
+    ),
+    timeout: float = typer.Option(600.0, "--timeout", help="Client timeout per request, seconds."),
+    seed: int = typer.Option(0, "--seed", help="Seed for prompts and arrival times."),
+    json_out: Path | None = typer.Option(None, "--json", help="Write the result as JSON here."),
+    csv_out: Path | None = typer.Option(None, "--csv", help="Write one CSV row per level here."),
+) -> None:
+    """Drive load at each level and report latency, throughput, failures and server peaks."""
+    if ctx.invoked_subcommand is not None:
+        return
+    if target is None:
+        raise UsageError("--target URL is required (the gateway or engine base URL)")
+    levels = _levels(concurrency, rate, arrival, burstiness, max_concurrency)
+    if duration is None and requests is None:
+        duration = 30.0
+    try:
+        config = BenchConfig(
+            target=target,
+            model=model,
+            api_key=_api_key(api_key_env),
+            levels=levels,
+            duration_s=duration,
+            requests=requests,
+            warmup_s=warmup,
+            prompts=PromptSpec(
+                input_len=input_len,
+                input_spread=input_spread,
+                output_len=output_len,
+                ignore_eos=ignore_eos,
+                dataset=dataset,
+            ),
+            slo=parse_slo(slo) if slo else SLOSpec(),
+            request_timeout_s=timeout,
+            metrics_urls=engine_metrics,
+            seed=seed,
+        )
+    except ValidationError as exc:
+        raise UsageError(f"bad bench settings: {_first_error(exc)}") from None
+    progress = ConsoleProgress(console)
+    try:
+        report = run_bench(config, progress)
+    finally:
+        progress.close()
+    _show(report)
+    if json_out is not None:
+        json_out.write_text(report.to_json() + "\n", encoding="utf-8")
+        console.print(f"wrote {json_out}")
+    if csv_out is not None:
+        csv_out.write_text(to_csv(report), encoding="utf-8")
+        console.print(f"wrote {csv_out}")
+    if all(level.completed == 0 for level in report.levels):
+        samples = {k: v for level in report.levels for k, v in level.error_samples.items()}
+        detail = "; ".join(f"{k}: {v}" for k, v in samples.items())
+        raise TargetError(f"no request succeeded ({detail})")
+
+
+def _show(report: BenchReport) -> None:
+    console.print(levels_table(report))
+    server = server_table(report)
+    if server is not None:
+        console.print(server)
+    token_sources = {level.token_source for level in report.levels}
+    console.print(f"[dim]token counts from: {', '.join(sorted(token_sources))}[/dim]")
+
+
+@app.command()
+def compare(
+    a: Path = typer.Argument(..., help="The baseline result (JSON from --json)."),
+    b: Path = typer.Argument(..., help="The result to compare with it."),
+) -> None:
+    """Compare two results level by level (B/A ratios; green where B is better)."""
+    comparison = compare_reports(load_report(a), load_report(b), a.name, b.name)
+    console.print(compare_table(comparison))
+    if comparison.unmatched:
+        console.print(
+            f"[yellow]levels only in one report:[/yellow] {', '.join(comparison.unmatched)}"
+        )

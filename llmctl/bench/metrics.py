@@ -1,0 +1,159 @@
+"""Turn request records into a level's numbers: percentiles, throughput, goodput, failure classes."""
+
+from __future__ import annotations
+
+import itertools
+import math
+from bisect import bisect_left, bisect_right
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from llmctl.bench.client import FAILURE_CLASSES, RequestRecord
+from llmctl.bench.config import SLOSpec
+from llmctl.bench.report import LevelReport, ServerReport, TokenSource
+from llmctl.bench.strategies import ConcurrentStrategy, RateStrategy
+
+
+def percentile(sorted_values: Sequence[float], q: float) -> float:
+    """Linear interpolation between closest ranks (numpy's default), on pre-sorted values."""
+    if not sorted_values:
+        raise ValueError("no values")
+    rank = (len(sorted_values) - 1) * q / 100.0
+    low = math.floor(rank)
+    high = min(low + 1, len(sorted_values) - 1)
+    return sorted_values[low] + (sorted_values[high] - sorted_values[low]) * (rank - low)
+
+
+def summarize(values: list[float], name: str) -> dict[str, float | None]:
+    """mean/median/p90/p95/p99/max of `values` as `{mean_<name>_ms: ...}` (None when empty)."""
+    keys = ("mean", "median", "p90", "p95", "p99", "max")
+    if not values:
+        return {f"{k}_{name}_ms": None for k in keys}
+    values.sort()
+    return {
+        f"mean_{name}_ms": sum(values) / len(values),
+        f"median_{name}_ms": percentile(values, 50),
+        f"p90_{name}_ms": percentile(values, 90),
+        f"p95_{name}_ms": percentile(values, 95),
+        f"p99_{name}_ms": percentile(values, 99),
+        f"max_{name}_ms": values[-1],
+    }
+
+
+@dataclass
+class Window:
+    """The measurement window on the perf_counter clock; warm-up lies before `start`."""
+
+    start: float
+    end: float
+
+    @property
+    def seconds(self) -> float:
+        return max(self.end - self.start, 1e-9)
+
+
+def tpot_ms(record: RequestRecord) -> float | None:
+    """Time per output token after the first, as vLLM defines it."""
+    if record.first_token is None or record.output_tokens < 2:
+        return None
+    return (record.end - record.first_token) * 1000.0 / (record.output_tokens - 1)
+
+
+def meets_slo(record: RequestRecord, slo: SLOSpec) -> bool:
+    if record.first_token is None:
+        return False
+    if slo.ttft_ms is not None and (record.first_token - record.sent) * 1000.0 > slo.ttft_ms:
+        return False
+    if slo.e2e_ms is not None and (record.end - record.sent) * 1000.0 > slo.e2e_ms:
+        return False
+    if slo.itl_ms is not None:
+        tpot = tpot_ms(record)
+        if tpot is not None and tpot > slo.itl_ms:
+            return False
+    return True
+
+
+def _tokens_in(record: RequestRecord, window: Window) -> float:
+    """Output tokens that arrived inside the window, scaled from chunks to `usage` tokens."""
+    times = record.token_times
+    if not times:
+        return 0.0
+    inside = bisect_right(times, window.end) - bisect_left(times, window.start)
+    if inside <= 0:
+        return 0.0
+    return inside * record.output_tokens / len(times)
+
+
+def _token_source(records: Sequence[RequestRecord]) -> TokenSource:
+    usage = sum(1 for r in records if r.completion_tokens is not None)
+    if not records:
+        return "none"
+    if usage == len(records):
+        return "usage"
+    return "chunks" if usage == 0 else "mixed"
+
+
+def level_report(
+    strategy: ConcurrentStrategy | RateStrategy,
+    measured: Sequence[RequestRecord],
+    everything: Sequence[RequestRecord],
+    window: Window,
+    *,
+    slo: SLOSpec,
+    max_concurrency: int,
+    server: ServerReport | None = None,
+) -> LevelReport:
+    """Latencies come from `measured` (requests sent inside the window); rates from what happened
+    inside the window, counting every request (a warm-up request finishing late still flowed)."""
+    ok = [r for r in measured if r.ok]
+    failures = dict.fromkeys(FAILURE_CLASSES, 0)
+    samples: dict[str, str] = {}
+    for r in measured:
+        if r.failure is not None:
+            failures[r.failure] = failures.get(r.failure, 0) + 1
+            samples.setdefault(r.failure, r.error or "")
+
+    ttft = [(r.first_token - r.sent) * 1000.0 for r in ok if r.first_token is not None]
+    e2el = [(r.end - r.sent) * 1000.0 for r in ok]
+    tpot = [t for t in (tpot_ms(r) for r in ok) if t is not None]
+    itl: list[float] = []
+    for r in ok:
+        times = r.token_times
+        itl.extend((b - a) * 1000.0 for a, b in itertools.pairwise(times))
+    waits = [r.queue_wait_ms for r in measured if r.queue_wait_ms is not None]
+    lag = [max(0.0, r.sent - r.planned) * 1000.0 for r in measured if r.sent > 0]
+
+    done_inside = [r for r in everything if r.ok and window.start <= r.end <= window.end]
+    seconds = window.seconds
+    output_inside = sum(_tokens_in(r, window) for r in everything if r.ok)
+    input_inside = sum(r.prompt_tokens or r.prompt_estimate for r in done_inside)
+    goodput = None if slo.empty else sum(1 for r in done_inside if meets_slo(r, slo)) / seconds
+
+    stats: dict[str, float | None] = {}
+    for name, values in (("ttft", ttft), ("tpot", tpot), ("itl", itl), ("e2el", e2el)):
+        stats.update(summarize(values, name))
+    wait_stats = summarize(waits, "queue_wait")
+    lag_stats = summarize(lag, "sched_lag")
+    fields: dict[str, object] = {
+        "strategy": strategy,
+        "duration": seconds,
+        "completed": len(ok),
+        "failed": len(measured) - len(ok),
+        "failures": failures,
+        "error_samples": samples,
+        "total_input_tokens": sum(r.prompt_tokens or r.prompt_estimate for r in ok),
+        "total_output_tokens": sum(r.output_tokens for r in ok),
+        "token_source": _token_source(ok),
+        "request_throughput": len(done_inside) / seconds,
+        "request_goodput": goodput,
+        "output_throughput": output_inside / seconds,
+        "total_token_throughput": (output_inside + input_inside) / seconds,
+        "max_concurrency": max_concurrency,
+        "server": server,
+        **stats,
+    }
+    fields.update((k, v) for k, v in wait_stats.items() if not k.startswith(("median", "p90")))
+    fields.update(
+        (k, v) for k, v in lag_stats.items() if k.split("_", 1)[0] in ("mean", "p99", "max")
+    )
+    return LevelReport.model_validate(fields)

@@ -1,0 +1,160 @@
+"""The schema-versioned bench result: field names follow `vllm bench serve` where the concept is the same."""
+
+from __future__ import annotations
+
+import csv
+import io
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from llmctl.bench.config import BenchConfig
+from llmctl.bench.strategies import Strategy
+from llmctl.core.errors import UsageError
+
+SCHEMA_VERSION = 1
+
+TokenSource = Literal["usage", "chunks", "mixed", "none"]
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ServerReport(_Model):
+    """Server-side numbers sampled from the /metrics endpoints while the level ran."""
+
+    samples: int = 0
+    sources: list[str] = Field(default_factory=list)
+    peak_kv_cache_usage_perc: float | None = None  # 1.0 means the whole KV cache
+    preemptions: float | None = None  # increase of vllm:num_preemptions during the level
+    peak_num_requests_running: float | None = None
+    peak_num_requests_waiting: float | None = None
+    peak_gateway_queue_depth: float | None = None
+    peak_gateway_active_requests: float | None = None
+    errors: list[str] = Field(default_factory=list)
+
+
+class LevelReport(_Model):
+    """One level (one strategy) of a run. Latencies in ms; None where there was no sample."""
+
+    strategy: Strategy
+    duration: float  # seconds of the measurement window (warm-up excluded)
+    completed: int
+    failed: int
+    failures: dict[str, int]
+    error_samples: dict[str, str] = Field(default_factory=dict)
+    total_input_tokens: int
+    total_output_tokens: int
+    token_source: TokenSource
+    request_throughput: float
+    request_goodput: float | None = None
+    output_throughput: float
+    total_token_throughput: float
+    max_concurrency: int  # the most requests in flight at once, as this client saw it
+
+    mean_ttft_ms: float | None = None
+    median_ttft_ms: float | None = None
+    p90_ttft_ms: float | None = None
+    p95_ttft_ms: float | None = None
+    p99_ttft_ms: float | None = None
+    max_ttft_ms: float | None = None
+
+    mean_tpot_ms: float | None = None
+    median_tpot_ms: float | None = None
+    p90_tpot_ms: float | None = None
+    p95_tpot_ms: float | None = None
+    p99_tpot_ms: float | None = None
+    max_tpot_ms: float | None = None
+
+    mean_itl_ms: float | None = None
+    median_itl_ms: float | None = None
+    p90_itl_ms: float | None = None
+    p95_itl_ms: float | None = None
+    p99_itl_ms: float | None = None
+    max_itl_ms: float | None = None
+
+    mean_e2el_ms: float | None = None
+    median_e2el_ms: float | None = None
+    p90_e2el_ms: float | None = None
+    p95_e2el_ms: float | None = None
+    p99_e2el_ms: float | None = None
+    max_e2el_ms: float | None = None
+
+    # X-Queue-Wait-Ms as reported by the llmctl gateway; None when the target does not send it.
+    mean_queue_wait_ms: float | None = None
+    p95_queue_wait_ms: float | None = None
+    p99_queue_wait_ms: float | None = None
+    max_queue_wait_ms: float | None = None
+
+    # How late this client sent requests against plan: when it is high, the client is the limit.
+    mean_sched_lag_ms: float | None = None
+    p99_sched_lag_ms: float | None = None
+    max_sched_lag_ms: float | None = None
+
+    server: ServerReport | None = None
+
+    @property
+    def label(self) -> str:
+        return self.strategy.label
+
+
+class BenchReport(_Model):
+    """A whole run: its configuration (without secrets) and one report per level."""
+
+    schema_version: Literal[1] = 1  # SCHEMA_VERSION; bump both on an incompatible change
+    tool: Literal["llmctl-bench"] = "llmctl-bench"
+    llmctl_version: str
+    started_at: datetime
+    target: str
+    model: str
+    config: BenchConfig
+    levels: list[LevelReport]
+
+    def to_json(self) -> str:
+        return self.model_dump_json(indent=2)
+
+    @classmethod
+    def from_json(cls, text: str) -> BenchReport:
+        return cls.model_validate_json(text)
+
+
+def load_report(path: Path) -> BenchReport:
+    """Read a report written by `--json`; user errors for missing files and foreign schemas."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise UsageError(f"cannot read {path}: {exc.strerror or exc}") from exc
+    try:
+        return BenchReport.from_json(text)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        raise UsageError(f"{path} is not an llmctl bench report: {where}: {first['msg']}") from exc
+
+
+def level_row(level: LevelReport) -> dict[str, Any]:
+    """One flat CSV row: strategy fields, failure classes and server peaks as their own columns."""
+    row: dict[str, Any] = {"level": level.label}
+    row.update(level.strategy.model_dump())
+    data = level.model_dump(exclude={"strategy", "failures", "error_samples", "server"})
+    row.update(data)
+    row.update({f"failures_{k}": v for k, v in level.failures.items()})
+    if level.server is not None:
+        server = level.server.model_dump(exclude={"sources", "errors"})
+        row.update({f"server_{k}": v for k, v in server.items()})
+    return row
+
+
+def to_csv(report: BenchReport) -> str:
+    rows = [level_row(level) for level in report.levels]
+    columns: list[str] = []
+    for row in rows:
+        columns.extend(k for k in row if k not in columns)
+    out = io.StringIO()
+    writer = csv.DictWriter(out, fieldnames=columns, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    return out.getvalue()

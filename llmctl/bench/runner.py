@@ -1,0 +1,264 @@
+"""The bench Python API: `run_bench(config, progress) -> BenchReport` (what the CLI and `tune` call)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import resource
+import time
+from collections.abc import Callable, Coroutine
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, TypeVar
+
+import httpx
+
+from llmctl import __version__
+from llmctl.bench.client import RequestRecord, StreamingClient, Target
+from llmctl.bench.config import BenchConfig
+from llmctl.bench.metrics import Window, level_report
+from llmctl.bench.progress import BenchProgress, LevelProgress, NullProgress, Phase
+from llmctl.bench.prompts import CHAT_PATH, TOKEN_KEY, PromptSource
+from llmctl.bench.report import BenchReport, LevelReport
+from llmctl.bench.sampler import ServerSampler
+from llmctl.bench.strategies import ConcurrentStrategy, RateStrategy, planned_offsets
+from llmctl.core.errors import TargetError
+
+T = TypeVar("T")
+_TICK_S = 0.25
+
+
+def run_bench(config: BenchConfig, progress: BenchProgress | None = None) -> BenchReport:
+    """Run every level of `config` in a fresh event loop (uvloop when installed)."""
+    _raise_fd_limit()
+    return _run(arun_bench(config, progress))
+
+
+async def arun_bench(config: BenchConfig, progress: BenchProgress | None = None) -> BenchReport:
+    """Run every level of `config` on the running event loop."""
+    hooks: BenchProgress = progress or NullProgress()
+    target = Target(config.target)
+    headers = {"Authorization": f"Bearer {config.api_key}"} if config.api_key else {}
+    model = config.model or await discover_model(target, headers)
+    started = datetime.now(UTC)
+    client = StreamingClient(target, api_key=config.api_key, timeout_s=config.request_timeout_s)
+    prompts = PromptSource(config.prompts, model, config.seed)
+    sampler = ServerSampler(
+        [target.api_url("/metrics"), *config.metrics_urls], config.sample_interval_s, headers
+    )
+    levels: list[LevelReport] = []
+    sampler.open()
+    try:
+        for index, strategy in enumerate(config.levels):
+            hooks.on_start(index, len(config.levels), strategy)
+            run = _LevelRun(config, strategy, client, prompts, sampler, hooks, index)
+            level = await run.run()
+            levels.append(level)
+            hooks.on_done(index, level)
+    finally:
+        client.close()
+        await sampler.close()
+    return BenchReport(
+        llmctl_version=__version__,
+        started_at=started,
+        target=config.target,
+        model=model,
+        config=config.model_copy(update={"api_key": None, "model": model}),
+        levels=levels,
+    )
+
+
+async def discover_model(target: Target, headers: dict[str, str]) -> str:
+    """The first model id the target lists at /v1/models."""
+    url = target.api_url("/v1/models")
+    try:
+        async with httpx.AsyncClient(timeout=10.0, headers=headers) as http:
+            resp = await http.get(url)
+    except httpx.HTTPError as exc:
+        raise TargetError(f"cannot reach {url}: {exc or type(exc).__name__}") from exc
+    if resp.status_code != 200:
+        raise TargetError(f"{url} answered HTTP {resp.status_code}: {resp.text[:200]}")
+    try:
+        data = resp.json()["data"]
+        return str(data[0]["id"])
+    except (ValueError, KeyError, IndexError, TypeError) as exc:
+        raise TargetError(f"{url} lists no model; pass --model") from exc
+
+
+@dataclass
+class _Counts:
+    sent: int = 0
+    completed: int = 0
+    failed: int = 0
+    in_flight: int = 0
+    max_in_flight: int = 0
+    output_tokens: int = 0
+    measured_sent: int = 0
+    records: list[RequestRecord] = field(default_factory=list)
+
+
+class _LevelRun:
+    """One level: send by the strategy, warm up, measure, drain, and summarize."""
+
+    def __init__(
+        self,
+        config: BenchConfig,
+        strategy: ConcurrentStrategy | RateStrategy,
+        client: StreamingClient,
+        prompts: PromptSource,
+        sampler: ServerSampler,
+        hooks: BenchProgress,
+        index: int,
+    ) -> None:
+        self.config = config
+        self.strategy = strategy
+        self.client = client
+        self.prompts = prompts
+        self.sampler = sampler
+        self.hooks = hooks
+        self.index = index
+        self.counts = _Counts()
+        self.start = self.t0 = 0.0
+        self.t1: float | None = None
+        self.max_in_flight_measured = 0
+
+    async def run(self) -> LevelReport:
+        # The first sample (and any HTTP set-up) happens before the load so it adds no send lag;
+        # peaks therefore cover the warm-up too, which runs at the same level.
+        await self.sampler.start()
+        self.start = time.perf_counter()
+        self.t0 = self.start + self.config.warmup_s
+        if self.config.duration_s is not None:
+            self.t1 = self.t0 + self.config.duration_s
+        ticker = asyncio.create_task(self._tick())
+        try:
+            if isinstance(self.strategy, ConcurrentStrategy):
+                await self._closed_loop(self.strategy.concurrency)
+            else:
+                await self._open_loop(self.strategy)
+        finally:
+            server = await self.sampler.stop()
+            ticker.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await ticker
+        records = self.counts.records
+        measured = [r for r in records if r.planned >= self.t0]
+        end = self.t1 if self.t1 is not None else max((r.end for r in measured), default=self.t0)
+        return level_report(
+            self.strategy,
+            measured,
+            records,
+            Window(self.t0, end),
+            slo=self.config.slo,
+            max_concurrency=self.max_in_flight_measured,
+            server=server,
+        )
+
+    def _keep_sending(self, now: float) -> bool:
+        if self.t1 is not None:
+            return now < self.t1
+        return self.counts.measured_sent < (self.config.requests or 0)
+
+    async def _one(self, record: RequestRecord) -> None:
+        counts = self.counts
+        body, record.prompt_estimate = self.prompts.next_body()
+        counts.sent += 1
+        counts.in_flight += 1
+        if record.planned >= self.t0 and counts.in_flight > self.max_in_flight_measured:
+            self.max_in_flight_measured = counts.in_flight
+        try:
+            await self.client.send(self.client.build(CHAT_PATH, body), record, TOKEN_KEY)
+        finally:
+            counts.in_flight -= 1
+            counts.records.append(record)
+            if record.ok:
+                counts.completed += 1
+                counts.output_tokens += record.output_tokens
+            else:
+                counts.failed += 1
+
+    async def _closed_loop(self, concurrency: int) -> None:
+        async def worker() -> None:
+            planned = time.perf_counter()
+            while self._keep_sending(planned):
+                if planned >= self.t0:
+                    self.counts.measured_sent += 1
+                await self._one(RequestRecord(planned=planned))
+                planned = time.perf_counter()
+
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+
+    async def _open_loop(self, strategy: RateStrategy) -> None:
+        limit = asyncio.Semaphore(strategy.max_concurrency) if strategy.max_concurrency else None
+
+        async def limited(record: RequestRecord) -> None:
+            if limit is None:
+                await self._one(record)
+                return
+            async with limit:
+                await self._one(record)
+
+        tasks: set[asyncio.Task[None]] = set()
+        offsets = planned_offsets(
+            strategy.rate, strategy.arrival, strategy.burstiness, self.config.seed + self.index
+        )
+        for offset in offsets:
+            planned = self.start + offset
+            if not self._keep_sending(planned):
+                break
+            delay = planned - time.perf_counter()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            if planned >= self.t0:
+                self.counts.measured_sent += 1  # counted at plan time so N requests means N
+            task = asyncio.create_task(limited(RequestRecord(planned=planned)))
+            tasks.add(task)
+            task.add_done_callback(tasks.discard)
+        while tasks:
+            await asyncio.gather(*list(tasks))
+
+    async def _tick(self) -> None:
+        planned = None
+        if self.t1 is not None:
+            planned = self.t1 - self.start
+        while True:
+            counts = self.counts
+            now = time.perf_counter()
+            phase: Phase = "warmup" if now < self.t0 else "measure"
+            if phase == "measure" and not self._keep_sending(now):
+                phase = "drain"
+            self.hooks.on_update(
+                LevelProgress(
+                    index=self.index,
+                    total=len(self.config.levels),
+                    strategy=self.strategy,
+                    phase=phase,
+                    elapsed_s=now - self.start,
+                    planned_s=planned,
+                    requests_target=self.config.requests,
+                    sent=counts.sent,
+                    completed=counts.completed,
+                    failed=counts.failed,
+                    in_flight=counts.in_flight,
+                    output_tokens=counts.output_tokens,
+                )
+            )
+            await asyncio.sleep(_TICK_S)
+
+
+def _run(coro: Coroutine[Any, Any, T]) -> T:
+    factory: Callable[[], asyncio.AbstractEventLoop] | None = None
+    with contextlib.suppress(ImportError):
+        import uvloop
+
+        factory = uvloop.new_event_loop
+    with asyncio.Runner(loop_factory=factory) as runner:
+        return runner.run(coro)
+
+
+def _raise_fd_limit() -> None:
+    """Thousands of streams need thousands of sockets; lift the soft limit to the hard one."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != resource.RLIM_INFINITY and (hard == resource.RLIM_INFINITY or soft < hard):
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
