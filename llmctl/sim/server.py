@@ -107,7 +107,10 @@ async def generate(request: web.Request, kind: Kind) -> web.StreamResponse:
     engine.submit(req)
     try:
         if params.stream:
-            return await _stream(request, engine, req, StreamFormat(params), decision)
+            resp = web.StreamResponse(headers={"Content-Type": "text/event-stream; charset=utf-8"})
+            with contextlib.suppress(ConnectionResetError):  # the client left: abort below
+                await _stream(request, resp, engine, req, StreamFormat(params), decision)
+            return resp
         while req.status != FINISHED:
             await _wait(req)
         if decision.fault is Fault.DROP:
@@ -124,9 +127,13 @@ async def generate(request: web.Request, kind: Kind) -> web.StreamResponse:
 
 
 async def _stream(
-    request: web.Request, engine: Engine, req: SimRequest, fmt: StreamFormat, fault: FaultDecision
-) -> web.StreamResponse:
-    resp = web.StreamResponse(headers={"Content-Type": "text/event-stream; charset=utf-8"})
+    request: web.Request,
+    resp: web.StreamResponse,
+    engine: Engine,
+    req: SimRequest,
+    fmt: StreamFormat,
+    fault: FaultDecision,
+) -> None:
     await resp.prepare(request)
     opening = fmt.opening()
     if opening:
@@ -148,12 +155,12 @@ async def _stream(
         if sent == drop_at:
             await resp.write(out.encode())
             _close(request)
-            return resp
+            return
         if req.status == FINISHED:
             out += fmt.closing(req.finished_reason or "abort", sent)
             await resp.write(out.encode())
             await resp.write_eof()
-            return resp
+            return
         await resp.write(out.encode())
 
 

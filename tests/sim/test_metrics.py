@@ -1,0 +1,112 @@
+"""The simulator's /metrics match vLLM's names, types and labels; abort frees KV at once."""
+
+from __future__ import annotations
+
+import time
+
+import httpx
+
+from llmctl.core import metrics as m
+from tests.sim.conftest import Sim
+from tests.sim.metrics_text import samples, scrape, types, value
+from tests.support import VLLM_REFERENCE_METRICS
+
+REQUIRED = (
+    "vllm:num_requests_running",
+    "vllm:num_requests_waiting",
+    "vllm:kv_cache_usage_perc",
+    "vllm:num_preemptions_total",
+    "vllm:prompt_tokens_total",
+    "vllm:generation_tokens_total",
+    "vllm:request_success_total",
+    "vllm:time_to_first_token_seconds",
+    "vllm:inter_token_latency_seconds",
+    "vllm:e2e_request_latency_seconds",
+    "vllm:request_queue_time_seconds",
+    "vllm:request_prefill_time_seconds",
+    "vllm:request_decode_time_seconds",
+    "vllm:request_prompt_tokens",
+    "vllm:request_generation_tokens",
+)
+
+
+def _one_request(url: str) -> None:
+    body = {"prompt": "warm up", "max_tokens": 4}
+    httpx.post(f"{url}/v1/completions", json=body, timeout=10).raise_for_status()
+
+
+def test_every_vllm_name_exists_in_the_reference_with_the_same_type(sim: Sim) -> None:
+    _one_request(sim.url)
+    reference = types(VLLM_REFERENCE_METRICS.read_text())
+    emitted = {
+        name: kind
+        for name, kind in types(httpx.get(f"{sim.url}/metrics").text).items()
+        if name.startswith("vllm:")
+    }
+    assert set(REQUIRED) <= set(emitted)
+    mismatched = {n: (k, reference.get(n)) for n, k in emitted.items() if reference.get(n) != k}
+    assert mismatched == {}
+
+
+def test_vllm_samples_carry_model_name_and_engine_labels(sim: Sim) -> None:
+    _one_request(sim.url)
+    text = httpx.get(f"{sim.url}/metrics").text
+    vllm = [(n, ls) for n, ls, _ in samples(text) if n.startswith("vllm:")]
+    assert vllm
+    for name, labels in vllm:
+        assert labels.get("model_name") == "llmctl-sim", name
+        assert labels.get("engine") == "0", name
+    reasons = {ls["finished_reason"] for n, ls in vllm if n == "vllm:request_success_total"}
+    assert reasons == set(m.VLLM_FINISHED_REASONS)
+    assert value(text, "vllm:request_success_total", finished_reason="length") >= 1
+
+
+def test_dcgm_telemetry_is_served_for_gpu_0(sim: Sim) -> None:
+    text = httpx.get(f"{sim.url}/dcgm/metrics").text
+    assert types(text) == {spec.name: "gauge" for spec in m.DCGM_METRICS}
+    for spec in m.DCGM_METRICS:
+        assert value(text, spec.name, gpu="0") >= 0
+    used, free = value(text, "DCGM_FI_DEV_FB_USED"), value(text, "DCGM_FI_DEV_FB_FREE")
+    assert used > 0 and free > 0
+
+
+def test_busy_engine_shows_in_gpu_util_and_kv_in_fb_used(sim: Sim) -> None:
+    before = httpx.get(f"{sim.url}/dcgm/metrics").text
+    body = {"prompt": "x " * 2000, "max_tokens": 2000, "ignore_eos": True, "stream": True}
+    with httpx.Client(timeout=10) as client, client.stream(
+        "POST", f"{sim.url}/v1/completions", json=body
+    ) as resp:
+        lines = resp.iter_lines()  # keep a reference: a collected iterator closes the response
+        for _ in range(200):
+            next(lines)
+        during = client.get(f"{sim.url}/dcgm/metrics").text
+    assert value(during, "DCGM_FI_DEV_GPU_UTIL") > value(before, "DCGM_FI_DEV_GPU_UTIL")
+    assert value(during, "DCGM_FI_DEV_FB_USED") > value(before, "DCGM_FI_DEV_FB_USED")
+
+
+def _wait_for(url: str, name: str, target: float, timeout: float = 3.0, **labels: str) -> float:
+    deadline = time.monotonic() + timeout
+    current = scrape(url, name, **labels)
+    while current != target and time.monotonic() < deadline:
+        time.sleep(0.02)
+        current = scrape(url, name, **labels)
+    return current
+
+
+def test_aborted_stream_frees_kv_and_running_at_once(sim: Sim) -> None:
+    aborts = scrape(sim.url, "vllm:request_success_total", finished_reason="abort")
+    body = {"prompt": "hello " * 300, "max_tokens": 4000, "ignore_eos": True, "stream": True}
+    with httpx.Client(timeout=10) as client, client.stream(
+        "POST", f"{sim.url}/v1/completions", json=body
+    ) as resp:
+        assert resp.status_code == 200
+        lines = resp.iter_lines()
+        for _ in range(5):
+            next(lines)
+        assert scrape(sim.url, "vllm:num_requests_running") == 1
+        assert scrape(sim.url, "vllm:kv_cache_usage_perc") > 0
+    # Leaving the block closed the connection mid-stream.
+    assert _wait_for(sim.url, "vllm:num_requests_running", 0) == 0
+    assert scrape(sim.url, "vllm:kv_cache_usage_perc") == 0
+    after = scrape(sim.url, "vllm:request_success_total", finished_reason="abort")
+    assert after == aborts + 1
