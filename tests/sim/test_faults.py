@@ -39,9 +39,12 @@ def test_drop_rate_one_cuts_the_stream_without_done(start_sim: StartSim) -> None
     with start_sim("--drop-rate", "1.0", "--seed", "3") as sim:
         for _ in range(3):
             lines: list[str] = []
-            with pytest.raises(httpx.RemoteProtocolError), httpx.stream(  # noqa: PT012
-                "POST", f"{sim.url}/v1/completions", json=STREAM, timeout=10
-            ) as resp:
+            with (
+                pytest.raises(httpx.RemoteProtocolError),
+                httpx.stream(  # noqa: PT012
+                    "POST", f"{sim.url}/v1/completions", json=STREAM, timeout=10
+                ) as resp,
+            ):
                 assert resp.status_code == 200
                 lines.extend(resp.iter_lines())
             data = [line for line in lines if line.startswith("data: ")]
@@ -57,9 +60,12 @@ def test_stall_rate_one_sends_nothing_until_the_client_gives_up(start_sim: Start
     with start_sim("--stall-rate", "1.0") as sim:
         received: list[bytes] = []
         started = time.monotonic()
-        with pytest.raises(httpx.ReadTimeout), httpx.stream(  # noqa: PT012
-            "POST", f"{sim.url}/v1/completions", json=STREAM, timeout=httpx.Timeout(5, read=1.0)
-        ) as resp:
+        with (
+            pytest.raises(httpx.ReadTimeout),
+            httpx.stream(
+                "POST", f"{sim.url}/v1/completions", json=STREAM, timeout=httpx.Timeout(5, read=1.0)
+            ) as resp,
+        ):
             received.extend(resp.iter_bytes())
         assert received == []
         assert time.monotonic() - started >= 0.9

@@ -67,15 +67,17 @@ def test_dcgm_telemetry_is_served_for_gpu_0(sim: Sim) -> None:
     for spec in m.DCGM_METRICS:
         assert value(text, spec.name, gpu="0") >= 0
     used, free = value(text, "DCGM_FI_DEV_FB_USED"), value(text, "DCGM_FI_DEV_FB_FREE")
-    assert used > 0 and free > 0
+    assert used > 0
+    assert free > 0
 
 
 def test_busy_engine_shows_in_gpu_util_and_kv_in_fb_used(sim: Sim) -> None:
     before = httpx.get(f"{sim.url}/dcgm/metrics").text
     body = {"prompt": "x " * 2000, "max_tokens": 2000, "ignore_eos": True, "stream": True}
-    with httpx.Client(timeout=10) as client, client.stream(
-        "POST", f"{sim.url}/v1/completions", json=body
-    ) as resp:
+    with (
+        httpx.Client(timeout=10) as client,
+        client.stream("POST", f"{sim.url}/v1/completions", json=body) as resp,
+    ):
         lines = resp.iter_lines()  # keep a reference: a collected iterator closes the response
         for _ in range(200):
             next(lines)
@@ -96,9 +98,10 @@ def _wait_for(url: str, name: str, target: float, timeout: float = 3.0, **labels
 def test_aborted_stream_frees_kv_and_running_at_once(sim: Sim) -> None:
     aborts = scrape(sim.url, "vllm:request_success_total", finished_reason="abort")
     body = {"prompt": "hello " * 300, "max_tokens": 4000, "ignore_eos": True, "stream": True}
-    with httpx.Client(timeout=10) as client, client.stream(
-        "POST", f"{sim.url}/v1/completions", json=body
-    ) as resp:
+    with (
+        httpx.Client(timeout=10) as client,
+        client.stream("POST", f"{sim.url}/v1/completions", json=body) as resp,
+    ):
         assert resp.status_code == 200
         lines = resp.iter_lines()
         for _ in range(5):
