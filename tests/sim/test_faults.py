@@ -35,18 +35,18 @@ def test_error_rate_one_answers_500_before_any_byte(start_sim: StartSim) -> None
         assert httpx.get(f"{sim.url}/health").status_code == 200
 
 
+def _read_stream(url: str, lines: list[str]) -> None:
+    with httpx.stream("POST", f"{url}/v1/completions", json=STREAM, timeout=10) as resp:
+        assert resp.status_code == 200
+        lines.extend(resp.iter_lines())
+
+
 def test_drop_rate_one_cuts_the_stream_without_done(start_sim: StartSim) -> None:
     with start_sim("--drop-rate", "1.0", "--seed", "3") as sim:
         for _ in range(3):
             lines: list[str] = []
-            with (
-                pytest.raises(httpx.RemoteProtocolError),
-                httpx.stream(  # noqa: PT012
-                    "POST", f"{sim.url}/v1/completions", json=STREAM, timeout=10
-                ) as resp,
-            ):
-                assert resp.status_code == 200
-                lines.extend(resp.iter_lines())
+            with pytest.raises(httpx.RemoteProtocolError):
+                _read_stream(sim.url, lines)
             data = [line for line in lines if line.startswith("data: ")]
             assert 1 <= len(data) < 50
             assert "data: [DONE]" not in data
@@ -56,17 +56,18 @@ def test_drop_rate_one_cuts_the_stream_without_done(start_sim: StartSim) -> None
         assert scrape(sim.url, "vllm:kv_cache_usage_perc") == 0
 
 
+def _read_bytes(url: str, received: list[bytes]) -> None:
+    timeout = httpx.Timeout(5, read=1.0)
+    with httpx.stream("POST", f"{url}/v1/completions", json=STREAM, timeout=timeout) as resp:
+        received.extend(resp.iter_bytes())
+
+
 def test_stall_rate_one_sends_nothing_until_the_client_gives_up(start_sim: StartSim) -> None:
     with start_sim("--stall-rate", "1.0") as sim:
         received: list[bytes] = []
         started = time.monotonic()
-        with (
-            pytest.raises(httpx.ReadTimeout),
-            httpx.stream(
-                "POST", f"{sim.url}/v1/completions", json=STREAM, timeout=httpx.Timeout(5, read=1.0)
-            ) as resp,
-        ):
-            received.extend(resp.iter_bytes())
+        with pytest.raises(httpx.ReadTimeout):
+            _read_bytes(sim.url, received)
         assert received == []
         assert time.monotonic() - started >= 0.9
         assert httpx.get(f"{sim.url}/health").status_code == 200
