@@ -1,0 +1,124 @@
+"""The JSON result round-trips through its schema; CSV and compare work on real results."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from pathlib import Path
+
+import pytest
+from pydantic import ValidationError
+
+from llmctl.bench.client import RequestRecord
+from llmctl.bench.compare import compare_reports
+from llmctl.bench.config import BenchConfig, PromptSpec, SLOSpec
+from llmctl.bench.metrics import Window, level_report, percentile
+from llmctl.bench.report import BenchReport, load_report, to_csv
+from llmctl.bench.runner import run_bench
+from llmctl.bench.strategies import ConcurrentStrategy, RateStrategy
+from llmctl.core.errors import UsageError
+from tests.bench.conftest import StartServer
+
+
+@pytest.fixture
+def report(fake_engine: StartServer) -> BenchReport:
+    with fake_engine("--ttft-ms", "5", "--itl-ms", "5") as url:
+        config = BenchConfig(
+            target=url,
+            api_key="secret-key",
+            levels=[
+                ConcurrentStrategy(concurrency=1),
+                RateStrategy(rate=20, arrival="gamma", burstiness=0.5),
+            ],
+            requests=6,
+            prompts=PromptSpec(input_len=16, output_len=8),
+            slo=SLOSpec(ttft_ms=1000),
+        )
+        return run_bench(config)
+
+
+def test_json_round_trips_and_hides_the_key(report: BenchReport, tmp_path: Path) -> None:
+    text = report.to_json()
+    assert "secret-key" not in text
+    again = BenchReport.from_json(text)
+    assert again == report
+    data = json.loads(text)
+    assert data["schema_version"] == 1
+    level = data["levels"][0]
+    for name in ("request_throughput", "output_throughput", "total_token_throughput",
+                 "mean_ttft_ms", "median_ttft_ms", "p99_ttft_ms", "mean_tpot_ms",
+                 "mean_itl_ms", "mean_e2el_ms", "request_goodput"):  # fmt: skip
+        assert name in level
+    path = tmp_path / "r.json"
+    path.write_text(text)
+    assert load_report(path) == report
+
+
+def test_schema_forbids_unknown_and_foreign_versions(report: BenchReport, tmp_path: Path) -> None:
+    data = json.loads(report.to_json())
+    data["levels"][0]["surprise"] = 1
+    with pytest.raises(ValidationError, match="surprise"):
+        BenchReport.model_validate(data)
+    data = json.loads(report.to_json())
+    data["schema_version"] = 2
+    path = tmp_path / "future.json"
+    path.write_text(json.dumps(data))
+    with pytest.raises(UsageError, match="schema_version"):
+        load_report(path)
+    with pytest.raises(UsageError, match="cannot read"):
+        load_report(tmp_path / "missing.json")
+
+
+def test_csv_has_one_row_per_level(report: BenchReport) -> None:
+    rows = list(csv.DictReader(io.StringIO(to_csv(report))))
+    assert [row["level"] for row in rows] == ["conc 1", "20/s gamma b=0.5"]
+    assert rows[0]["completed"] == "6"
+    assert float(rows[1]["p99_ttft_ms"]) > 0
+    assert "failures_http_429" in rows[0]
+
+
+def test_compare_pairs_levels_and_ratios(report: BenchReport) -> None:
+    slower = report.model_copy(deep=True)
+    slower.levels[0].median_ttft_ms = (report.levels[0].median_ttft_ms or 0) * 2
+    comparison = compare_reports(report, slower)
+    row = next(r for r in comparison.rows if r.level == "conc 1" and r.metric == "median_ttft_ms")
+    assert row.ratio == pytest.approx(2.0)
+    assert row.better is False
+    assert comparison.unmatched == []
+
+
+def _record(
+    sent: float, ttft: float, gaps: list[float], failure: str | None = None
+) -> RequestRecord:
+    times = [sent + ttft]
+    for gap in gaps:
+        times.append(times[-1] + gap)
+    record = RequestRecord(planned=sent, sent=sent, first_token=None if failure else times[0])
+    record.token_times = [] if failure else times
+    record.end = times[-1] if not failure else sent + 0.001
+    record.failure = failure
+    return record
+
+
+def test_level_report_math() -> None:
+    records = [
+        _record(0.0, 0.1, [0.01, 0.03]),
+        _record(0.0, 0.3, [0.02, 0.02]),
+        _record(0.5, 0.0, [], failure="http_429"),
+    ]
+    level = level_report(
+        ConcurrentStrategy(concurrency=2), records, records, Window(0.0, 1.0),
+        slo=SLOSpec(ttft_ms=200), max_concurrency=2,
+    )  # fmt: skip
+    assert level.completed == 2
+    assert level.failed == 1
+    assert level.failures["http_429"] == 1
+    assert level.mean_ttft_ms == pytest.approx(200.0)
+    assert level.max_ttft_ms == pytest.approx(300.0)
+    assert level.median_itl_ms == pytest.approx(20.0)
+    assert level.mean_tpot_ms == pytest.approx(20.0)  # (40 ms / 2 tokens) for both
+    assert level.request_goodput == pytest.approx(1.0)  # only the first meets ttft <= 200 ms
+    assert level.output_throughput == pytest.approx(6.0)  # 6 chunks in the 1 s window
+    assert level.token_source == "chunks"
+    assert percentile([1.0, 2.0, 3.0, 4.0], 50) == 2.5

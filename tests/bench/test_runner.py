@@ -1,0 +1,103 @@
+"""End-to-end runs over real sockets: exact delays, arrival rate, failure classes, server sampling."""
+
+from __future__ import annotations
+
+import statistics
+
+import pytest
+
+from llmctl.bench.config import BenchConfig, PromptSpec
+from llmctl.bench.runner import run_bench
+from llmctl.bench.strategies import ConcurrentStrategy, RateStrategy
+from llmctl.core.errors import TargetError
+from tests.bench.conftest import StartServer
+
+
+def _config(
+    target: str, levels: list[ConcurrentStrategy | RateStrategy], **kw: object
+) -> BenchConfig:
+    prompts = kw.pop("prompts", PromptSpec(input_len=32, output_len=16))
+    return BenchConfig(target=target, levels=levels, prompts=prompts, **kw)  # type: ignore[arg-type]
+
+
+def test_exact_delays_are_measured(fake_engine: StartServer) -> None:
+    """The fake engine sends the first token after 50 ms and then one every 20 ms."""
+    with fake_engine("--ttft-ms", "50", "--itl-ms", "20") as url:
+        report = run_bench(_config(url, [ConcurrentStrategy(concurrency=2)], requests=8))
+    level = report.levels[0]
+    assert level.completed == 8
+    assert level.failed == 0
+    assert level.token_source == "usage"
+    assert level.total_output_tokens == 8 * 16
+    # Tolerance: medians within 15 % (+2 ms for loopback HTTP) of the configured delays.
+    assert level.median_ttft_ms == pytest.approx(50, rel=0.15, abs=2)
+    assert level.median_itl_ms == pytest.approx(20, rel=0.15, abs=2)
+    assert level.median_tpot_ms == pytest.approx(20, rel=0.15, abs=2)
+    assert level.median_e2el_ms == pytest.approx(50 + 15 * 20, rel=0.15, abs=2)
+    assert level.max_concurrency == 2
+    assert level.mean_queue_wait_ms == 0.0  # the fake engine sends X-Queue-Wait-Ms: 0
+    # The fake engine exposes vllm:num_requests_running; the sampler saw both streams at once.
+    assert level.server is not None
+    assert level.server.samples >= 2
+    assert level.server.peak_num_requests_running is not None
+
+
+def test_poisson_run_keeps_the_planned_rate(fake_engine: StartServer) -> None:
+    with fake_engine("--ttft-ms", "5", "--itl-ms", "5") as url:
+        strategy = RateStrategy(rate=50, arrival="poisson")
+        report = run_bench(_config(url, [strategy], duration_s=4.0, warmup_s=0.5))
+    level = report.levels[0]
+    assert level.failed == 0
+    # Arrivals are seeded, so the number sent is fixed; what varies is only the server's timing.
+    assert level.request_throughput == pytest.approx(50, rel=0.25)
+    assert level.completed == pytest.approx(200, rel=0.25)
+    assert level.max_concurrency > 1  # open loop: requests overlap
+    assert level.p99_sched_lag_ms is not None
+    assert level.p99_sched_lag_ms < 100
+
+
+def test_http_failures_are_classified_and_not_latency_samples(fake_engine: StartServer) -> None:
+    with fake_engine("--status-cycle", "200,429,503,504,500,401", "--ttft-ms", "30") as url:
+        report = run_bench(_config(url, [ConcurrentStrategy(concurrency=1)], requests=12))
+    level = report.levels[0]
+    assert level.completed == 2
+    assert level.failed == 10
+    expected = {"http_429": 2, "http_503": 2, "http_504": 2, "http_5xx": 2, "http_4xx": 2}
+    assert {k: v for k, v in level.failures.items() if v} == expected
+    assert "fake_429" in level.error_samples["http_429"]
+    # Failures answer at once; had they been samples the TTFT and E2E minimum would be ~0 ms.
+    assert level.median_ttft_ms is not None
+    assert level.median_ttft_ms > 25
+    assert level.mean_e2el_ms is not None
+    assert level.mean_e2el_ms > 25 + 15 * 10 * 0.8
+
+
+def test_stream_drops_and_stalls_are_their_own_classes(sim_server: StartServer) -> None:
+    with sim_server("--drop-rate", "0.3", "--stall-rate", "0.2", "--seed", "1") as url:
+        config = _config(
+            url, [ConcurrentStrategy(concurrency=8)], requests=24, request_timeout_s=1.5
+        )
+        report = run_bench(config)
+    level = report.levels[0]
+    assert level.failures["stream_error"] > 0
+    assert level.failures["client_timeout"] > 0
+    assert level.completed > 0
+    assert level.completed + level.failed == 24
+
+
+def test_unreachable_target_is_a_target_error() -> None:
+    from tests.support import free_port
+
+    url = f"http://127.0.0.1:{free_port()}"
+    with pytest.raises(TargetError, match="cannot reach"):
+        run_bench(_config(url, [ConcurrentStrategy(concurrency=1)], requests=1))
+
+
+def test_itl_samples_match_gaps(fake_engine: StartServer) -> None:
+    """ITL percentiles come from every gap between chunks, so the spread is tight here."""
+    with fake_engine("--ttft-ms", "10", "--itl-ms", "15") as url:
+        report = run_bench(_config(url, [RateStrategy(rate=20, arrival="constant")], requests=10))
+    level = report.levels[0]
+    assert level.completed == 10
+    values = [level.median_itl_ms, level.mean_itl_ms]
+    assert statistics.fmean(v for v in values if v is not None) == pytest.approx(15, rel=0.2)

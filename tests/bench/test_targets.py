@@ -1,0 +1,83 @@
+"""Against the real simulator and gateway: latencies match the time model; 429/503 get their classes."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from llmctl.bench.config import BenchConfig, PromptSpec
+from llmctl.bench.runner import run_bench
+from llmctl.bench.strategies import ConcurrentStrategy, RateStrategy
+from llmctl.sim.profiles import RTX3090_QWEN25_14B_AWQ as PROFILE
+from tests.bench.conftest import StartServer
+from tests.support import free_port, llmctl_server
+
+
+def test_sim_ttft_and_itl_match_the_time_model(sim_server: StartServer) -> None:
+    """At concurrency 1 every engine step holds one sequence: ITL = fixed + 1 seq; TTFT = one
+    prefill step of the whole prompt. Tolerance: -5 % .. +25 % (+3 ms) for HTTP and a noisy host."""
+    with sim_server("--profile", PROFILE.name) as url:
+        config = BenchConfig(
+            target=url,
+            levels=[ConcurrentStrategy(concurrency=1)],
+            requests=6,
+            prompts=PromptSpec(input_len=64, output_len=12),
+        )
+        report = run_bench(config)
+    level = report.levels[0]
+    assert level.completed == 6
+    assert level.token_source == "usage"
+    prompt = level.total_input_tokens / level.completed
+    expected_itl = PROFILE.step_seconds(0, 1) * 1000
+    expected_ttft = PROFILE.step_seconds(round(prompt), 1) * 1000
+    assert level.median_itl_ms is not None
+    assert level.median_ttft_ms is not None
+    assert expected_itl * 0.95 <= level.median_itl_ms <= expected_itl * 1.25 + 3
+    assert expected_ttft * 0.95 <= level.median_ttft_ms <= expected_ttft * 1.25 + 3
+    server = level.server
+    assert server is not None
+    assert server.peak_kv_cache_usage_perc is not None
+    assert server.preemptions == 0
+
+
+@pytest.fixture
+def tiny_gateway(sim_server: StartServer, tmp_path: Path) -> Iterator[str]:
+    """A gateway with one slot and a one-request queue that waits 0.2 s, over a slow-ish sim."""
+    with sim_server("--profile", PROFILE.name) as engine:
+        port = free_port()
+        keys = tmp_path / "keys"
+        keys.write_text("bench-key\n")
+        args = ["gateway", "serve", "--upstream", engine, "--port", str(port),
+                "--max-active", "1", "--queue-max", "1", "--queue-timeout", "0.2",
+                "--api-keys-file", str(keys)]  # fmt: skip
+        with llmctl_server(
+            args, ready_url=f"http://127.0.0.1:{port}/health", log=tmp_path / "gateway.log"
+        ):
+            yield f"http://127.0.0.1:{port}"
+
+
+def test_gateway_rejections_are_counted_apart(tiny_gateway: str) -> None:
+    # Each admitted request takes ~0.4 s (TTFT + 15 x 22 ms); one arrives every 0.1 s.
+    config = BenchConfig(
+        target=tiny_gateway,
+        api_key="bench-key",
+        levels=[RateStrategy(rate=10, arrival="constant")],
+        requests=30,
+        prompts=PromptSpec(input_len=32, output_len=16),
+    )
+    report = run_bench(config)
+    level = report.levels[0]
+    assert level.failures["http_429"] > 0, level.error_samples
+    assert level.failures["http_503"] > 0, level.error_samples
+    assert level.completed >= 2
+    assert level.completed + level.failed == 30
+    assert "queue_full" in level.error_samples["http_429"]
+    assert "queue_timeout" in level.error_samples["http_503"]
+    # Rejections answer within 0.2 s; only admitted requests are latency samples.
+    assert level.median_e2el_ms is not None
+    assert level.median_e2el_ms > 300
+    assert level.mean_queue_wait_ms is not None  # the gateway reports X-Queue-Wait-Ms
+    assert level.server is not None
+    assert level.server.peak_gateway_active_requests == 1
