@@ -1,0 +1,85 @@
+"""The stack commands as a user runs them: init, config, render, errors, doctor."""
+
+from __future__ import annotations
+
+import os
+import stat
+import subprocess
+import sys
+from pathlib import Path
+
+from llmctl.stack.secrets import read_env_file
+
+
+def llmctl(
+    cwd: Path, *args: str, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    base = {k: v for k, v in os.environ.items() if k not in ("MAX_ACTIVE", "QUEUE_MAX")}
+    return subprocess.run(
+        [sys.executable, "-m", "llmctl", *args],
+        cwd=cwd,
+        env={**base, "NO_COLOR": "1", "COLUMNS": "200", **(env or {})},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def test_init_writes_the_preset_and_refuses_to_overwrite(tmp_path: Path) -> None:
+    done = llmctl(tmp_path, "init", "--preset", "qwen2.5-14b-awq-3090")
+    assert done.returncode == 0, done.stderr
+    assert 'model = "Qwen/Qwen2.5-14B-Instruct-AWQ"' in (tmp_path / "llmctl.toml").read_text()
+    again = llmctl(tmp_path, "init")
+    assert again.returncode == 1
+    assert "--force" in again.stderr
+    forced = llmctl(tmp_path, "init", "--force")
+    assert forced.returncode == 0
+    assert 'name = "local-sim"' in (tmp_path / "llmctl.toml").read_text()
+
+
+def test_config_shows_values_and_their_sources(tmp_path: Path) -> None:
+    llmctl(tmp_path, "init")
+    done = llmctl(tmp_path, "config", "--queue-max", "12", env={"MAX_ACTIVE": "6"})
+    assert done.returncode == 0, done.stderr
+    rows = {line.split()[1]: line for line in done.stdout.splitlines() if line.count("│") >= 3}
+    assert "6" in rows["gateway.max_active"]
+    assert "env MAX_ACTIVE" in rows["gateway.max_active"]
+    assert "flag --queue-max" in rows["gateway.queue_max"]
+    assert "file llmctl.toml" in rows["engine.kind"]
+    assert "default" in rows["gateway.max_body_bytes"]
+    assert "MAX_ACTIVE overrides file llmctl.toml" in done.stderr
+
+
+def test_bad_config_exits_non_zero_naming_the_key(tmp_path: Path) -> None:
+    (tmp_path / "llmctl.toml").write_text("[gateway]\nmax_active = -1\nqueue_mdoe = 'x'\n")
+    done = llmctl(tmp_path, "render")
+    assert done.returncode == 1
+    assert "error:" in done.stderr
+    assert "gateway.max_active" in done.stderr
+    assert "gateway.queue_mdoe: unknown key" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_render_writes_into_the_stack_folder(tmp_path: Path) -> None:
+    done = llmctl(tmp_path, "render", "--preset", "llama3.1-8b-h100")
+    assert done.returncode == 0, done.stderr
+    out = tmp_path / ".llmctl" / "llama3.1-8b-h100"
+    assert (out / "compose.yaml").is_file()
+    assert (out / "prometheus" / "prometheus.yml").is_file()
+    assert stat.S_IMODE((out / ".env").stat().st_mode) == 0o600
+    assert read_env_file(out / ".env")["GRAFANA_ADMIN_PASSWORD"]
+
+
+def test_doctor_reports_each_check(tmp_path: Path) -> None:
+    done = llmctl(tmp_path, "doctor")
+    for name in ("docker", "prometheus", "vllm"):
+        assert name in done.stdout
+    # The default stack needs neither Docker nor vLLM, so only a broken Python could fail it.
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_chat_without_a_running_stack_says_so(tmp_path: Path) -> None:
+    done = llmctl(tmp_path, "chat", "Hello", "--set", "ports.gateway=1")
+    assert done.returncode == 1
+    assert "llmctl up" in done.stderr

@@ -1,0 +1,165 @@
+"""The local runtime for real: `llmctl up` local-sim, a chat through the gateway, PromQL, down."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from openai import OpenAI
+
+from llmctl.core import metrics
+from llmctl.stack import processes
+from tests.support import free_port
+
+RUN = Path(".llmctl") / "local-sim" / "run"
+# Variables that would change the stack or the gateway under test if the caller's shell had them.
+SCRUB = ("MAX_ACTIVE", "QUEUE_MODE", "QUEUE_MAX", "LLMCTL_API_KEYS", "LLMCTL_ADMIN_KEY")
+
+
+def _env() -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k not in SCRUB and not k.startswith("LLMCTL__")}
+    env["NO_COLOR"] = "1"
+    env["COLUMNS"] = "160"
+    return env
+
+
+def llmctl(cwd: Path, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "llmctl", *args],
+        cwd=cwd,
+        env=_env(),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
+def _records(cwd: Path) -> list[processes.PidRecord]:
+    found = [processes.read_pidfile(p) for p in sorted((cwd / RUN).glob("*.pid"))]
+    return [r for r in found if r is not None]
+
+
+@pytest.fixture
+def stack_dir(tmp_path: Path) -> Iterator[Path]:
+    """A working folder; whatever the test leaves running there is stopped by pid afterwards."""
+    seen: list[processes.PidRecord] = []
+    try:
+        yield tmp_path
+    finally:
+        seen = _records(tmp_path)
+        if seen:
+            llmctl(tmp_path, "down")
+        processes.stop_all(seen, grace=2)
+
+
+def _query(prometheus: str, promql: str) -> list[dict[str, object]]:
+    resp = httpx.get(f"{prometheus}/api/v1/query", params={"query": promql}, timeout=5)
+    resp.raise_for_status()
+    result: list[dict[str, object]] = resp.json()["data"]["result"]
+    return result
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(shutil.which("prometheus") is None, reason="no prometheus binary (.ci/run)")
+def test_up_chat_query_status_down(stack_dir: Path) -> None:
+    gw, engine, prom = free_port(), free_port(), free_port()
+    ports = ["--gateway-port", str(gw), "--engine-port", str(engine)]
+    ports += ["--prometheus-port", str(prom), "--scrape-interval", "1s"]
+    up = llmctl(stack_dir, "up", *ports)
+    assert up.returncode == 0, up.stdout + up.stderr
+    assert f"http://127.0.0.1:{gw}" in up.stdout
+    records = _records(stack_dir)
+    assert len(records) == 3
+    assert all(processes.is_alive(r) for r in records)
+
+    client = OpenAI(base_url=f"http://127.0.0.1:{gw}/v1", api_key="unused", max_retries=0)
+    reply = client.chat.completions.create(
+        model="llmctl-sim", messages=[{"role": "user", "content": "Hello"}], max_tokens=16
+    )
+    assert reply.choices[0].message.content
+    assert reply.usage is not None
+    assert reply.usage.completion_tokens > 0
+
+    prometheus = f"http://127.0.0.1:{prom}"
+    gateway_series = f'{metrics.GATEWAY_REQUESTS.series}{{job="{metrics.JOB_GATEWAY}"}}'
+    engine_series = f'{metrics.VLLM_REQUEST_SUCCESS.series}{{job="{metrics.JOB_ENGINE}"}}'
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        both = _query(prometheus, gateway_series) and _query(prometheus, engine_series)
+        if both:
+            break
+        time.sleep(0.5)
+    assert _query(prometheus, gateway_series), "no gateway series in Prometheus"
+    assert _query(prometheus, engine_series), "no engine series in Prometheus"
+    up_jobs = {r["metric"]["job"] for r in _query(prometheus, "up == 1")}  # type: ignore[index]
+    assert {metrics.JOB_GATEWAY, metrics.JOB_ENGINE, metrics.JOB_GPU} <= up_jobs
+
+    again = llmctl(stack_dir, "up", *ports)
+    assert again.returncode == 0
+    assert "already running" in again.stdout
+    assert _records(stack_dir) == records
+
+    status = llmctl(stack_dir, "status")
+    assert status.returncode == 0, status.stdout + status.stderr
+    assert status.stdout.count("healthy") == 3
+
+    chat = llmctl(stack_dir, "chat", "Hello")
+    assert chat.returncode == 0
+    assert "llmctl-sim" in chat.stdout
+
+    down = llmctl(stack_dir, "down")
+    assert down.returncode == 0, down.stdout + down.stderr
+    assert not any(processes.is_alive(r) for r in records)
+    assert not list((stack_dir / RUN).glob("*.pid"))
+    stopped = llmctl(stack_dir, "status")
+    assert stopped.returncode == 1
+    assert "stopped" in stopped.stdout
+
+
+@pytest.mark.slow
+def test_engine_crash_during_up_stops_everything_and_shows_its_log(stack_dir: Path) -> None:
+    fake = stack_dir / "fake-python"
+    fake.write_text("#!/bin/sh\necho 'fake vllm: no model here' >&2\nexit 3\n")
+    fake.chmod(0o755)
+    up = llmctl(
+        stack_dir,
+        "up",
+        "--gateway-port", str(free_port()),
+        "--engine-port", str(free_port()),
+        "--prometheus-port", str(free_port()),
+        "--set", "engine.kind='vllm'",
+        "--set", f"engine.python='{fake}'",
+        "--set", "engine.model='some/model'",
+    )  # fmt: skip
+    assert up.returncode == 1
+    assert "engine exited during start" in up.stderr
+    assert "fake vllm: no model here" in up.stderr
+    assert not list((stack_dir / RUN).glob("*.pid"))
+
+
+def test_busy_port_is_reported_before_anything_starts(stack_dir: Path) -> None:
+    import socket
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        up = llmctl(
+            stack_dir,
+            "up",
+            "--gateway-port", str(port),
+            "--engine-port", str(free_port()),
+            "--prometheus-port", str(free_port()),
+        )  # fmt: skip
+    assert up.returncode == 1
+    assert f"port {port}" in up.stderr
+    assert "--gateway-port" in up.stderr
+    assert not list((stack_dir / RUN).glob("*.pid"))

@@ -1,0 +1,77 @@
+"""Pid-file process management: detached start, TERM then KILL, and no harm from stale pid files."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from llmctl.stack import processes
+from llmctl.stack.local import LocalRuntime
+from llmctl.stack.settings import load_stack
+
+SLEEPER = [sys.executable, "-c", "import time; time.sleep(120)"]
+STUBBORN = [
+    sys.executable,
+    "-c",
+    "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); print('up', flush=True); "
+    "time.sleep(120)",
+]
+
+
+def test_spawned_process_is_tracked_and_stopped(tmp_path: Path) -> None:
+    pidfile = tmp_path / "run" / "svc.pid"
+    record = processes.spawn(SLEEPER, env={}, log=tmp_path / "run" / "svc.log", pidfile=pidfile)
+    try:
+        assert processes.read_pidfile(pidfile) == record
+        assert record.start_ticks is not None
+        assert processes.is_alive(record)
+        assert processes.stop_all([record], grace=5) == []
+        assert not processes.is_alive(record)
+    finally:
+        processes.stop_all([record], grace=0.1)
+
+
+def test_a_process_ignoring_term_is_killed_after_the_grace(tmp_path: Path) -> None:
+    log = tmp_path / "stubborn.log"
+    record = processes.spawn(STUBBORN, env={}, log=log, pidfile=tmp_path / "s.pid")
+    try:
+        deadline = time.monotonic() + 10
+        while "up" not in log.read_text() and time.monotonic() < deadline:
+            time.sleep(0.05)  # the handler must be installed before TERM arrives
+        started = time.monotonic()
+        assert processes.stop_all([record], grace=0.5) == [record]
+        assert time.monotonic() - started >= 0.5
+        assert not processes.is_alive(record)
+    finally:
+        processes.stop_all([record], grace=0.1)
+
+
+def test_stale_pid_file_pointing_at_another_process_is_left_alone(tmp_path: Path) -> None:
+    spec = load_stack(preset="local-sim", environ={}).spec
+    runtime = LocalRuntime(spec, tmp_path / "stack", environ={})
+    innocent = subprocess.Popen(SLEEPER)
+    try:
+        # The pid now belongs to an unrelated process that started at another time.
+        real = processes.start_ticks(innocent.pid)
+        assert real is not None
+        processes.write_pidfile(
+            runtime.run_dir / "gateway.pid", processes.PidRecord(innocent.pid, real - 1)
+        )
+        statuses = {s.name: s.state for s in runtime.status()}
+        assert statuses["gateway"] == "exited"
+        lines = runtime.down()
+        assert any("gateway: not running" in line for line in lines)
+        assert innocent.poll() is None
+        assert not (runtime.run_dir / "gateway.pid").exists()
+    finally:
+        innocent.kill()
+        innocent.wait()
+
+
+def test_garbage_pid_file_reads_as_stale(tmp_path: Path) -> None:
+    path = tmp_path / "x.pid"
+    path.write_text("not a pid\n")
+    assert processes.read_pidfile(path) is None
+    assert processes.read_pidfile(tmp_path / "missing.pid") is None

@@ -1,0 +1,104 @@
+"""Loading a stack: layers, provenance, and errors that name the key."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from llmctl.core.errors import ConfigError
+from llmctl.stack.settings import Override, list_presets, load_stack, parse_set
+
+
+def _write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "llmctl.toml"
+    path.write_text(text)
+    return path
+
+
+def test_presets_all_load() -> None:
+    assert set(list_presets()) >= {
+        "local-sim",
+        "qwen2.5-14b-awq-3090",
+        "llama3.1-8b-h100",
+        "smollm2-cpu",
+    }
+    for name in list_presets():
+        spec = load_stack(preset=name, environ={}).spec
+        assert spec.name == name
+
+
+def test_default_is_local_sim_on_the_local_runtime(tmp_path: Path) -> None:
+    loaded = load_stack(environ={}, cwd=tmp_path)
+    assert loaded.origin == "preset local-sim"
+    assert (loaded.spec.runtime, loaded.spec.engine.kind) == ("local", "sim")
+    assert loaded.spec.ports.bind_address == "127.0.0.1"
+
+
+def test_layers_file_over_defaults_env_over_file_flags_over_all(tmp_path: Path) -> None:
+    path = _write(tmp_path, "[gateway]\nmax_active = 3\nqueue_max = 10\n")
+    env = {"MAX_ACTIVE": "7", "QUEUE_MODE": "reject", "QUEUE_MAX": "20"}
+    flags = [Override("gateway.queue_max", 30, "flag --queue-max")]
+    loaded = load_stack(config=path, environ=env, flags=flags)
+    gw = loaded.spec.gateway
+    assert (gw.max_active, gw.queue_mode, gw.queue_max) == (7, "reject", 30)
+    assert loaded.source_of("gateway.max_active") == "env MAX_ACTIVE"
+    assert loaded.source_of("gateway.queue_mode") == "env QUEUE_MODE"
+    assert loaded.source_of("gateway.queue_max") == "flag --queue-max"
+    assert loaded.source_of("gateway.queue_timeout_s") == "default"
+    # An environment value that replaces a file value is reported, not silently applied.
+    assert any("MAX_ACTIVE" in note for note in loaded.notes)
+    sources = {key: source for key, _, source in loaded.effective_values()}
+    assert sources["ports.gateway"] == "default"
+    assert sources["gateway.max_active"] == "env MAX_ACTIVE"
+
+
+def test_generic_environment_variables_reach_nested_keys(tmp_path: Path) -> None:
+    env = {"LLMCTL__PORTS__GATEWAY": "18080", "LLMCTL__ENGINE__SIM__TIME_SCALE": "5"}
+    loaded = load_stack(environ=env, cwd=tmp_path)
+    assert loaded.spec.ports.gateway == 18080
+    assert loaded.spec.engine.sim.time_scale == 5.0
+    assert loaded.source_of("ports.gateway") == "env LLMCTL__PORTS__GATEWAY"
+
+
+def test_set_parses_toml_values() -> None:
+    assert parse_set("gateway.max_active=8").value == 8
+    assert parse_set("engine.extra_args=['--x', 'y']").value == ["--x", "y"]
+    assert parse_set("gateway.image=llmctl:test").value == "llmctl:test"
+    with pytest.raises(ConfigError, match="KEY=VALUE"):
+        parse_set("gateway.max_active")
+
+
+@pytest.mark.parametrize(
+    ("text", "env", "flags", "expected"),
+    [
+        ("[gateway]\nmax_activ = 3\n", {}, [], r"gateway\.max_activ: unknown key \(from file"),
+        ("bogus = 1\n", {}, [], r"bogus: unknown key"),
+        ("[gateway]\nmax_active = 0\n", {}, [], r"gateway\.max_active: .*greater than or equal"),
+        ("", {"QUEUE_MODE": "drop"}, [], r"gateway\.queue_mode: .*\(from env QUEUE_MODE\)"),
+        ("", {"LLMCTL__PORTS__GATWAY": "1"}, [], r"ports\.gatway: unknown key"),
+        ("", {}, [parse_set("ports.bind_address=localhost")], r"ports\.bind_address: .*IP"),
+        ("[engine]\nimage = 'vllm/vllm-openai:latest'\n", {}, [], r"engine\.image: .*:latest"),
+        ("[engine]\nimage = 'vllm/vllm-openai'\n", {}, [], r"engine\.image: .*no tag"),
+        ("[gateway]\napi_keys_env = 'sk-123 secret'\n", {}, [], r"gateway\.api_keys_env: .*NAME"),
+        ("[ports]\ngateway = 9090\n", {}, [], r"ports\.prometheus and ports\.gateway|both 9090"),
+        ("[observability]\nretention = 'forever'\n", {}, [], r"observability\.retention"),
+    ],
+)
+def test_bad_config_is_an_error_naming_the_key(
+    tmp_path: Path, text: str, env: dict[str, str], flags: list[Override], expected: str
+) -> None:
+    path = _write(tmp_path, text)
+    with pytest.raises(ConfigError, match=expected):
+        load_stack(config=path, environ=env, flags=flags)
+
+
+def test_broken_toml_names_the_file(tmp_path: Path) -> None:
+    path = _write(tmp_path, "[gateway\nmax_active = 3\n")
+    with pytest.raises(ConfigError, match=r"llmctl\.toml is not valid TOML"):
+        load_stack(config=path, environ={})
+
+
+def test_unknown_preset_lists_the_presets() -> None:
+    with pytest.raises(ConfigError, match="local-sim"):
+        load_stack(preset="nope", environ={})
