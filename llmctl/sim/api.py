@@ -37,7 +37,6 @@ class GenerationParams:
     model: str
     prompt_tokens: int
     max_tokens: int
-    length_capped: bool  # max_tokens came from the context limit, not from the client
     ignore_eos: bool
     stream: bool
     include_usage: bool
@@ -161,7 +160,6 @@ def parse_generation(
         model=served_model,
         prompt_tokens=prompt_tokens,
         max_tokens=max_tokens if max_tokens is not None else max_model_len - prompt_tokens,
-        length_capped=max_tokens is None,
         ignore_eos=ignore_eos,
         stream=stream,
         include_usage=include_usage,

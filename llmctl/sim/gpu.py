@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import math
 import socket
-import time
 import uuid
 from collections.abc import Callable, Iterator
 
@@ -88,7 +87,3 @@ class GpuTelemetry(Collector):
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
-
-
-def monotonic() -> float:
-    return time.monotonic()

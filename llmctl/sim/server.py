@@ -197,7 +197,11 @@ async def _engine_lifecycle(app: web.Application) -> AsyncIterator[None]:
 
 async def serve(config: SimConfig, on_ready: Callable[[str], None] | None = None) -> None:
     """Serve until cancelled (SIGINT/SIGTERM end the process through the caller)."""
-    runner = web.AppRunner(build_app(config), handler_cancellation=True, access_log=None)
+    # A short shutdown timeout: open streams are cut on SIGTERM rather than drained (tests and
+    # `llmctl down` expect a quick exit).
+    runner = web.AppRunner(
+        build_app(config), handler_cancellation=True, access_log=None, shutdown_timeout=0.5
+    )
     await runner.setup()
     site = web.TCPSite(runner, config.host, config.port)
     await site.start()
