@@ -1,0 +1,73 @@
+"""`llmctl gateway serve` as a real process: bad settings stop it, good ones serve."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.support import free_port, llmctl_server
+
+
+def _serve(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    full_env = {k: v for k, v in os.environ.items() if k not in ("MAX_ACTIVE", "WEB_CONCURRENCY")}
+    full_env.update(env or {})
+    return subprocess.run(
+        [sys.executable, "-m", "llmctl", "gateway", "serve", "--port", str(free_port()), *args],
+        capture_output=True,
+        text=True,
+        env=full_env,
+        timeout=30,
+    )
+
+
+@pytest.mark.parametrize(
+    ("args", "env", "message"),
+    [
+        ((), {"MAX_ACTIVE": "0"}, "max_active"),
+        (("--max-active", "-3"), {}, "max_active"),
+        (("--queue-max", "-1"), {}, "queue_max"),
+        (("--queue-timeout", "0"), {}, "queue_timeout_s"),
+        (("--request-timeout", "-5"), {}, "request_timeout_s"),
+        ((), {"QUEUE_MODE": "drop"}, "queue_mode"),
+        ((), {"VLLM_BASE_URL": "localhost:8000"}, "upstream_url"),
+        (("--workers", "2"), {}, "exactly one process"),
+        ((), {"WEB_CONCURRENCY": "4"}, "WEB_CONCURRENCY"),
+        (("--api-keys-file", "/nonexistent/keys"), {}, "cannot read"),
+    ],
+)
+def test_invalid_settings_stop_startup_with_a_clear_message(
+    args: tuple[str, ...], env: dict[str, str], message: str
+) -> None:
+    result = _serve(*args, env=env)
+    assert result.returncode != 0
+    assert "error" in result.stderr
+    assert message in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_serve_runs_with_keys_from_files(tmp_path: Path) -> None:
+    port = free_port()
+    keys = tmp_path / "keys"
+    keys.write_text("# one key a line\nk-one\n")
+    admin = tmp_path / "admin"
+    admin.write_text("adm\n")
+    upstream = f"http://127.0.0.1:{free_port()}"  # nothing there: health stays 503
+    args = ["gateway", "serve", "--port", str(port), "--upstream", upstream, "--max-active", "3"]
+    args += ["--api-keys-file", str(keys), "--admin-key-file", str(admin)]
+    url = f"http://127.0.0.1:{port}"
+    with llmctl_server(args, ready_url=f"{url}/livez", log=tmp_path / "gw.log"):
+        assert httpx.get(f"{url}/health").status_code == 503
+        body = {"model": "m", "messages": [{"role": "user", "content": "x"}]}
+        assert httpx.post(f"{url}/v1/chat/completions", json=body).status_code == 401
+        ok_key = {"Authorization": "Bearer k-one"}
+        down = httpx.post(f"{url}/v1/chat/completions", json=body, headers=ok_key)
+        assert down.status_code == 503
+        assert down.json()["error"]["code"] == "engine_unavailable"
+        limits = httpx.get(f"{url}/admin/limits", headers={"Authorization": "Bearer adm"})
+        assert limits.json()["max_active"] == 3
+        assert "llmctl_gateway_max_active 3.0" in httpx.get(f"{url}/metrics").text
