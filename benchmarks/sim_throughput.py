@@ -3,7 +3,9 @@
     python benchmarks/sim_throughput.py [--streams 256] [--seconds 10] [--max-tokens 512]
 
 Starts `llmctl sim serve --profile tiny` as one child process and a lean raw-asyncio client as
-another, so the client's parsing does not share the simulator's core. Prints tokens/s.
+another, so the client's parsing does not share the simulator's core. Prints one JSON line: the
+streamed tokens/s, the ceiling the profile's time model allows at that batch size, and how many CPU
+cores the simulator process used meanwhile.
 """
 
 from __future__ import annotations
@@ -49,9 +51,29 @@ async def _stream_forever(port: int, body: bytes, counts: list[int], stop: async
         writer.close()
 
 
-async def _client(port: int, streams: int, seconds: float, warmup: float, max_tokens: int) -> None:
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU time of process `pid` (Linux /proc), 0 where unavailable."""
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            fields = stat.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _ceiling(profile_name: str, streams: int) -> float:
+    """Tokens/s the profile's time model allows at this concurrency (decode steps only)."""
+    from llmctl.sim.profiles import get_profile
+
+    profile = get_profile(profile_name)
+    batch = min(streams, profile.max_num_seqs)
+    return batch / profile.step_seconds(0, batch)
+
+
+async def _client(args: argparse.Namespace) -> None:
+    port, streams, seconds, warmup = args.port, args.streams, args.seconds, args.warmup
     body = json.dumps(
-        {"model": "llmctl-sim", "prompt": "hello " * 16, "max_tokens": max_tokens,
+        {"model": "llmctl-sim", "prompt": "hello " * 16, "max_tokens": args.max_tokens,
          "ignore_eos": True, "stream": True}
     ).encode()  # fmt: skip
     counts = [0]
@@ -59,14 +81,20 @@ async def _client(port: int, streams: int, seconds: float, warmup: float, max_to
     tasks = [asyncio.create_task(_stream_forever(port, body, counts, stop)) for _ in range(streams)]
     await asyncio.sleep(warmup)
     start_count, start = counts[0], time.perf_counter()
+    cpu_start = _cpu_seconds(args.server_pid)
     await asyncio.sleep(seconds)
     tokens, elapsed = counts[0] - start_count, time.perf_counter() - start
+    sim_cpu = (_cpu_seconds(args.server_pid) - cpu_start) / elapsed
     stop.set()
     for task in tasks:
         task.cancel()
     await asyncio.gather(*tasks, return_exceptions=True)
-    print(json.dumps({"streams": streams, "seconds": round(elapsed, 2), "tokens": tokens,
-                      "tokens_per_s": round(tokens / elapsed)}))  # fmt: skip
+    print(json.dumps({
+        "profile": args.profile, "streams": streams, "seconds": round(elapsed, 2),
+        "tokens": tokens, "tokens_per_s": round(tokens / elapsed),
+        "time_model_ceiling_tokens_per_s": round(_ceiling(args.profile, streams)),
+        "sim_cpu_cores": round(sim_cpu, 2),
+    }))  # fmt: skip
 
 
 def _run_client(args: argparse.Namespace) -> None:
@@ -76,7 +104,7 @@ def _run_client(args: argparse.Namespace) -> None:
         run = uvloop.run
     except ImportError:
         run = asyncio.run
-    run(_client(args.port, args.streams, args.seconds, args.warmup, args.max_tokens))
+    run(_client(args))
 
 
 def _wait_ready(url: str, timeout: float = 30.0) -> None:
@@ -100,6 +128,7 @@ def main() -> None:
     parser.add_argument("--profile", default="tiny")
     parser.add_argument("--client-only", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, default=0, help=argparse.SUPPRESS)
+    parser.add_argument("--server-pid", type=int, default=0, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.client_only:
         _run_client(args)
@@ -115,7 +144,7 @@ def main() -> None:
         client_args = [a for a in sys.argv[1:] if a not in ("--client-only",)]
         subprocess.run(
             [sys.executable, os.path.abspath(__file__), *client_args, "--client-only",
-             "--port", str(port)],
+             "--port", str(port), "--server-pid", str(server.pid)],
             check=True,
         )  # fmt: skip
     finally:
