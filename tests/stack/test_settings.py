@@ -102,3 +102,15 @@ def test_broken_toml_names_the_file(tmp_path: Path) -> None:
 def test_unknown_preset_lists_the_presets() -> None:
     with pytest.raises(ConfigError, match="local-sim"):
         load_stack(preset="nope", environ={})
+
+
+def test_every_key_is_documented() -> None:
+    from llmctl.stack.spec import StackSpec
+    from tests.support import REPO
+
+    docs = (REPO / "docs" / "stacks.md").read_text()
+    spec = StackSpec().model_dump()
+    for section, values in spec.items():
+        keys = values.keys() if isinstance(values, dict) else [section]
+        for key in keys:
+            assert f"`{key}`" in docs, f"{section}.{key} is missing from docs/stacks.md"
