@@ -14,7 +14,7 @@ from llmctl.observe.snapshot import StackSnapshot
 
 MISSING = "–"
 _SPARKS = "▁▂▃▄▅▆▇█"
-BAR_WIDTH = 16
+BAR_WIDTH = 12
 
 
 def num(value: float | None, fmt: str = "{:.0f}", suffix: str = "") -> str:

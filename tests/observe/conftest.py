@@ -1,0 +1,183 @@
+"""Fixtures for observability tests: rendered rules, and a live sim + gateway + Prometheus under load."""
+
+from __future__ import annotations
+
+import shutil
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+import pytest
+
+from llmctl.core import metrics as m
+from llmctl.core.config import AlertThresholds
+from llmctl.observe.prometheus import PrometheusSource
+from llmctl.stack.render import environment
+from llmctl.stack.spec import StackSpec
+from tests.support import REPO, ServerProcess, free_port, llmctl_server, wait_http
+
+RULES = ("alerts", "recording")
+MODEL = "llmctl-sim"
+# Small limits so the load below fills the slots and the queue and some requests get 429/503.
+MAX_ACTIVE, QUEUE_MAX = 2, 2
+
+
+def render_rules(outdir: Path, alerts: AlertThresholds | None = None) -> list[Path]:
+    """Render the rule templates with the stack renderer's environment, as `llmctl render` does."""
+    env = environment(REPO / "templates")
+    spec = StackSpec()
+    ctx = {"spec": spec, "alerts": alerts or spec.alerts, "m": m}
+    outdir.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for name in RULES:
+        path = outdir / f"{name}.yml"
+        path.write_text(env.get_template(f"prometheus/rules/{name}.yml.j2").render(ctx))
+        paths.append(path)
+    return paths
+
+
+@pytest.fixture(scope="session")
+def rules_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    outdir = tmp_path_factory.mktemp("rules")
+    render_rules(outdir)
+    return outdir
+
+
+def prometheus_config(gateway: str, engine: str) -> str:
+    return f"""
+global:
+  scrape_interval: 1s
+  evaluation_interval: 1s
+rule_files: ["rules/*.yml"]
+scrape_configs:
+  - job_name: {m.JOB_GATEWAY}
+    static_configs: [{{targets: ["{gateway}"]}}]
+  - job_name: {m.JOB_ENGINE}
+    static_configs: [{{targets: ["{engine}"]}}]
+  - job_name: {m.JOB_GPU}
+    metrics_path: /dcgm/metrics
+    static_configs: [{{targets: ["{engine}"]}}]
+"""
+
+
+@dataclass
+class Load:
+    """A few client threads sending chat completions (half streamed) until stopped."""
+
+    url: str
+    workers: int = 6
+    stop: threading.Event = field(default_factory=threading.Event)
+    statuses: dict[int, int] = field(default_factory=dict)
+    _threads: list[threading.Thread] = field(default_factory=list)
+
+    def _run(self, worker: int) -> None:
+        with httpx.Client(base_url=self.url, timeout=30.0) as client:
+            n = 0
+            while not self.stop.is_set():
+                n += 1
+                body = {
+                    "model": MODEL,
+                    "messages": [{"role": "user", "content": f"worker {worker} request {n}"}],
+                    "max_tokens": 24,
+                    "stream": n % 2 == 0,
+                }
+                try:
+                    with client.stream("POST", "/v1/chat/completions", json=body) as resp:
+                        resp.read()
+                        self.statuses[resp.status_code] = self.statuses.get(resp.status_code, 0) + 1
+                        if resp.status_code != 200:
+                            time.sleep(0.05)
+                except httpx.HTTPError:
+                    time.sleep(0.1)
+
+    def start(self) -> None:
+        for i in range(self.workers):
+            t = threading.Thread(target=self._run, args=(i,), daemon=True)
+            t.start()
+            self._threads.append(t)
+
+    def close(self) -> None:
+        self.stop.set()
+        for t in self._threads:
+            t.join(10)
+
+
+@dataclass
+class LiveStack:
+    gateway: str
+    engine: str
+    prometheus: str
+    prometheus_proc: ServerProcess
+    load: Load
+
+
+def _prometheus(config_dir: Path, port: int) -> ServerProcess:
+    exe = shutil.which("prometheus")
+    if exe is None:
+        pytest.skip("prometheus binary not installed (apt-get install prometheus)")
+    return ServerProcess(
+        [
+            exe,
+            f"--config.file={config_dir / 'prometheus.yml'}",
+            f"--web.listen-address=127.0.0.1:{port}",
+            f"--storage.tsdb.path={config_dir / 'data'}",
+        ],
+        config_dir / "prometheus.log",
+    )
+
+
+def wait_for_data(source: PrometheusSource, queries: list[str], timeout: float = 60.0) -> None:
+    """Until every query returns a sample (rates and rules need a few scrapes first)."""
+    deadline = time.monotonic() + timeout
+    missing = queries
+    while time.monotonic() < deadline:
+        missing = [q for q in queries if not source.vector(q)]
+        if not missing:
+            return
+        time.sleep(1.0)
+    raise TimeoutError(f"no data after {timeout}s for: {missing}")
+
+
+@pytest.fixture(scope="session")
+def live_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveStack]:
+    """Simulator + gateway + Prometheus (1 s scrapes, the rendered rules) with load running."""
+    tmp = tmp_path_factory.mktemp("live")
+    sim_port, gw_port, prom_port = free_port(), free_port(), free_port()
+    sim_args = ["sim", "serve", "--port", str(sim_port), "--model", MODEL, "--time-scale", "4"]
+    gw_args = [
+        "gateway", "serve", "--port", str(gw_port), "--upstream", f"http://127.0.0.1:{sim_port}",
+        "--max-active", str(MAX_ACTIVE), "--queue-max", str(QUEUE_MAX), "--queue-timeout", "0.5",
+    ]  # fmt: skip
+    engine = f"http://127.0.0.1:{sim_port}"
+    gateway = f"http://127.0.0.1:{gw_port}"
+    with (
+        llmctl_server(sim_args, ready_url=f"{engine}/health", log=tmp / "sim.log"),
+        llmctl_server(gw_args, ready_url=f"{gateway}/health", log=tmp / "gateway.log"),
+    ):
+        render_rules(tmp / "rules")
+        (tmp / "prometheus.yml").write_text(
+            prometheus_config(f"127.0.0.1:{gw_port}", f"127.0.0.1:{sim_port}")
+        )
+        prom = _prometheus(tmp, prom_port)
+        load = Load(gateway)
+        try:
+            prometheus = f"http://127.0.0.1:{prom_port}"
+            wait_http(f"{prometheus}/-/ready", timeout=30)
+            load.start()
+            wait_for_data(
+                PrometheusSource(prometheus),
+                [
+                    m.REC_LATENCY_P95,
+                    m.REC_TTFT_P95,
+                    f'{m.GATEWAY_REQUESTS.series}{{status="429"}}',
+                    f"rate({m.VLLM_GENERATION_TOKENS.series}[1m]) > 0",
+                    m.DCGM_GPU_UTIL.series,
+                ],
+            )
+            yield LiveStack(gateway, engine, prometheus, prom, load)
+        finally:
+            load.close()
+            prom.stop()

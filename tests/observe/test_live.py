@@ -1,0 +1,225 @@
+"""Against a real Prometheus scraping a real simulator and gateway under load: every query behind
+`llmctl top` and every dashboard panel returns data, and the numbers agree with the load."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from llmctl.observe import queries
+from llmctl.observe.direct import DirectSource, histogram_quantile
+from llmctl.observe.live import Sampler
+from llmctl.observe.prometheus import PrometheusSource
+from tests.observe.conftest import (
+    MAX_ACTIVE,
+    QUEUE_MAX,
+    LiveStack,
+    _prometheus,
+    prometheus_config,
+    render_rules,
+    wait_for_data,
+)
+from tests.observe.promql import dashboard_queries, substitute, variable_queries
+from tests.support import REPO, free_port, wait_http
+
+pytestmark = pytest.mark.timeout(180)
+
+
+def test_histogram_quantile_matches_promql() -> None:
+    # The same buckets promtool evaluates in rules/alerts_test.yml: p95 58.5, p50 45.
+    buckets = {30.0: 0.0, 60.0: 10.0, math.inf: 10.0}
+    assert histogram_quantile(0.95, buckets) == pytest.approx(58.5)
+    assert histogram_quantile(0.5, buckets) == pytest.approx(45.0)
+    assert histogram_quantile(0.99, {1.0: 5.0, math.inf: 10.0}) == 1.0  # in +Inf: highest bound
+    assert histogram_quantile(0.5, {1.0: 0.0, math.inf: 0.0}) is None
+
+
+def test_every_top_query_returns_data(live_stack: LiveStack) -> None:
+    prom = PrometheusSource(live_stack.prometheus)
+    empty = [q for q in queries.all_queries() if not prom.vector(q)]
+    assert not empty
+    for name, query in queries.HISTORY.items():
+        assert len(prom.series(query)) >= 1, name
+
+
+def test_prometheus_numbers_match_the_load(live_stack: LiveStack) -> None:
+    snap = PrometheusSource(live_stack.prometheus).snapshot()
+    assert snap.source == "prometheus"
+    assert snap.slots_max == MAX_ACTIVE
+    assert snap.queue_max == QUEUE_MAX
+    assert snap.slots_active is not None
+    assert 0 <= snap.slots_active <= MAX_ACTIVE
+    assert snap.queue_depth is not None
+    assert 0 <= snap.queue_depth <= QUEUE_MAX
+    assert snap.ok_per_s
+    assert snap.ok_per_s > 1
+    assert snap.rejected_429_per_s
+    assert snap.rejected_429_per_s > 0
+    assert snap.error_per_s == 0
+    assert snap.latency_p50
+    assert snap.latency_p95
+    assert snap.latency_p99
+    assert 0 < snap.latency_p50 <= snap.latency_p95 <= snap.latency_p99 < 30
+    assert snap.ttft_p50 is not None
+    assert snap.ttft_p95 is not None
+    assert 0 < snap.ttft_p50 <= snap.ttft_p95 <= snap.latency_p99
+    assert snap.queue_wait_p95 is not None
+    assert 0 <= snap.queue_wait_p95 <= 0.5
+    assert snap.engine_running is not None
+    assert 0 <= snap.engine_running <= MAX_ACTIVE
+    assert snap.kv_cache_usage is not None
+    assert 0 <= snap.kv_cache_usage <= 1
+    assert snap.generation_tokens_per_s
+    assert snap.generation_tokens_per_s > 0
+    assert snap.prompt_tokens_per_s
+    assert snap.prompt_tokens_per_s > 0
+    assert snap.preemptions_per_s is not None
+    assert snap.gpus
+    assert snap.gpus[0].util_pct is not None
+    assert 0 <= snap.gpus[0].util_pct <= 100
+    gpu = snap.gpus[0]
+    assert gpu.mem_used_mib
+    assert gpu.mem_total_mib
+    assert gpu.mem_used_mib <= gpu.mem_total_mib
+    assert snap.history.request_rate
+    assert max(snap.history.request_rate) > 0
+
+
+def test_direct_scrape_agrees_with_prometheus(live_stack: LiveStack) -> None:
+    prom = PrometheusSource(live_stack.prometheus)
+    direct = DirectSource(live_stack.gateway, live_stack.engine, warmup_s=3.0)
+    try:
+        snap = direct.snapshot()
+    finally:
+        direct.close()
+    assert snap.source == "direct"
+    assert "Prometheus unreachable" in snap.note
+    assert snap.slots_max == prom.scalar(queries.SCALARS["slots_max"])
+    assert snap.queue_max == prom.scalar(queries.SCALARS["queue_max"])
+    # The fixture's series are seconds old, and rate() over 1m divides a young series' increase
+    # by the whole minute; so compare the same queries over a window the size of the scrapes'.
+    for field in ("ok_per_s", "rejected_429_per_s", "generation_tokens_per_s"):
+        a = prom.scalar(queries.SCALARS[field].replace(f"[{queries.WINDOW}]", "[5s]"))
+        b = getattr(snap, field)
+        assert a, field
+        assert b, field
+        assert 1 / 3 < a / b < 3, (field, a, b)
+    # Quantiles do not depend on the window's length.
+    for field in ("latency_p95", "ttft_p95"):
+        a, b = prom.scalar(queries.SCALARS[field]), getattr(snap, field)
+        assert a, field
+        assert b, field
+        assert 1 / 3 < a / b < 3, (field, a, b)
+    assert snap.gpus
+    assert [g.gpu for g in snap.gpus] == [g.gpu for g in prom.gpus()]
+
+
+def test_every_dashboard_query_returns_data(live_stack: LiveStack) -> None:
+    prom = PrometheusSource(live_stack.prometheus)
+    seen = 0
+    empty = []
+    for name, title, expr in dashboard_queries():
+        seen += 1
+        if not prom.vector(substitute(expr)):
+            empty.append(f"{name} / {title}: {expr}")
+    assert seen > 50
+    assert not empty, "\n".join(empty)
+    for name, var, selector, label in variable_queries():
+        result = prom.vector(f"count by ({label}) ({selector})")
+        assert result, f"{name} variable {var}"
+        assert label in result[0]["metric"], f"{name} variable {var}"
+
+
+def _top(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "llmctl", "top", *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=REPO,
+        env={**os.environ, "COLUMNS": "120"},
+    )
+
+
+def test_top_json_and_once_from_prometheus(live_stack: LiveStack) -> None:
+    urls = ["--prometheus", live_stack.prometheus, "--gateway", live_stack.gateway]
+    result = _top(*urls, "--engine", live_stack.engine, "--json")
+    assert result.returncode == 0, result.stderr
+    data = json.loads(result.stdout)
+    assert data["source"] == "prometheus"
+    assert data["slots_max"] == MAX_ACTIVE
+    assert data["ok_per_s"] > 0
+    assert data["gpus"]
+    result = _top(*urls, "--engine", live_stack.engine, "--once")
+    assert result.returncode == 0, result.stderr
+    assert "source: prometheus" in result.stdout
+    assert f"/ {MAX_ACTIVE}" in result.stdout
+
+
+def test_falls_back_to_direct_scrapes_when_prometheus_stops(
+    live_stack: LiveStack, tmp_path: Path
+) -> None:
+    if shutil.which("prometheus") is None:
+        pytest.skip("prometheus binary not installed")
+    # A Prometheus of its own, so stopping it leaves the shared one to the other tests.
+    gw = live_stack.gateway.removeprefix("http://")
+    engine = live_stack.engine.removeprefix("http://")
+    render_rules(tmp_path / "rules")
+    (tmp_path / "prometheus.yml").write_text(prometheus_config(gw, engine))
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    prom = _prometheus(tmp_path, port)
+    sampler = Sampler(PrometheusSource(url), DirectSource(live_stack.gateway, live_stack.engine))
+    try:
+        wait_http(f"{url}/-/ready", timeout=30)
+        wait_for_data(PrometheusSource(url), [queries.SCALARS["slots_max"]], timeout=30)
+        assert sampler.sample().source == "prometheus"
+        prom.stop()
+        started = time.monotonic()
+        snap = sampler.sample()
+        assert time.monotonic() - started < 10  # no retry backoff on a refused connection
+        assert snap.source == "direct"
+        assert "Prometheus unreachable" in snap.note
+        assert snap.slots_max == MAX_ACTIVE
+        assert snap.ok_per_s
+        assert snap.ok_per_s > 0
+        assert snap.latency_p95 is not None
+        assert snap.gpus
+        time.sleep(0.5)
+        again = sampler.sample()  # rates now from the kept earlier scrape, history grows
+        assert again.ok_per_s
+        assert len(again.history.request_rate) == 2
+    finally:
+        prom.stop()
+        sampler.close()
+    result = _top(
+        "--prometheus",
+        url,
+        "--gateway",
+        live_stack.gateway,
+        "--engine",
+        live_stack.engine,
+        "--once",
+    )
+    assert result.returncode == 0, result.stderr
+    assert "source: direct" in result.stdout
+    assert f"/ {MAX_ACTIVE}" in result.stdout
+
+
+def test_gateway_and_engine_down_show_dashes_not_a_crash() -> None:
+    closed = f"http://127.0.0.1:{free_port()}"
+    result = _top("--prometheus", closed, "--gateway", closed, "--engine", closed, "--json")
+    assert result.returncode == 0, result.stderr
+    data = json.loads(result.stdout)
+    assert data["source"] == "direct"
+    assert data["slots_active"] is None
+    assert data["gpus"] == []
+    assert "gateway, engine unreachable" in data["note"]

@@ -1,0 +1,88 @@
+"""`llmctl top` in a real terminal (tmux): it draws the live view, and `q` or Ctrl-C quits cleanly."""
+
+from __future__ import annotations
+
+import os
+import shlex
+import shutil
+import subprocess
+import sys
+import time
+
+import pytest
+
+from tests.observe.conftest import MAX_ACTIVE, LiveStack
+from tests.support import REPO
+
+TMUX = shutil.which("tmux")
+pytestmark = [
+    pytest.mark.skipif(TMUX is None, reason="tmux not installed (Debian tmux)"),
+    pytest.mark.timeout(120),
+]
+
+
+class Tmux:
+    """A private tmux server (its own socket), killed at the end: never the user's."""
+
+    def __init__(self) -> None:
+        self.socket = f"llmctl-test-{os.getpid()}-{time.monotonic_ns()}"
+
+    def __call__(self, *args: str) -> str:
+        result = subprocess.run(
+            [TMUX or "tmux", "-L", self.socket, "-f", "/dev/null", *args],
+            capture_output=True,
+            text=True,
+            timeout=10,
+        )
+        if result.returncode != 0:
+            raise RuntimeError(f"tmux {args}: {result.stderr}")
+        return result.stdout
+
+    def screen(self) -> str:
+        return self("capture-pane", "-p", "-t", "top")
+
+    def wait_for(self, *texts: str, timeout: float = 30.0) -> str:
+        deadline = time.monotonic() + timeout
+        screen = ""
+        while time.monotonic() < deadline:
+            screen = self.screen()
+            if all(t in screen for t in texts):
+                return screen
+            time.sleep(0.25)
+        raise AssertionError(f"{texts} not on screen after {timeout}s:\n{screen}")
+
+    def pane_dead(self) -> tuple[bool, str]:
+        out = self("display-message", "-p", "-t", "top", "#{pane_dead} #{pane_dead_status}")
+        dead, _, status = out.strip().partition(" ")
+        return dead == "1", status
+
+    def kill(self) -> None:
+        subprocess.run([TMUX or "tmux", "-L", self.socket, "kill-server"], capture_output=True)
+
+
+@pytest.mark.parametrize("quit_key", ["q", "C-c"])
+def test_top_draws_in_tmux_and_quits(live_stack: LiveStack, quit_key: str) -> None:
+    command = shlex.join(
+        [
+            sys.executable, "-m", "llmctl", "top", "--prometheus", live_stack.prometheus,
+            "--gateway", live_stack.gateway, "--engine", live_stack.engine, "--interval", "0.5",
+        ]
+    )  # fmt: skip
+    tmux = Tmux()
+    try:
+        tmux("new-session", "-d", "-s", "top", "-x", "110", "-y", "40", "-c", str(REPO), command)
+        # Keep the pane after exit to read the exit status and the screen left behind.
+        tmux("set-option", "-t", "top", "remain-on-exit", "on")
+        screen = tmux.wait_for("source: prometheus", "admission", "history")
+        assert f"/ {MAX_ACTIVE}" in screen
+        assert "GPU" in screen
+        tmux("send-keys", "-t", "top", quit_key)
+        deadline = time.monotonic() + 15
+        while not tmux.pane_dead()[0]:
+            assert time.monotonic() < deadline, f"top did not quit on {quit_key}:\n{tmux.screen()}"
+            time.sleep(0.2)
+        assert tmux.pane_dead()[1] == "0"
+        # The alternate screen is gone: the terminal shows what was there before, not the view.
+        assert "admission" not in tmux.screen()
+    finally:
+        tmux.kill()

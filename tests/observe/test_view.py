@@ -1,0 +1,116 @@
+"""The `llmctl top` screen rendered from known snapshots into a 100-column StringIO console."""
+
+from __future__ import annotations
+
+import io
+
+from rich.console import Console
+
+from llmctl.observe.snapshot import GpuSnapshot, History, StackSnapshot
+from llmctl.observe.view import MISSING, bar, render, sparkline
+
+
+def screen(snap: StackSnapshot) -> str:
+    console = Console(file=io.StringIO(), width=100, color_system=None)
+    console.print(render(snap))
+    out = console.file.getvalue()  # type: ignore[attr-defined]
+    assert isinstance(out, str)
+    return out
+
+
+def line_with(text: str, label: str) -> str:
+    lines = [line for line in text.splitlines() if label in line]
+    assert lines, f"no line with {label!r} in:\n{text}"
+    return lines[0]
+
+
+def cell(text: str, label: str) -> str:
+    """What follows `label` inside its panel (up to the panel's border)."""
+    line = line_with(text, label)
+    return line[line.index(label) + len(label) :].split("│")[0].strip()
+
+
+BUSY = StackSnapshot(
+    source="prometheus",
+    source_url="http://127.0.0.1:9090",
+    taken_at=0.0,
+    slots_active=4,
+    slots_max=4,
+    queue_depth=7,
+    queue_max=10,
+    queue_wait_p95=0.25,
+    ok_per_s=12.5,
+    rejected_429_per_s=1.2,
+    unavailable_503_per_s=0.0,
+    error_per_s=0.05,
+    latency_p50=0.8,
+    latency_p95=2.5,
+    latency_p99=4.1,
+    ttft_p50=0.04,
+    ttft_p95=0.12,
+    engine_running=4,
+    engine_waiting=0,
+    kv_cache_usage=0.873,
+    preemptions_per_s=0.25,
+    prompt_tokens_per_s=900,
+    generation_tokens_per_s=412,
+    gpus=[
+        GpuSnapshot(
+            gpu="0",
+            name="NVIDIA H100",
+            util_pct=97,
+            mem_used_mib=71680,
+            mem_total_mib=81920,
+            temp_c=71,
+            power_w=650,
+        )
+    ],
+    history=History(request_rate=[0, 2, 4, 8], latency_p95=[1, 1, 2], queue_depth=[0, 7]),
+)
+
+
+def test_key_cells_of_a_busy_stack() -> None:
+    text = screen(BUSY)
+    assert "source: prometheus http://127.0.0.1:9090" in line_with(text, "llmctl top")
+    assert "4 / 4" in line_with(text, "slots")
+    assert "7 / 10" in line_with(text, "queue ")
+    assert "250 ms" in line_with(text, "wait p95")
+    assert "12.5/s" in line_with(text, "ok ")
+    assert "1.2/s" in line_with(text, "429")
+    assert "0.0/s" in line_with(text, "503")
+    assert "800 ms" in line_with(text, "p50 ")
+    assert "2.50 s" in line_with(text, "p95 ")
+    assert "4.10 s" in line_with(text, "p99")
+    assert "120 ms" in line_with(text, "TTFT p95")
+    assert "87.3 %" in line_with(text, "KV cache")
+    assert "0.25/s" in line_with(text, "preemptions")
+    assert "412/s" in line_with(text, "gen tok")
+    gpu = line_with(text, "NVIDIA H100")
+    for cell in ("97 %", "70.0 / 80.0 GiB", "71 °C", "650 W"):
+        assert cell in gpu
+    assert "▁▃▅█" in line_with(text, "requests/s")
+
+
+def test_missing_series_show_a_dash_and_the_fallback_source() -> None:
+    empty = StackSnapshot(
+        source="direct",
+        source_url="http://127.0.0.1:8080/metrics",
+        note="Prometheus unreachable; reading /metrics directly",
+        taken_at=0.0,
+        gpus=[GpuSnapshot(gpu="0")],
+    )
+    text = screen(empty)
+    assert "source: direct" in text
+    assert "Prometheus unreachable" in text
+    assert f"{MISSING} / {MISSING}" in line_with(text, "slots")
+    for label in ("ok ", "429", "p99", "KV cache", "gen tok", "GPU util"):
+        assert cell(text, label) == MISSING, label
+
+
+def test_bars_and_sparklines_edge_cases() -> None:
+    assert "0 / 0" in bar(0, 0).plain
+    assert bar(3, 0).plain.startswith("█")  # waiting with no queue allowed: full
+    assert bar(9, 4).plain.count("█") == bar(4, 4).plain.count("█")  # clamped, no overflow
+    assert sparkline([]) == MISSING
+    assert sparkline([0, 0]) == "▁▁"
+    assert len(sparkline(list(range(100)), width=40)) == 40
