@@ -178,7 +178,19 @@ def up(
 ) -> None:
     """Render the stack and start it; waits until every service is healthy."""
     flags = _flags(
-        **{k: v for k, v in locals().items() if k not in ("config", "preset", "timeout")}
+        sets=sets,
+        runtime=runtime,
+        max_active=max_active,
+        queue_mode=queue_mode,
+        queue_max=queue_max,
+        queue_timeout=queue_timeout,
+        request_timeout=request_timeout,
+        bind=bind,
+        gateway_port=gateway_port,
+        engine_port=engine_port,
+        prometheus_port=prometheus_port,
+        grafana_port=grafana_port,
+        scrape_interval=scrape_interval,
     )
     spec = _load(config, preset, flags).spec
     directory = stack_dir(spec)

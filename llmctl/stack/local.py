@@ -56,7 +56,9 @@ class LocalRuntime:
 
     # --- what runs -------------------------------------------------------------------------------
 
-    def services(self) -> list[LocalService]:
+    def services(self, *, resolve: bool = True) -> list[LocalService]:
+        """What this stack runs. `resolve=False` skips finding vLLM and its model (which may build
+        one), for callers that only look at health: `status` must stay cheap and side-effect free."""
         spec, ports = self.spec, self.spec.ports
         host = _loopback(ports.bind_address)
         base = {k: v for k, v in self.environ.items() if k not in GATEWAY_ENV}
@@ -67,6 +69,8 @@ class LocalRuntime:
                 spec.engine, host="127.0.0.1", port=ports.engine
             )
             engine_env = dict(spec.engine.env)
+        elif not resolve:
+            engine_argv, engine_env = ["vllm"], {}
         else:
             cmd = commands.local_vllm_command(
                 spec.engine, host="127.0.0.1", port=ports.engine, environ=self.environ
@@ -156,12 +160,12 @@ class LocalRuntime:
         return record if record is not None and processes.is_alive(record) else None
 
     def up(self, *, progress: Progress | None = None, timeout: float | None = None) -> UpResult:
-        planned = self.services()
-        runnable = [s for s in planned if s.argv is not None]
+        planned = self.services(resolve=False)
         notes = [f"{s.name}: skipped ({s.skip})" for s in planned if s.argv is None]
-        if all(self._running(s.name) for s in runnable):
+        if all(self._running(s.name) for s in planned if s.argv is not None):
             return UpResult(True, self.status(), notes)
 
+        runnable = [s for s in self.services() if s.argv is not None]
         to_start = [s for s in runnable if not self._running(s.name)]
         for service in to_start:
             self._pidfile(service.name).unlink(missing_ok=True)  # stale: its process is gone
@@ -220,7 +224,7 @@ class LocalRuntime:
         own = client is None
         client = client or httpx.Client(timeout=2.0)
         try:
-            return [self._status_of(s, client) for s in self.services()]
+            return [self._status_of(s, client) for s in self.services(resolve=False)]
         finally:
             if own:
                 client.close()
