@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import shutil
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -15,11 +18,15 @@ import pytest
 from llmctl.core import metrics as m
 from llmctl.core.config import AlertThresholds
 from llmctl.observe.prometheus import PrometheusSource
+from llmctl.stack import processes
 from llmctl.stack.render import environment
 from llmctl.stack.spec import StackSpec
-from tests.support import REPO, ServerProcess, free_port, llmctl_server, wait_http
+from tests.support import REPO, ServerProcess, free_port
 
 RULES = ("alerts", "recording")
+RUN = Path(".llmctl") / "local-sim" / "run"
+# Variables that would change the stack under test if the caller's shell had them.
+SCRUB = ("MAX_ACTIVE", "QUEUE_MODE", "QUEUE_MAX", "QUEUE_TIMEOUT_S", "LLMCTL_API_KEYS")
 MODEL = "llmctl-sim"
 # Small limits so the load below fills the slots and the queue and some requests get 429/503.
 MAX_ACTIVE, QUEUE_MAX = 2, 2
@@ -110,11 +117,11 @@ class LiveStack:
     gateway: str
     engine: str
     prometheus: str
-    prometheus_proc: ServerProcess
     load: Load
 
 
-def _prometheus(config_dir: Path, port: int) -> ServerProcess:
+def start_prometheus(config_dir: Path, port: int) -> ServerProcess:
+    """A Prometheus of a test's own, reading config_dir/prometheus.yml."""
     exe = shutil.which("prometheus")
     if exe is None:
         pytest.skip("prometheus binary not installed (apt-get install prometheus)")
@@ -141,43 +148,51 @@ def wait_for_data(source: PrometheusSource, queries: list[str], timeout: float =
     raise TimeoutError(f"no data after {timeout}s for: {missing}")
 
 
+def _llmctl(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if k not in SCRUB and not k.startswith("LLMCTL__")}
+    return subprocess.run(
+        [sys.executable, "-m", "llmctl", *args],
+        cwd=cwd,
+        env={**env, "NO_COLOR": "1", "COLUMNS": "160"},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
 @pytest.fixture(scope="session")
 def live_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveStack]:
-    """Simulator + gateway + Prometheus (1 s scrapes, the rendered rules) with load running."""
-    tmp = tmp_path_factory.mktemp("live")
-    sim_port, gw_port, prom_port = free_port(), free_port(), free_port()
-    sim_args = ["sim", "serve", "--port", str(sim_port), "--model", MODEL, "--time-scale", "4"]
-    gw_args = [
-        "gateway", "serve", "--port", str(gw_port), "--upstream", f"http://127.0.0.1:{sim_port}",
-        "--max-active", str(MAX_ACTIVE), "--queue-max", str(QUEUE_MAX), "--queue-timeout", "0.5",
+    """`llmctl up` of the local-sim stack (sim, gateway, Prometheus with the rendered rules; 1 s
+    scrapes; small limits) with load running; `llmctl down` and a stop by pid afterwards."""
+    if shutil.which("prometheus") is None:
+        pytest.skip("prometheus binary not installed (apt-get install prometheus)")
+    cwd = tmp_path_factory.mktemp("stack")
+    gw, engine, prom = free_port(), free_port(), free_port()
+    flags = [
+        "--gateway-port", str(gw), "--engine-port", str(engine), "--prometheus-port", str(prom),
+        "--scrape-interval", "1s", "--max-active", str(MAX_ACTIVE), "--queue-max", str(QUEUE_MAX),
+        "--queue-timeout", "0.5", "--set", "engine.sim.time_scale=4",
     ]  # fmt: skip
-    engine = f"http://127.0.0.1:{sim_port}"
-    gateway = f"http://127.0.0.1:{gw_port}"
-    with (
-        llmctl_server(sim_args, ready_url=f"{engine}/health", log=tmp / "sim.log"),
-        llmctl_server(gw_args, ready_url=f"{gateway}/health", log=tmp / "gateway.log"),
-    ):
-        render_rules(tmp / "rules")
-        (tmp / "prometheus.yml").write_text(
-            prometheus_config(f"127.0.0.1:{gw_port}", f"127.0.0.1:{sim_port}")
+    up = _llmctl(cwd, "up", *flags)
+    records = [r for r in map(processes.read_pidfile, (cwd / RUN).glob("*.pid")) if r]
+    load = Load(f"http://127.0.0.1:{gw}")
+    try:
+        assert up.returncode == 0, up.stdout + up.stderr
+        prometheus = f"http://127.0.0.1:{prom}"
+        load.start()
+        wait_for_data(
+            PrometheusSource(prometheus),
+            [
+                m.REC_LATENCY_P95,
+                m.REC_TTFT_P95,
+                f'{m.GATEWAY_REQUESTS.series}{{status="429"}}',
+                f"rate({m.VLLM_GENERATION_TOKENS.series}[1m]) > 0",
+                m.DCGM_GPU_UTIL.series,
+            ],
         )
-        prom = _prometheus(tmp, prom_port)
-        load = Load(gateway)
-        try:
-            prometheus = f"http://127.0.0.1:{prom_port}"
-            wait_http(f"{prometheus}/-/ready", timeout=30)
-            load.start()
-            wait_for_data(
-                PrometheusSource(prometheus),
-                [
-                    m.REC_LATENCY_P95,
-                    m.REC_TTFT_P95,
-                    f'{m.GATEWAY_REQUESTS.series}{{status="429"}}',
-                    f"rate({m.VLLM_GENERATION_TOKENS.series}[1m]) > 0",
-                    m.DCGM_GPU_UTIL.series,
-                ],
-            )
-            yield LiveStack(gateway, engine, prometheus, prom, load)
-        finally:
-            load.close()
-            prom.stop()
+        yield LiveStack(f"http://127.0.0.1:{gw}", f"http://127.0.0.1:{engine}", prometheus, load)
+    finally:
+        load.close()
+        _llmctl(cwd, "down")
+        processes.stop_all(records, grace=2)

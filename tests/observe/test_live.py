@@ -22,9 +22,9 @@ from tests.observe.conftest import (
     MAX_ACTIVE,
     QUEUE_MAX,
     LiveStack,
-    _prometheus,
     prometheus_config,
     render_rules,
+    start_prometheus,
     wait_for_data,
 )
 from tests.observe.promql import dashboard_queries, substitute, variable_queries
@@ -176,7 +176,7 @@ def test_falls_back_to_direct_scrapes_when_prometheus_stops(
     (tmp_path / "prometheus.yml").write_text(prometheus_config(gw, engine))
     port = free_port()
     url = f"http://127.0.0.1:{port}"
-    prom = _prometheus(tmp_path, port)
+    prom = start_prometheus(tmp_path, port)
     sampler = Sampler(PrometheusSource(url), DirectSource(live_stack.gateway, live_stack.engine))
     try:
         wait_http(f"{url}/-/ready", timeout=30)
