@@ -162,6 +162,12 @@ class LocalRuntime:
     def up(self, *, progress: Progress | None = None, timeout: float | None = None) -> UpResult:
         planned = self.services(resolve=False)
         notes = [f"{s.name}: skipped ({s.skip})" for s in planned if s.argv is None]
+        obs = self.spec.observability
+        notes += [
+            f"{name}: runs with the docker runtime only"
+            for name, wanted in (("grafana", obs.grafana), ("open-webui", obs.open_webui))
+            if wanted
+        ]
         if all(self._running(s.name) for s in planned if s.argv is not None):
             return UpResult(True, self.status(), notes)
 
