@@ -115,6 +115,21 @@ def test_up_chat_query_status_down(stack_dir: Path) -> None:
     assert chat.returncode == 0
     assert "llmctl-sim" in chat.stdout
 
+    # A crashed gateway leaves a stale pid file: status says so, and `up` restarts only it.
+    gateway = processes.read_pidfile(stack_dir / RUN / "gateway.pid")
+    assert gateway is not None
+    assert processes.stop_all([gateway], grace=0) in ([], [gateway])
+    crashed = llmctl(stack_dir, "status")
+    assert crashed.returncode == 1
+    assert "exited" in crashed.stdout
+    restarted = llmctl(stack_dir, "up")
+    assert restarted.returncode == 0, restarted.stdout + restarted.stderr
+    new_gateway = processes.read_pidfile(stack_dir / RUN / "gateway.pid")
+    assert new_gateway is not None
+    assert new_gateway != gateway
+    assert processes.read_pidfile(stack_dir / RUN / "engine.pid") == records[0]
+    records = [*_records(stack_dir), gateway]
+
     down = llmctl(stack_dir, "down")
     assert down.returncode == 0, down.stdout + down.stderr
     assert not any(processes.is_alive(r) for r in records)
