@@ -126,7 +126,8 @@ class DirectSource:
             scrape.reached.add(job)
         return scrape
 
-    def snapshot(self) -> StackSnapshot:
+    def snapshot(self, reason: str = "Prometheus unreachable") -> StackSnapshot:
+        """One snapshot; `reason` says in the header why Prometheus is not the source."""
         if not self._scrapes:
             # Rates need two scrapes; take the first one a moment before the real one.
             self._scrapes.append(self.scrape())
@@ -134,7 +135,7 @@ class DirectSource:
         now = self.scrape()
         while len(self._scrapes) > 1 and now.at - self._scrapes[1].at >= WINDOW_S:
             self._scrapes.popleft()
-        snap = _compute(now, self._scrapes[0], self.url)
+        snap = _compute(now, self._scrapes[0], self.url, reason)
         self._scrapes.append(now)
         self._record(snap)
         return snap
@@ -160,7 +161,7 @@ class DirectSource:
         snap.history = History(**{k: list(v) for k, v in self._history.items()})
 
 
-def _compute(now: Scrape, base: Scrape, url: str) -> StackSnapshot:
+def _compute(now: Scrape, base: Scrape, url: str, reason: str) -> StackSnapshot:
     dt = max(now.at - base.at, 1e-9)
 
     def rate(name: str, match: Match | None = None, *, job: str = m.JOB_GATEWAY) -> float | None:
@@ -181,7 +182,7 @@ def _compute(now: Scrape, base: Scrape, url: str) -> StackSnapshot:
 
     requests = m.GATEWAY_REQUESTS.series
     unreached = [job for job in (m.JOB_GATEWAY, m.JOB_ENGINE) if job not in now.reached]
-    note = "Prometheus unreachable; reading /metrics directly"
+    note = f"{reason}; reading /metrics directly"
     if unreached:
         note += f" ({', '.join(unreached)} unreachable)"
     return StackSnapshot(

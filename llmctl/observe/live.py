@@ -26,12 +26,12 @@ class Sampler:
         self.direct = direct
 
     def sample(self) -> StackSnapshot:
-        if self.prometheus is not None:
-            try:
-                return self.prometheus.snapshot()
-            except PrometheusUnreachableError:
-                pass
-        return self.direct.snapshot()
+        if self.prometheus is None:
+            return self.direct.snapshot("no Prometheus given")
+        try:
+            return self.prometheus.snapshot()
+        except PrometheusUnreachableError as exc:
+            return self.direct.snapshot(exc.reason)
 
     def close(self) -> None:
         self.direct.close()

@@ -17,7 +17,11 @@ HISTORY_STEP_S = 5
 
 
 class PrometheusUnreachableError(Exception):
-    """Prometheus did not answer (connection refused, timeout, HTTP error); callers fall back."""
+    """Prometheus did not answer, or knows no gateway (not this stack's); callers fall back."""
+
+    def __init__(self, message: str, reason: str = "Prometheus unreachable") -> None:
+        super().__init__(message)
+        self.reason = reason  # short, for the header
 
 
 class PrometheusSource:
@@ -72,6 +76,11 @@ class PrometheusSource:
         return [GpuSnapshot(**by_gpu[g]) for g in sorted(by_gpu, key=_gpu_order)]
 
     def snapshot(self) -> StackSnapshot:
+        # Another Prometheus on the port (Debian's, say) answers but has none of our series.
+        if self.scalar(queries.GATEWAY_TARGETS) is None:
+            raise PrometheusUnreachableError(
+                f"Prometheus at {self.url} scrapes no gateway", "Prometheus scrapes no gateway"
+            )
         values = {field: self.scalar(query) for field, query in queries.SCALARS.items()}
         history = History(**{field: self.series(q) for field, q in queries.HISTORY.items()})
         return StackSnapshot(

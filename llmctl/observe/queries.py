@@ -15,6 +15,9 @@ def _rate(series: str, matchers: str = "") -> str:
     return f"sum(rate({series}{matchers}[{WINDOW}])) or on() (0 * {_GATEWAY_UP})"
 
 
+# Whether this Prometheus scrapes a gateway at all (else `top` reads the endpoints directly).
+GATEWAY_TARGETS = f'count(up{{job="{m.JOB_GATEWAY}"}})'
+
 # Snapshot field -> a query returning one number (an empty result means "missing").
 SCALARS: dict[str, str] = {
     "slots_active": f"sum({m.GATEWAY_ACTIVE.series})",
@@ -60,4 +63,4 @@ HISTORY: dict[str, str] = {
 
 def all_queries() -> list[str]:
     """Every query string above, for tests that run them all."""
-    return [*SCALARS.values(), *GPU.values(), GPU_NAME, *HISTORY.values()]
+    return [GATEWAY_TARGETS, *SCALARS.values(), *GPU.values(), GPU_NAME, *HISTORY.values()]

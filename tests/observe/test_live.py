@@ -223,3 +223,25 @@ def test_gateway_and_engine_down_show_dashes_not_a_crash() -> None:
     assert data["slots_active"] is None
     assert data["gpus"] == []
     assert "gateway, engine unreachable" in data["note"]
+
+
+def test_a_prometheus_without_our_gateway_is_not_used(
+    live_stack: LiveStack, tmp_path: Path
+) -> None:
+    # Debian's packaged Prometheus on :9090 answers, but scrapes nothing of this stack's.
+    (tmp_path / "prometheus.yml").write_text("global:\n  scrape_interval: 1s\n")
+    port = free_port()
+    prom = start_prometheus(tmp_path, port)
+    sampler = Sampler(
+        PrometheusSource(f"http://127.0.0.1:{port}"),
+        DirectSource(live_stack.gateway, live_stack.engine, warmup_s=0.5),
+    )
+    try:
+        wait_http(f"http://127.0.0.1:{port}/-/ready", timeout=30)
+        snap = sampler.sample()
+    finally:
+        prom.stop()
+        sampler.close()
+    assert snap.source == "direct"
+    assert "Prometheus scrapes no gateway" in snap.note
+    assert snap.slots_max == MAX_ACTIVE
