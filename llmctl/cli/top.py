@@ -19,11 +19,12 @@ DEFAULTS = {
 
 
 def stack_addresses() -> dict[str, str]:
-    """The current stack's endpoints (llmctl.toml or the default preset), else the default ports."""
+    """The running stack's endpoints (as `up` saved them), else the config's, else the defaults."""
     try:
-        from llmctl.stack.settings import load_stack
+        from llmctl.stack.settings import load_stack, saved_spec, stack_dir
 
-        endpoints = load_stack().spec.endpoints()
+        spec = load_stack().spec
+        endpoints = (saved_spec(stack_dir(spec)) or spec).endpoints()
     except (ImportError, LlmctlError, OSError):
         return dict(DEFAULTS)
     return {key: endpoints.get(key, url) for key, url in DEFAULTS.items()}

@@ -10,7 +10,7 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
-from llmctl.observe.snapshot import StackSnapshot
+from llmctl.observe.snapshot import HISTORY_POINTS, StackSnapshot
 
 MISSING = "–"
 _SPARKS = "▁▂▃▄▅▆▇█"
@@ -142,13 +142,18 @@ def _gpus(snap: StackSnapshot) -> Panel:
 
 def _history(snap: StackSnapshot) -> Panel:
     h = snap.history
+
+    def row(values: list[float], fmt: str) -> str:
+        return f"{sparkline(values)}  {fmt.format(values[-1])}" if values else MISSING
+
     rows: list[tuple[str, str | Text]] = [
-        ("requests/s", sparkline(h.request_rate)),
-        ("p95", sparkline(h.latency_p95)),
-        ("queue", sparkline(h.queue_depth)),
-        ("GPU util", sparkline(h.gpu_util_pct)),
+        ("requests/s", row(h.request_rate, "{:.1f}/s")),
+        ("p95", row(h.latency_p95, "{:.2f} s")),
+        ("queue", row(h.queue_depth, "{:.0f}")),
+        ("GPU util", row(h.gpu_util_pct, "{:.0f} %")),
     ]
-    return Panel(_pairs(rows), title="history", title_align="left")
+    title = f"history (last {HISTORY_POINTS} samples)"
+    return Panel(_pairs(rows), title=title, title_align="left")
 
 
 def render(snap: StackSnapshot) -> RenderableType:

@@ -118,6 +118,7 @@ class LiveStack:
     engine: str
     prometheus: str
     load: Load
+    cwd: Path  # where `llmctl up` ran: `llmctl top` there finds the stack without flags
 
 
 def start_prometheus(config_dir: Path, port: int) -> ServerProcess:
@@ -191,7 +192,9 @@ def live_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveStack]:
                 m.DCGM_GPU_UTIL.series,
             ],
         )
-        yield LiveStack(f"http://127.0.0.1:{gw}", f"http://127.0.0.1:{engine}", prometheus, load)
+        yield LiveStack(
+            f"http://127.0.0.1:{gw}", f"http://127.0.0.1:{engine}", prometheus, load, cwd
+        )
     finally:
         load.close()
         _llmctl(cwd, "down")

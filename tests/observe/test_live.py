@@ -138,13 +138,13 @@ def test_every_dashboard_query_returns_data(live_stack: LiveStack) -> None:
         assert label in result[0]["metric"], f"{name} variable {var}"
 
 
-def _top(*args: str) -> subprocess.CompletedProcess[str]:
+def _top(*args: str, cwd: Path = REPO) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "llmctl", "top", *args],
         capture_output=True,
         text=True,
         timeout=60,
-        cwd=REPO,
+        cwd=cwd,
         env={**os.environ, "COLUMNS": "120"},
     )
 
@@ -162,6 +162,15 @@ def test_top_json_and_once_from_prometheus(live_stack: LiveStack) -> None:
     assert result.returncode == 0, result.stderr
     assert "source: prometheus" in result.stdout
     assert f"/ {MAX_ACTIVE}" in result.stdout
+
+
+def test_top_finds_the_running_stack_without_flags(live_stack: LiveStack) -> None:
+    result = _top("--json", cwd=live_stack.cwd)
+    assert result.returncode == 0, result.stderr
+    data = json.loads(result.stdout)
+    assert data["source"] == "prometheus"
+    assert data["source_url"] == live_stack.prometheus
+    assert data["slots_max"] == MAX_ACTIVE
 
 
 def test_falls_back_to_direct_scrapes_when_prometheus_stops(

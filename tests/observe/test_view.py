@@ -86,9 +86,12 @@ def test_key_cells_of_a_busy_stack() -> None:
     assert "0.25/s" in line_with(text, "preemptions")
     assert "412/s" in line_with(text, "gen tok")
     gpu = line_with(text, "NVIDIA H100")
-    for cell in ("97 %", "70.0 / 80.0 GiB", "71 °C", "650 W"):
-        assert cell in gpu
-    assert "▁▃▅█" in line_with(text, "requests/s")
+    for value in ("97 %", "70.0 / 80.0 GiB", "71 °C", "650 W"):
+        assert value in gpu
+    assert cell(text, "requests/s") == "▁▃▅█  8.0/s"
+    history = text[text.index("history (") :]
+    assert cell(history, "queue") == "▁█  7"
+    assert cell(history, "GPU util") == MISSING
 
 
 def test_missing_series_show_a_dash_and_the_fallback_source() -> None:
