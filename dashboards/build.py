@@ -82,7 +82,7 @@ def variable(name: str, label: str, query: str) -> Json:
         "label": label,
         "type": "query",
         "datasource": DS,
-        "query": {"query": query, "refId": f"{name}-values"},
+        "query": query,  # the plain-string form every Grafana version reads
         "definition": query,
         "refresh": 2,
         "includeAll": True,
