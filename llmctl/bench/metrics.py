@@ -121,6 +121,12 @@ def level_report(
         times = r.token_times
         itl.extend((b - a) * 1000.0 for a, b in itertools.pairwise(times))
     waits = [r.queue_wait_ms for r in measured if r.queue_wait_ms is not None]
+    admitted_ttft: list[float] = []
+    admitted_e2el: list[float] = []
+    for r in ok:
+        if r.queue_wait_ms is not None and r.first_token is not None:
+            admitted_ttft.append((r.first_token - r.sent) * 1000.0 - r.queue_wait_ms)
+            admitted_e2el.append((r.end - r.sent) * 1000.0 - r.queue_wait_ms)
     lag = [max(0.0, r.sent - r.planned) * 1000.0 for r in measured if r.sent > 0]
 
     done_inside = [r for r in everything if r.ok and window.start <= r.end <= window.end]
@@ -153,6 +159,9 @@ def level_report(
         **stats,
     }
     fields.update((k, v) for k, v in wait_stats.items() if not k.startswith(("median", "p90")))
+    for name, values in (("admitted_ttft", admitted_ttft), ("admitted_e2el", admitted_e2el)):
+        stats = summarize(values, name)
+        fields.update((k, v) for k, v in stats.items() if not k.startswith(("p90", "max")))
     fields.update(
         (k, v) for k, v in lag_stats.items() if k.split("_", 1)[0] in ("mean", "p99", "max")
     )

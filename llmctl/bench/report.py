@@ -89,6 +89,17 @@ class LevelReport(_Model):
     p99_queue_wait_ms: float | None = None
     max_queue_wait_ms: float | None = None
 
+    # TTFT and E2E counted from admission (each request's X-Queue-Wait-Ms taken off): the service a
+    # request got once the gateway let it through. None when the target reports no queue wait.
+    mean_admitted_ttft_ms: float | None = None
+    median_admitted_ttft_ms: float | None = None
+    p95_admitted_ttft_ms: float | None = None
+    p99_admitted_ttft_ms: float | None = None
+    mean_admitted_e2el_ms: float | None = None
+    median_admitted_e2el_ms: float | None = None
+    p95_admitted_e2el_ms: float | None = None
+    p99_admitted_e2el_ms: float | None = None
+
     # How late this client sent requests against plan: when it is high, the client is the limit.
     mean_sched_lag_ms: float | None = None
     p99_sched_lag_ms: float | None = None

@@ -121,4 +121,13 @@ def test_level_report_math() -> None:
     assert level.request_goodput == pytest.approx(1.0)  # only the first meets ttft <= 200 ms
     assert level.output_throughput == pytest.approx(6.0)  # 6 chunks in the 1 s window
     assert level.token_source == "chunks"
+    assert level.mean_admitted_ttft_ms is None  # no queue wait reported
+    records[0].queue_wait_ms = 50.0
+    records[1].queue_wait_ms = 250.0
+    level = level_report(
+        ConcurrentStrategy(concurrency=2), records, records, Window(0.0, 1.0),
+        slo=SLOSpec(), max_concurrency=2,
+    )  # fmt: skip
+    assert level.mean_admitted_ttft_ms == pytest.approx(50.0)  # (100-50 + 300-250) / 2
+    assert level.request_goodput is None
     assert percentile([1.0, 2.0, 3.0, 4.0], 50) == 2.5

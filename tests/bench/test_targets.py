@@ -79,5 +79,10 @@ def test_gateway_rejections_are_counted_apart(tiny_gateway: str) -> None:
     assert level.median_e2el_ms is not None
     assert level.median_e2el_ms > 300
     assert level.mean_queue_wait_ms is not None  # the gateway reports X-Queue-Wait-Ms
+    # From admission, the queue wait is taken off each request's TTFT and E2E.
+    assert level.mean_admitted_ttft_ms is not None
+    assert level.mean_ttft_ms is not None
+    assert level.mean_admitted_ttft_ms <= level.mean_ttft_ms
+    assert level.p95_admitted_e2el_ms is not None
     assert level.server is not None
     assert level.server.peak_gateway_active_requests == 1
