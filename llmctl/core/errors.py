@@ -11,6 +11,8 @@ Anything else that escapes is a bug and keeps its traceback.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 
 class LlmctlError(Exception):
     """An error whose message is meant for the user."""
@@ -29,7 +31,23 @@ class UsageError(LlmctlError):
 
 
 class RuntimeBackendError(LlmctlError):
-    """Starting, stopping or inspecting a stack's processes or containers failed."""
+    """Starting, stopping or inspecting a stack's processes or containers failed.
+
+    When a command failed, `command`, `returncode` and `stderr` say which one and how.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        command: Sequence[str] = (),
+        returncode: int | None = None,
+        stderr: str = "",
+    ) -> None:
+        super().__init__(message)
+        self.command = list(command)
+        self.returncode = returncode
+        self.stderr = stderr
 
 
 class TargetError(LlmctlError):
