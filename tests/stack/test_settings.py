@@ -114,3 +114,16 @@ def test_every_key_is_documented() -> None:
         keys = values.keys() if isinstance(values, dict) else [section]
         for key in keys:
             assert f"`{key}`" in docs, f"{section}.{key} is missing from docs/stacks.md"
+
+
+def test_gateway_section_validates_like_the_gateway_itself() -> None:
+    from llmctl.core.config import GatewayConfig
+    from llmctl.stack.spec import GatewaySpec
+
+    shared = set(GatewaySpec.model_fields) & set(GatewayConfig.model_fields)
+    assert {"max_active", "queue_mode", "queue_max", "queue_timeout_s"} <= shared
+    assert {"request_timeout_s", "max_body_bytes"} <= shared
+    for name in shared:
+        spec_field, gw_field = GatewaySpec.model_fields[name], GatewayConfig.model_fields[name]
+        assert spec_field.metadata == gw_field.metadata, name
+        assert spec_field.default == gw_field.default, name
