@@ -16,6 +16,7 @@ from llmctl.sim.text import TokenStream
 # How far the simulated clock may fall behind the wall clock before it gives up catching up
 # (timer granularity and a busy CPU make single steps late; the average rate stays right).
 _MAX_LAG_S = 0.05
+_MAX_STEPS_WITHOUT_YIELD = 8
 
 
 def _notify(req: SimRequest) -> None:
@@ -99,6 +100,7 @@ class Engine:
         clock = self.clock
         sched = self.scheduler
         profile = self.profile
+        streak = 0
         while True:
             if not sched.has_work():
                 self._wake.clear()
@@ -110,7 +112,16 @@ class Engine:
             end = start + step
             self._vclock = end
             delay = end - clock()
-            await asyncio.sleep(delay if delay > 0 else 0)
+            if delay > 0:
+                await asyncio.sleep(delay)
+                streak = 0
+            elif streak < _MAX_STEPS_WITHOUT_YIELD:
+                # Behind the wall clock: run the next step before the clients write, so a
+                # starved CPU sends several tokens per write instead of falling further behind.
+                streak += 1
+            else:
+                await asyncio.sleep(0)
+                streak = 0
             result = sched.complete(plan, end)
             self.gpu.add_busy(step, end)
             self._publish(result, plan.preempted)
