@@ -130,9 +130,12 @@ def test_up_chat_query_status_down(stack_dir: Path) -> None:
     assert processes.read_pidfile(stack_dir / RUN / "engine.pid") == records[0]
     records = [*_records(stack_dir), gateway]
 
-    down = llmctl(stack_dir, "down")
+    data = stack_dir / ".llmctl" / "local-sim" / "prometheus" / "data"
+    assert data.is_dir()
+    down = llmctl(stack_dir, "down", "--volumes")
     assert down.returncode == 0, down.stdout + down.stderr
     assert not any(processes.is_alive(r) for r in records)
+    assert not data.exists()
     assert not list((stack_dir / RUN).glob("*.pid"))
     stopped = llmctl(stack_dir, "status")
     assert stopped.returncode == 1
