@@ -27,6 +27,7 @@ from llmctl.bench.strategies import ConcurrentStrategy, RateStrategy
 HERE = Path(__file__).resolve().parent
 TOKENS = 64
 ITL_MS = 10.0
+GUIDELLM = Path("/root/.cache/llmctl/guidellm-venv/bin/guidellm")
 
 
 def start_engine(port: int) -> subprocess.Popen[bytes]:
@@ -56,6 +57,32 @@ def client_cpu() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
+def guidellm_rate(port: int, streams: int, duration: float) -> float:
+    """guidellm's output tokens/s at `streams` against the same engine (its own virtualenv)."""
+    import json
+    import random
+    import tempfile
+
+    from llmctl.bench.prompts import _WORDS
+
+    folder = Path(tempfile.mkdtemp(prefix="guidellm-"))
+    rng = random.Random(0)
+    with (folder / "prompts.jsonl").open("w") as f:
+        for _ in range(4000):
+            text = " ".join(rng.choices(_WORDS, k=32))
+            f.write(json.dumps({"prompt": text, "output_tokens_count": TOKENS}) + "\n")
+    cmd = [str(GUIDELLM), "run", "--backend", f"kind=openai_http,target=http://127.0.0.1:{port}",
+           "--profile", f"kind=concurrent,streams={streams}",
+           "--constraint", f"kind=max_duration,seconds={duration:g}",
+           "--data", f"kind=json_file,path={folder / 'prompts.jsonl'}",
+           "--output", f"kind=json,path={folder / 'out.json'}", "--disable-progress"]  # fmt: skip
+    subprocess.run(
+        cmd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=folder
+    )
+    metrics = json.loads((folder / "out.json").read_text())["benchmarks"][0]["metrics"]
+    return float(metrics["output_tokens_per_second"]["total"]["mean"])
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--streams", default="256,1024")
@@ -63,6 +90,9 @@ def main() -> None:
     parser.add_argument("--duration", type=float, default=8.0)
     parser.add_argument("--warmup", type=float, default=2.0)
     parser.add_argument("--port", type=int, default=9300)
+    parser.add_argument(
+        "--guidellm", action="store_true", help="also run guidellm 0.8.1 at each --streams level"
+    )
     args = parser.parse_args()
     levels: list[ConcurrentStrategy | RateStrategy] = [
         ConcurrentStrategy(concurrency=int(n)) for n in args.streams.split(",") if n
@@ -99,6 +129,11 @@ def main() -> None:
                 f"{cpu / tokens * 1e6:>15.1f}{eng / tokens * 1e6:>15.1f}",
                 flush=True,
             )
+            if args.guidellm and isinstance(strategy, ConcurrentStrategy):
+                rate = guidellm_rate(args.port, strategy.concurrency, args.duration)
+                print(
+                    f"{'  guidellm':<16}{rate:>8.0f}{ideal:>8.0f}{rate / ideal:>8.1%}", flush=True
+                )
     finally:
         engine.terminate()
         engine.wait(10)
