@@ -58,20 +58,25 @@ class EngineProfile:
         max_num_batched_tokens: int | None = None,
     ) -> EngineProfile:
         """A copy with the given scheduler settings replaced (None keeps the profile's value)."""
-        changes: dict[str, int] = {
-            key: value
-            for key, value in (
-                ("max_num_seqs", max_num_seqs),
-                ("num_gpu_blocks", num_gpu_blocks),
-                ("block_size", block_size),
-                ("max_num_batched_tokens", max_num_batched_tokens),
-            )
-            if value is not None
-        }
-        for key, value in changes.items():
-            if value < 1:
-                raise ConfigError(f"{key.replace('_', '-')} must be at least 1, got {value}")
-        return replace(self, **changes)  # type: ignore[arg-type]
+        for flag, value in (
+            ("max-num-seqs", max_num_seqs),
+            ("num-gpu-blocks", num_gpu_blocks),
+            ("block-size", block_size),
+            ("max-num-batched-tokens", max_num_batched_tokens),
+        ):
+            if value is not None and value < 1:
+                raise ConfigError(f"{flag} must be at least 1, got {value}")
+        return replace(
+            self,
+            max_num_seqs=self.max_num_seqs if max_num_seqs is None else max_num_seqs,
+            num_gpu_blocks=self.num_gpu_blocks if num_gpu_blocks is None else num_gpu_blocks,
+            block_size=self.block_size if block_size is None else block_size,
+            max_num_batched_tokens=(
+                self.max_num_batched_tokens
+                if max_num_batched_tokens is None
+                else max_num_batched_tokens
+            ),
+        )
 
 
 TINY = EngineProfile(

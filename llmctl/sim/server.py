@@ -63,11 +63,12 @@ async def dcgm_metrics(request: web.Request) -> web.Response:
     return web.Response(body=body, headers={"Content-Type": _PROMETHEUS_TEXT})
 
 
-def _generation_route(kind: Kind) -> Callable[[web.Request], object]:
-    async def handler(request: web.Request) -> web.StreamResponse:
-        return await generate(request, kind)
+async def chat_completions(request: web.Request) -> web.StreamResponse:
+    return await generate(request, "chat")
 
-    return handler
+
+async def completions(request: web.Request) -> web.StreamResponse:
+    return await generate(request, "completion")
 
 
 async def _wait(req: SimRequest) -> None:
@@ -174,8 +175,8 @@ def build_app(config: SimConfig) -> web.Application:
     app.router.add_get("/v1/models", models)
     app.router.add_get("/metrics", metrics)
     app.router.add_get("/dcgm/metrics", dcgm_metrics)
-    app.router.add_post("/v1/chat/completions", _generation_route("chat"))  # type: ignore[arg-type]
-    app.router.add_post("/v1/completions", _generation_route("completion"))  # type: ignore[arg-type]
+    app.router.add_post("/v1/chat/completions", chat_completions)
+    app.router.add_post("/v1/completions", completions)
     app[ENGINE] = Engine(
         config.profile, model_name=config.model, time_scale=config.time_scale, seed=config.seed
     )
