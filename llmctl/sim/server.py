@@ -9,6 +9,7 @@ import time
 from collections.abc import AsyncIterator, Callable
 
 from aiohttp import web
+from aiohttp.typedefs import Handler
 
 from llmctl.core.openai import error_body
 from llmctl.sim.api import ApiError, Kind, parse_generation
@@ -31,6 +32,17 @@ def _error(status: int, message: str, **kwargs: str) -> web.Response:
 
 def _loading() -> web.Response:
     return _error(503, "the model is still loading", type="service_unavailable", code="loading")
+
+
+@web.middleware
+async def openai_errors(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Unknown routes and methods answer with an OpenAI-style body, like the API routes."""
+    try:
+        return await handler(request)
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        return _error(exc.status, exc.reason, code=str(exc.status))
 
 
 async def health(request: web.Request) -> web.Response:
@@ -93,6 +105,8 @@ async def generate(request: web.Request, kind: Kind) -> web.StreamResponse:
             body = await request.json(loads=json.loads)
         except ValueError:
             raise ApiError("the request body is not valid JSON") from None
+        except web.HTTPRequestEntityTooLarge:
+            raise ApiError("the request body is too large", status=413) from None
         params = parse_generation(
             kind, body, served_model=app[CONFIG].model, max_model_len=engine.max_model_len
         )
@@ -167,7 +181,7 @@ async def _stream(
 
 def build_app(config: SimConfig) -> web.Application:
     """The aiohttp application; the engine starts with the app (inside the running loop)."""
-    app = web.Application(client_max_size=16 * 1024 * 1024)
+    app = web.Application(client_max_size=16 * 1024 * 1024, middlewares=[openai_errors])
     app[CONFIG] = config
     app[READY] = asyncio.Event()
     app[FAULTS] = FaultInjector(config.faults, config.seed)

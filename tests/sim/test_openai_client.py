@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+import httpx
 import openai
 import pytest
 
@@ -100,3 +101,17 @@ def test_bad_input_is_an_openai_400(client: openai.OpenAI) -> None:
         client.completions.create(model="llmctl-sim", prompt="x", max_tokens=10**9)
     with pytest.raises(openai.NotFoundError):
         client.completions.create(model="other-model", prompt="x", max_tokens=3)
+
+
+def test_unknown_routes_and_bad_json_get_openai_error_bodies(sim: Sim) -> None:
+    missing = httpx.get(f"{sim.url}/v1/nothing-here")
+    assert missing.status_code == 404
+    assert missing.json()["error"]["message"]
+    bad_json = httpx.post(f"{sim.url}/v1/chat/completions", content=b"{not json")
+    assert bad_json.status_code == 400
+    assert bad_json.json()["error"]["type"] == "invalid_request_error"
+    not_object = httpx.post(f"{sim.url}/v1/completions", json=["prompt"])
+    assert not_object.status_code == 400
+    wrong_method = httpx.get(f"{sim.url}/v1/completions")
+    assert wrong_method.status_code == 405
+    assert "error" in wrong_method.json()
