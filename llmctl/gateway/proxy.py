@@ -28,6 +28,9 @@ SSE_HEADERS = {
     "X-Accel-Buffering": "no",
 }
 _DONE = b"[DONE]"
+_DONE_EVENT = b"data: [DONE]\n\n"
+# How long to wait for the engine to end its response after [DONE] before dropping the connection.
+_DRAIN_S = 1.0
 
 
 def make_session(connect_timeout_s: float = 5.0) -> aiohttp.ClientSession:
@@ -170,6 +173,13 @@ class Proxy:
                 metrics.ttft.labels(route).observe(time.monotonic() - slot.admitted_at)
             events += chunk.count(b"data:")
             prev, last = last, chunk
+            if chunk.endswith(_DONE_EVENT):
+                # The last event: send it with the chunked-encoding terminator in one write (one
+                # syscall less per request), then read the engine's terminator so the connection
+                # goes back to the pool.
+                await out.write_eof(chunk)
+                await self._drain(content)
+                break
             await out.write(chunk)
         tail = prev[-64:] + last
         if _DONE not in tail[-32:]:
@@ -182,6 +192,15 @@ class Proxy:
         self._count_usage(usage, max(0, events - 1))
         metrics.count_request(route, out.status, "ok")
         return True
+
+    @staticmethod
+    async def _drain(content: aiohttp.StreamReader) -> None:
+        if content.at_eof():
+            return
+        with contextlib.suppress(aiohttp.ClientError, TimeoutError):
+            async with asyncio.timeout(_DRAIN_S):
+                while await content.readany():
+                    pass
 
     def _count_usage(self, usage: tuple[int, int] | None, counted_chunks: int) -> None:
         if usage is not None:

@@ -10,7 +10,7 @@ from urllib.parse import urlsplit
 
 from tests.gateway.client import chat
 from tests.gateway.conftest import GatewayHandle, MakeGateway
-from tests.gateway.upstream import FakeEngine
+from tests.gateway.upstream import FakeEngine, LoopThread
 
 
 def _open(url: str, body: dict[str, Any]) -> socket.socket:
@@ -117,3 +117,19 @@ def test_slot_freed_by_a_disconnect_goes_to_the_next_waiter(
     second.close()
     assert answer.startswith(b"HTTP/1.1 200")
     gw.wait_idle()
+
+
+def test_shutdown_ends_in_flight_requests_and_releases_their_slots(
+    make_gateway: MakeGateway, engine: FakeEngine, loop: LoopThread
+) -> None:
+    gw = make_gateway(max_active=2, queue_max=5)
+    socks = [_open(gw.url, chat({"tokens": 500, "interval": 0.05}, stream=True)) for _ in range(2)]
+    socks.append(_open(gw.url, chat()))  # queued behind them
+    _wait(lambda: engine.in_flight == 2 and gw.gateway.admission.queued == 1, 2.0)
+    admission = gw.gateway.admission
+    loop.run(gw.runner.cleanup(), timeout=30)
+    assert admission.active == 0
+    assert admission.queued == 0
+    _wait(lambda: engine.in_flight == 0, 1.0)
+    for sock in socks:
+        sock.close()
