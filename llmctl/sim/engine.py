@@ -43,7 +43,7 @@ class Engine:
             max_num_batched_tokens=profile.max_num_batched_tokens,
         )
         self.max_model_len = min(profile.max_model_len, profile.kv_tokens)
-        self.metrics = EngineMetrics(model_name)
+        self.metrics = EngineMetrics(model_name, self.max_model_len)
         self.tokens = TokenStream(seed)
         # time.monotonic, not loop.time(): uvloop's loop clock has millisecond resolution.
         self.clock = time.monotonic

@@ -8,10 +8,23 @@ from llmctl.core import metrics as m
 from llmctl.sim.scheduler import SimRequest
 
 
+def one_two_five(limit: int) -> tuple[float, ...]:
+    """vLLM's build_1_2_5_buckets: 1, 2, 5, 10, 20, 50, ... while <= limit."""
+    out: list[float] = []
+    exponent = 0
+    while True:
+        for mantissa in (1, 2, 5):
+            value = mantissa * 10**exponent
+            if value > limit:
+                return tuple(out)
+            out.append(float(value))
+        exponent += 1
+
+
 class EngineMetrics:
     """vLLM's /metrics for one engine (labels model_name=<served name>, engine="0")."""
 
-    def __init__(self, model_name: str) -> None:
+    def __init__(self, model_name: str, max_model_len: int) -> None:
         self.registry = CollectorRegistry()
         self._labels = {"model_name": model_name, "engine": "0"}
         self.running = self._gauge(m.VLLM_RUNNING)
@@ -33,8 +46,12 @@ class EngineMetrics:
         self.queue_time = self._histogram(m.VLLM_QUEUE_TIME)
         self.prefill_time = self._histogram(m.VLLM_PREFILL_TIME)
         self.decode_time = self._histogram(m.VLLM_DECODE_TIME)
-        self.request_prompt_tokens = self._histogram(m.VLLM_REQUEST_PROMPT_TOKENS)
-        self.request_generation_tokens = self._histogram(m.VLLM_REQUEST_GENERATION_TOKENS)
+        # vLLM sizes its token-count buckets to the model: 1, 2, 5, 10, ... up to max_model_len.
+        token_buckets = one_two_five(max_model_len)
+        self.request_prompt_tokens = self._histogram(m.VLLM_REQUEST_PROMPT_TOKENS, token_buckets)
+        self.request_generation_tokens = self._histogram(
+            m.VLLM_REQUEST_GENERATION_TOKENS, token_buckets
+        )
 
     def _counter(self, spec: m.MetricSpec) -> Counter:
         return Counter(spec.name, spec.help, spec.labels, registry=self.registry).labels(
@@ -46,9 +63,13 @@ class EngineMetrics:
             **self._labels
         )
 
-    def _histogram(self, spec: m.MetricSpec) -> Histogram:
+    def _histogram(self, spec: m.MetricSpec, buckets: tuple[float, ...] | None = None) -> Histogram:
         return Histogram(
-            spec.name, spec.help, spec.labels, registry=self.registry, buckets=spec.buckets
+            spec.name,
+            spec.help,
+            spec.labels,
+            registry=self.registry,
+            buckets=buckets or spec.buckets,
         ).labels(**self._labels)
 
     def update_state(self, running: int, waiting: int, kv_usage: float) -> None:

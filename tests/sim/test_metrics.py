@@ -48,6 +48,30 @@ def test_every_vllm_name_exists_in_the_reference_with_the_same_type(sim: Sim) ->
     assert mismatched == {}
 
 
+def _buckets(text: str, name: str) -> list[float]:
+    return [
+        float(labels["le"])
+        for n, labels, _ in samples(text)
+        if n == f"{name}_bucket" and labels["le"] != "+Inf"
+    ]
+
+
+def test_histogram_buckets_follow_vllm(sim: Sim) -> None:
+    _one_request(sim.url)
+    reference = VLLM_REFERENCE_METRICS.read_text()
+    ours = httpx.get(f"{sim.url}/metrics").text
+    for spec in m.VLLM_METRICS:
+        if spec.type != "histogram":
+            continue
+        theirs, mine = _buckets(reference, spec.name), _buckets(ours, spec.name)
+        if spec in (m.VLLM_REQUEST_PROMPT_TOKENS, m.VLLM_REQUEST_GENERATION_TOKENS):
+            # 1-2-5 up to max_model_len: the reference model's is shorter than the tiny profile's.
+            assert mine[: len(theirs)] == theirs, spec.name
+            assert mine[-1] <= 8192 < mine[-1] * 2.5, spec.name
+        else:
+            assert mine == theirs, spec.name
+
+
 def test_vllm_samples_carry_model_name_and_engine_labels(sim: Sim) -> None:
     _one_request(sim.url)
     text = httpx.get(f"{sim.url}/metrics").text
