@@ -8,7 +8,7 @@ import httpx
 import openai
 import pytest
 
-from tests.sim.conftest import Sim
+from tests.sim.conftest import Sim, StartSim
 
 
 def count_rule(text: str) -> int:
@@ -115,3 +115,27 @@ def test_unknown_routes_and_bad_json_get_openai_error_bodies(sim: Sim) -> None:
     wrong_method = httpx.get(f"{sim.url}/v1/completions")
     assert wrong_method.status_code == 405
     assert "error" in wrong_method.json()
+
+
+def test_without_ignore_eos_a_long_request_stops_at_its_simulated_eos(
+    client: openai.OpenAI,
+) -> None:
+    resp = client.completions.create(model="llmctl-sim", prompt="go on", max_tokens=4000)
+    assert resp.choices[0].finish_reason == "stop"
+    assert resp.usage is not None
+    assert 64 <= resp.usage.completion_tokens <= 1024
+    assert count_rule(resp.choices[0].text) == resp.usage.completion_tokens
+
+
+def test_same_seed_same_text(start_sim: StartSim) -> None:
+    def texts() -> list[str]:
+        with start_sim("--seed", "5") as s:
+            c = openai.OpenAI(base_url=f"{s.url}/v1", api_key="unused", max_retries=0)
+            return [
+                c.completions.create(model="llmctl-sim", prompt="hi", max_tokens=20).choices[0].text
+                for _ in range(3)
+            ]
+
+    first = texts()
+    assert len(set(first)) == 3  # each request reads its own part of the seeded text
+    assert texts() == first
