@@ -261,9 +261,9 @@ class _Connection(asyncio.Protocol):
             if len(self.body) < 65536:
                 self.body += data
             return
-        if b"\r" in data:
-            data = data.replace(b"\r\n", b"\n")
         buf = self.sse_buf + data if self.sse_buf else data
+        if b"\r" in buf:  # after joining: a CRLF may straddle two reads
+            buf = buf.replace(b"\r\n", b"\n")
         start = 0
         while True:
             end = buf.find(b"\n\n", start)
@@ -410,6 +410,8 @@ class StreamingClient:
                 continue
             if reusable:
                 self._idle.append(conn)
+            elif conn.transport is not None and not conn.transport.is_closing():
+                conn.transport.close()  # `Connection: close` or a body read to EOF: free the socket
             return
 
     async def _acquire(
