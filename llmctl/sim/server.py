@@ -5,12 +5,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import socket
 import time
 from collections.abc import AsyncIterator, Callable
 
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
+from llmctl.core.errors import ConfigError
 from llmctl.core.openai import error_body
 from llmctl.sim.api import ApiError, Kind, parse_generation
 from llmctl.sim.config import SimConfig
@@ -212,19 +214,21 @@ async def _engine_lifecycle(app: web.Application) -> AsyncIterator[None]:
 
 async def serve(config: SimConfig, on_ready: Callable[[str], None] | None = None) -> None:
     """Serve until cancelled (SIGINT/SIGTERM end the process through the caller)."""
+    try:
+        sock = socket.create_server((config.host, config.port))
+    except OSError as exc:
+        raise ConfigError(
+            f"cannot listen on {config.host}:{config.port}: {exc.strerror or exc}"
+        ) from exc
     # A short shutdown timeout: open streams are cut on SIGTERM rather than drained (tests and
     # `llmctl down` expect a quick exit).
     runner = web.AppRunner(
         build_app(config), handler_cancellation=True, access_log=None, shutdown_timeout=0.5
     )
     await runner.setup()
-    site = web.TCPSite(runner, config.host, config.port)
-    await site.start()
+    await web.SockSite(runner, sock).start()
     if on_ready is not None:
-        server = site._server
-        sockets = getattr(server, "sockets", None) or []
-        port = sockets[0].getsockname()[1] if sockets else config.port
-        on_ready(f"http://{config.host}:{port}")
+        on_ready(f"http://{config.host}:{sock.getsockname()[1]}")
     try:
         await asyncio.Event().wait()
     finally:

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import socket
+import subprocess
+import sys
+
 import pytest
 
 from llmctl.cli import main
@@ -57,3 +61,19 @@ def test_bad_values_fail_with_a_message(
     assert code != 0
     assert "error:" in err
     assert message in " ".join(err.split())
+
+
+def test_a_busy_port_is_a_red_error_not_a_traceback() -> None:
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        result = subprocess.run(
+            [sys.executable, "-m", "llmctl", "sim", "serve", "--port", str(port)],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    assert result.returncode == 1
+    assert "cannot listen on 127.0.0.1" in result.stderr
+    assert "Traceback" not in result.stderr
