@@ -133,11 +133,17 @@ class Proxy:
             metrics.count_request(route, out.status, "deadline")
             await self._end_stream(out, "the request passed its deadline", "deadline")
             return out
-        except (asyncio.CancelledError, ConnectionResetError):
-            # The client went away (aiohttp cancels the handler, or a write found the socket shut).
+        except asyncio.CancelledError:
+            # The client went away and aiohttp cancelled the handler.
             metrics.disconnects.labels(stage).inc()
             metrics.count_request(route, 499, "client_disconnect")
             raise
+        except ConnectionResetError:
+            # The client went away and a write found its socket shut. Returning (not raising) keeps
+            # aiohttp from logging this expected event as a 500 with a traceback.
+            metrics.disconnects.labels(stage).inc()
+            metrics.count_request(route, 499, "client_disconnect")
+            return out if out is not None else web.Response(status=499)
         finally:
             if upstream is not None:
                 if finished:

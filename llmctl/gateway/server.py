@@ -47,7 +47,9 @@ def install_uvloop() -> bool:
     return True
 
 
-async def start_gateway(config: GatewayConfig) -> web.AppRunner:
+async def start_gateway(
+    config: GatewayConfig, *, shutdown_grace_s: float = SHUTDOWN_GRACE_S
+) -> web.AppRunner:
     """Start serving `config` on this loop; `runner.addresses` tells the bound port (for port 0)."""
     runner = web.AppRunner(
         build_app(config),
@@ -56,7 +58,7 @@ async def start_gateway(config: GatewayConfig) -> web.AppRunner:
         # Cancel a handler the moment its client goes away, whatever it is waiting on (the queue,
         # the engine's headers, a stalled stream), so the slot and the upstream request are freed.
         handler_cancellation=True,
-        shutdown_timeout=SHUTDOWN_GRACE_S,
+        shutdown_timeout=shutdown_grace_s,
     )
     await runner.setup()
     site = web.TCPSite(runner, config.host, config.port, backlog=2048, reuse_address=True)

@@ -83,7 +83,7 @@ def make_gateway(loop: LoopThread, engine: FakeEngine) -> Iterator[MakeGateway]:
         }
         values.update(overrides)
         config = load_gateway_config({}, values)
-        runner = loop.run(start_gateway(config))
+        runner = loop.run(start_gateway(config, shutdown_grace_s=0.5))
         port = runner.addresses[0][1]
         handle = GatewayHandle(runner, f"http://127.0.0.1:{port}")
         handles.append(handle)

@@ -1,0 +1,263 @@
+"""What the gateway costs: streamed token throughput and time to first token, via it vs. direct.
+
+    python benchmarks/gateway_overhead.py [--profile rtx3090-qwen2.5-14b-awq] [--time-scale 1]
+        [--streams 1,64,256] [--rounds 3] [--requests 1] [--max-tokens 128] [--ttft-samples 200]
+
+Starts `llmctl sim serve` and `llmctl gateway serve` (MAX_ACTIVE above the largest stream count,
+so admission never queues) as child processes, then, in this process, runs N concurrent streams
+that each send `--requests` streamed completions of exactly `--max-tokens` tokens back to back,
+alternating direct and via-gateway rounds so both see the same machine noise. Throughput is the
+tokens counted from each stream's `usage` frame over the round's wall time. TTFT samples alternate
+direct/via one request at a time (one stream). Prints a Markdown table and one JSON line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import re
+import socket
+import statistics
+import subprocess
+import sys
+import time
+import urllib.request
+from dataclasses import dataclass
+
+import aiohttp
+
+MODEL = "bench-model"
+_COMPLETION_TOKENS = re.compile(rb'"completion_tokens":\s*(\d+)')
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _wait_ready(url: str, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(url, timeout=2) as resp:
+                if resp.status == 200:
+                    return
+        except OSError:
+            pass
+        time.sleep(0.1)
+    raise SystemExit(f"{url} never became ready")
+
+
+def _cpu_seconds(pid: int) -> float:
+    """utime + stime of a process, from /proc (Linux)."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+@dataclass
+class Round:
+    target: str
+    streams: int
+    tokens: int
+    seconds: float
+    gateway_cpu_s: float
+
+    @property
+    def tokens_per_s(self) -> float:
+        return self.tokens / self.seconds
+
+
+async def _one_stream(session: aiohttp.ClientSession, url: str, body: bytes, requests: int) -> int:
+    tokens = 0
+    for _ in range(requests):
+        async with session.post(url, data=body, headers={"Content-Type": "application/json"}) as r:
+            if r.status != 200:
+                raise SystemExit(f"{url} answered {r.status}: {await r.text()}")
+            last = b""
+            async for chunk in r.content.iter_any():
+                last = last[-256:] + chunk
+            match = _COMPLETION_TOKENS.search(last[last.rfind(b'"usage"') :])
+            if match is None:
+                raise SystemExit("no usage frame in the stream")
+            tokens += int(match.group(1))
+    return tokens
+
+
+async def _round(base: str, streams: int, requests: int, max_tokens: int) -> tuple[int, float]:
+    body = json.dumps(
+        {
+            "model": MODEL,
+            "prompt": "Write a story about a fox.",
+            "max_tokens": max_tokens,
+            "ignore_eos": True,
+            "stream": True,
+            "stream_options": {"include_usage": True},
+        }
+    ).encode()
+    connector = aiohttp.TCPConnector(limit=0)
+    timeout = aiohttp.ClientTimeout(total=None)
+    async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
+        url = base + "/v1/completions"
+        start = time.perf_counter()
+        counts = await asyncio.gather(
+            *(_one_stream(session, url, body, requests) for _ in range(streams))
+        )
+        return sum(counts), time.perf_counter() - start
+
+
+async def _ttft_samples(direct: str, via: str, samples: int) -> dict[str, list[float]]:
+    body = json.dumps(
+        {"model": MODEL, "prompt": "Hello there", "max_tokens": 2, "stream": True}
+    ).encode()
+    out: dict[str, list[float]] = {"direct": [], "via": []}
+    async with aiohttp.ClientSession() as session:
+        for i in range(samples * 2 + 10):
+            target = "direct" if i % 2 == 0 else "via"
+            url = (direct if target == "direct" else via) + "/v1/completions"
+            start = time.perf_counter()
+            async with session.post(
+                url, data=body, headers={"Content-Type": "application/json"}
+            ) as r:
+                first = await r.content.readany()
+                elapsed = time.perf_counter() - start
+                if b"data:" not in first:
+                    raise SystemExit(f"unexpected first chunk from {target}: {first[:200]!r}")
+                await r.read()
+            if i >= 10:  # the first few warm the connections up
+                out[target].append(elapsed)
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--profile", default="rtx3090-qwen2.5-14b-awq")
+    parser.add_argument("--time-scale", type=float, default=1.0)
+    parser.add_argument("--streams", default="1,64,256")
+    parser.add_argument("--rounds", type=int, default=3, help="Rounds per target and stream count.")
+    parser.add_argument("--requests", type=int, default=1, help="Requests per stream per round.")
+    parser.add_argument("--max-tokens", type=int, default=128)
+    parser.add_argument("--ttft-samples", type=int, default=200)
+    args = parser.parse_args()
+    stream_counts = [int(s) for s in args.streams.split(",")]
+
+    try:
+        import uvloop
+
+        uvloop.install()
+    except ImportError:
+        pass
+
+    sim_port, gw_port = _free_port(), _free_port()
+    direct = f"http://127.0.0.1:{sim_port}"
+    via = f"http://127.0.0.1:{gw_port}"
+    py = [sys.executable, "-m", "llmctl"]
+    sim = subprocess.Popen(
+        [
+            *py,
+            "sim",
+            "serve",
+            "--port",
+            str(sim_port),
+            "--model",
+            MODEL,
+            "--profile",
+            args.profile,
+            "--time-scale",
+            str(args.time_scale),
+            "--max-num-seqs",
+            str(max(stream_counts) * 2),
+        ],
+        stdout=subprocess.DEVNULL,
+    )
+    gateway = subprocess.Popen(
+        [
+            *py,
+            "gateway",
+            "serve",
+            "--port",
+            str(gw_port),
+            "--upstream",
+            direct,
+            "--max-active",
+            str(max(stream_counts) * 2),
+            "--queue-max",
+            "0",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        _wait_ready(direct + "/health")
+        _wait_ready(via + "/health")
+        rounds: list[Round] = []
+        for streams in stream_counts:
+            for _ in range(args.rounds):
+                for target, base in (("direct", direct), ("via", via)):
+                    cpu0 = _cpu_seconds(gateway.pid)
+                    tokens, seconds = asyncio.run(
+                        _round(base, streams, args.requests, args.max_tokens)
+                    )
+                    cpu = _cpu_seconds(gateway.pid) - cpu0
+                    rounds.append(Round(target, streams, tokens, seconds, cpu))
+                    print(
+                        f"  {target:6} {streams:4} streams: {tokens / seconds:9.1f} tok/s "
+                        f"({tokens} tokens in {seconds:.2f} s, gateway cpu {cpu:.2f} s)",
+                        file=sys.stderr,
+                    )
+        ttft = asyncio.run(_ttft_samples(direct, via, args.ttft_samples))
+    finally:
+        for proc in (gateway, sim):
+            proc.terminate()
+            proc.wait(10)
+
+    report = _report(args, stream_counts, rounds, ttft)
+    print(json.dumps(report))
+
+
+def _report(
+    args: argparse.Namespace,
+    stream_counts: list[int],
+    rounds: list[Round],
+    ttft: dict[str, list[float]],
+) -> dict[str, object]:
+    print(f"\nprofile {args.profile}, time-scale {args.time_scale}, max_tokens {args.max_tokens}\n")
+    print("| streams | direct tok/s | via gateway tok/s | via/direct | gateway CPU per 1k tokens |")
+    print("|---:|---:|---:|---:|---:|")
+    throughput = {}
+    for streams in stream_counts:
+        mine = [r for r in rounds if r.streams == streams]
+        per = {}
+        for target in ("direct", "via"):
+            rs = [r for r in mine if r.target == target]
+            per[target] = sum(r.tokens for r in rs) / sum(r.seconds for r in rs)
+        via_rounds = [r for r in mine if r.target == "via"]
+        cpu_ms = 1000 * sum(r.gateway_cpu_s for r in via_rounds)
+        cpu_per_1k = cpu_ms / (sum(r.tokens for r in via_rounds) / 1000)
+        ratio = per["via"] / per["direct"]
+        throughput[streams] = {"direct": per["direct"], "via": per["via"], "ratio": ratio}
+        print(
+            f"| {streams} | {per['direct']:.1f} | {per['via']:.1f} | {ratio:.3f} "
+            f"| {cpu_per_1k:.1f} ms |"
+        )
+    p50 = {k: statistics.median(v) * 1000 for k, v in ttft.items()}
+    added = p50["via"] - p50["direct"]
+    print(
+        f"\nTTFT p50 at one stream: direct {p50['direct']:.2f} ms, via {p50['via']:.2f} ms, "
+        f"added {added:.2f} ms ({len(ttft['via'])} samples each)"
+    )
+    return {
+        "profile": args.profile,
+        "time_scale": args.time_scale,
+        "max_tokens": args.max_tokens,
+        "throughput": throughput,
+        "ttft_p50_ms": p50,
+        "ttft_added_p50_ms": added,
+    }
+
+
+if __name__ == "__main__":
+    main()
