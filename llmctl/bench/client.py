@@ -124,6 +124,13 @@ class _Connection(asyncio.Protocol):
         if self.record is None:
             return
         now = time.perf_counter()
+        if (
+            self.state == _CHUNK_SIZE
+            and not self.buf
+            and not self.sse_buf
+            and self._one_event(data, now)
+        ):
+            return
         buf = self.buf + data if self.buf else data
         self.buf = b""
         try:
@@ -274,6 +281,23 @@ class _Connection(asyncio.Protocol):
             if self.record is None:
                 return
         self.sse_buf = buf[start:]
+
+    def _one_event(self, data: bytes, now: float) -> bool:
+        """The common case in one step: exactly one chunk holding one `data:` event.
+
+        False (nothing consumed) for anything else; the general parser then takes the bytes.
+        """
+        end = data.find(b"\r\n")
+        if end < 0 or not data.endswith(b"\n\n\r\n") or not data.startswith(b"data:", end + 2):
+            return False
+        try:
+            size = int(data[:end], 16)
+        except ValueError:
+            return False
+        if len(data) != end + size + 4 or data.find(b"\n\n", end + 2) != len(data) - 4:
+            return False
+        self._event(data[end + 2 : len(data) - 4], now)
+        return True
 
     def _event(self, event: bytes, now: float) -> None:
         record = self.record
