@@ -79,10 +79,11 @@ def test_stream_drops_and_stalls_are_their_own_classes(sim_server: StartServer) 
         )
         report = run_bench(config)
     level = report.levels[0]
-    assert level.failures["stream_error"] > 0
-    assert level.failures["client_timeout"] > 0
-    assert level.completed > 0
-    assert level.completed + level.failed == 24
+    seen = (level.completed, level.failures, level.error_samples)
+    assert level.failures["stream_error"] > 0, seen
+    assert level.failures["client_timeout"] > 0, seen
+    assert level.completed > 0, seen
+    assert level.completed + level.failed == 24, seen
 
 
 def test_unreachable_target_is_a_target_error() -> None:
