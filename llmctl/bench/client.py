@@ -202,6 +202,10 @@ class _Connection(asyncio.Protocol):
                     # The last chunk; trailers are not used by OpenAI-style servers.
                     self._finish_body()
                     return
+                if n - pos >= size + 2:  # the whole chunk is here (the usual case)
+                    self._payload(buf[pos : pos + size], now)
+                    pos += size + 2
+                    continue
                 self.remaining = size + 2  # the data and its CRLF
                 self.state = _CHUNK_DATA
             elif state == _CHUNK_DATA:
@@ -268,6 +272,10 @@ class _Connection(asyncio.Protocol):
             if len(self.body) < 65536:
                 self.body += data
             return
+        if not self.sse_buf and data.endswith(b"\n\n") and data.find(b"\n\n") == len(data) - 2:
+            # Exactly one whole event (the usual case).
+            self._event(data[:-2], now)
+            return
         buf = self.sse_buf + data if self.sse_buf else data
         if b"\r" in buf:  # after joining: a CRLF may straddle two reads
             buf = buf.replace(b"\r\n", b"\n")
@@ -302,7 +310,7 @@ class _Connection(asyncio.Protocol):
     def _event(self, event: bytes, now: float) -> None:
         record = self.record
         assert record is not None
-        for line in event.split(b"\n"):
+        for line in event.split(b"\n") if b"\n" in event else (event,):
             if not line.startswith(b"data:"):
                 continue
             payload = line[5:].strip()
