@@ -42,7 +42,9 @@ def write_prompts(folder: Path, count: int, words: int, output: int) -> tuple[Pa
     return ours, theirs
 
 
-def run_guidellm(url: str, data: Path, streams: int, duration: float, out: Path) -> dict[str, float]:
+def run_guidellm(
+    url: str, data: Path, streams: int, duration: float, out: Path
+) -> dict[str, float]:
     cmd = [str(GUIDELLM), "run", "--backend", f"kind=openai_http,target={url}",
            "--profile", f"kind=concurrent,streams={streams}",
            "--constraint", f"kind=max_duration,seconds={duration:g}",
