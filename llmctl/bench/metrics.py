@@ -8,8 +8,8 @@ from bisect import bisect_left, bisect_right
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from llmctl.bench.client import FAILURE_CLASSES, RequestRecord
 from llmctl.bench.config import SLOSpec
+from llmctl.bench.record import FAILURE_CLASSES, RequestRecord
 from llmctl.bench.report import LevelReport, ServerReport, TokenSource
 from llmctl.bench.strategies import ConcurrentStrategy, RateStrategy
 

@@ -14,11 +14,12 @@ from typing import Any, TypeVar
 import httpx
 
 from llmctl import __version__
-from llmctl.bench.client import RequestRecord, StreamingClient, Target
+from llmctl.bench.client import StreamingClient, Target
 from llmctl.bench.config import BenchConfig
 from llmctl.bench.metrics import Window, level_report
 from llmctl.bench.progress import BenchProgress, LevelProgress, NullProgress, Phase
 from llmctl.bench.prompts import CHAT_PATH, TOKEN_KEY, PromptSource
+from llmctl.bench.record import RequestRecord
 from llmctl.bench.report import BenchReport, LevelReport
 from llmctl.bench.sampler import ServerSampler
 from llmctl.bench.strategies import ConcurrentStrategy, RateStrategy, planned_offsets

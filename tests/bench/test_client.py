@@ -7,7 +7,9 @@ import json
 
 import pytest
 
-from llmctl.bench.client import RequestRecord, Target, _Connection
+from llmctl.bench.client import Target
+from llmctl.bench.protocol import Connection
+from llmctl.bench.record import RequestRecord
 from llmctl.core.errors import UsageError
 
 KEY = b'"content":'
@@ -50,7 +52,7 @@ class _Transport:
 
 def _feed(response: bytes, step: int) -> tuple[RequestRecord, bool]:
     async def go() -> tuple[RequestRecord, bool]:
-        conn = _Connection()
+        conn = Connection()
         conn.transport = _Transport()  # type: ignore[assignment]
         record = RequestRecord(planned=0.0)
         future = conn.start(b"POST / HTTP/1.1\r\n\r\n", record, KEY)

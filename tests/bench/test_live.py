@@ -7,7 +7,6 @@ from datetime import UTC, datetime
 
 from rich.console import Console
 
-from llmctl.bench.client import RequestRecord
 from llmctl.bench.compare import compare_reports
 from llmctl.bench.config import BenchConfig, SLOSpec
 from llmctl.bench.live import (
@@ -19,6 +18,7 @@ from llmctl.bench.live import (
 )
 from llmctl.bench.metrics import Window, level_report
 from llmctl.bench.progress import LevelProgress
+from llmctl.bench.record import RequestRecord
 from llmctl.bench.report import BenchReport, ServerReport
 from llmctl.bench.strategies import ConcurrentStrategy, RateStrategy
 

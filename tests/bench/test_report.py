@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from llmctl.bench.client import RequestRecord
 from llmctl.bench.compare import compare_reports
 from llmctl.bench.config import BenchConfig, PromptSpec, SLOSpec
 from llmctl.bench.metrics import Window, level_report, percentile
+from llmctl.bench.record import RequestRecord
 from llmctl.bench.report import BenchReport, load_report, to_csv
 from llmctl.bench.runner import run_bench
 from llmctl.bench.strategies import ConcurrentStrategy, RateStrategy
