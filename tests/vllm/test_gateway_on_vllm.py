@@ -16,7 +16,8 @@ from tests.support import free_port
 from tests.vllm.conftest import MAX_ACTIVE, VllmStack
 from tests.vllm.exposition import Exposition
 
-pytestmark = [pytest.mark.vllm, pytest.mark.slow]
+# vLLM starts inside the first test that needs it: 25-80 s, minutes on a loaded machine.
+pytestmark = [pytest.mark.vllm, pytest.mark.slow, pytest.mark.timeout(600)]
 
 PROMPT = [{"role": "user", "content": "Count from one to ten, please."}]
 

@@ -23,7 +23,8 @@ from tests.support import VLLM_REFERENCE_METRICS, free_port, llmctl_server
 from tests.vllm.conftest import VllmStack
 from tests.vllm.exposition import Exposition
 
-pytestmark = [pytest.mark.vllm, pytest.mark.slow]
+# vLLM starts inside the first test that needs it: 25-80 s, minutes on a loaded machine.
+pytestmark = [pytest.mark.vllm, pytest.mark.slow, pytest.mark.timeout(600)]
 
 # Series that Prometheus itself makes for every target.
 PROMETHEUS_SYNTHETIC = {"up", "scrape_duration_seconds", "scrape_samples_scraped"}
