@@ -74,7 +74,9 @@ class Proxy:
         remaining = self.request_timeout_s - (time.monotonic() - slot.admitted_at)
         upstream: aiohttp.ClientResponse | None = None
         out: web.StreamResponse | None = None
-        finished = False
+        # "open": bytes may still come; "done": the engine ended cleanly; "drain": the client has
+        # its whole answer but the engine's end-of-response is still to be read; "failed".
+        state = "open"
         stage = "waiting"
         try:
             async with asyncio.timeout(remaining):
@@ -82,9 +84,14 @@ class Proxy:
                     upstream = await self._session.post(
                         self._upstream + route, data=body, headers=upstream_headers
                     )
-                    if upstream.status >= 400 or not stream:
+                    whole = (
+                        upstream.status >= 400
+                        or not stream
+                        or upstream.content_type != "text/event-stream"
+                    )
+                    if whole:
                         payload = await upstream.read()
-                        finished = True
+                        state = "done"
                 except (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError):
                     metrics.upstream_errors.labels("connect").inc()
                     metrics.count_request(route, 503, "engine_unavailable")
@@ -101,7 +108,7 @@ class Proxy:
                     return error_response(
                         502, f"the engine failed: {type(exc).__name__}", "upstream_error", headers
                     )
-                if finished:
+                if whole:
                     if upstream.status >= 400:
                         metrics.upstream_errors.labels("status").inc()
                         metrics.count_request(route, upstream.status, "upstream_error")
@@ -117,8 +124,7 @@ class Proxy:
                 out = web.StreamResponse(status=upstream.status, headers={**headers, **SSE_HEADERS})
                 await out.prepare(request)
                 stage = "streaming"
-                finished = await self._pump(route, upstream, out, slot)
-                return out
+                state = await self._pump(route, upstream, out, slot)
         except TimeoutError:
             metrics.upstream_errors.labels("timeout").inc()
             if out is None:
@@ -145,11 +151,26 @@ class Proxy:
             metrics.count_request(route, 499, "client_disconnect")
             return out if out is not None else web.Response(status=499)
         finally:
-            if upstream is not None:
-                if finished:
+            if upstream is not None and state != "drain":
+                if state == "done":
                     upstream.release()
                 else:
                     upstream.close()
+        # Only streams get here. Reading the engine's end of response after [DONE] happens outside
+        # the deadline and the disconnect accounting: the client already has everything.
+        if upstream is None or out is None:
+            raise RuntimeError("stream ended without a response")
+        if state != "drain":
+            return out
+        clean = False
+        try:
+            clean = await self._drain(upstream.content)
+        finally:
+            if clean:
+                upstream.release()
+            else:
+                upstream.close()
+        return out
 
     async def _pump(
         self,
@@ -157,13 +178,14 @@ class Proxy:
         upstream: aiohttp.ClientResponse,
         out: web.StreamResponse,
         slot: Slot,
-    ) -> bool:
-        """Copy SSE bytes as they arrive. True when the upstream finished cleanly with [DONE]."""
+    ) -> str:
+        """Copy SSE bytes as they arrive; returns the stream's state (see `forward`)."""
         metrics = self._metrics
         content = upstream.content
         events = 0
         prev = last = b""
         first = True
+        state = "done"
         while True:
             try:
                 chunk = await content.readany()
@@ -171,7 +193,7 @@ class Proxy:
                 metrics.upstream_errors.labels("stream").inc()
                 metrics.count_request(route, out.status, "upstream_error")
                 await self._end_stream(out, "the engine stream broke off", "upstream_error")
-                return False
+                return "failed"
             if not chunk:
                 break
             if first:
@@ -181,10 +203,9 @@ class Proxy:
             prev, last = last, chunk
             if chunk.endswith(_DONE_EVENT):
                 # The last event: send it with the chunked-encoding terminator in one write (one
-                # syscall less per request), then read the engine's terminator so the connection
-                # goes back to the pool.
+                # syscall less per request); the engine's own terminator is read afterwards.
                 await out.write_eof(chunk)
-                await self._drain(content)
+                state = "drain"
                 break
             await out.write(chunk)
         tail = prev[-64:] + last
@@ -192,21 +213,24 @@ class Proxy:
             metrics.upstream_errors.labels("stream").inc()
             metrics.count_request(route, out.status, "upstream_error")
             await self._end_stream(out, "the engine stream ended early", "upstream_error")
-            return False
+            return "failed"
         # Usage, when asked for, is the last event before [DONE]; a short tail holds it.
         usage = usage_tokens(prev[-4096:] + last)
         self._count_usage(usage, max(0, events - 1))
         metrics.count_request(route, out.status, "ok")
-        return True
+        return state
 
     @staticmethod
-    async def _drain(content: aiohttp.StreamReader) -> None:
+    async def _drain(content: aiohttp.StreamReader) -> bool:
+        """Read the engine's end of response so the connection can be reused; False if it never
+        came (or more bytes did), in which case the caller drops the connection."""
         if content.at_eof():
-            return
-        with contextlib.suppress(aiohttp.ClientError, TimeoutError):
+            return True
+        try:
             async with asyncio.timeout(_DRAIN_S):
-                while await content.readany():
-                    pass
+                return not await content.readany() and content.at_eof()
+        except (aiohttp.ClientError, TimeoutError):
+            return False
 
     def _count_usage(self, usage: tuple[int, int] | None, counted_chunks: int) -> None:
         if usage is not None:

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 
 import httpx
 
 from llmctl.gateway.payload import usage_tokens
-from tests.gateway.client import chat, run_post
+from tests.gateway.client import chat, post_many, run_post
 from tests.gateway.conftest import MakeGateway
 from tests.gateway.upstream import FakeEngine
 from tests.support import free_port
@@ -153,6 +154,37 @@ def test_mid_stream_drop_ends_with_error_event_and_counts_as_error(
     assert gw.metric("llmctl_gateway_upstream_errors_total", kind="stream") == 2
     assert gw.metric("llmctl_gateway_requests_total", reason="ok") == 0
     gw.wait_idle()
+
+
+def test_requests_share_one_upstream_connection_pool(
+    make_gateway: MakeGateway, engine: FakeEngine
+) -> None:
+    gw = make_gateway(health_interval_s=60)  # no probe racing the requests for the connection
+    for i in range(10):
+        assert run_post(gw.url, chat({"tokens": 2}, stream=i % 2 == 0)).status == 200
+    # Sequential requests from fresh clients reuse the gateway's kept-alive engine connection.
+    assert len(engine.client_ports) == 1, engine.client_ports
+
+
+def test_deadline_counts_from_admission_not_arrival(
+    make_gateway: MakeGateway, engine: FakeEngine
+) -> None:
+    gw = make_gateway(max_active=1, request_timeout_s=1.0)
+    answers = asyncio.run(post_many(gw.url, [chat({"delay": 0.7}), chat({"delay": 0.7})]))
+    # The second waited ~0.7 s in the queue and then needed 0.7 s: 1.4 s after arrival, but only
+    # 0.7 s after admission, so it is within its deadline.
+    assert [a.status for a in answers] == [200, 200]
+    assert max(float(a.headers["X-Queue-Wait-Ms"]) for a in answers) > 500
+
+
+def test_a_json_answer_to_a_stream_request_is_passed_through_whole(
+    make_gateway: MakeGateway,
+) -> None:
+    gw = make_gateway()
+    ans = run_post(gw.url, chat({"tokens": 2, "json_for_stream": True}, stream=True))
+    assert ans.status == 200
+    assert ans.headers["Content-Type"].startswith("application/json")
+    assert ans.json()["usage"]["completion_tokens"] == 2
 
 
 def test_models_is_proxied(make_gateway: MakeGateway) -> None:

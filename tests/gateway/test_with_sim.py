@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import random
+import re
+import sys
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -15,20 +17,29 @@ import httpx
 import pytest
 
 from tests.gateway.conftest import MakeGateway
-from tests.support import free_port, llmctl_server
+from tests.support import ServerProcess, wait_http
 
 MODEL = "llmctl-sim"
 
 
 @contextmanager
 def simulator(tmp_path: Path, *flags: str, ready: tuple[int, ...] = (200,)) -> Iterator[str]:
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    args = ["sim", "serve", "--port", str(port), "--model", MODEL, *flags]
-    with llmctl_server(
-        args, ready_url=f"{url}/health", log=tmp_path / "sim.log", ready_status=ready
-    ):
+    """Run `llmctl sim serve --port 0` and learn its port from its banner (no port races)."""
+    args = [sys.executable, "-m", "llmctl", "sim", "serve", "--port", "0", "--model", MODEL]
+    server = ServerProcess([*args, *flags], tmp_path / "sim.log", env={"COLUMNS": "400"})
+    try:
+        deadline = time.monotonic() + 60
+        match = None
+        while match is None:
+            if time.monotonic() > deadline or server.proc.poll() is not None:
+                raise AssertionError(f"simulator did not start:\n{server.output()}")
+            match = re.search(r"on (http://127\.0\.0\.1:\d+)", server.output())
+            time.sleep(0.05)
+        url = match.group(1)
+        wait_http(f"{url}/health", timeout=30, ok=ready)
         yield url
+    finally:
+        server.stop()
 
 
 def test_openai_client_through_gateway_to_simulator(

@@ -3,7 +3,7 @@
 Each request may carry a `fake` object that the gateway forwards untouched:
 `delay` (seconds before headers), `status` (answer with this error), `tokens`, `interval` (seconds
 between tokens), `drop_after` (cut the connection after N tokens), `stall_after` (stop sending after
-N tokens), `no_done` (end without `[DONE]`).
+N tokens), `no_done` (end without `[DONE]`), `json_for_stream` (answer a stream request with JSON).
 """
 
 from __future__ import annotations
@@ -54,6 +54,7 @@ class FakeEngine:
         self.abort_times: list[float] = []
         self.bodies: list[dict[str, Any]] = []
         self.headers: list[CIMultiDict[str]] = []
+        self.client_ports: set[int] = set()
         self.runner: web.AppRunner | None = None
         self.port = 0
 
@@ -88,6 +89,8 @@ class FakeEngine:
         body = await request.json()
         self.bodies.append(body)
         self.headers.append(CIMultiDict(request.headers))
+        if request.transport is not None:
+            self.client_ports.add(request.transport.get_extra_info("peername")[1])
         spec: dict[str, Any] = body.get("fake", {})
         self.started += 1
         self.in_flight += 1
@@ -102,7 +105,7 @@ class FakeEngine:
                 return web.json_response(err, status=status)
             chat = request.path.endswith("chat/completions")
             tokens = int(spec.get("tokens", 3))
-            if not body.get("stream"):
+            if not body.get("stream") or spec.get("json_for_stream"):
                 await asyncio.sleep(spec.get("interval", 0) * tokens)
                 done = True
                 return web.json_response(_full(chat, tokens))
