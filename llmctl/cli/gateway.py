@@ -35,49 +35,51 @@ def serve(
     upstream: str | None = typer.Option(
         None,
         "--upstream",
-        help="Engine base URL [env VLLM_BASE_URL; default http://127.0.0.1:8000].",
+        help="Engine base URL \\[env VLLM_BASE_URL; default http://127.0.0.1:8000].",
     ),
     model: str | None = typer.Option(
-        None, "--model", help="Model filled into requests naming none [env MODEL_NAME]."
+        None, "--model", help="Model filled into requests naming none \\[env MODEL_NAME]."
     ),
     max_active: int | None = typer.Option(
-        None, "--max-active", help="Requests allowed at the engine at once [env MAX_ACTIVE; 4]."
+        None, "--max-active", help="Requests allowed at the engine at once \\[env MAX_ACTIVE; 4]."
     ),
     queue_mode: str | None = typer.Option(
-        None, "--queue-mode", help="`queue` (wait for a slot) or `reject` (429) [env QUEUE_MODE]."
+        None, "--queue-mode", help="`queue` (wait for a slot) or `reject` (429) \\[env QUEUE_MODE]."
     ),
     queue_max: int | None = typer.Option(
-        None, "--queue-max", help="Requests allowed to wait; 0 = no queue [env QUEUE_MAX; 64]."
+        None, "--queue-max", help="Requests allowed to wait; 0 = no queue \\[env QUEUE_MAX; 64]."
     ),
     queue_timeout: float | None = typer.Option(
-        None, "--queue-timeout", help="Longest wait for a slot, seconds [env QUEUE_TIMEOUT_S; 30]."
+        None,
+        "--queue-timeout",
+        help="Longest wait for a slot, seconds \\[env QUEUE_TIMEOUT_S; 30].",
     ),
     request_timeout: float | None = typer.Option(
         None,
         "--request-timeout",
-        help="Deadline from admission to last byte, seconds [env REQUEST_TIMEOUT_S; 600].",
+        help="Deadline from admission to last byte, seconds \\[env REQUEST_TIMEOUT_S; 600].",
     ),
     max_body_bytes: int | None = typer.Option(
-        None, "--max-body-bytes", help="Larger bodies get 413 [env LLMCTL_MAX_BODY_BYTES; 1 MiB]."
+        None, "--max-body-bytes", help="Larger bodies get 413 \\[env LLMCTL_MAX_BODY_BYTES; 1 MiB]."
     ),
     host: str | None = typer.Option(
-        None, "--host", help="Listen address [env LLMCTL_GATEWAY_HOST; 127.0.0.1]."
+        None, "--host", help="Listen address \\[env LLMCTL_GATEWAY_HOST; 127.0.0.1]."
     ),
     port: int | None = typer.Option(
-        None, "--port", help="Listen port [env LLMCTL_GATEWAY_PORT; 8080]."
+        None, "--port", help="Listen port \\[env LLMCTL_GATEWAY_PORT; 8080]."
     ),
     health_interval: float | None = typer.Option(
-        None, "--health-interval", help="Seconds between engine readiness probes [2]."
+        None, "--health-interval", help="Seconds between engine readiness probes \\[2]."
     ),
     api_keys_file: Path | None = typer.Option(
         None,
         "--api-keys-file",
-        help="File with accepted API keys, one a line [env LLMCTL_API_KEYS].",
+        help="File with accepted API keys, one a line \\[env LLMCTL_API_KEYS].",
     ),
     admin_key_file: Path | None = typer.Option(
         None,
         "--admin-key-file",
-        help="File with the admin key [env LLMCTL_ADMIN_KEY]; none: no admin API.",
+        help="File with the admin key \\[env LLMCTL_ADMIN_KEY]; none: no admin API.",
     ),
     workers: int = typer.Option(
         1, "--workers", help="Must be 1: limits live in one process (more would multiply them)."
