@@ -207,10 +207,11 @@ class DockerRuntime:
             tail = self._log_tail(s.name) if s.state != "stopped" else ""
             if tail:
                 parts.append(tail)
-        parts.append(
-            "the containers are left as they are for a look (`llmctl logs SERVICE`, "
-            "`llmctl status`); `llmctl down` removes them"
-        )
+        if any(s.state != "stopped" for s in services):
+            parts.append(
+                "the containers are left as they are for a look (`llmctl logs SERVICE`, "
+                "`llmctl status`); `llmctl down` removes them"
+            )
         return RuntimeBackendError(
             "\n".join(parts),
             command=error.command,
