@@ -56,6 +56,9 @@ class BenchConfig(BaseModel):
     prompts: PromptSpec = PromptSpec()
     slo: SLOSpec = SLOSpec()
     request_timeout_s: float = Field(default=600.0, gt=0)
+    # After a 429 or 503 a closed-loop worker pauses this long before its next request, so a full
+    # queue is not hammered in a tight loop (which measures the client, not the service).
+    reject_backoff_s: float = Field(default=0.1, ge=0)
     # Extra Prometheus text endpoints to sample besides the target's own /metrics (e.g. the engine
     # behind a gateway).
     metrics_urls: list[str] = Field(default_factory=list)

@@ -120,7 +120,8 @@ def level_report(
     for r in ok:
         times = r.token_times
         itl.extend((b - a) * 1000.0 for a, b in itertools.pairwise(times))
-    waits = [r.queue_wait_ms for r in measured if r.queue_wait_ms is not None]
+    # The wait of served requests: a rejection's "wait" (0, or the whole timeout) is its failure.
+    waits = [r.queue_wait_ms for r in ok if r.queue_wait_ms is not None]
     admitted_ttft: list[float] = []
     admitted_e2el: list[float] = []
     for r in ok:

@@ -181,10 +181,14 @@ class _LevelRun:
     async def _closed_loop(self, concurrency: int) -> None:
         async def worker() -> None:
             planned = time.perf_counter()
+            backoff = self.config.reject_backoff_s
             while self._keep_sending(planned):
                 if planned >= self.t0:
                     self.counts.measured_sent += 1
-                await self._one(RequestRecord(planned=planned))
+                record = RequestRecord(planned=planned)
+                await self._one(record)
+                if backoff and record.failure in ("http_429", "http_503"):
+                    await asyncio.sleep(backoff)
                 planned = time.perf_counter()
 
         await asyncio.gather(*(worker() for _ in range(concurrency)))

@@ -135,6 +135,9 @@ def bench(
         [], "--metrics-url", help="Extra /metrics URL to sample (e.g. the engine behind a gateway)."
     ),
     timeout: float = typer.Option(600.0, "--timeout", help="Client timeout per request, seconds."),
+    reject_backoff: float = typer.Option(
+        0.1, "--reject-backoff", help="Closed loop: seconds a worker pauses after a 429/503."
+    ),
     seed: int = typer.Option(0, "--seed", help="Seed for prompts and arrival times."),
     json_out: Path | None = typer.Option(None, "--json", help="Write the result as JSON here."),
     csv_out: Path | None = typer.Option(None, "--csv", help="Write one CSV row per level here."),
@@ -165,6 +168,7 @@ def bench(
             ),
             slo=parse_slo(slo) if slo else SLOSpec(),
             request_timeout_s=timeout,
+            reject_backoff_s=reject_backoff,
             metrics_urls=engine_metrics,
             seed=seed,
         )
@@ -193,8 +197,9 @@ def _show(report: BenchReport) -> None:
     server = server_table(report)
     if server is not None:
         console.print(server)
-    token_sources = {level.token_source for level in report.levels}
-    console.print(f"[dim]token counts from: {', '.join(sorted(token_sources))}[/dim]")
+    token_sources = {level.token_source for level in report.levels} - {"none"}
+    if token_sources:
+        console.print(f"[dim]token counts from: {', '.join(sorted(token_sources))}[/dim]")
 
 
 @app.command()

@@ -102,3 +102,15 @@ def test_itl_samples_match_gaps(fake_engine: StartServer) -> None:
     assert level.completed == 10
     values = [level.median_itl_ms, level.mean_itl_ms]
     assert statistics.fmean(v for v in values if v is not None) == pytest.approx(15, rel=0.2)
+
+
+def test_closed_loop_backs_off_after_rejections(fake_engine: StartServer) -> None:
+    """A worker that gets 429 pauses before retrying instead of hammering a full queue."""
+    with fake_engine("--status-cycle", "429") as url:
+        polite = run_bench(_config(url, [ConcurrentStrategy(concurrency=1)], duration_s=1.0))
+        eager = run_bench(
+            _config(url, [ConcurrentStrategy(concurrency=1)], duration_s=1.0, reject_backoff_s=0)
+        )
+    assert polite.levels[0].failures["http_429"] <= 11  # one per 0.1 s pause, at most
+    assert eager.levels[0].failures["http_429"] > 50
+    assert polite.levels[0].completed == 0
