@@ -1,7 +1,153 @@
-"""`llmctl tune` commands."""
+"""`llmctl tune` commands: find the best MAX_ACTIVE under a latency target, live."""
 
 from __future__ import annotations
 
+import functools
+import os
+from pathlib import Path
+
 import typer
 
-app = typer.Typer(help="(not yet implemented)", no_args_is_help=True)
+from llmctl.cli.console import console, fail
+from llmctl.core.errors import UsageError
+from llmctl.tune.limits import GatewayAdmin
+from llmctl.tune.live import ConsoleTuneProgress, render_report
+from llmctl.tune.report import TuneSettings, parse_tune_slo
+from llmctl.tune.runner import tune_max_active
+from llmctl.tune.stackfile import stack_defaults, write_max_active
+from llmctl.tune.trial import TrialPlan
+
+app = typer.Typer(
+    help="Tune the stack live: the best MAX_ACTIVE under a latency target.", no_args_is_help=True
+)
+
+DEFAULT_GATEWAY = "http://127.0.0.1:8080"
+
+
+def _secret(env_var: str, flag: str) -> str:
+    value = os.environ.get(env_var, "").strip()
+    if not value:
+        raise UsageError(f"{flag} {env_var}: that environment variable is not set")
+    return value
+
+
+@app.command("max-active")
+def max_active(
+    gateway: str | None = typer.Option(
+        None, "--gateway", help=f"Gateway URL. Default: the stack's, else {DEFAULT_GATEWAY}."
+    ),
+    admin_key_env: str | None = typer.Option(
+        None,
+        "--admin-key-env",
+        help="Environment variable holding the gateway's admin key. Default: the stack's "
+        "(its admin_key_env/admin_key_file or generated .env), else LLMCTL_ADMIN_KEY.",
+    ),
+    api_key_env: str | None = typer.Option(
+        None, "--api-key-env", help="Environment variable holding a gateway API key, if needed."
+    ),
+    engine_metrics: list[str] = typer.Option(
+        [],
+        "--engine-metrics",
+        help="Engine /metrics URL for preemptions and KV use (repeatable). Default: the stack's.",
+    ),
+    slo: str | None = typer.Option(
+        None,
+        "--slo",
+        help="p95 targets of admitted requests, e.g. ttft=2s,itl=100ms,e2e=30s. "
+        "Default: the stack's alert SLOs (ttft, e2e).",
+    ),
+    max_preemptions_per_s: float | None = typer.Option(
+        None,
+        "--max-preemptions-per-s",
+        min=0,
+        help="Engine preemptions per second a passing trial may have. Default: the stack's alert.",
+    ),
+    low: int = typer.Option(1, "--min", min=1, help="Smallest MAX_ACTIVE to try."),
+    high: int = typer.Option(256, "--max", min=1, help="Largest MAX_ACTIVE to try."),
+    trial_duration: float = typer.Option(
+        20.0, "--trial-duration", min=0.1, help="Seconds measured per trial (after the warm-up)."
+    ),
+    warmup: float = typer.Option(5.0, "--warmup", min=0, help="Seconds discarded per trial."),
+    input_len: int = typer.Option(256, "--input-len", min=1, help="Prompt length, tokens."),
+    output_len: int = typer.Option(128, "--output-len", min=1, help="Output length, tokens."),
+    grid: bool = typer.Option(False, "--grid", help="Try every value from --min to --max."),
+    apply: bool = typer.Option(
+        False, "--apply", help="Keep the recommendation live and write it into the stack file."
+    ),
+    json_out: Path | None = typer.Option(None, "--json", help="Write the report as JSON here."),
+    config: Path | None = typer.Option(
+        None, "--config", help="Stack file for defaults and --apply. Default: ./llmctl.toml."
+    ),
+) -> None:
+    """Find the highest-throughput MAX_ACTIVE whose admitted requests meet the SLO.
+
+    Each trial sets MAX_ACTIVE through the gateway's admin API (no restart) and drives
+    closed-loop load above it. The original limits come back afterwards, and on Ctrl-C or
+    error, unless --apply succeeds.
+    """
+    if high < low:
+        raise UsageError(f"--max ({high}) is below --min ({low})")
+    defaults = stack_defaults(config)
+    admin_key = _secret(admin_key_env, "--admin-key-env") if admin_key_env else defaults.admin_key
+    if not admin_key:
+        raise UsageError(
+            "no admin key: pass --admin-key-env VAR naming the variable that holds the gateway's "
+            "admin key (the gateway's LLMCTL_ADMIN_KEY)"
+        )
+    if apply and defaults.config_path is None:
+        raise UsageError(
+            "--apply needs a stack file to write: run in a folder with llmctl.toml "
+            "or pass --config PATH"
+        )
+    gateway_url = gateway or defaults.gateway_url or DEFAULT_GATEWAY
+    metrics_urls = engine_metrics or (
+        [defaults.engine_metrics_url] if defaults.engine_metrics_url else []
+    )
+    tune_slo = parse_tune_slo(
+        slo,
+        max_preemptions_per_s,
+        default_ttft_s=defaults.ttft_s,
+        default_e2e_s=defaults.e2e_s,
+        default_preemptions_per_s=defaults.preemptions_per_s if metrics_urls else None,
+    )
+    settings = TuneSettings(
+        gateway=gateway_url,
+        engine_metrics=metrics_urls,
+        slo=tune_slo,
+        min_max_active=low,
+        max_max_active=high,
+        grid=grid,
+        trial_duration_s=trial_duration,
+        warmup_s=warmup,
+        input_len=input_len,
+        output_len=output_len,
+        apply=apply,
+    )
+    plan = TrialPlan(
+        gateway_url=gateway_url,
+        slo=tune_slo,
+        duration_s=trial_duration,
+        warmup_s=warmup,
+        input_len=input_len,
+        output_len=output_len,
+        api_key=_secret(api_key_env, "--api-key-env") if api_key_env else defaults.api_key,
+        engine_metrics=tuple(metrics_urls),
+    )
+    writer = (
+        functools.partial(write_max_active, defaults.config_path)
+        if apply and defaults.config_path is not None
+        else None
+    )
+    admin = GatewayAdmin(gateway_url, admin_key)
+    try:
+        with ConsoleTuneProgress(console) as live:
+            report = tune_max_active(settings, plan, admin, progress=live, apply=writer)
+    except KeyboardInterrupt:
+        fail("interrupted: the gateway's original limits were restored")
+        raise typer.Exit(130) from None
+    finally:
+        admin.close()
+    console.print(render_report(report))
+    if json_out is not None:
+        json_out.write_text(report.to_json() + "\n", encoding="utf-8")
+        console.print(f"Report written to {json_out}", highlight=False)

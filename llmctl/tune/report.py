@@ -8,6 +8,7 @@ from typing import Final, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from llmctl.bench.config import parse_slo
 from llmctl.core.config import AdmissionLimits
 from llmctl.core.errors import UsageError
 from llmctl.tune.search import Choice, TrialOutcome
@@ -205,3 +206,26 @@ def check_slo(
         for metric, value, limit in checks
         if value is not None and limit is not None and value > limit
     ]
+
+
+def parse_tune_slo(
+    text: str | None,
+    max_preemptions_per_s: float | None,
+    *,
+    default_ttft_s: float | None = None,
+    default_e2e_s: float | None = None,
+    default_preemptions_per_s: float | None = None,
+) -> TuneSLO:
+    """`ttft=2s,itl=100ms,e2e=30s` (bench's syntax) plus the preemption limit; without text the
+    defaults (the stack's alert SLOs) apply."""
+    if text is not None:
+        spec = parse_slo(text)
+        ttft, itl, e2e = spec.ttft_ms, spec.itl_ms, spec.e2e_ms
+    else:
+        ttft = default_ttft_s * 1000 if default_ttft_s is not None else None
+        e2e = default_e2e_s * 1000 if default_e2e_s is not None else None
+        itl = None
+    preemptions = (
+        max_preemptions_per_s if max_preemptions_per_s is not None else default_preemptions_per_s
+    )
+    return TuneSLO(ttft_ms=ttft, itl_ms=itl, e2e_ms=e2e, max_preemptions_per_s=preemptions)

@@ -1,13 +1,14 @@
 """The search policies that pick the next MAX_ACTIVE to try, fed trial outcomes; no I/O.
 
 A policy is a guidellm-style *profile*: a sequence of trials where each next one may depend on the
-results so far. `GrowBisect` is the default (about 8 trials over 1..256); `GridSweep` tries every
-value. `recommend` turns any set of outcomes into the chosen value, so the answer does not depend on
+results so far. `GrowBisect` is the default (about 7 trials over 1..256 for a knee near 8);
+`GridSweep` tries every value. `recommend` turns any set of outcomes into the chosen value, so the answer does not depend on
 which policy produced the trials.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Literal, Protocol
 
@@ -72,8 +73,11 @@ class GrowBisect:
       passing value; if a midpoint passes but adds under `min_gain` over `lo`, throughput was already
       flat at `lo`, so the search turns to the knee below `lo`.
     - *knee*: `hi` passed and is on the plateau (the next step up added under `min_gain`), `lo` is
-      below it (`hi` added at least `min_gain` over `lo`). Bisect for the smallest value whose
+      below it (`hi` added at least `min_gain` over `lo`). Search for the smallest value whose
       throughput is within `min_gain` of the plateau: more concurrency beyond it only adds latency.
+      Below the knee throughput grows about in proportion to the limit, so a probe goes where that
+      line from `lo` reaches the plateau; after an estimate that fell short of the plateau the
+      next probe is the midpoint, which bounds the trials when the line is a poor guess.
     """
 
     def __init__(
@@ -93,6 +97,7 @@ class GrowBisect:
         self._grown: list[int] = []  # growth values tried, in order
         self._lo = self._hi = 0
         self._plateau = 0.0
+        self._interpolate = True  # alternates in the knee phase
 
     # -- the policy protocol -------------------------------------------------------------------
     def next_candidate(self) -> int | None:
@@ -103,7 +108,18 @@ class GrowBisect:
         if self._hi - self._lo <= max(1, int(self._lo * self.resolution)):
             self.phase = "done"
             return None
+        if self.phase == "knee" and self._interpolate:
+            return self._knee_estimate()
         return (self._lo + self._hi) // 2
+
+    def _knee_estimate(self) -> int:
+        """Where throughput rising in proportion from `lo` would reach the plateau, kept inside
+        the bracket."""
+        lo_tput = self.results[self._lo].throughput
+        if lo_tput <= 0:
+            return (self._lo + self._hi) // 2
+        estimate = math.ceil(self._lo * self._plateau / ((1.0 + self.min_gain) * lo_tput))
+        return min(max(estimate, self._lo + 1), self._hi - 1)
 
     def record(self, outcome: TrialOutcome) -> None:
         value = outcome.max_active
@@ -146,7 +162,11 @@ class GrowBisect:
         if not outcome.passed or on_plateau:
             self._hi = outcome.max_active
         else:
+            # An estimate that fell short means throughput bends below the line: halve next.
+            self._interpolate = not self._interpolate
             self._lo = outcome.max_active
+            return
+        self._interpolate = True
 
     def _to_knee(self, flat: TrialOutcome, plateau: float) -> None:
         """`flat` is on the plateau; every value tried below it added throughput on the way up."""
@@ -155,6 +175,7 @@ class GrowBisect:
             self.phase = "done"  # flat from the smallest value on
             return
         self._plateau = plateau
+        self._interpolate = True
         self._bracket("knee", max(below), flat.max_active)
 
     def _bracket(self, phase: Phase, lo: int, hi: int) -> None:

@@ -44,8 +44,9 @@ def test_knee_of_eight_found_exactly_in_at_most_eight_trials() -> None:
     outcomes = drive(GrowBisect(1, 256), saturating(8))
     assert recommend(outcomes).max_active == 8
     assert len(outcomes) <= 8
-    # It grew by doubling first: 1, 2, 4, 8, 16 (flat), then bisected below 8.
+    # It grew by doubling first: 1, 2, 4, 8, 16 (flat), then searched between 4 and 8.
     assert [o.max_active for o in outcomes[:5]] == [1, 2, 4, 8, 16]
+    assert all(4 < o.max_active < 8 for o in outcomes[5:])
 
 
 @pytest.mark.parametrize("knee", [1, 2, 3, 5, 6, 7, 8, 9, 12, 13, 16, 24])
@@ -151,6 +152,32 @@ def test_noise_of_two_percent_keeps_the_knee_within_one(seed: int) -> None:
     assert value is not None
     assert abs(value - 8) <= 1
     assert len(outcomes) <= 8
+
+
+def test_a_limit_at_the_batch_size_a_few_percent_short_of_the_plateau() -> None:
+    # A gateway limit equal to the engine's batch size loses a few percent to slot hand-over
+    # (the next request reaches the engine a step late); one more slot reaches the plateau.
+    def handoff(value: int) -> TrialOutcome:
+        return TrialOutcome(value, 100.0 * min(value, 8) * (0.945 if value == 8 else 1.0), True)
+
+    outcomes = drive(GrowBisect(1, 256), handoff)
+    assert recommend(outcomes).max_active == 9
+    assert len(outcomes) <= 7
+
+
+@pytest.mark.parametrize("knee", [8, 12, 40, 100])
+def test_concave_throughput_still_converges(knee: int) -> None:
+    # Throughput rising as the square root of the limit: the proportional estimate overshoots
+    # every time, and the bisection steps keep the search short.
+    def concave(value: int) -> TrialOutcome:
+        return TrialOutcome(value, 1000.0 * min(1.0, value / knee) ** 0.5, True)
+
+    outcomes = drive(GrowBisect(1, 256), concave)
+    value = recommend(outcomes).max_active
+    assert value is not None
+    # On a square-root curve "within 5 % of the plateau" starts at knee / 1.05**2.
+    assert knee / 1.05**2 - max(1, 0.1 * knee) <= value <= knee
+    assert len(outcomes) <= 14
 
 
 def test_throughput_falling_past_the_knee_counts_as_flat() -> None:
