@@ -132,9 +132,11 @@ def test_up_chat_status_logs_down(stack: Stack) -> None:
     assert "is up (docker)" in up.stdout
     gateway = f"http://127.0.0.1:{stack.gateway_port}"
     assert gateway in up.stdout
-    compose = (stack.cwd / ".llmctl" / stack.name / "compose.yaml").read_text()
+    compose_file = stack.cwd / ".llmctl" / stack.name / "compose.yaml"
+    compose = compose_file.read_text()
     assert IMAGES["gateway"] in compose
     assert API_KEY not in compose
+    stack.docker("compose", "-f", str(compose_file), "config", "--quiet")  # raises when invalid
 
     client = OpenAI(base_url=f"{gateway}/v1", api_key=API_KEY, max_retries=0)
     reply = client.chat.completions.create(
