@@ -72,7 +72,7 @@ def test_prometheus_numbers_match_the_load(live_stack: LiveStack) -> None:
     assert snap.ttft_p95 is not None
     assert 0 < snap.ttft_p50 <= snap.ttft_p95 <= snap.latency_p99
     assert snap.queue_wait_p95 is not None
-    assert 0 <= snap.queue_wait_p95 <= 0.5
+    assert 0 <= snap.queue_wait_p95 <= 1.0  # the bucket above the 0.5 s queue timeout
     assert snap.engine_running is not None
     assert 0 <= snap.engine_running <= MAX_ACTIVE
     assert snap.kv_cache_usage is not None
@@ -95,7 +95,7 @@ def test_prometheus_numbers_match_the_load(live_stack: LiveStack) -> None:
 
 def test_direct_scrape_agrees_with_prometheus(live_stack: LiveStack) -> None:
     prom = PrometheusSource(live_stack.prometheus)
-    direct = DirectSource(live_stack.gateway, live_stack.engine, warmup_s=3.0)
+    direct = DirectSource(live_stack.gateway, live_stack.engine, warmup_s=4.0)
     try:
         snap = direct.snapshot()
     finally:
@@ -105,19 +105,21 @@ def test_direct_scrape_agrees_with_prometheus(live_stack: LiveStack) -> None:
     assert snap.slots_max == prom.scalar(queries.SCALARS["slots_max"])
     assert snap.queue_max == prom.scalar(queries.SCALARS["queue_max"])
     # The fixture's series are seconds old, and rate() over 1m divides a young series' increase
-    # by the whole minute; so compare the same queries over a window the size of the scrapes'.
+    # by the whole minute; so compare the same queries over a window near the scrapes' own. The
+    # windows still differ by a few seconds of a load that a busy 2-core box makes uneven: a factor
+    # of 4 allows that and still catches a unit or series mistake (per minute would be 60x).
     for field in ("ok_per_s", "rejected_429_per_s", "generation_tokens_per_s"):
-        a = prom.scalar(queries.SCALARS[field].replace(f"[{queries.WINDOW}]", "[5s]"))
+        a = prom.scalar(queries.SCALARS[field].replace(f"[{queries.WINDOW}]", "[6s]"))
         b = getattr(snap, field)
         assert a, field
         assert b, field
-        assert 1 / 3 < a / b < 3, (field, a, b)
+        assert 1 / 4 < a / b < 4, (field, a, b)
     # Quantiles do not depend on the window's length.
     for field in ("latency_p95", "ttft_p95"):
         a, b = prom.scalar(queries.SCALARS[field]), getattr(snap, field)
         assert a, field
         assert b, field
-        assert 1 / 3 < a / b < 3, (field, a, b)
+        assert 1 / 4 < a / b < 4, (field, a, b)
     assert snap.gpus
     assert [g.gpu for g in snap.gpus] == [g.gpu for g in prom.gpus()]
 
