@@ -13,6 +13,7 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from llmctl.cli import main
 from llmctl.tune.report import TrialReport, TuneReport
 from llmctl.tune.runner import NullTuneProgress, tune_max_active
 from llmctl.tune.stackfile import write_max_active
@@ -181,3 +182,51 @@ def test_apply_keeps_the_recommendation_live_and_writes_the_stack_file(
         assert "# tuned by llmctl tune" in config.read_text()
     finally:
         stack.admin.restore(ORIGINAL)
+
+
+def _cli(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str]:
+    try:
+        main(["tune", "max-active", *args])
+        code = 0
+    except SystemExit as exc:
+        code = int(exc.code or 0)
+    out, err = capsys.readouterr()
+    return code, out + err
+
+
+def test_cli_prints_trials_chart_and_recommendation_and_writes_json(
+    fresh_stack: Stack,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    stack = fresh_stack
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("TUNE_TEST_ADMIN", ADMIN_KEY)
+    out_json = tmp_path / "tune.json"
+    code, out = _cli(
+        capsys,
+        "--gateway", stack.gateway, "--admin-key-env", "TUNE_TEST_ADMIN",
+        "--engine-metrics", f"{stack.engine}/metrics", "--slo", "ttft=1s,e2e=2s",
+        "--max-preemptions-per-s", "0", "--grid", "--min", "2", "--max", "3",
+        "--trial-duration", "0.6", "--warmup", "0.2", "--input-len", str(INPUT_LEN),
+        "--output-len", str(OUTPUT_LEN), "--json", str(out_json),
+    )  # fmt: skip
+    assert code == 0, out
+    report = TuneReport.from_json(out_json.read_text())
+    assert [t.max_active for t in report.trials] == [2, 3]
+    assert report.recommendation.max_active == 3  # still rising: 3 slots of 8 beat 2
+    assert "trial 2: MAX_ACTIVE 3 (5 clients)" in out
+    assert "p95 TTFT" in out
+    assert "Recommended MAX_ACTIVE = 3" in out
+    assert "MAX_ACTIVE restored to 3" in out
+    assert stack.limits() == ORIGINAL
+
+
+def test_cli_with_a_wrong_admin_key_fails_cleanly(
+    fresh_stack: Stack, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("TUNE_TEST_ADMIN", "wrong")
+    code, out = _cli(capsys, "--gateway", fresh_stack.gateway, "--admin-key-env", "TUNE_TEST_ADMIN")
+    assert code == 1
+    assert "refused the admin key" in out

@@ -1,0 +1,66 @@
+"""`llmctl tune max-active` refuses bad input with a message and a non-zero exit code."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from llmctl.cli import main
+from tests.support import free_port
+
+
+def _run(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str]:
+    try:
+        main(["tune", "max-active", *args])
+        code = 0
+    except SystemExit as exc:
+        code = int(exc.code or 0)
+    out, err = capsys.readouterr()
+    return code, out + err
+
+
+@pytest.fixture(autouse=True)
+def _no_stack(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Run in an empty folder with no admin key in the environment."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("LLMCTL_ADMIN_KEY", raising=False)
+    monkeypatch.setenv("TUNE_KEY", "some-key")
+
+
+def test_without_an_admin_key_it_says_how_to_give_one(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out = _run(capsys, "--gateway", "http://127.0.0.1:9")
+    assert code == 2
+    assert "--admin-key-env" in out
+
+
+def test_an_unset_admin_key_variable_is_named(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out = _run(capsys, "--admin-key-env", "NOT_SET_ANYWHERE")
+    assert code == 2
+    assert "NOT_SET_ANYWHERE" in out
+
+
+def test_max_below_min_is_refused(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out = _run(capsys, "--admin-key-env", "TUNE_KEY", "--min", "8", "--max", "4")
+    assert code == 2
+    assert "--max" in out
+
+
+def test_apply_without_a_stack_file_is_refused(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out = _run(capsys, "--admin-key-env", "TUNE_KEY", "--apply")
+    assert code == 2
+    assert "llmctl.toml" in out
+
+
+def test_a_bad_slo_is_refused(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out = _run(capsys, "--admin-key-env", "TUNE_KEY", "--slo", "ttft=fast")
+    assert code == 2
+    assert "ttft=fast" in out or "duration" in out
+
+
+def test_an_unreachable_gateway_is_a_clear_error(capsys: pytest.CaptureFixture[str]) -> None:
+    url = f"http://127.0.0.1:{free_port()}"
+    code, out = _run(capsys, "--admin-key-env", "TUNE_KEY", "--gateway", url)
+    assert code == 1
+    assert "unreachable" in out
+    assert "Traceback" not in out
