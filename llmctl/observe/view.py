@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from rich.console import Group, RenderableType
 from rich.panel import Panel
@@ -143,14 +143,14 @@ def _gpus(snap: StackSnapshot) -> Panel:
 def _history(snap: StackSnapshot) -> Panel:
     h = snap.history
 
-    def row(values: list[float], fmt: str) -> str:
-        return f"{sparkline(values)}  {fmt.format(values[-1])}" if values else MISSING
+    def row(values: list[float], last: Callable[[float], str]) -> str:
+        return f"{sparkline(values)}  {last(values[-1])}" if values else MISSING
 
     rows: list[tuple[str, str | Text]] = [
-        ("requests/s", row(h.request_rate, "{:.1f}/s")),
-        ("p95", row(h.latency_p95, "{:.2f} s")),
-        ("queue", row(h.queue_depth, "{:.0f}")),
-        ("GPU util", row(h.gpu_util_pct, "{:.0f} %")),
+        ("requests/s", row(h.request_rate, lambda v: f"{v:.1f}/s")),
+        ("p95", row(h.latency_p95, seconds)),
+        ("queue", row(h.queue_depth, lambda v: f"{v:.0f}")),
+        ("GPU util", row(h.gpu_util_pct, lambda v: f"{v:.0f} %")),
     ]
     title = f"history (last {HISTORY_POINTS} samples)"
     return Panel(_pairs(rows), title=title, title_align="left")
