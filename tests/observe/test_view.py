@@ -91,6 +91,7 @@ def test_key_cells_of_a_busy_stack() -> None:
     assert cell(text, "requests/s") == "▁▃▅█  8.0/s"
     history = text[text.index("history (") :]
     assert cell(history, "queue") == "▁█  7"
+    assert cell(history, "p95").endswith("2.00 s")
     assert cell(history, "GPU util") == MISSING
 
 
