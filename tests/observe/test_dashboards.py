@@ -4,9 +4,11 @@ ranges are right, the datasource is referenced by uid and variables select insta
 from __future__ import annotations
 
 import importlib.util
+from pathlib import Path
 from types import ModuleType
 
 import pytest
+import yaml
 
 from llmctl.core import metrics as m
 from llmctl.observe import queries
@@ -19,7 +21,7 @@ from tests.observe.promql import (
     panels,
     variable_queries,
 )
-from tests.support import REPO
+from tests.support import REPO, VLLM_REFERENCE_METRICS
 
 KNOWN = m.known_series() | m.recording_rules() | {"up"}
 # Rates (per second), shares (0..1 -> percentunit) and DCGM's 0..100 percent, never mixed up.
@@ -116,3 +118,23 @@ def test_units_datasource_time_and_variables(path: object) -> None:
                 assert unit == "percentunit"
             if m.DCGM_GPU_UTIL.series in expr:
                 assert unit == "percent"
+
+
+def test_vllm_series_exist_in_real_vllm(rules_dir: Path) -> None:
+    # The simulator mimics vLLM; this checks the names against a /metrics dump of real vLLM 0.32.
+    if not VLLM_REFERENCE_METRICS.is_file():
+        pytest.skip(f"{VLLM_REFERENCE_METRICS} not present")
+    real = {
+        line.split("{")[0].split(" ")[0]
+        for line in VLLM_REFERENCE_METRICS.read_text().splitlines()
+        if line and not line.startswith("#")
+    }
+    used = {name for _, _, expr in dashboard_queries() for name in metric_names(expr)}
+    used |= {name for expr in queries.all_queries() for name in metric_names(expr)}
+    used |= {name for _, _, sel, _ in variable_queries() for name in metric_names(sel)}
+    for rules in rules_dir.glob("*.yml"):
+        for group in yaml.safe_load(rules.read_text())["groups"]:
+            used |= {name for rule in group["rules"] for name in metric_names(rule["expr"])}
+    vllm = {name for name in used if name.startswith("vllm:")}
+    assert vllm
+    assert vllm <= real, vllm - real
