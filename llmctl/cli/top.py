@@ -53,7 +53,8 @@ def top(
     try:
         if as_json:
             typer.echo(sampler.sample().model_dump_json(indent=2))
-        elif once:
+        elif once or not console.is_terminal:
+            # Piped or redirected: a full-screen view would only fill the file with frames.
             console.print(render(sampler.sample()))
         else:
             run_live(sampler, interval=interval, console=console)

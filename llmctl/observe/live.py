@@ -77,5 +77,5 @@ def run_live(sampler: Sampler, *, interval: float, console: Console) -> None:
         Live(console=console, screen=True, auto_refresh=False, transient=True) as live,
     ):
         while not stop.is_set():
-            live.update(render(sampler.sample()), refresh=True)
+            live.update(render(sampler.sample(), live=True), refresh=True)
             stop.wait(interval)

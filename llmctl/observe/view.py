@@ -64,7 +64,7 @@ def _pairs(rows: Sequence[tuple[str, str | Text]]) -> Table:
     return table
 
 
-def _header(snap: StackSnapshot) -> Text:
+def _header(snap: StackSnapshot, live: bool) -> Text:
     clock = time.strftime("%H:%M:%S", time.localtime(snap.taken_at))
     text = Text("llmctl top", style="bold")
     text.append(f"  {clock}  source: ")
@@ -72,7 +72,8 @@ def _header(snap: StackSnapshot) -> Text:
     text.append(f" {snap.source_url}")
     if snap.note:
         text.append(f"  ({snap.note})", style="yellow")
-    text.append("   q to quit", style="dim")
+    if live:
+        text.append("   q to quit", style="dim")
     return text
 
 
@@ -156,8 +157,8 @@ def _history(snap: StackSnapshot) -> Panel:
     return Panel(_pairs(rows), title=title, title_align="left")
 
 
-def render(snap: StackSnapshot) -> RenderableType:
-    """The whole `llmctl top` screen for one snapshot."""
+def render(snap: StackSnapshot, *, live: bool = False) -> RenderableType:
+    """The whole `llmctl top` screen for one snapshot (`live`: with the key hint)."""
     top = Table.grid(expand=True, padding=(0, 1))
     for ratio in (3, 2, 2):
         top.add_column(ratio=ratio)
@@ -166,4 +167,4 @@ def render(snap: StackSnapshot) -> RenderableType:
     middle.add_column(ratio=1)
     middle.add_column(ratio=2)
     middle.add_row(_engine(snap), _gpus(snap))
-    return Group(_header(snap), top, middle, _history(snap))
+    return Group(_header(snap, live), top, middle, _history(snap))

@@ -72,6 +72,10 @@ BUSY = StackSnapshot(
 def test_key_cells_of_a_busy_stack() -> None:
     text = screen(BUSY)
     assert "source: prometheus http://127.0.0.1:9090" in line_with(text, "llmctl top")
+    assert "q to quit" not in text
+    console = Console(file=io.StringIO(), width=100)
+    console.print(render(BUSY, live=True))
+    assert "q to quit" in console.file.getvalue()  # type: ignore[attr-defined]
     assert "4 / 4" in line_with(text, "slots")
     assert "7 / 10" in line_with(text, "queue ")
     assert "250 ms" in line_with(text, "wait p95")
