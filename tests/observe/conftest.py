@@ -162,7 +162,8 @@ def _llmctl(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
-@pytest.fixture(scope="session")
+# Package scope: the stack and its load end with tests/observe, before other areas' tests run.
+@pytest.fixture(scope="package")
 def live_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveStack]:
     """`llmctl up` of the local-sim stack (sim, gateway, Prometheus with the rendered rules; 1 s
     scrapes; small limits) with load running; `llmctl down` and a stop by pid afterwards."""
