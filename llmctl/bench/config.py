@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -30,10 +31,15 @@ class SLOSpec(BaseModel):
 
 
 class PromptSpec(BaseModel):
-    """Synthetic prompts (input length mean and relative spread) or a JSONL file of chat requests."""
+    """Synthetic prompts (input length mean and relative spread) or a JSONL file of requests.
+
+    `endpoint` picks the API: `chat` (/v1/chat/completions, `messages`) or `completions`
+    (/v1/completions, `prompt`); a dataset's lines must be requests for that endpoint.
+    """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
+    endpoint: Literal["chat", "completions"] = "chat"
     input_len: int = Field(default=256, gt=0)
     input_spread: float = Field(default=0.0, ge=0.0, lt=1.0)
     output_len: int = Field(default=128, gt=0)

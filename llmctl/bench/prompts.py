@@ -10,8 +10,11 @@ from typing import Any
 from llmctl.bench.config import PromptSpec
 from llmctl.core.errors import UsageError
 
-CHAT_PATH = "/v1/chat/completions"
-TOKEN_KEY = b'"content":'
+# endpoint -> (path, the key whose non-empty string value marks a token chunk, the prompt field)
+ENDPOINTS = {
+    "chat": ("/v1/chat/completions", b'"content":', "messages"),
+    "completions": ("/v1/completions", b'"text":', "prompt"),
+}
 
 # Short common words: each is one token (with its leading space) in the Llama, Qwen and GPT
 # tokenizers, so N words make a prompt of about N tokens without shipping a tokenizer.
@@ -28,8 +31,8 @@ _WORD_TEXT = (
 _WORDS = _WORD_TEXT.split()
 
 
-def load_dataset(path: Path) -> list[dict[str, Any]]:
-    """Read chat requests, one JSON object with a `messages` list per line."""
+def load_dataset(path: Path, field: str = "messages") -> list[dict[str, Any]]:
+    """Read requests, one JSON object per line with a `messages` list (chat) or a `prompt`."""
     try:
         lines = path.read_text(encoding="utf-8").splitlines()
     except OSError as exc:
@@ -42,8 +45,8 @@ def load_dataset(path: Path) -> list[dict[str, Any]]:
             obj = json.loads(line)
         except ValueError as exc:
             raise UsageError(f"{path}:{number}: not JSON ({exc})") from exc
-        if not isinstance(obj, dict) or not isinstance(obj.get("messages"), list):
-            raise UsageError(f"{path}:{number}: expected a chat request with a 'messages' list")
+        if not isinstance(obj, dict) or not obj.get(field):
+            raise UsageError(f"{path}:{number}: expected a request object with '{field}'")
         requests.append(obj)
     if not requests:
         raise UsageError(f"dataset {path} has no requests")
@@ -57,7 +60,9 @@ class PromptSource:
         self.spec = spec
         self.model = model
         self._rng = random.Random(seed)
-        self._dataset = load_dataset(spec.dataset) if spec.dataset is not None else None
+        self.path, self.token_key, self._field = ENDPOINTS[spec.endpoint]
+        dataset = spec.dataset
+        self._dataset = load_dataset(dataset, self._field) if dataset is not None else None
         self._next = 0
 
     def next_body(self) -> tuple[bytes, int]:
@@ -66,13 +71,12 @@ class PromptSource:
             base = self._dataset[self._next % len(self._dataset)]
             self._next += 1
             body: dict[str, Any] = {"max_tokens": self.spec.output_len, **base}
-            estimate = max(1, len(json.dumps(base["messages"])) // 4)
+            estimate = max(1, len(json.dumps(base[self._field])) // 4)
         else:
             length = self.input_len()
-            body = {
-                "messages": [{"role": "user", "content": self.synthetic_text(length)}],
-                "max_tokens": self.spec.output_len,
-            }
+            text = self.synthetic_text(length)
+            prompt: Any = text if self._field == "prompt" else [{"role": "user", "content": text}]
+            body = {self._field: prompt, "max_tokens": self.spec.output_len}
             estimate = length
             if self.spec.ignore_eos:
                 body["ignore_eos"] = True

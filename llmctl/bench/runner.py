@@ -18,7 +18,7 @@ from llmctl.bench.client import StreamingClient, Target
 from llmctl.bench.config import BenchConfig
 from llmctl.bench.metrics import Window, level_report
 from llmctl.bench.progress import BenchProgress, LevelProgress, NullProgress, Phase
-from llmctl.bench.prompts import CHAT_PATH, TOKEN_KEY, PromptSource
+from llmctl.bench.prompts import PromptSource
 from llmctl.bench.record import RequestRecord
 from llmctl.bench.report import BenchReport, LevelReport
 from llmctl.bench.sampler import ServerSampler
@@ -168,7 +168,8 @@ class _LevelRun:
         if record.planned >= self.t0 and counts.in_flight > self.max_in_flight_measured:
             self.max_in_flight_measured = counts.in_flight
         try:
-            await self.client.send(self.client.build(CHAT_PATH, body), record, TOKEN_KEY)
+            request = self.client.build(self.prompts.path, body)
+            await self.client.send(request, record, self.prompts.token_key)
         finally:
             counts.in_flight -= 1
             counts.records.append(record)

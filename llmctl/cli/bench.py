@@ -120,7 +120,10 @@ def bench(
         True, "--ignore-eos/--no-ignore-eos", help="Ask the engine to generate all max_tokens."
     ),
     dataset: Path | None = typer.Option(
-        None, "--dataset", help="JSONL file of chat requests (objects with 'messages')."
+        None, "--dataset", help="JSONL file of requests (objects with 'messages', or 'prompt')."
+    ),
+    endpoint: str = typer.Option(
+        "chat", "--endpoint", help="chat (/v1/chat/completions) or completions (/v1/completions)."
     ),
     model: str | None = typer.Option(
         None, "--model", help="Model name (default: the first one the target lists)."
@@ -148,6 +151,8 @@ def bench(
     if target is None:
         raise UsageError("--target URL is required (the gateway or engine base URL)")
     levels = _levels(concurrency, rate, arrival, burstiness, max_concurrency)
+    if endpoint not in ("chat", "completions"):
+        raise UsageError(f"--endpoint must be chat or completions (got {endpoint!r})")
     if duration is None and requests is None:
         duration = 30.0
     try:
@@ -165,6 +170,7 @@ def bench(
                 output_len=output_len,
                 ignore_eos=ignore_eos,
                 dataset=dataset,
+                endpoint=endpoint,
             ),
             slo=parse_slo(slo) if slo else SLOSpec(),
             request_timeout_s=timeout,

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from pydantic import ValidationError
 
 from llmctl.bench.config import BenchConfig, parse_duration_ms, parse_slo
+from llmctl.bench.prompts import load_dataset
 from llmctl.bench.strategies import ConcurrentStrategy
 from llmctl.core.errors import UsageError
 
@@ -30,3 +33,20 @@ def test_config_needs_exactly_one_stop_rule() -> None:
     with pytest.raises(ValidationError, match="not both"):
         BenchConfig(target="http://x", levels=levels, duration_s=1, requests=1)
     assert BenchConfig(target="http://x", levels=levels, requests=3).requests == 3
+
+
+def test_dataset_lines_are_checked(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"messages": [{"role": "user", "content": "x"}]}\n{"prompt": "no messages"}\n')
+    with pytest.raises(
+        UsageError, match=r"bad\.jsonl:2: expected a request object with 'messages'"
+    ):
+        load_dataset(bad)
+    with pytest.raises(UsageError, match=r"bad\.jsonl:1"):
+        load_dataset(bad, "prompt")
+    broken = tmp_path / "broken.jsonl"
+    broken.write_text("{not json\n")
+    with pytest.raises(UsageError, match="not JSON"):
+        load_dataset(broken)
+    with pytest.raises(UsageError, match="cannot read"):
+        load_dataset(tmp_path / "missing.jsonl")

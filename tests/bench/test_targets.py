@@ -86,3 +86,32 @@ def test_gateway_rejections_are_counted_apart(tiny_gateway: str) -> None:
     assert level.p95_admitted_e2el_ms is not None
     assert level.server is not None
     assert level.server.peak_gateway_active_requests == 1
+
+
+def test_completions_endpoint_and_datasets(sim_server: StartServer, tmp_path: Path) -> None:
+    chat = tmp_path / "chat.jsonl"
+    chat.write_text(
+        '{"messages": [{"role": "user", "content": "hello there"}], "max_tokens": 5}\n\n'
+        '{"messages": [{"role": "user", "content": "tell me more"}]}\n'
+    )
+    plain = tmp_path / "prompts.jsonl"
+    plain.write_text('{"prompt": "once upon a time"}\n')
+    with sim_server() as url:
+        levels = [ConcurrentStrategy(concurrency=2)]
+        specs = {
+            "synthetic completions": PromptSpec(endpoint="completions", input_len=16, output_len=8),
+            "chat dataset": PromptSpec(dataset=chat, output_len=8),
+            "completions dataset": PromptSpec(endpoint="completions", dataset=plain, output_len=8),
+        }
+        reports = {
+            name: run_bench(BenchConfig(target=url, levels=levels, requests=4, prompts=spec))
+            for name, spec in specs.items()
+        }
+    for name, report in reports.items():
+        level = report.levels[0]
+        assert level.completed == 4, (name, level.error_samples)
+        assert level.token_source == "usage", name
+        assert level.median_ttft_ms is not None, name
+    # A dataset line's own max_tokens wins over --output-len.
+    assert reports["chat dataset"].levels[0].total_output_tokens == 5 + 8 + 5 + 8
+    assert reports["synthetic completions"].levels[0].total_output_tokens == 4 * 8
