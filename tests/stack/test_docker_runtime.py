@@ -7,11 +7,15 @@ v2 and the images from `docker/build-local-images`; each missing piece is a skip
 from __future__ import annotations
 
 import json
+import os
+import select
+import signal
 import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
@@ -83,6 +87,47 @@ class Stack:
             timeout=timeout,
             check=False,
         )
+
+    @contextmanager
+    def follow_logs(self, service: str) -> Iterator[Callable[..., list[str]]]:
+        """`llmctl logs -f SERVICE` running; yields `lines(...)`, and stops it by PID after."""
+        argv = [sys.executable, "-m", "llmctl", "logs", "-f", service]
+        proc = subprocess.Popen(
+            [*argv, "--preset", "local-sim", "--set", f"name='{self.name}'"],
+            cwd=self.cwd,
+            env=self.env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
+            start_new_session=True,  # its `docker compose logs -f` child goes with it
+        )
+        seen: list[str] = []
+
+        def lines(until: str, count: int = 1, timeout: float = 60) -> list[str]:
+            """Read until `until` has been seen `count` times (or `timeout`); all lines so far."""
+            assert proc.stdout is not None
+            deadline = time.monotonic() + timeout
+            while time.monotonic() < deadline and sum(until in s for s in seen) < count:
+                if not select.select([proc.stdout], [], [], 0.5)[0]:
+                    continue
+                line = proc.stdout.readline()
+                if not line:
+                    break
+                seen.append(line)
+            return seen
+
+        try:
+            yield lines
+            assert proc.poll() is None, "logs -f ended on its own"
+        finally:
+            os.killpg(proc.pid, signal.SIGINT)
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+            if proc.stdout is not None:
+                proc.stdout.close()
 
     def docker(self, *args: str) -> str:
         done = subprocess.run(
@@ -172,6 +217,13 @@ def test_up_chat_status_logs_down(stack: Stack) -> None:
     logs = stack.llmctl("logs", "gateway")
     assert logs.returncode == 0, logs.stderr
     assert "gateway listening" in logs.stdout
+    with stack.follow_logs("prometheus") as lines:
+        reloaded = "Completed loading of configuration file"
+        before = sum(reloaded in s for s in lines("Server is ready"))
+        # Prometheus logs a config reload: a line written after `logs -f` started.
+        httpx.post(f"{prometheus}/-/reload", timeout=10).raise_for_status()
+        seen = lines(reloaded, count=before + 1)
+        assert sum(reloaded in s for s in seen) == before + 1
     unknown = stack.llmctl("logs", "nosuch")
     assert unknown.returncode == 2
     assert "engine, gateway, prometheus" in unknown.stderr
