@@ -69,9 +69,9 @@ class GrowBisect:
     """Double from `low` until the SLO fails or throughput goes flat, then bisect the bracket.
 
     Two brackets can come out of the growth phase:
-    - *slo*: `lo` passed and still added throughput, `hi` broke the SLO. Bisect for the highest
-      passing value; if a midpoint passes but adds under `min_gain` over `lo`, throughput was already
-      flat at `lo`, so the search turns to the knee below `lo`.
+    - *slo*: `lo` passed, `hi` broke the SLO and both still added throughput. Bisect for the highest
+      passing value; once a value (passing or not) adds under `min_gain` over `lo`, throughput was
+      already flat at `lo`, so the search turns to the knee below `lo`.
     - *knee*: `hi` passed and is on the plateau (the next step up added under `min_gain`), `lo` is
       below it (`hi` added at least `min_gain` over `lo`). Search for the smallest value whose
       throughput is within `min_gain` of the plateau: more concurrency beyond it only adds latency.
@@ -138,24 +138,28 @@ class GrowBisect:
     def _after_growth(self, outcome: TrialOutcome) -> None:
         prev = self.results[self._grown[-1]] if self._grown else None
         self._grown.append(outcome.max_active)
-        if not outcome.passed:
-            if prev is None:
+        if prev is None:
+            if not outcome.passed:
                 self.phase = "done"  # even the smallest value breaks the SLO
-            else:
-                self._bracket("slo", prev.max_active, outcome.max_active)
-        elif prev is not None and not self._rises(outcome, prev):
+            elif outcome.max_active >= self.high:
+                self.phase = "done"
+        elif not self._rises(outcome, prev):
+            # Flat (whether or not it passed: a failing trial's throughput is still measured):
+            # the SLO boundary above no longer matters, the knee lies at or below `prev`.
             self._to_knee(prev, max(prev.throughput, outcome.throughput))
+        elif not outcome.passed:
+            self._bracket("slo", prev.max_active, outcome.max_active)
         elif outcome.max_active >= self.high:
             self.phase = "done"  # still rising at the top of the range
 
     def _after_slo_probe(self, outcome: TrialOutcome) -> None:
         lo = self.results[self._lo]
-        if not outcome.passed:
-            self._hi = outcome.max_active
-        elif self._rises(outcome, lo):
-            self._lo = outcome.max_active
-        else:
+        if not self._rises(outcome, lo):
             self._to_knee(lo, max(lo.throughput, outcome.throughput))
+        elif not outcome.passed:
+            self._hi = outcome.max_active
+        else:
+            self._lo = outcome.max_active
 
     def _after_knee_probe(self, outcome: TrialOutcome) -> None:
         on_plateau = outcome.throughput * (1.0 + self.min_gain) >= self._plateau
@@ -187,14 +191,15 @@ Basis = Literal["flat", "slo", "top", "none"]
 
 @dataclass(frozen=True)
 class Choice:
-    """The recommended value and why: `flat` (more adds no throughput), `slo` (the next value
-    tried breaks the SLO), `top` (still rising at the highest value tried), `none` (nothing passed).
-    `first_fail` is the smallest failing value above the choice, if any."""
+    """The recommended value and why: `flat` (a higher value tried adds under `min_gain`), `slo`
+    (the next value tried breaks the SLO while still adding throughput), `top` (still rising at
+    the highest value tried), `none` (nothing passed). `first_fail` is the smallest failing value
+    above the choice; `flat_from` the highest value tried above it that adds under `min_gain`."""
 
     max_active: int | None
     basis: Basis
     first_fail: int | None = None
-    flat_from: int | None = None  # the highest passing value tried above the choice, if any
+    flat_from: int | None = None
 
 
 def recommend(outcomes: list[TrialOutcome], *, min_gain: float = DEFAULT_MIN_GAIN) -> Choice:
@@ -204,9 +209,16 @@ def recommend(outcomes: list[TrialOutcome], *, min_gain: float = DEFAULT_MIN_GAI
     if not passing:
         return Choice(None, "none", failing[0] if failing else None)
     best = max(o.throughput for o in passing)
-    value = min(o.max_active for o in passing if o.throughput * (1.0 + min_gain) >= best)
+    chosen = min(
+        (o for o in passing if o.throughput * (1.0 + min_gain) >= best), key=lambda o: o.max_active
+    )
+    value = chosen.max_active
     first_fail = next((v for v in failing if v > value), None)
-    higher = [o.max_active for o in passing if o.max_active > value]
-    if higher:
-        return Choice(value, "flat", first_fail, max(higher))
+    flat = [
+        o.max_active
+        for o in outcomes
+        if o.max_active > value and o.throughput < (1.0 + min_gain) * chosen.throughput
+    ]
+    if flat:
+        return Choice(value, "flat", first_fail, max(flat))
     return Choice(value, "slo" if first_fail is not None else "top", first_fail)

@@ -25,11 +25,11 @@ SIM_FLAGS = (
     "--profile", "rtx3090-qwen2.5-14b-awq",
     "--max-num-seqs", "8",
     "--block-size", "16",
-    "--num-gpu-blocks", "48",
+    "--num-gpu-blocks", "96",
     "--time-scale", "8",
 )  # fmt: skip
 INPUT_LEN = 32  # synthetic words; the sim counts 40-55 prompt tokens (mean 44) with its template
-OUTPUT_LEN = 32
+OUTPUT_LEN = 128
 
 
 @dataclass

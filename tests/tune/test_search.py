@@ -107,6 +107,17 @@ def test_slo_limit_above_the_knee_recommends_the_knee() -> None:
     assert len(outcomes) <= 8
 
 
+def test_a_failing_value_that_adds_nothing_turns_the_search_to_the_knee() -> None:
+    # 16 breaks the SLO, but it also adds no throughput over 8: where exactly between 8 and 16
+    # the SLO breaks does not matter, the knee below 8 does.
+    outcomes = drive(GrowBisect(1, 256), saturating(8, slo_limit=8))
+    assert [o.max_active for o in outcomes][:5] == [1, 2, 4, 8, 16]
+    assert all(o.max_active < 8 for o in outcomes[5:])
+    choice = recommend(outcomes)
+    assert (choice.max_active, choice.basis, choice.first_fail) == (8, "flat", 16)
+    assert len(outcomes) <= 7
+
+
 def test_nothing_passes_stops_after_one_trial() -> None:
     outcomes = drive(GrowBisect(1, 256), saturating(8, slo_limit=0))
     assert [o.max_active for o in outcomes] == [1]
@@ -212,10 +223,11 @@ def test_recommend_prefers_the_smallest_value_on_the_plateau() -> None:
         TrialOutcome(32, 810.0, False),
     ]
     choice = recommend(outcomes)
+    # 32 breaks the SLO, and adds under 5 % too: flat up to 32.
     assert (choice.max_active, choice.basis, choice.flat_from, choice.first_fail) == (
         8,
         "flat",
-        16,
+        32,
         32,
     )
 
