@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +31,7 @@ _HEALTH: dict[str, Health] = {
 _STATES: dict[str, State] = {
     "running": "running",
     "created": "starting",
-    "restarting": "starting",
+    "restarting": "exited",  # it exited; docker is starting it again
     "exited": "exited",
     "dead": "exited",
 }
@@ -48,6 +49,12 @@ def _ports(container: Container) -> str:
         for inner, published in sorted(bindings.items())
         for b in published or []
     )
+
+
+def _exited_since(container: Container, since: datetime) -> bool:
+    state = container.state
+    stopped = state.status in ("exited", "dead") or bool(state.restarting)
+    return stopped and state.finished_at is not None and state.finished_at >= since
 
 
 class _Starter(threading.Thread):
@@ -105,9 +112,17 @@ class DockerRuntime:
         return self._statuses()
 
     def _statuses(self) -> list[ServiceStatus]:
+        return self._observe()[0]
+
+    def _observe(self, since: datetime | None = None) -> tuple[list[ServiceStatus], dict[str, str]]:
+        """Every service's status, and service -> container id of those that exited after `since`."""
         containers = self.containers()
         names = self.services() + sorted(set(containers) - set(self.services()))
-        return [self._status(name, containers.get(name)) for name in names]
+        statuses = [self._status(name, containers.get(name)) for name in names]
+        exited: dict[str, str] = {}
+        if since is not None:
+            exited = {n: c.id for n, c in containers.items() if _exited_since(c, since)}
+        return statuses, exited
 
     def _status(self, name: str, container: Container | None) -> ServiceStatus:
         url = self.spec.endpoints().get(name)
@@ -174,11 +189,21 @@ class DockerRuntime:
                 lambda d: d.compose.up(detach=True, quiet=True, remove_orphans=True),
             )
         )
+        since = datetime.now(UTC)
         starter.start()
+        suspects: dict[str, str] = {}
         while True:
-            services = self._statuses()
+            services, exited = self._observe(since)
             if progress is not None:
                 progress(services)
+            # The same container exited in two polls running is a crash; compose's own
+            # stop-and-recreate replaces a container within one poll.
+            crashed = {name for name, cid in exited.items() if suspects.get(name) == cid}
+            suspects = exited
+            if crashed:
+                failed = [s for s in services if s.name in crashed]
+                message = f"{', '.join(sorted(crashed))} exited during start"
+                raise self._explain(RuntimeBackendError(message), failed)
             if not starter.is_alive():
                 if starter.error is not None:
                     raise self._explain(starter.error, services)
@@ -198,13 +223,16 @@ class DockerRuntime:
     def _explain(
         self, error: RuntimeBackendError, services: Sequence[ServiceStatus]
     ) -> RuntimeBackendError:
-        """`error` plus each unready service's state and last log lines, and what to run next."""
+        """`error` plus each unready service's state, the last log lines of those that failed
+        (of all unready ones when none did), and what to run next."""
         parts = [str(error)]
-        for s in services:
-            if _settled(s):
-                continue
+        unready = [s for s in services if not _settled(s)]
+        failed = [s for s in unready if s.state == "exited" or s.health == "unhealthy"]
+        for s in unready:
             parts.append(f"  {s.name}: {s.state}, health {s.health} {s.detail}".rstrip())
-            tail = self._log_tail(s.name) if s.state != "stopped" else ""
+            tail = (
+                self._log_tail(s.name) if s in (failed or unready) and s.state != "stopped" else ""
+            )
             if tail:
                 parts.append(tail)
         if any(s.state != "stopped" for s in services):

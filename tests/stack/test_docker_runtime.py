@@ -255,6 +255,26 @@ def test_a_service_that_cannot_start_is_reported_with_its_log(stack: Stack) -> N
     assert stack.volumes() == []
 
 
+def test_an_engine_that_crashes_on_start_is_reported_with_its_last_words(stack: Stack) -> None:
+    started = time.monotonic()
+    up = stack.llmctl("up", "--set", "engine.env={PYTHONHOME='/nonexistent'}", timeout=200)
+    elapsed = time.monotonic() - started
+    assert up.returncode == 1
+    # Whichever notices first, llmctl's watch or compose's wait for a healthy engine, names it.
+    headline = up.stderr.split("error:", 1)[1].splitlines()[0]
+    assert "engine" in headline, up.stderr
+    assert "encodings" in up.stderr  # Python's own complaint, from the engine's log
+    assert "Starting TSDB" not in up.stderr  # only the failed service's log is shown
+    assert "llmctl down" in up.stderr
+    # Reported as it happens, not when the wait (engine.startup_timeout_s + 60 s) runs out.
+    assert elapsed < 180
+    status = stack.llmctl("status")
+    assert status.returncode == 1
+    assert "exited" in status.stdout
+    assert stack.llmctl("down", "--volumes").returncode == 0
+    assert stack.containers() == []
+
+
 def test_gpu_engine_without_nvidia_runtime_fails_before_anything_starts(
     tmp_path: Path, engine_env: dict[str, str]
 ) -> None:
