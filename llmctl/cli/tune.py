@@ -88,7 +88,14 @@ def max_active(
     if high < low:
         raise UsageError(f"--max ({high}) is below --min ({low})")
     defaults = stack_defaults(config)
-    admin_key = _secret(admin_key_env, "--admin-key-env") if admin_key_env else defaults.admin_key
+    gateway_url = (gateway or defaults.gateway_url or DEFAULT_GATEWAY).rstrip("/")
+    # The stack's engine and admin key belong to the stack's gateway, not to one named by --gateway.
+    ours = gateway_url == defaults.gateway_url
+    admin_key = (
+        _secret(admin_key_env, "--admin-key-env")
+        if admin_key_env
+        else (defaults.admin_key if ours else None) or os.environ.get("LLMCTL_ADMIN_KEY")
+    )
     if not admin_key:
         raise UsageError(
             "no admin key: pass --admin-key-env VAR naming the variable that holds the gateway's "
@@ -99,10 +106,13 @@ def max_active(
             "--apply needs a stack file to write: run in a folder with llmctl.toml "
             "or pass --config PATH"
         )
-    gateway_url = gateway or defaults.gateway_url or DEFAULT_GATEWAY
-    metrics_urls = engine_metrics or (
-        [defaults.engine_metrics_url] if defaults.engine_metrics_url else []
-    )
+    if apply and not ours:
+        raise UsageError(
+            f"--apply writes {defaults.config_path}, whose gateway is {defaults.gateway_url}, "
+            f"not {gateway_url}"
+        )
+    stack_engine = defaults.engine_metrics_url if ours else None
+    metrics_urls = engine_metrics or ([stack_engine] if stack_engine else [])
     tune_slo = parse_tune_slo(
         slo,
         max_preemptions_per_s,

@@ -64,3 +64,14 @@ def test_an_unreachable_gateway_is_a_clear_error(capsys: pytest.CaptureFixture[s
     assert code == 1
     assert "unreachable" in out
     assert "Traceback" not in out
+
+
+def test_apply_refuses_a_gateway_that_is_not_the_stacks(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "llmctl.toml").write_text('name = "s"\n[ports]\ngateway = 18080\n')
+    code, out = _run(
+        capsys, "--admin-key-env", "TUNE_KEY", "--apply", "--gateway", "http://127.0.0.1:9999"
+    )
+    assert code == 2
+    assert "http://127.0.0.1:18080" in out
