@@ -85,10 +85,13 @@ class Engine:
         self._wake.set()
 
     def abort(self, req: SimRequest) -> None:
-        """Drop `req` now (client gone): frees its KV blocks, counts finished_reason="abort"."""
+        """Drop `req` now (client gone): frees its KV blocks at once.
+
+        Like vLLM 0.32's API server, a client abort records no request stats: it is not counted in
+        vllm:request_success_total (checked against live vLLM in tests/vllm/test_metrics_parity.py).
+        """
         if self.scheduler.abort(req):
             req.finished_at = self.clock()
-            self.metrics.observe_finished(req)
             self._update_gauges()
             _notify(req)
 

@@ -135,5 +135,6 @@ def test_aborted_stream_frees_kv_and_running_at_once(sim: Sim) -> None:
     # Leaving the block closed the connection mid-stream.
     assert _wait_for(sim.url, "vllm:num_requests_running", 0) == 0
     assert scrape(sim.url, "vllm:kv_cache_usage_perc") == 0
+    # vLLM 0.32 records no stats for a client abort (tests/vllm/test_metrics_parity.py pins that).
     after = scrape(sim.url, "vllm:request_success_total", finished_reason="abort")
-    assert after == aborts + 1
+    assert after == aborts

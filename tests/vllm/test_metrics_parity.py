@@ -261,11 +261,6 @@ def test_live_vllm_does_not_count_client_aborts(vllm_stack: VllmStack) -> None:
     assert _abort_count_after_a_disconnect(vllm_stack.engine_url, vllm_stack.model) == 0
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the simulator counts a client disconnect as finished_reason=abort; "
-    "vLLM 0.32.0 does not (see test_live_vllm_does_not_count_client_aborts)",
-)
 def test_simulator_counts_client_aborts_as_vllm_does(
     tmp_path_factory: pytest.TempPathFactory,
 ) -> None:
