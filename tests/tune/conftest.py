@@ -10,6 +10,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from llmctl.cli import main
 from llmctl.core.config import AdmissionLimits
 from llmctl.tune.limits import GatewayAdmin
 from llmctl.tune.report import TuneSettings, TuneSLO
@@ -30,6 +31,17 @@ SIM_FLAGS = (
 )  # fmt: skip
 INPUT_LEN = 32  # synthetic words; the sim counts 40-55 prompt tokens (mean 44) with its template
 OUTPUT_LEN = 128
+
+
+def run_cli(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str]:
+    """`llmctl tune max-active ARGS` in this process: exit code and everything printed."""
+    try:
+        main(["tune", "max-active", *args])
+        code = 0
+    except SystemExit as exc:
+        code = int(exc.code or 0)
+    out, err = capsys.readouterr()
+    return code, out + err
 
 
 @dataclass

@@ -6,18 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from llmctl.cli import main
 from tests.support import free_port
-
-
-def _run(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str]:
-    try:
-        main(["tune", "max-active", *args])
-        code = 0
-    except SystemExit as exc:
-        code = int(exc.code or 0)
-    out, err = capsys.readouterr()
-    return code, out + err
+from tests.tune.conftest import run_cli
 
 
 @pytest.fixture(autouse=True)
@@ -29,38 +19,38 @@ def _no_stack(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_without_an_admin_key_it_says_how_to_give_one(capsys: pytest.CaptureFixture[str]) -> None:
-    code, out = _run(capsys, "--gateway", "http://127.0.0.1:9")
+    code, out = run_cli(capsys, "--gateway", "http://127.0.0.1:9")
     assert code == 2
     assert "--admin-key-env" in out
 
 
 def test_an_unset_admin_key_variable_is_named(capsys: pytest.CaptureFixture[str]) -> None:
-    code, out = _run(capsys, "--admin-key-env", "NOT_SET_ANYWHERE")
+    code, out = run_cli(capsys, "--admin-key-env", "NOT_SET_ANYWHERE")
     assert code == 2
     assert "NOT_SET_ANYWHERE" in out
 
 
 def test_max_below_min_is_refused(capsys: pytest.CaptureFixture[str]) -> None:
-    code, out = _run(capsys, "--admin-key-env", "TUNE_KEY", "--min", "8", "--max", "4")
+    code, out = run_cli(capsys, "--admin-key-env", "TUNE_KEY", "--min", "8", "--max", "4")
     assert code == 2
     assert "--max" in out
 
 
 def test_apply_without_a_stack_file_is_refused(capsys: pytest.CaptureFixture[str]) -> None:
-    code, out = _run(capsys, "--admin-key-env", "TUNE_KEY", "--apply")
+    code, out = run_cli(capsys, "--admin-key-env", "TUNE_KEY", "--apply")
     assert code == 2
     assert "llmctl.toml" in out
 
 
 def test_a_bad_slo_is_refused(capsys: pytest.CaptureFixture[str]) -> None:
-    code, out = _run(capsys, "--admin-key-env", "TUNE_KEY", "--slo", "ttft=fast")
+    code, out = run_cli(capsys, "--admin-key-env", "TUNE_KEY", "--slo", "ttft=fast")
     assert code == 2
     assert "ttft=fast" in out or "duration" in out
 
 
 def test_an_unreachable_gateway_is_a_clear_error(capsys: pytest.CaptureFixture[str]) -> None:
     url = f"http://127.0.0.1:{free_port()}"
-    code, out = _run(capsys, "--admin-key-env", "TUNE_KEY", "--gateway", url)
+    code, out = run_cli(capsys, "--admin-key-env", "TUNE_KEY", "--gateway", url)
     assert code == 1
     assert "unreachable" in out
     assert "Traceback" not in out
@@ -70,7 +60,7 @@ def test_apply_refuses_a_gateway_that_is_not_the_stacks(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     (tmp_path / "llmctl.toml").write_text('name = "s"\n[ports]\ngateway = 18080\n')
-    code, out = _run(
+    code, out = run_cli(
         capsys, "--admin-key-env", "TUNE_KEY", "--apply", "--gateway", "http://127.0.0.1:9999"
     )
     assert code == 2

@@ -13,11 +13,10 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from llmctl.cli import main
 from llmctl.tune.report import TrialReport, TuneReport, TuneSLO
 from llmctl.tune.runner import NullTuneProgress, tune_max_active
 from llmctl.tune.stackfile import write_max_active
-from tests.tune.conftest import ADMIN_KEY, INPUT_LEN, ORIGINAL, OUTPUT_LEN, Stack
+from tests.tune.conftest import ADMIN_KEY, INPUT_LEN, ORIGINAL, OUTPUT_LEN, Stack, run_cli
 
 pytestmark = pytest.mark.slow
 
@@ -217,16 +216,6 @@ def test_apply_keeps_the_recommendation_live_and_writes_the_stack_file(
         stack.admin.restore(ORIGINAL)
 
 
-def _cli(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str]:
-    try:
-        main(["tune", "max-active", *args])
-        code = 0
-    except SystemExit as exc:
-        code = int(exc.code or 0)
-    out, err = capsys.readouterr()
-    return code, out + err
-
-
 def test_cli_prints_trials_chart_and_recommendation_and_writes_json(
     fresh_stack: Stack,
     tmp_path: Path,
@@ -237,7 +226,7 @@ def test_cli_prints_trials_chart_and_recommendation_and_writes_json(
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("TUNE_TEST_ADMIN", ADMIN_KEY)
     out_json = tmp_path / "tune.json"
-    code, out = _cli(
+    code, out = run_cli(
         capsys,
         "--gateway", stack.gateway, "--admin-key-env", "TUNE_TEST_ADMIN",
         "--engine-metrics", f"{stack.engine}/metrics", "--slo", "ttft=1s,e2e=2s",
@@ -260,6 +249,8 @@ def test_cli_with_a_wrong_admin_key_fails_cleanly(
     fresh_stack: Stack, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("TUNE_TEST_ADMIN", "wrong")
-    code, out = _cli(capsys, "--gateway", fresh_stack.gateway, "--admin-key-env", "TUNE_TEST_ADMIN")
+    code, out = run_cli(
+        capsys, "--gateway", fresh_stack.gateway, "--admin-key-env", "TUNE_TEST_ADMIN"
+    )
     assert code == 1
     assert "refused the admin key" in out
