@@ -113,6 +113,8 @@ def max_active(
         )
     stack_engine = defaults.engine_metrics_url if ours else None
     metrics_urls = engine_metrics or ([stack_engine] if stack_engine else [])
+    if max_preemptions_per_s is not None and not metrics_urls:
+        raise UsageError("--max-preemptions-per-s needs the engine's metrics: --engine-metrics URL")
     tune_slo = parse_tune_slo(
         slo,
         max_preemptions_per_s,

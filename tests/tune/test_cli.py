@@ -65,3 +65,13 @@ def test_apply_refuses_a_gateway_that_is_not_the_stacks(
     )
     assert code == 2
     assert "http://127.0.0.1:18080" in out
+
+
+def test_a_preemption_limit_needs_engine_metrics(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out = run_cli(
+        capsys,
+        "--admin-key-env", "TUNE_KEY", "--gateway", "http://127.0.0.1:9999",
+        "--max-preemptions-per-s", "0.1",
+    )  # fmt: skip
+    assert code == 2
+    assert "--engine-metrics" in out
