@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import json
 import os
-import select
 import signal
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -103,18 +103,20 @@ class Stack:
         )
         seen: list[str] = []
 
+        def read() -> None:
+            for line in proc.stdout or []:
+                seen.append(line)
+
+        # A thread reads, so no line waits unseen in a buffer while the test polls.
+        reader = threading.Thread(target=read, daemon=True)
+        reader.start()
+
         def lines(until: str, count: int = 1, timeout: float = 60) -> list[str]:
-            """Read until `until` has been seen `count` times (or `timeout`); all lines so far."""
-            assert proc.stdout is not None
+            """Wait until `until` has been seen `count` times (or `timeout`); all lines so far."""
             deadline = time.monotonic() + timeout
             while time.monotonic() < deadline and sum(until in s for s in seen) < count:
-                if not select.select([proc.stdout], [], [], 0.5)[0]:
-                    continue
-                line = proc.stdout.readline()
-                if not line:
-                    break
-                seen.append(line)
-            return seen
+                time.sleep(0.2)
+            return list(seen)
 
         try:
             yield lines
@@ -126,6 +128,7 @@ class Stack:
             except subprocess.TimeoutExpired:
                 os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait()
+            reader.join(timeout=10)
             if proc.stdout is not None:
                 proc.stdout.close()
 
