@@ -89,8 +89,8 @@ class DockerRuntime:
     def services(self) -> list[str]:
         """The services compose runs for this stack (enabled profiles included)."""
         if self._services is None:
-            if not self.compose_file.is_file():
-                return []
+            if not self.compose_file.is_file():  # never rendered: what the spec would run
+                return list(dict.fromkeys(["engine", *self.spec.endpoints()]))
             config: Any = self.docker(
                 "read the stack's compose file", lambda d: d.compose.config(return_json=True)
             )

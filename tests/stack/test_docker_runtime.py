@@ -322,3 +322,15 @@ def test_missing_compose_is_named_before_anything_starts(
     assert caught.value.command[1] == "compose"
     gist = str(caught.value).split(";")[0]  # docker's own words come first, not its usage text
     assert "unknown" in gist or "not a docker command" in gist, gist
+
+
+def test_status_of_a_stack_never_rendered_lists_its_services_as_stopped(
+    tmp_path: Path, engine_env: dict[str, str]
+) -> None:
+    spec = StackSpec.model_validate(
+        {"name": f"norender-{uuid.uuid4().hex[:8]}", "runtime": "docker"}
+    )
+    services = DockerRuntime(spec, tmp_path / "missing").status()
+    assert [s.name for s in services] == ["engine", "gateway", "prometheus", "grafana"]
+    assert {s.state for s in services} == {"stopped"}
+    assert not any(s.ready for s in services)
