@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-import click
 import typer
 
 from llmctl import __version__
@@ -52,6 +51,3 @@ def main(argv: Sequence[str] | None = None) -> None:
     except LlmctlError as exc:
         fail(str(exc))
         raise SystemExit(exc.exit_code) from None
-    except click.exceptions.Abort:
-        fail("aborted")
-        raise SystemExit(130) from None
