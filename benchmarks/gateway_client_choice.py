@@ -1,12 +1,14 @@
 """Which upstream HTTP client the gateway should use: latency added by bare proxies, side by side.
 
     python benchmarks/gateway_client_choice.py [--samples 1500] [--streams 64]
+        [--profile tiny] [--time-scale 50] [--gap-ms 0]
 
 Starts `llmctl sim serve --profile tiny --time-scale 50` (fast, so the proxies' own cost shows),
 `llmctl gateway serve`, and two bare aiohttp-server proxies in child processes: one whose upstream
 client is aiohttp, one whose upstream client is httpx. Then, one request at a time and rotating
-over the targets, measures time to the first streamed chunk; then `--streams` concurrent streams
-per target for token throughput. Prints a Markdown table.
+over the targets, measures time to the first streamed chunk (`--gap-ms` apart: with a real-GPU
+profile use 70, so the simulator is idle at each arrival); then `--streams` concurrent streams per
+target for token throughput. Prints a Markdown table.
 """
 
 from __future__ import annotations
@@ -98,7 +100,7 @@ def _wait_up(url: str, timeout: float = 30.0) -> None:
     raise SystemExit(f"{url} never answered")
 
 
-async def _latency(targets: dict[str, str], samples: int) -> dict[str, list[float]]:
+async def _latency(targets: dict[str, str], samples: int, gap_s: float) -> dict[str, list[float]]:
     body = json.dumps({"model": MODEL, "prompt": "Hello", "max_tokens": 2, "stream": True}).encode()
     out: dict[str, list[float]] = {name: [] for name in targets}
     names = list(targets)
@@ -116,6 +118,8 @@ async def _latency(targets: dict[str, str], samples: int) -> dict[str, list[floa
                 await resp.read()
             if i >= 10 * len(names):
                 out[name].append(elapsed)
+            if gap_s:
+                await asyncio.sleep(gap_s)
     return out
 
 
@@ -145,6 +149,9 @@ def main() -> None:
     parser.add_argument("--samples", type=int, default=1500)
     parser.add_argument("--streams", type=int, default=64)
     parser.add_argument("--max-tokens", type=int, default=256)
+    parser.add_argument("--profile", default="tiny")
+    parser.add_argument("--time-scale", default="50")
+    parser.add_argument("--gap-ms", type=float, default=0.0, help="Pause between latency samples.")
     args = parser.parse_args()
     try:
         import uvloop
@@ -167,9 +174,9 @@ def main() -> None:
                 "--model",
                 MODEL,
                 "--profile",
-                "tiny",
+                args.profile,
                 "--time-scale",
-                "50",
+                args.time_scale,
             ],
             **quiet,  # type: ignore[call-overload]
         ),
@@ -202,7 +209,7 @@ def main() -> None:
     try:
         for url in targets.values():
             _wait_up(url)
-        lat = asyncio.run(_latency(targets, args.samples))
+        lat = asyncio.run(_latency(targets, args.samples, args.gap_ms / 1000))
         tput = {
             name: asyncio.run(_throughput(url, args.streams, args.max_tokens))
             for name, url in targets.items()

@@ -8,7 +8,7 @@ so admission never queues) as child processes, then, in this process, runs N con
 that each send `--requests` streamed completions of exactly `--max-tokens` tokens back to back,
 alternating direct and via-gateway rounds so both see the same machine noise. Throughput is the
 tokens counted from each stream's `usage` frame over the round's wall time. TTFT samples alternate
-direct/via one request at a time (one stream). Prints a Markdown table and one JSON line.
+direct/via one request at a time (one stream), 70 ms apart so the engine is idle at each arrival. Prints a Markdown table and one JSON line.
 """
 
 from __future__ import annotations
@@ -129,6 +129,9 @@ async def _ttft_samples(direct: str, via: str, samples: int) -> dict[str, list[f
                 await r.read()
             if i >= 10:  # the first few warm the connections up
                 out[target].append(elapsed)
+            # Let the engine go idle: the simulator starts a step that follows an idle gap of
+            # under 50 ms at its previous step's end (in the past), which would hide added latency.
+            await asyncio.sleep(0.07)
     return out
 
 
