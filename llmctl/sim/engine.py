@@ -105,11 +105,14 @@ class Engine:
         profile = self.profile
         streak = 0
         while True:
-            if not sched.has_work():
+            idle = not sched.has_work()
+            if idle:
                 self._wake.clear()
                 await self._wake.wait()
             now = clock()
-            start = self._vclock if self._vclock > now - _MAX_LAG_S else now
+            # Catch up with a late virtual clock only while busy: after an idle wait the GPU was
+            # free, so the step starts now (starting it in the past would hide part of the TTFT).
+            start = self._vclock if not idle and self._vclock > now - _MAX_LAG_S else now
             plan = sched.schedule(start)
             step = profile.step_seconds(plan.prefill_tokens, len(plan.scheduled)) / self.time_scale
             end = start + step
