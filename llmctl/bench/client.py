@@ -41,6 +41,8 @@ class StreamingClient:
         self.target = target
         self.timeout_s = timeout_s
         self._idle: list[Connection] = []
+        # Connections carrying a request; one whose sender was cancelled stays here for `aclose`.
+        self._busy: set[Connection] = set()
         self._ssl: ssl.SSLContext | None = ssl.create_default_context() if target.tls else None
         auth = f"Authorization: Bearer {api_key}\r\n" if api_key else ""
         self._head_tail = (
@@ -60,6 +62,7 @@ class StreamingClient:
             conn, reused = await self._acquire(loop, record)
             if conn is None:
                 return
+            self._busy.add(conn)
             future = conn.start(request, record, token_key)
             timer = loop.call_later(
                 self.timeout_s, conn.abort, "client_timeout", f"no answer in {self.timeout_s:g}s"
@@ -68,6 +71,7 @@ class StreamingClient:
                 reusable = await future
             finally:
                 timer.cancel()
+            self._busy.discard(conn)
             # A kept-alive connection the server had already closed: retry once on a fresh one.
             if reused and record.failure == "stream_error" and not conn.got_head and attempt == 0:
                 record.failure = record.error = None
@@ -99,8 +103,22 @@ class StreamingClient:
             return None, False
         return conn, False
 
-    def close(self) -> None:
-        for conn in self._idle:
-            if conn.transport is not None:
-                conn.transport.close()
+    async def aclose(self, timeout_s: float = 1.0) -> None:
+        """Close every connection, idle or mid-response, and wait until their sockets are gone.
+
+        Mid-response ones are left by senders that were cancelled (Ctrl-C or a failing progress
+        hook): they are aborted, since their streams cannot be reused. Waiting for
+        `connection_lost` matters because a loop closed before it leaves transports unclosed.
+        """
+        conns = [*self._idle, *self._busy]
         self._idle.clear()
+        self._busy.clear()
+        for conn in conns:
+            if conn.transport is not None and not conn.transport.is_closing():
+                if conn.record is None:
+                    conn.transport.close()
+                else:
+                    conn.transport.abort()
+        lost = [conn.lost for conn in conns if conn.lost is not None and not conn.lost.done()]
+        if lost:
+            await asyncio.wait(lost, timeout=timeout_s)

@@ -36,13 +36,17 @@ class Connection(asyncio.Protocol):
         self.keep_alive = True
         self.token_key = b'"content":'
         self.got_head = False
+        self.lost: asyncio.Future[None] | None = None  # done once the socket is gone
 
     # -- asyncio.Protocol ---------------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
+        self.lost = asyncio.get_running_loop().create_future()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
+        if self.lost is not None and not self.lost.done():
+            self.lost.set_result(None)
         if self.state == _UNTIL_CLOSE:
             self._finish_body()
         elif self.record is not None:

@@ -57,7 +57,9 @@ async def arun_bench(config: BenchConfig, progress: BenchProgress | None = None)
             levels.append(level)
             hooks.on_done(index, level)
     finally:
-        client.close()
+        # Also on Ctrl-C or a failing hook: a socket left open warns (or wedges a test run) when
+        # the loop closes, and the server would go on streaming to nobody.
+        await client.aclose()
         await sampler.close()
     return BenchReport(
         llmctl_version=__version__,
@@ -122,6 +124,7 @@ class _LevelRun:
         self.start = self.t0 = 0.0
         self.t1: float | None = None
         self.max_in_flight_measured = 0
+        self.requests: set[asyncio.Task[None]] = set()
 
     async def run(self) -> LevelReport:
         # The first sample (and any HTTP set-up) happens before the load so it adds no send lag;
@@ -131,17 +134,22 @@ class _LevelRun:
         self.t0 = self.start + self.config.warmup_s
         if self.config.duration_s is not None:
             self.t1 = self.t0 + self.config.duration_s
-        ticker = asyncio.create_task(self._tick())
+        load = asyncio.create_task(self._load())
         try:
-            if isinstance(self.strategy, ConcurrentStrategy):
-                await self._closed_loop(self.strategy.concurrency)
-            else:
-                await self._open_loop(self.strategy)
+            # The hooks run here, not in a task of their own, so that whatever one raises (Ctrl-C
+            # included) reaches the caller at once instead of ending a ticker nobody awaits.
+            while not load.done():
+                self._report()
+                await asyncio.wait({load}, timeout=_TICK_S)
+            load.result()
         finally:
-            server = await self.sampler.stop()
-            ticker.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await ticker
+            # On any exit, no request task outlives the level; their connections, cut mid-stream,
+            # stay with the client, which closes them.
+            tasks = [load, *self.requests]
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+        server = await self.sampler.stop()
         records = self.counts.records
         measured = [r for r in records if r.planned >= self.t0]
         end = self.t1 if self.t1 is not None else max((r.end for r in measured), default=self.t0)
@@ -159,6 +167,18 @@ class _LevelRun:
         if self.t1 is not None:
             return now < self.t1
         return self.counts.measured_sent < (self.config.requests or 0)
+
+    async def _load(self) -> None:
+        if isinstance(self.strategy, ConcurrentStrategy):
+            await self._closed_loop(self.strategy.concurrency)
+        else:
+            await self._open_loop(self.strategy)
+
+    def _spawn(self, request: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
+        task = asyncio.create_task(request)
+        self.requests.add(task)
+        task.add_done_callback(self.requests.discard)
+        return task
 
     async def _one(self, record: RequestRecord) -> None:
         counts = self.counts
@@ -192,7 +212,7 @@ class _LevelRun:
                     await asyncio.sleep(backoff)
                 planned = time.perf_counter()
 
-        await asyncio.gather(*(worker() for _ in range(concurrency)))
+        await asyncio.gather(*(self._spawn(worker()) for _ in range(concurrency)))
 
     async def _open_loop(self, strategy: RateStrategy) -> None:
         limit = asyncio.Semaphore(strategy.max_concurrency) if strategy.max_concurrency else None
@@ -204,7 +224,6 @@ class _LevelRun:
             async with limit:
                 await self._one(record)
 
-        tasks: set[asyncio.Task[None]] = set()
         offsets = planned_offsets(
             strategy.rate, strategy.arrival, strategy.burstiness, self.config.seed + self.index
         )
@@ -217,39 +236,35 @@ class _LevelRun:
                 await asyncio.sleep(delay)
             if planned >= self.t0:
                 self.counts.measured_sent += 1  # counted at plan time so N requests means N
-            task = asyncio.create_task(limited(RequestRecord(planned=planned)))
-            tasks.add(task)
-            task.add_done_callback(tasks.discard)
-        while tasks:
-            await asyncio.gather(*list(tasks))
+            self._spawn(limited(RequestRecord(planned=planned)))
+        while self.requests:
+            await asyncio.gather(*list(self.requests))
 
-    async def _tick(self) -> None:
+    def _report(self) -> None:
         planned = None
         if self.t1 is not None:
             planned = self.t1 - self.start
-        while True:
-            counts = self.counts
-            now = time.perf_counter()
-            phase: Phase = "warmup" if now < self.t0 else "measure"
-            if phase == "measure" and not self._keep_sending(now):
-                phase = "drain"
-            self.hooks.on_update(
-                LevelProgress(
-                    index=self.index,
-                    total=len(self.config.levels),
-                    strategy=self.strategy,
-                    phase=phase,
-                    elapsed_s=now - self.start,
-                    planned_s=planned,
-                    requests_target=self.config.requests,
-                    sent=counts.sent,
-                    completed=counts.completed,
-                    failed=counts.failed,
-                    in_flight=counts.in_flight,
-                    output_tokens=counts.output_tokens,
-                )
+        counts = self.counts
+        now = time.perf_counter()
+        phase: Phase = "warmup" if now < self.t0 else "measure"
+        if phase == "measure" and not self._keep_sending(now):
+            phase = "drain"
+        self.hooks.on_update(
+            LevelProgress(
+                index=self.index,
+                total=len(self.config.levels),
+                strategy=self.strategy,
+                phase=phase,
+                elapsed_s=now - self.start,
+                planned_s=planned,
+                requests_target=self.config.requests,
+                sent=counts.sent,
+                completed=counts.completed,
+                failed=counts.failed,
+                in_flight=counts.in_flight,
+                output_tokens=counts.output_tokens,
             )
-            await asyncio.sleep(_TICK_S)
+        )
 
 
 def _run(coro: Coroutine[Any, Any, T]) -> T:

@@ -51,6 +51,7 @@ class ServerSampler:
             self._client = httpx.AsyncClient(timeout=max(self.interval, 2.0), headers=self.headers)
 
     async def close(self) -> None:
+        await self._cancel()  # a level cut short (Ctrl-C, a failing hook) never called `stop`
         if self._client is not None:
             await self._client.aclose()
             self._client = None
@@ -62,12 +63,16 @@ class ServerSampler:
         self._task = asyncio.create_task(self._loop())
 
     async def stop(self) -> ServerReport:
+        await self._cancel()
+        await self.sample()
+        return self._report
+
+    async def _cancel(self) -> None:
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
-        await self.sample()
-        return self._report
+            self._task = None
 
     async def _loop(self) -> None:
         while True:
