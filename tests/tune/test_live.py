@@ -2,20 +2,26 @@
 
 from __future__ import annotations
 
+import gc
 import os
 import signal
 import subprocess
 import sys
 import time
+import warnings
 from pathlib import Path
 
 import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from llmctl.bench.progress import LevelProgress
+from llmctl.core.config import AdmissionLimits
+from llmctl.core.metrics import GATEWAY_ACTIVE, GATEWAY_QUEUE_DEPTH
 from llmctl.tune.report import TrialReport, TuneReport, TuneSLO
 from llmctl.tune.runner import NullTuneProgress, tune_max_active
 from llmctl.tune.stackfile import write_max_active
+from llmctl.tune.trial import concurrency_for
 from tests.tune.conftest import ADMIN_KEY, INPUT_LEN, ORIGINAL, OUTPUT_LEN, Stack, run_cli
 
 pytestmark = pytest.mark.slow
@@ -130,9 +136,68 @@ class _StopAfter(NullTuneProgress):
             raise self.error
 
 
-# Ctrl-C in the middle of a trial's load is the SIGINT test below, in a real process: raised from
-# a hook inside bench's event loop, the interrupt leaves bench's in-flight connections unclosed,
-# and under this suite's warnings-as-errors their ResourceWarnings wedge the test process.
+class _StopMidTrial(NullTuneProgress):
+    """Raises `error` from a live update of the first trial once its clients are all in flight."""
+
+    def __init__(self, stack: Stack, error: BaseException) -> None:
+        self.stack, self.error = stack, error
+        self.limits_then: AdmissionLimits | None = None
+        self.raised_at: float | None = None
+        self.done: list[TrialReport] = []
+
+    def on_trial_update(self, progress: LevelProgress) -> None:
+        if progress.phase == "measure" and progress.in_flight >= concurrency_for(1):
+            self.limits_then = self.stack.limits()
+            self.raised_at = time.monotonic()
+            raise self.error
+
+    def on_trial_done(self, trial: TrialReport) -> None:
+        self.done.append(trial)
+
+
+def _gateway_busy(gateway: str) -> float:
+    """Requests the gateway holds now: admitted plus queued."""
+    busy = 0.0
+    for family in text_string_to_metric_families(httpx.get(f"{gateway}/metrics").text):
+        for sample in family.samples:
+            if sample.name in (GATEWAY_ACTIVE.series, GATEWAY_QUEUE_DEPTH.series):
+                busy += sample.value
+    return busy
+
+
+@pytest.mark.parametrize(
+    "error", [KeyboardInterrupt(), RuntimeError("boom")], ids=["ctrl-c-mid-trial", "error"]
+)
+def test_a_hook_raising_mid_trial_restores_the_limits_and_closes_the_trial_load(
+    fresh_stack: Stack, error: BaseException
+) -> None:
+    """Raised inside bench's event loop while the trial's streams run: it reaches the caller at
+    once (the trial would run 30 s), the limits come back, and the gateway sees every client go."""
+    stack = fresh_stack
+    settings = stack.settings(trial_duration_s=30.0, warmup_s=0.2)
+    hooks = _StopMidTrial(stack, error)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        with pytest.raises(type(error)) as raised:
+            tune_max_active(settings, stack.plan(settings), stack.admin, progress=hooks)
+        returned_at = time.monotonic()
+        gc.collect()  # an unclosed transport warns when it is collected
+    assert raised.value is error
+    assert hooks.raised_at is not None
+    assert returned_at - hooks.raised_at < 2.0
+    assert hooks.done == []  # mid-trial: no trial finished
+    # The trial's limits were live when the hook raised (MAX_ACTIVE 1, queue for the surplus).
+    assert hooks.limits_then is not None
+    assert hooks.limits_then.max_active == 1
+    assert hooks.limits_then.queue_mode == "queue"
+    assert stack.limits() == ORIGINAL
+    deadline = time.monotonic() + 3.0
+    while _gateway_busy(stack.gateway) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert _gateway_busy(stack.gateway) == 0
+    assert not [str(w.message) for w in caught if issubclass(w.category, ResourceWarning)]
+
+
 @pytest.mark.parametrize(
     "error", [KeyboardInterrupt(), RuntimeError("boom")], ids=["ctrl-c-between-trials", "error"]
 )
