@@ -15,6 +15,7 @@ from llmctl.bench.report import BenchReport, load_report, to_csv
 from llmctl.bench.runner import run_bench
 from llmctl.bench.strategies import ConcurrentStrategy, RateStrategy
 from llmctl.cli.console import console
+from llmctl.cli.endpoints import stack_addresses
 from llmctl.core.errors import TargetError, UsageError
 
 app = typer.Typer(
@@ -85,7 +86,10 @@ def _first_error(exc: ValidationError) -> str:
 def bench(
     ctx: typer.Context,
     target: str | None = typer.Option(
-        None, "--target", help="Base URL of the gateway or engine, e.g. http://127.0.0.1:8080."
+        None,
+        "--target",
+        help="Base URL of the gateway or engine, e.g. http://127.0.0.1:8080. "
+        "Default: the stack's gateway (and its engine's /metrics is sampled too).",
     ),
     concurrency: str | None = typer.Option(
         None, "--concurrency", help="Closed-loop levels: requests kept in flight, e.g. 1,8,32."
@@ -149,7 +153,10 @@ def bench(
     if ctx.invoked_subcommand is not None:
         return
     if target is None:
-        raise UsageError("--target URL is required (the gateway or engine base URL)")
+        urls = stack_addresses()
+        target = urls["gateway"]
+        engine_metrics = engine_metrics or [f"{urls['engine']}/metrics"]
+        console.print(f"[dim]target: the stack's gateway {target}[/dim]")
     levels = _levels(concurrency, rate, arrival, burstiness, max_concurrency)
     if endpoint not in ("chat", "completions"):
         raise UsageError(f"--endpoint must be chat or completions (got {endpoint!r})")

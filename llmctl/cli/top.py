@@ -5,29 +5,11 @@ from __future__ import annotations
 import typer
 
 from llmctl.cli.console import console
-from llmctl.core.errors import LlmctlError
+from llmctl.cli.endpoints import stack_addresses
 from llmctl.observe.direct import DirectSource
 from llmctl.observe.live import Sampler, run_live
 from llmctl.observe.prometheus import PrometheusSource
 from llmctl.observe.view import render
-
-DEFAULTS = {
-    "prometheus": "http://127.0.0.1:9090",
-    "gateway": "http://127.0.0.1:8080",
-    "engine": "http://127.0.0.1:8000",
-}
-
-
-def stack_addresses() -> dict[str, str]:
-    """The running stack's endpoints (as `up` saved them), else the config's, else the defaults."""
-    try:
-        from llmctl.stack.settings import load_stack, saved_spec, stack_dir
-
-        spec = load_stack().spec
-        endpoints = (saved_spec(stack_dir(spec)) or spec).endpoints()
-    except (ImportError, LlmctlError, OSError):
-        return dict(DEFAULTS)
-    return {key: endpoints.get(key, url) for key, url in DEFAULTS.items()}
 
 
 def top(

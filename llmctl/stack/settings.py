@@ -190,6 +190,11 @@ def saved_spec(directory: Path) -> StackSpec | None:
         return None  # written by another llmctl version; the current config is the next best
 
 
+def running_spec(spec: StackSpec, cwd: Path | None = None) -> StackSpec:
+    """The spec the stack was brought up with (ports and all), else `spec` itself."""
+    return saved_spec(stack_dir(spec, cwd)) or spec
+
+
 def _explain(exc: ValidationError, sources: Mapping[str, str], origin: str) -> str:
     lines = ["invalid stack configuration:"]
     for err in exc.errors():

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from llmctl.core.errors import ConfigError, LlmctlError
 from llmctl.stack.secrets import ADMIN_KEY, ENV_FILE, read_env_file
-from llmctl.stack.settings import CONFIG_FILE, LoadedStack, load_stack, stack_dir
+from llmctl.stack.settings import CONFIG_FILE, LoadedStack, load_stack, running_spec, stack_dir
 
 
 @dataclass(frozen=True)
@@ -42,7 +42,7 @@ def stack_defaults(
             raise
         return StackDefaults()
     spec = loaded.spec
-    endpoints = spec.endpoints()
+    endpoints = running_spec(spec, cwd).endpoints()
     engine = endpoints.get("engine")
     return StackDefaults(
         gateway_url=endpoints["gateway"],

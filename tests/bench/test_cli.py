@@ -47,7 +47,6 @@ def test_run_writes_json_csv_and_compare_reads_them(
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["--concurrency", "1"], "--target"),
         (["--target", "http://127.0.0.1:9", "--concurrency", "1,x"], "comma list"),
         (["--target", "http://127.0.0.1:9", "--concurrency", "0"], "positive"),
         (["--target", "http://127.0.0.1:9"], "exactly one"),
@@ -85,6 +84,20 @@ def test_unreachable_target_exits_1(capsys: pytest.CaptureFixture[str]) -> None:
         "1",
     )
     assert code == 1
+    assert "cannot reach" in err
+
+
+def test_without_target_the_stacks_gateway_is_used(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tests.support import free_port
+
+    port = free_port()
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("LLMCTL__PORTS__GATEWAY", str(port))
+    code, out, err = _run(capsys, "--concurrency", "1", "--requests", "1")
+    assert code == 1
+    assert f"127.0.0.1:{port}" in out
     assert "cannot reach" in err
 
 
