@@ -15,10 +15,10 @@ import os
 import resource
 import subprocess
 import sys
-import time
 from pathlib import Path
 
-import httpx
+# Run as `python benchmarks/bench_client.py`, so this folder is on sys.path.
+from _common import process_cpu_seconds, started
 
 from llmctl.bench.config import BenchConfig, PromptSpec
 from llmctl.bench.runner import run_bench
@@ -30,26 +30,9 @@ ITL_MS = 10.0
 GUIDELLM = Path("/root/.cache/llmctl/guidellm-venv/bin/guidellm")
 
 
-def start_engine(port: int) -> subprocess.Popen[bytes]:
-    proc = subprocess.Popen(
-        [sys.executable, str(HERE / "fake_engine.py"), "--port", str(port),
-         "--ttft-ms", str(ITL_MS), "--itl-ms", str(ITL_MS), "--tokens", str(TOKENS)],
-        stdout=subprocess.DEVNULL,
-    )  # fmt: skip
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        try:
-            httpx.get(f"http://127.0.0.1:{port}/health", timeout=1.0)
-            return proc
-        except httpx.HTTPError:
-            time.sleep(0.05)
-    proc.kill()
-    raise SystemExit("fake engine did not start")
-
-
-def engine_cpu(proc: subprocess.Popen[bytes]) -> float:
-    fields = Path(f"/proc/{proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+def engine_args(port: int) -> list[str]:
+    return [sys.executable, str(HERE / "fake_engine.py"), "--port", str(port),
+            "--ttft-ms", str(ITL_MS), "--itl-ms", str(ITL_MS), "--tokens", str(TOKENS)]  # fmt: skip
 
 
 def client_cpu() -> float:
@@ -101,8 +84,7 @@ def main() -> None:
     print(f"machine: {os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f} at start")
     print(f"{'level':<16}{'tok/s':>8}{'ideal':>8}{'ratio':>8}{'req/s':>8}{'lag p99':>9}"
           f"{'itl p99':>9}{'fail':>6}{'client us/tok':>15}{'engine us/tok':>15}")  # fmt: skip
-    engine = start_engine(args.port)
-    try:
+    with started(engine_args(args.port), f"http://127.0.0.1:{args.port}/health") as engine:
         for strategy in levels:
             config = BenchConfig(
                 target=f"http://127.0.0.1:{args.port}",
@@ -112,9 +94,9 @@ def main() -> None:
                 prompts=PromptSpec(input_len=32, output_len=TOKENS),
                 sample_interval_s=5.0,
             )
-            cpu0, eng0 = client_cpu(), engine_cpu(engine)
+            cpu0, eng0 = client_cpu(), process_cpu_seconds(engine.pid)
             level = run_bench(config).levels[0]
-            cpu, eng = client_cpu() - cpu0, engine_cpu(engine) - eng0
+            cpu, eng = client_cpu() - cpu0, process_cpu_seconds(engine.pid) - eng0
             # CPU per token over the whole level (warm-up and drain included) is robust to a
             # busy machine, unlike the token rate.
             tokens = max(1.0, level.output_throughput * (args.duration + args.warmup))
@@ -134,9 +116,6 @@ def main() -> None:
                 print(
                     f"{'  guidellm':<16}{rate:>8.0f}{ideal:>8.0f}{rate / ideal:>8.1%}", flush=True
                 )
-    finally:
-        engine.terminate()
-        engine.wait(10)
     print(f"load average {os.getloadavg()[0]:.1f} at end")
 
 

@@ -16,14 +16,16 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import socket
 import statistics
 import subprocess
 import sys
 import time
-import urllib.request
+from contextlib import ExitStack
 
 import aiohttp
+
+# Run as `python benchmarks/gateway_client_choice.py`, so this folder is on sys.path.
+from _common import free_port, started
 
 MODEL = "bench-model"
 
@@ -75,29 +77,6 @@ try:
 except ImportError:
     asyncio.run(main())
 """
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def _wait_up(url: str, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    body = json.dumps({"model": MODEL, "prompt": "x", "max_tokens": 1}).encode()
-    while time.monotonic() < deadline:
-        try:
-            req = urllib.request.Request(
-                url + "/v1/completions", data=body, headers={"Content-Type": "application/json"}
-            )
-            with urllib.request.urlopen(req, timeout=2) as resp:
-                if resp.status == 200:
-                    return
-        except OSError:
-            pass
-        time.sleep(0.1)
-    raise SystemExit(f"{url} never answered")
 
 
 async def _latency(targets: dict[str, str], samples: int, gap_s: float) -> dict[str, list[float]]:
@@ -159,65 +138,34 @@ def main() -> None:
         uvloop.install()
     except ImportError:
         pass
-    ports = {name: _free_port() for name in ("direct", "gateway", "aiohttp", "httpx")}
+    ports = {name: free_port() for name in ("direct", "gateway", "aiohttp", "httpx")}
     direct = f"http://127.0.0.1:{ports['direct']}"
     py = [sys.executable, "-m", "llmctl"]
-    quiet = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
-    procs = [
-        subprocess.Popen(
-            [
-                *py,
-                "sim",
-                "serve",
-                "--port",
-                str(ports["direct"]),
-                "--model",
-                MODEL,
-                "--profile",
-                args.profile,
-                "--time-scale",
-                args.time_scale,
-            ],
-            **quiet,  # type: ignore[call-overload]
-        ),
-        subprocess.Popen(
-            [
-                *py,
-                "gateway",
-                "serve",
-                "--port",
-                str(ports["gateway"]),
-                "--upstream",
-                direct,
-                "--max-active",
-                "1024",
-                "--queue-max",
-                "0",
-            ],
-            **quiet,  # type: ignore[call-overload]
-        ),
-    ]
-    for kind in ("aiohttp", "httpx"):
-        cmd = [sys.executable, "-c", _PROXY, direct, str(ports[kind]), kind]
-        procs.append(subprocess.Popen(cmd, **quiet))  # type: ignore[call-overload]
+    commands = {
+        "direct": [*py, "sim", "serve", "--port", str(ports["direct"]), "--model", MODEL,
+                   "--profile", args.profile, "--time-scale", args.time_scale],
+        "gateway": [*py, "gateway", "serve", "--port", str(ports["gateway"]), "--upstream", direct,
+                    "--max-active", "1024", "--queue-max", "0"],
+        **{kind: [sys.executable, "-c", _PROXY, direct, str(ports[kind]), kind]
+           for kind in ("aiohttp", "httpx")},
+    }  # fmt: skip
     targets = {
         "direct": direct,
         "llmctl gateway (aiohttp client)": f"http://127.0.0.1:{ports['gateway']}",
         "bare proxy, aiohttp client": f"http://127.0.0.1:{ports['aiohttp']}",
         "bare proxy, httpx client": f"http://127.0.0.1:{ports['httpx']}",
     }
-    try:
-        for url in targets.values():
-            _wait_up(url)
+    # The bare proxies route only completions, so readiness is one tiny completion through each.
+    probe = {"model": MODEL, "prompt": "x", "max_tokens": 1}
+    with ExitStack() as children:
+        for name, argv in commands.items():
+            url = f"http://127.0.0.1:{ports[name]}/v1/completions"
+            children.enter_context(started(argv, url, post_json=probe, stderr=subprocess.DEVNULL))
         lat = asyncio.run(_latency(targets, args.samples, args.gap_ms / 1000))
         tput = {
             name: asyncio.run(_throughput(url, args.streams, args.max_tokens))
             for name, url in targets.items()
         }
-    finally:
-        for proc in procs:
-            proc.terminate()
-            proc.wait(10)
     base = statistics.median(lat["direct"]) * 1000
     print(f"| target | first chunk p50 | added p50 | tok/s at {args.streams} streams |")
     print("|---|---:|---:|---:|")

@@ -16,46 +16,21 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import re
-import socket
 import statistics
 import subprocess
 import sys
 import time
-import urllib.request
+from contextlib import ExitStack
 from dataclasses import dataclass
 
 import aiohttp
 
+# Run as `python benchmarks/gateway_overhead.py`, so this folder is on sys.path.
+from _common import free_port, process_cpu_seconds, started
+
 MODEL = "bench-model"
 _COMPLETION_TOKENS = re.compile(rb'"completion_tokens":\s*(\d+)')
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def _wait_ready(url: str, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            with urllib.request.urlopen(url, timeout=2) as resp:
-                if resp.status == 200:
-                    return
-        except OSError:
-            pass
-        time.sleep(0.1)
-    raise SystemExit(f"{url} never became ready")
-
-
-def _cpu_seconds(pid: int) -> float:
-    """utime + stime of a process, from /proc (Linux)."""
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 @dataclass
@@ -154,57 +129,29 @@ def main() -> None:
     except ImportError:
         pass
 
-    sim_port, gw_port = _free_port(), _free_port()
+    sim_port, gw_port = free_port(), free_port()
     direct = f"http://127.0.0.1:{sim_port}"
     via = f"http://127.0.0.1:{gw_port}"
     py = [sys.executable, "-m", "llmctl"]
-    sim = subprocess.Popen(
-        [
-            *py,
-            "sim",
-            "serve",
-            "--port",
-            str(sim_port),
-            "--model",
-            MODEL,
-            "--profile",
-            args.profile,
-            "--time-scale",
-            str(args.time_scale),
-            "--max-num-seqs",
-            str(max(stream_counts) * 2),
-        ],
-        stdout=subprocess.DEVNULL,
-    )
-    gateway = subprocess.Popen(
-        [
-            *py,
-            "gateway",
-            "serve",
-            "--port",
-            str(gw_port),
-            "--upstream",
-            direct,
-            "--max-active",
-            str(max(stream_counts) * 2),
-            "--queue-max",
-            "0",
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        _wait_ready(direct + "/health")
-        _wait_ready(via + "/health")
+    sim_args = [*py, "sim", "serve", "--port", str(sim_port), "--model", MODEL,
+                "--profile", args.profile, "--time-scale", str(args.time_scale),
+                "--max-num-seqs", str(max(stream_counts) * 2)]  # fmt: skip
+    gateway_args = [*py, "gateway", "serve", "--port", str(gw_port), "--upstream", direct,
+                    "--max-active", str(max(stream_counts) * 2), "--queue-max", "0"]  # fmt: skip
+    with ExitStack() as children:
+        children.enter_context(started(sim_args, direct + "/health"))
+        gateway = children.enter_context(
+            started(gateway_args, via + "/health", stderr=subprocess.DEVNULL)
+        )
         rounds: list[Round] = []
         for streams in stream_counts:
             for _ in range(args.rounds):
                 for target, base in (("direct", direct), ("via", via)):
-                    cpu0 = _cpu_seconds(gateway.pid)
+                    cpu0 = process_cpu_seconds(gateway.pid)
                     tokens, seconds = asyncio.run(
                         _round(base, streams, args.requests, args.max_tokens)
                     )
-                    cpu = _cpu_seconds(gateway.pid) - cpu0
+                    cpu = process_cpu_seconds(gateway.pid) - cpu0
                     rounds.append(Round(target, streams, tokens, seconds, cpu))
                     print(
                         f"  {target:6} {streams:4} streams: {tokens / seconds:9.1f} tok/s "
@@ -212,10 +159,6 @@ def main() -> None:
                         file=sys.stderr,
                     )
         ttft = asyncio.run(_ttft_samples(direct, via, args.ttft_samples))
-    finally:
-        for proc in (gateway, sim):
-            proc.terminate()
-            proc.wait(10)
 
     report = _report(args, stream_counts, rounds, ttft)
     print(json.dumps(report))

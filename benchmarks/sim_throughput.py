@@ -14,21 +14,16 @@ import argparse
 import asyncio
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
-import urllib.request
+
+# Run as `python benchmarks/sim_throughput.py`, so this folder is on sys.path.
+from _common import free_port, process_cpu_seconds, started
 
 # One token frame of a streamed completion carries exactly one of these (the finish frame has a
 # finish_reason, the usage frame has no choices).
 _MARKER = b'"finish_reason":null'
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 async def _stream_forever(port: int, body: bytes, counts: list[int], stop: asyncio.Event) -> None:
@@ -51,16 +46,6 @@ async def _stream_forever(port: int, body: bytes, counts: list[int], stop: async
         writer.close()
 
 
-def _cpu_seconds(pid: int) -> float:
-    """User + system CPU time of process `pid` (Linux /proc), 0 where unavailable."""
-    try:
-        with open(f"/proc/{pid}/stat") as stat:
-            fields = stat.read().rsplit(")", 1)[1].split()
-    except OSError:
-        return 0.0
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 def _ceiling(profile_name: str, streams: int) -> float:
     """Tokens/s the profile's time model allows at this concurrency (decode steps only)."""
     from llmctl.sim.profiles import get_profile
@@ -81,10 +66,10 @@ async def _client(args: argparse.Namespace) -> None:
     tasks = [asyncio.create_task(_stream_forever(port, body, counts, stop)) for _ in range(streams)]
     await asyncio.sleep(warmup)
     start_count, start = counts[0], time.perf_counter()
-    cpu_start = _cpu_seconds(args.server_pid)
+    cpu_start = process_cpu_seconds(args.server_pid)
     await asyncio.sleep(seconds)
     tokens, elapsed = counts[0] - start_count, time.perf_counter() - start
-    sim_cpu = (_cpu_seconds(args.server_pid) - cpu_start) / elapsed
+    sim_cpu = (process_cpu_seconds(args.server_pid) - cpu_start) / elapsed
     stop.set()
     for task in tasks:
         task.cancel()
@@ -107,18 +92,6 @@ def _run_client(args: argparse.Namespace) -> None:
     run(_client(args))
 
 
-def _wait_ready(url: str, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            with urllib.request.urlopen(url, timeout=2) as resp:
-                if resp.status == 200:
-                    return
-        except OSError:
-            time.sleep(0.1)
-    raise SystemExit(f"simulator not ready at {url}")
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--streams", type=int, default=256)
@@ -133,23 +106,16 @@ def main() -> None:
     if args.client_only:
         _run_client(args)
         return
-    port = _free_port()
-    server = subprocess.Popen(
-        [sys.executable, "-m", "llmctl", "sim", "serve", "--port", str(port),
-         "--profile", args.profile],
-        stdout=subprocess.DEVNULL,
-    )  # fmt: skip
-    try:
-        _wait_ready(f"http://127.0.0.1:{port}/health")
+    port = free_port()
+    server_args = [sys.executable, "-m", "llmctl", "sim", "serve", "--port", str(port),
+                   "--profile", args.profile]  # fmt: skip
+    with started(server_args, f"http://127.0.0.1:{port}/health") as server:
         client_args = [a for a in sys.argv[1:] if a not in ("--client-only",)]
         subprocess.run(
             [sys.executable, os.path.abspath(__file__), *client_args, "--client-only",
              "--port", str(port), "--server-pid", str(server.pid)],
             check=True,
         )  # fmt: skip
-    finally:
-        server.terminate()
-        server.wait(10)
 
 
 if __name__ == "__main__":

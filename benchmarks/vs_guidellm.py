@@ -17,11 +17,11 @@ import json
 import random
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
-import httpx
+# Run as `python benchmarks/vs_guidellm.py`, so this folder is on sys.path.
+from _common import started
 
 from llmctl.bench.prompts import _WORDS
 
@@ -91,24 +91,15 @@ def main() -> None:
     sim_cmd = [sys.executable, "-m", "llmctl", "sim", "serve", "--profile", PROFILE,
                "--port", str(args.port)]  # fmt: skip
     print("$", " ".join(sim_cmd), flush=True)
-    sim = subprocess.Popen(sim_cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        for _ in range(100):
-            try:
-                if httpx.get(f"{url}/health", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.1)
+    # started() fails clearly if the simulator never answers /health, and stops it by PID
+    # (SIGTERM, then SIGKILL after a grace period) however the run ends.
+    with started(sim_cmd, f"{url}/health", stderr=subprocess.DEVNULL):
         rows = []
         for streams in (int(s) for s in args.concurrency.split(",")):
             g = run_guidellm(url, theirs, streams, args.duration, args.workdir / f"g{streams}.json")
             ll = run_llmctl(url, ours, streams, args.duration, args.output_len,
                             args.workdir / f"l{streams}.json")  # fmt: skip
             rows.append((streams, g, ll))
-    finally:
-        sim.terminate()
-        sim.wait(10)
     print(f"\n{'conc':>4} {'metric':<20}{'guidellm':>10}{'llmctl':>10}{'llmctl/g':>10}")
     for streams, g, ll in rows:
         for key in g:

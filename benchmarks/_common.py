@@ -1,0 +1,102 @@
+"""What the benchmark scripts share: free ports, readiness polling, child processes, CPU time."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from typing import IO, Any
+
+# A child's output goes to a file object, DEVNULL/PIPE, or None (inherited), as Popen takes it.
+Output = int | IO[Any] | None
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that was free a moment ago."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_ready(
+    url: str,
+    timeout: float = 30.0,
+    ok_status: Sequence[int] = (200,),
+    *,
+    post_json: dict[str, Any] | None = None,
+    proc: subprocess.Popen[bytes] | None = None,
+) -> None:
+    """Poll `url` until it answers one of `ok_status`; exit with a clear message if it never does.
+
+    With `post_json` the probe is a POST of that body (for servers that only route completions).
+    With `proc`, a child that has already exited fails at once instead of after `timeout`.
+    """
+    data = None if post_json is None else json.dumps(post_json).encode()
+    headers = {} if data is None else {"Content-Type": "application/json"}
+    deadline = time.monotonic() + timeout
+    last = "no answer"
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise SystemExit(f"{url}: the server exited with code {proc.returncode} before ready")
+        request = urllib.request.Request(url, data=data, headers=headers)
+        try:
+            with urllib.request.urlopen(request, timeout=2) as resp:
+                status = resp.status
+        except urllib.error.HTTPError as exc:  # a non-2xx answer still says the server is up
+            status = exc.code
+        except OSError as exc:
+            last = str(exc)
+            time.sleep(0.1)
+            continue
+        if status in ok_status:
+            return
+        last = f"HTTP {status}"
+        time.sleep(0.1)
+    raise SystemExit(f"{url} not ready after {timeout:g} s (last: {last})")
+
+
+def process_cpu_seconds(pid: int) -> float:
+    """User + system CPU time of process `pid` so far, from /proc (Linux)."""
+    with open(f"/proc/{pid}/stat") as stat:
+        # The command name in parentheses may hold spaces; the fields after it do not.
+        fields = stat.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def stop(proc: subprocess.Popen[bytes], grace: float = 10.0) -> None:
+    """SIGTERM the child by PID, then SIGKILL if it has not exited within `grace` seconds."""
+    if proc.poll() is not None:
+        return
+    proc.terminate()
+    try:
+        proc.wait(grace)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+@contextmanager
+def started(
+    args: Sequence[str],
+    ready_url: str | None = None,
+    *,
+    timeout: float = 30.0,
+    post_json: dict[str, Any] | None = None,
+    stdout: Output = subprocess.DEVNULL,
+    stderr: Output = None,
+    grace: float = 10.0,
+) -> Iterator[subprocess.Popen[bytes]]:
+    """Run `args` as a child process, wait until `ready_url` answers, and always stop it on exit."""
+    proc = subprocess.Popen(list(args), stdout=stdout, stderr=stderr)
+    try:
+        if ready_url is not None:
+            wait_ready(ready_url, timeout, post_json=post_json, proc=proc)
+        yield proc
+    finally:
+        stop(proc, grace)
