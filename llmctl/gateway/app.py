@@ -13,12 +13,12 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import ValidationError
 
-from llmctl.core.config import AdmissionLimits, GatewayConfig, format_validation_error
+from llmctl.core.config import GatewayConfig, format_validation_error
 from llmctl.gateway.admission import AdmissionController, AdmissionRefused
-from llmctl.gateway.auth import KeyRing
+from llmctl.gateway.auth import KeyRing, readable
 from llmctl.gateway.errors import error_response
 from llmctl.gateway.health import EngineProbe
-from llmctl.gateway.metrics import GatewayMetrics
+from llmctl.gateway.metrics import GatewayMetrics, Outcome
 from llmctl.gateway.payload import (
     CHAT_PATH,
     COMPLETIONS_PATH,
@@ -53,6 +53,7 @@ class Gateway:
             self.config.request_timeout_s,
             self.metrics,
             retry,
+            self.admission.retry_after,
         )
         self.probe = EngineProbe(
             self._session,
@@ -80,37 +81,46 @@ class Gateway:
         return await self._completion(request, COMPLETIONS_PATH)
 
     async def _completion(self, request: web.Request, route: str) -> web.StreamResponse:
+        # Every exit (answers, cancellation, a bug's exception) is counted here, exactly once.
+        outcome = Outcome()
+        try:
+            return await self._handle(request, route, outcome)
+        finally:
+            self.metrics.count_request(route, outcome.status, outcome.reason or "internal_error")
+
+    async def _handle(
+        self, request: web.Request, route: str, outcome: Outcome
+    ) -> web.StreamResponse:
         arrived = time.monotonic()
         metrics = self.metrics
         rid = request_id(request.headers.get("X-Request-Id"))
         headers = {"X-Request-Id": rid}
         authorization = request.headers.get("Authorization")
-        if not self.keys.allows(authorization):
-            metrics.count_request(route, 401, "unauthorized")
+        if not (readable(authorization) and self.keys.allows(authorization)):
+            outcome.set(401, "unauthorized")
             return error_response(401, "a valid API key is required", "invalid_api_key", headers)
         try:
             raw = await request.read()
             parsed = parse_completion(raw, route, self.config.model_name)
         except web.HTTPRequestEntityTooLarge:
-            metrics.count_request(route, 413, "bad_request")
+            outcome.set(413, "bad_request")
             limit = self.config.max_body_bytes
             return error_response(
                 413, f"request body is larger than {limit} bytes", "request_too_large", headers
             )
         except BadRequest as exc:
-            metrics.count_request(route, 400, "bad_request")
+            outcome.set(400, "bad_request")
             return error_response(400, str(exc), "bad_request", headers, param=exc.param)
 
         upstream_headers = {"Content-Type": "application/json", "X-Request-Id": rid}
-        if authorization and not self.keys.enabled:
-            # Without gateway keys the client's key is meant for the engine (vLLM --api-key).
-            upstream_headers["Authorization"] = authorization
+        if not self.keys.enabled:
+            upstream_headers.update(_engine_auth(authorization))
 
         try:
             slot = await self.admission.acquire()
         except AdmissionRefused as refused:
             metrics.queue_wait.labels(refused.reason).observe(refused.waited_s)
-            metrics.count_request(route, refused.status, refused.reason)
+            outcome.set(refused.status, refused.reason)
             headers["X-Queue-Wait-Ms"] = f"{refused.waited_s * 1000:.1f}"
             return error_response(
                 refused.status,
@@ -122,7 +132,7 @@ class Gateway:
         except asyncio.CancelledError:
             metrics.queue_wait.labels("client_disconnect").observe(time.monotonic() - arrived)
             metrics.disconnects.labels("queued").inc()
-            metrics.count_request(route, 499, "client_disconnect")
+            outcome.set(499, "client_disconnect")
             raise
         try:
             metrics.queue_wait.labels("admitted").observe(slot.waited_s)
@@ -131,7 +141,7 @@ class Gateway:
             if proxy is None:
                 raise RuntimeError("gateway not started")
             return await proxy.forward(
-                request, route, parsed.body, parsed.stream, upstream_headers, headers, slot
+                request, route, parsed.body, parsed.stream, upstream_headers, headers, slot, outcome
             )
         finally:
             slot.release()
@@ -139,14 +149,18 @@ class Gateway:
 
     async def models(self, request: web.Request) -> web.StreamResponse:
         headers = {"X-Request-Id": request_id(request.headers.get("X-Request-Id"))}
-        if not self.keys.allows(request.headers.get("Authorization")):
+        authorization = request.headers.get("Authorization")
+        if not (readable(authorization) and self.keys.allows(authorization)):
             return error_response(401, "a valid API key is required", "invalid_api_key", headers)
+        upstream_headers = _engine_auth(authorization) if not self.keys.enabled else {}
         if self._session is None:
             raise RuntimeError("gateway not started")
         timeout = aiohttp.ClientTimeout(total=10.0)
         url = f"{self.config.upstream_url}/v1/models"
         try:
-            async with self._session.get(url, timeout=timeout) as upstream:
+            async with self._session.get(
+                url, timeout=timeout, headers=upstream_headers
+            ) as upstream:
                 body = await upstream.read()
                 return web.Response(
                     body=body,
@@ -190,7 +204,7 @@ class Gateway:
             return denied
         try:
             changes = json.loads(await request.read())
-        except ValueError:
+        except (ValueError, RecursionError):
             return error_response(400, "body must be a JSON object", "bad_request")
         if not isinstance(changes, dict):
             return error_response(400, "body must be a JSON object", "bad_request")
@@ -204,9 +218,15 @@ class Gateway:
     def _admin_denied(self, request: web.Request) -> web.Response | None:
         if not self.admin_keys.enabled:
             return error_response(404, "not found (no admin key is configured)", "not_found")
-        if not self.admin_keys.allows(request.headers.get("Authorization")):
+        authorization = request.headers.get("Authorization")
+        if not (readable(authorization) and self.admin_keys.allows(authorization)):
             return error_response(401, "a valid admin key is required", "invalid_api_key")
         return None
+
+
+def _engine_auth(authorization: str | None) -> dict[str, str]:
+    """Without gateway keys the client's key is meant for the engine (vLLM --api-key)."""
+    return {"Authorization": authorization} if authorization else {}
 
 
 _KNOWN_PATHS = frozenset(
@@ -253,4 +273,4 @@ def build_app(config: GatewayConfig) -> web.Application:
     return app
 
 
-__all__ = ["GATEWAY_KEY", "AdmissionLimits", "Gateway", "build_app"]
+__all__ = ["GATEWAY_KEY", "Gateway", "build_app"]

@@ -18,6 +18,18 @@ def bearer_token(authorization: str | None) -> str | None:
     return token.strip()
 
 
+def readable(authorization: str | None) -> bool:
+    """False for a header holding bytes that are not UTF-8 (aiohttp keeps them as surrogates);
+    no key can match it and it cannot be forwarded to the engine either."""
+    if authorization is None:
+        return True
+    try:
+        authorization.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 class KeyRing:
     """A set of accepted keys; empty means every request is allowed."""
 
@@ -34,7 +46,9 @@ class KeyRing:
         token = bearer_token(authorization)
         if token is None:
             return False
-        candidate = token.encode()
+        # aiohttp keeps undecodable header bytes as surrogates; turn them back into the raw bytes
+        # (which match no key) instead of failing on them.
+        candidate = token.encode("utf-8", "surrogateescape")
         # Compare against every key without stopping early, so timing reveals neither which key
         # matched nor how many characters did.
         matched = False

@@ -16,7 +16,7 @@ def lists_model(body: bytes, model_name: str | None) -> bool:
     """Whether a `/v1/models` answer lists a model (the configured one, when there is one)."""
     try:
         data = json.loads(body).get("data")
-    except (ValueError, AttributeError):
+    except (ValueError, AttributeError, RecursionError):
         return False
     if not isinstance(data, list) or not data:
         return False
@@ -71,7 +71,13 @@ class EngineProbe:
     async def _run(self) -> None:
         while True:
             was_ready = self.ready
-            await self.probe()
+            try:
+                await self.probe()
+            except Exception as exc:
+                # A bug here must not end the probe for good: /health would be stuck on its last
+                # verdict. Report it, call the engine not ready, and probe again.
+                log.exception("engine probe failed")
+                self.ready, self.detail = False, f"probe failed: {type(exc).__name__}"
             if self.ready != was_ready:
                 log.info("engine %s (%s)", "ready" if self.ready else "not ready", self.detail)
             await asyncio.sleep(self._interval_s)

@@ -21,6 +21,21 @@ def _build(spec: MetricSpec, registry: CollectorRegistry) -> MetricWrapperBase:
     return Histogram(spec.name, spec.help, buckets=spec.buckets, **kwargs)
 
 
+class Outcome:
+    """How one request ended. The first verdict wins (a client that leaves while the gateway
+    writes an error event does not make a second one); the request handler counts it once."""
+
+    __slots__ = ("reason", "status")
+
+    def __init__(self) -> None:
+        self.status = 500
+        self.reason: str | None = None
+
+    def set(self, status: int, reason: str) -> None:
+        if self.reason is None:
+            self.status, self.reason = status, reason
+
+
 class GatewayMetrics:
     """Every gateway series in its own registry (so several gateways can live in one test process)."""
 

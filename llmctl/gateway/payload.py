@@ -41,6 +41,8 @@ def parse_completion(raw: bytes, path: str, default_model: str | None) -> Comple
         data = json.loads(raw)
     except (ValueError, UnicodeDecodeError) as exc:
         raise BadRequest(f"request body is not valid JSON: {exc}") from None
+    except RecursionError:
+        raise BadRequest("request body is nested too deeply") from None
     if not isinstance(data, dict):
         raise BadRequest("request body must be a JSON object")
     key = REQUIRED_KEY[path]
@@ -67,6 +69,21 @@ def request_id(given: str | None) -> str:
     if given and _REQUEST_ID.match(given):
         return given
     return uuid.uuid4().hex
+
+
+def content_frames(chunk: bytes, key: bytes) -> int:
+    """How many frames in `chunk` carry a non-empty `key` string (`"content":` for chat,
+    `"text":` for completions), by byte counts alone: this runs on every streamed chunk.
+
+    A quote inside generated text is escaped, so the pattern cannot match inside a string. Frames
+    split across two chunks are missed; usage from the engine, when present, is exact."""
+    full = key + b'"'
+    found = chunk.count(full)
+    if found:
+        return found - chunk.count(full + b'"')
+    spaced = key + b' "'  # json.dumps's default separators
+    found = chunk.count(spaced)
+    return found - chunk.count(spaced + b'"') if found else 0
 
 
 def usage_tokens(blob: bytes) -> tuple[int, int] | None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+from collections.abc import Callable
 
 import aiohttp
 from aiohttp import web
@@ -19,8 +20,8 @@ from aiohttp import web
 from llmctl.core.openai import sse_error_event
 from llmctl.gateway.admission import Slot
 from llmctl.gateway.errors import error_response
-from llmctl.gateway.metrics import GatewayMetrics
-from llmctl.gateway.payload import usage_tokens
+from llmctl.gateway.metrics import GatewayMetrics, Outcome
+from llmctl.gateway.payload import CHAT_PATH, COMPLETIONS_PATH, content_frames, usage_tokens
 
 SSE_HEADERS = {
     "Content-Type": "text/event-stream",
@@ -31,6 +32,10 @@ _DONE = b"[DONE]"
 _DONE_EVENT = b"data: [DONE]\n\n"
 # How long to wait for the engine to end its response after [DONE] before dropping the connection.
 _DRAIN_S = 1.0
+# The JSON key whose non-empty string marks a frame that carries generated text, per route.
+_CONTENT_KEY = {CHAT_PATH: b'"content":', COMPLETIONS_PATH: b'"text":'}
+# Upstream statuses that tell the client to come back later: they always carry Retry-After.
+_RETRY_STATUSES = (429, 503)
 
 
 def make_session(connect_timeout_s: float = 5.0) -> aiohttp.ClientSession:
@@ -53,12 +58,14 @@ class Proxy:
         request_timeout_s: float,
         metrics: GatewayMetrics,
         retry_after_unavailable: int,
+        retry_after: Callable[[], int],
     ) -> None:
         self._session = session
         self._upstream = upstream_url
         self.request_timeout_s = request_timeout_s
         self._metrics = metrics
         self._retry_unavailable = retry_after_unavailable
+        self._retry_after = retry_after
 
     async def forward(
         self,
@@ -69,7 +76,9 @@ class Proxy:
         upstream_headers: dict[str, str],
         headers: dict[str, str],
         slot: Slot,
+        outcome: Outcome,
     ) -> web.StreamResponse:
+        """Forward one admitted request; how it ended goes into `outcome` (set exactly once)."""
         metrics = self._metrics
         remaining = self.request_timeout_s - (time.monotonic() - slot.admitted_at)
         upstream: aiohttp.ClientResponse | None = None
@@ -94,7 +103,7 @@ class Proxy:
                         state = "done"
                 except (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError):
                     metrics.upstream_errors.labels("connect").inc()
-                    metrics.count_request(route, 503, "engine_unavailable")
+                    outcome.set(503, "engine_unavailable")
                     return error_response(
                         503,
                         "the engine is unavailable",
@@ -104,31 +113,38 @@ class Proxy:
                     )
                 except aiohttp.ClientError as exc:
                     metrics.upstream_errors.labels("protocol").inc()
-                    metrics.count_request(route, 502, "upstream_error")
+                    outcome.set(502, "upstream_error")
                     return error_response(
                         502, f"the engine failed: {type(exc).__name__}", "upstream_error", headers
                     )
                 if whole:
-                    if upstream.status >= 400:
+                    status = upstream.status
+                    if status >= 500:
                         metrics.upstream_errors.labels("status").inc()
-                        metrics.count_request(route, upstream.status, "upstream_error")
+                        outcome.set(status, "upstream_error")
+                    elif status >= 400:
+                        # The client's mistake (unknown model, prompt too long), not the engine's.
+                        outcome.set(status, "bad_request")
                     else:
                         self._count_usage(usage_tokens(payload), 0)
-                        metrics.count_request(route, upstream.status, "ok")
+                        outcome.set(status, "ok")
+                    if status in _RETRY_STATUSES:
+                        given = upstream.headers.get("Retry-After")
+                        headers = {**headers, "Retry-After": given or str(self._retry_after())}
                     return web.Response(
                         body=payload,
-                        status=upstream.status,
+                        status=status,
                         content_type=upstream.content_type,
                         headers=headers,
                     )
                 out = web.StreamResponse(status=upstream.status, headers={**headers, **SSE_HEADERS})
                 await out.prepare(request)
                 stage = "streaming"
-                state = await self._pump(route, upstream, out, slot)
+                state = await self._pump(route, upstream, out, slot, outcome)
         except TimeoutError:
             metrics.upstream_errors.labels("timeout").inc()
             if out is None:
-                metrics.count_request(route, 504, "deadline")
+                outcome.set(504, "deadline")
                 return error_response(
                     504,
                     f"the request passed its {self.request_timeout_s:g} s deadline",
@@ -136,19 +152,22 @@ class Proxy:
                     headers,
                     retry_after=1,
                 )
-            metrics.count_request(route, out.status, "deadline")
+            outcome.set(out.status, "deadline")
             await self._end_stream(out, "the request passed its deadline", "deadline")
             return out
         except asyncio.CancelledError:
-            # The client went away and aiohttp cancelled the handler.
-            metrics.disconnects.labels(stage).inc()
-            metrics.count_request(route, 499, "client_disconnect")
+            # The client went away and aiohttp cancelled the handler (unless the request had
+            # already failed, and the client left while hearing about it).
+            if outcome.reason is None:
+                metrics.disconnects.labels(stage).inc()
+                outcome.set(499, "client_disconnect")
             raise
         except ConnectionResetError:
             # The client went away and a write found its socket shut. Returning (not raising) keeps
             # aiohttp from logging this expected event as a 500 with a traceback.
-            metrics.disconnects.labels(stage).inc()
-            metrics.count_request(route, 499, "client_disconnect")
+            if outcome.reason is None:
+                metrics.disconnects.labels(stage).inc()
+                outcome.set(499, "client_disconnect")
             return out if out is not None else web.Response(status=499)
         finally:
             if upstream is not None and state != "drain":
@@ -178,28 +197,32 @@ class Proxy:
         upstream: aiohttp.ClientResponse,
         out: web.StreamResponse,
         slot: Slot,
+        outcome: Outcome,
     ) -> str:
         """Copy SSE bytes as they arrive; returns the stream's state (see `forward`)."""
         metrics = self._metrics
         content = upstream.content
-        events = 0
+        key = _CONTENT_KEY[route]
+        tokens = 0
         prev = last = b""
-        first = True
         state = "done"
         while True:
             try:
                 chunk = await content.readany()
             except aiohttp.ClientError:
                 metrics.upstream_errors.labels("stream").inc()
-                metrics.count_request(route, out.status, "upstream_error")
+                outcome.set(out.status, "upstream_error")
                 await self._end_stream(out, "the engine stream broke off", "upstream_error")
                 return "failed"
             if not chunk:
                 break
-            if first:
-                first = False
-                metrics.ttft.labels(route).observe(time.monotonic() - slot.admitted_at)
-            events += chunk.count(b"data:")
+            # Frames with text only: chat's role frame and the finish frame are not tokens, and
+            # time to first token is when the first text arrives, not the first byte.
+            found = content_frames(chunk, key)
+            if found:
+                if not tokens:
+                    metrics.ttft.labels(route).observe(time.monotonic() - slot.admitted_at)
+                tokens += found
             prev, last = last, chunk
             if chunk.endswith(_DONE_EVENT):
                 # The last event: send it with the chunked-encoding terminator in one write (one
@@ -211,13 +234,13 @@ class Proxy:
         tail = prev[-64:] + last
         if _DONE not in tail[-32:]:
             metrics.upstream_errors.labels("stream").inc()
-            metrics.count_request(route, out.status, "upstream_error")
+            outcome.set(out.status, "upstream_error")
             await self._end_stream(out, "the engine stream ended early", "upstream_error")
             return "failed"
         # Usage, when asked for, is the last event before [DONE]; a short tail holds it.
         usage = usage_tokens(prev[-4096:] + last)
-        self._count_usage(usage, max(0, events - 1))
-        metrics.count_request(route, out.status, "ok")
+        self._count_usage(usage, tokens)
+        outcome.set(out.status, "ok")
         return state
 
     @staticmethod

@@ -3,7 +3,12 @@
 Each request may carry a `fake` object that the gateway forwards untouched:
 `delay` (seconds before headers), `status` (answer with this error), `tokens`, `interval` (seconds
 between tokens), `drop_after` (cut the connection after N tokens), `stall_after` (stop sending after
-N tokens), `no_done` (end without `[DONE]`), `json_for_stream` (answer a stream request with JSON).
+N tokens), `no_done` (end without `[DONE]`), `json_for_stream` (answer a stream request with JSON),
+`retry_after` (a Retry-After header on an error answer), `early_role` (send chat's role frame at
+once, then wait this many seconds before the first token).
+
+Streams are framed as vLLM frames them: chat's role frame goes out with the first token, then one
+frame per token, then a finish frame with an empty delta (empty text for completions).
 """
 
 from __future__ import annotations
@@ -55,6 +60,8 @@ class FakeEngine:
         self.bodies: list[dict[str, Any]] = []
         self.headers: list[CIMultiDict[str]] = []
         self.client_ports: set[int] = set()
+        self.models_body: bytes | None = None  # replaces the /v1/models answer when set
+        self.models_auth: list[str | None] = []  # Authorization of each /v1/models request
         self.runner: web.AppRunner | None = None
         self.port = 0
 
@@ -81,6 +88,9 @@ class FakeEngine:
             await self.runner.cleanup()
 
     async def _models(self, request: web.Request) -> web.Response:
+        self.models_auth.append(request.headers.get("Authorization"))
+        if self.models_body is not None:
+            return web.Response(body=self.models_body, content_type="application/json")
         if not self.ready:
             return web.json_response({"object": "list", "data": []})
         return web.json_response({"object": "list", "data": [{"id": MODEL, "object": "model"}]})
@@ -102,7 +112,8 @@ class FakeEngine:
             if status:
                 done = True
                 err = {"error": {"message": "fake failure", "type": "x", "code": status}}
-                return web.json_response(err, status=status)
+                extra = {"Retry-After": str(spec["retry_after"])} if "retry_after" in spec else None
+                return web.json_response(err, status=status, headers=extra)
             chat = request.path.endswith("chat/completions")
             tokens = int(spec.get("tokens", 3))
             if not body.get("stream") or spec.get("json_for_stream"):
@@ -111,6 +122,10 @@ class FakeEngine:
                 return web.json_response(_full(chat, tokens))
             out = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
             await out.prepare(request)
+            early = chat and "early_role" in spec
+            if early:
+                await out.write(_event(_role_chunk()))
+                await asyncio.sleep(spec["early_role"])
             for i in range(tokens):
                 if spec.get("drop_after") == i:
                     done = True
@@ -119,9 +134,13 @@ class FakeEngine:
                     return out
                 if spec.get("stall_after") == i:
                     await asyncio.sleep(3600)
-                await out.write(_event(_chunk(chat, i)))
+                frame = _event(_chunk(chat, i))
+                if i == 0 and chat and not early:
+                    frame = _event(_role_chunk()) + frame
+                await out.write(frame)
                 if spec.get("interval"):
                     await asyncio.sleep(spec["interval"])
+            await out.write(_event(_finish_chunk(chat)))
             if (body.get("stream_options") or {}).get("include_usage"):
                 usage = {
                     "prompt_tokens": 7,
@@ -155,6 +174,23 @@ def _chunk(chat: bool, i: int) -> dict[str, Any]:
         choice = {"index": 0, "text": f"t{i} ", "finish_reason": None}
         obj = "text_completion"
     return {"id": "fake-1", "object": obj, "created": 1, "model": MODEL, "choices": [choice]}
+
+
+def _role_chunk() -> dict[str, Any]:
+    obj = _chunk(True, 0)
+    obj["choices"][0]["delta"] = {"role": "assistant", "content": ""}
+    return obj
+
+
+def _finish_chunk(chat: bool) -> dict[str, Any]:
+    obj = _chunk(chat, 0)
+    choice = obj["choices"][0]
+    if chat:
+        choice["delta"] = {}
+    else:
+        choice["text"] = ""
+    choice["finish_reason"] = "length"
+    return obj
 
 
 def _full(chat: bool, tokens: int) -> dict[str, Any]:
