@@ -24,7 +24,8 @@ def _read_keys(path: Path | None, what: str) -> list[str] | None:
         text = path.read_text()
     except OSError as exc:
         raise ConfigError(f"cannot read the {what} file {path}: {exc.strerror}") from exc
-    keys = [line.strip() for line in text.splitlines() if line.strip() and not line.startswith("#")]
+    lines = (line.strip() for line in text.splitlines())
+    keys = [line for line in lines if line and not line.startswith("#")]
     if not keys:
         raise ConfigError(f"the {what} file {path} holds no key")
     return keys

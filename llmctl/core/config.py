@@ -21,7 +21,8 @@ BaseModelT = TypeVar("BaseModelT", bound=BaseModel)
 class AdmissionLimits(BaseModel):
     """The live-tunable admission settings (what `GET/PUT /admin/limits` reads and writes)."""
 
-    model_config = ConfigDict(extra="forbid")
+    # No infinite or NaN timeouts: "inf" would turn a deadline off and serialize as invalid JSON.
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     max_active: int = Field(4, ge=1, description="Requests allowed at the engine at once.")
     queue_mode: QueueMode = Field("queue", description="`queue`: wait for a slot; `reject`: 429.")

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import signal
 from collections.abc import Mapping
 
@@ -62,7 +61,13 @@ async def start_gateway(
     )
     await runner.setup()
     site = web.TCPSite(runner, config.host, config.port, backlog=2048, reuse_address=True)
-    await site.start()
+    try:
+        await site.start()
+    except OSError as exc:
+        await runner.cleanup()  # closes the upstream pool too (no "Unclosed client session")
+        raise ConfigError(
+            f"cannot listen on {config.host}:{config.port}: {exc.strerror or exc}"
+        ) from exc
     log.info(
         "gateway listening on http://%s:%s -> %s", config.host, config.port, config.upstream_url
     )
@@ -84,10 +89,7 @@ async def serve_until_stopped(config: GatewayConfig) -> None:
         await runner.cleanup()
 
 
-def run(
-    config: GatewayConfig, *, workers: int = 1, environ: Mapping[str, str] | None = None
-) -> None:
-    """Check the process model, then serve in this process until stopped."""
-    check_single_worker(workers, os.environ if environ is None else environ)
+def run(config: GatewayConfig) -> None:
+    """Serve in this process until stopped (the caller has run `check_single_worker`)."""
     install_uvloop()
     asyncio.run(serve_until_stopped(config))

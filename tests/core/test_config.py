@@ -40,6 +40,10 @@ def test_flags_override_environment() -> None:
         ("REQUEST_TIMEOUT_S", "-5", "request_timeout_s"),
         ("QUEUE_MODE", "drop", "queue_mode"),
         ("MAX_ACTIVE", "many", "max_active"),
+        ("QUEUE_TIMEOUT_S", "inf", "queue_timeout_s"),
+        ("QUEUE_TIMEOUT_S", "nan", "queue_timeout_s"),
+        ("REQUEST_TIMEOUT_S", "inf", "request_timeout_s"),
+        ("REQUEST_TIMEOUT_S", "NaN", "request_timeout_s"),
     ],
 )
 def test_bad_values_name_the_setting(var: str, value: str, field: str) -> None:

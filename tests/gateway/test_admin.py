@@ -53,6 +53,15 @@ def test_put_limits_validates_and_updates_the_gauges(make_gateway: MakeGateway) 
         assert resp.json()["error"]["code"] == "bad_request"
     bad_json = httpx.put(gw.url + "/admin/limits", content=b"[1", headers=ADMIN)
     assert bad_json.status_code == 400
+    for endless in (
+        b'{"queue_timeout_s": "inf"}',
+        b'{"queue_timeout_s": Infinity}',
+        b'{"queue_timeout_s": NaN}',
+    ):
+        resp = httpx.put(gw.url + "/admin/limits", content=endless, headers=ADMIN)
+        assert resp.status_code == 400, endless
+        assert "queue_timeout_s" in resp.json()["error"]["message"]
+    assert httpx.get(gw.url + "/admin/limits", headers=ADMIN).json()["queue_timeout_s"] == 30.0
     resp = httpx.put(
         gw.url + "/admin/limits", json={"max_active": 7, "queue_max": 3}, headers=ADMIN
     )

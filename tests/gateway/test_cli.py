@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -71,3 +72,20 @@ def test_serve_runs_with_keys_from_files(tmp_path: Path) -> None:
         limits = httpx.get(f"{url}/admin/limits", headers={"Authorization": "Bearer adm"})
         assert limits.json()["max_active"] == 3
         assert "llmctl_gateway_max_active 3.0" in httpx.get(f"{url}/metrics").text
+
+
+def test_busy_port_is_a_clear_error_without_traceback() -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = subprocess.run(
+            [sys.executable, "-m", "llmctl", "gateway", "serve", "--port", str(port)],
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+    assert result.returncode != 0
+    assert "cannot listen on 127.0.0.1" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert "Unclosed" not in result.stderr + result.stdout
