@@ -155,12 +155,18 @@ def parse_generation(
             "completion). Please reduce the length of the messages or completion.",
             param="max_tokens" if max_tokens else "messages",
         )
+    room = max_model_len - prompt_tokens
     return GenerationParams(
         kind=kind,
         model=served_model,
         prompt_tokens=prompt_tokens,
-        max_tokens=max_tokens if max_tokens is not None else max_model_len - prompt_tokens,
+        max_tokens=max_tokens if max_tokens is not None else _default_max_tokens(kind, room),
         ignore_eos=ignore_eos,
         stream=stream,
         include_usage=include_usage,
     )
+
+
+def _default_max_tokens(kind: Kind, room: int) -> int:
+    """vLLM's defaults: the OpenAI completions API's 16, and for chat all the room left."""
+    return min(16, room) if kind == "completion" else room

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import random
 import time
 
@@ -12,6 +13,8 @@ from llmctl.sim.metrics import EngineMetrics
 from llmctl.sim.profiles import EngineProfile
 from llmctl.sim.scheduler import FINISHED, Scheduler, SimRequest, StepResult
 from llmctl.sim.text import TokenStream
+
+log = logging.getLogger(__name__)
 
 # How far the simulated clock may fall behind the wall clock before it gives up catching up
 # (timer granularity and a busy CPU make single steps late; the average rate stays right).
@@ -25,6 +28,10 @@ def _notify(req: SimRequest) -> None:
         req.waiter = None
         if not waiter.done():
             waiter.set_result(None)
+
+
+class EngineFailed(RuntimeError):
+    """The engine loop died; requests waiting on it get this instead of hanging."""
 
 
 class Engine:
@@ -52,9 +59,25 @@ class Engine:
         self._requests = 0
         self._vclock = 0.0
         self._task: asyncio.Task[None] | None = None
+        self.failure: str | None = None  # why the engine loop died, if it did
 
     def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name="sim-engine")
+        self._task = asyncio.create_task(self._guarded(), name="sim-engine")
+
+    async def _guarded(self) -> None:
+        """Run the loop; if it dies, say so loudly and fail every waiting client at once (a real
+        engine that crashes drops its requests; it does not leave them hanging)."""
+        try:
+            await self._run()
+        except Exception as exc:
+            log.exception("the simulated engine loop died")
+            self.failure = f"{type(exc).__name__}: {exc}"
+            sched = self.scheduler
+            for req in [*sched.running, *sched.waiting]:
+                waiter = req.waiter
+                if waiter is not None and not waiter.done():
+                    req.waiter = None
+                    waiter.set_exception(EngineFailed(self.failure))
 
     async def stop(self) -> None:
         if self._task is not None:
@@ -80,6 +103,8 @@ class Engine:
         )
 
     def submit(self, req: SimRequest) -> None:
+        if self.failure is not None:
+            raise EngineFailed(self.failure)
         self.scheduler.add(req)
         self._update_gauges()
         self._wake.set()

@@ -16,7 +16,7 @@ from llmctl.core.errors import ConfigError
 from llmctl.core.openai import error_body
 from llmctl.sim.api import ApiError, Kind, parse_generation
 from llmctl.sim.config import SimConfig
-from llmctl.sim.engine import Engine
+from llmctl.sim.engine import Engine, EngineFailed
 from llmctl.sim.faults import Fault, FaultDecision, FaultInjector
 from llmctl.sim.scheduler import FINISHED, SimRequest
 from llmctl.sim.sse import StreamFormat, full_response
@@ -47,7 +47,16 @@ async def openai_errors(request: web.Request, handler: Handler) -> web.StreamRes
         return _error(exc.status, exc.reason, code=str(exc.status))
 
 
+def _failed(reason: str) -> web.Response:
+    return _error(500, f"the engine failed: {reason}", type="server_error", code="engine_failed")
+
+
 async def health(request: web.Request) -> web.Response:
+    failure = request.app[ENGINE].failure
+    if failure is not None:
+        return _error(
+            503, f"the engine failed: {failure}", type="server_error", code="engine_failed"
+        )
     return web.Response(status=200) if request.app[READY].is_set() else _loading()
 
 
@@ -85,7 +94,9 @@ async def completions(request: web.Request) -> web.StreamResponse:
     return await generate(request, "completion")
 
 
-async def _wait(req: SimRequest) -> None:
+async def _wait(engine: Engine, req: SimRequest) -> None:
+    if engine.failure is not None:
+        raise EngineFailed(engine.failure)
     waiter = asyncio.get_running_loop().create_future()
     req.waiter = waiter
     await waiter
@@ -105,7 +116,7 @@ async def generate(request: web.Request, kind: Kind) -> web.StreamResponse:
     try:
         try:
             body = await request.json(loads=json.loads)
-        except ValueError:
+        except (ValueError, RecursionError):
             raise ApiError("the request body is not valid JSON") from None
         except web.HTTPRequestEntityTooLarge:
             raise ApiError("the request body is too large", status=413) from None
@@ -121,15 +132,25 @@ async def generate(request: web.Request, kind: Kind) -> web.StreamResponse:
     if decision.fault is Fault.STALL:
         await asyncio.Event().wait()  # until the client gives up and aiohttp cancels us
     req.stream = params.stream
-    engine.submit(req)
+    try:
+        engine.submit(req)
+    except EngineFailed as exc:
+        return _failed(str(exc))
     try:
         if params.stream:
             resp = web.StreamResponse(headers={"Content-Type": "text/event-stream; charset=utf-8"})
-            with contextlib.suppress(ConnectionResetError):  # the client left: abort below
+            try:
                 await _stream(request, resp, engine, req, StreamFormat(params), decision)
+            except ConnectionResetError:
+                pass  # the client left: abort below
+            except EngineFailed:
+                _close(request)  # mid-stream: cut it off, as a crashed engine would
             return resp
         while req.status != FINISHED:
-            await _wait(req)
+            try:
+                await _wait(engine, req)
+            except EngineFailed as exc:
+                return _failed(str(exc))
         if decision.fault is Fault.DROP:
             _close(request)
             return web.Response(status=500)
@@ -152,9 +173,9 @@ async def _stream(
     fault: FaultDecision,
 ) -> None:
     await resp.prepare(request)
+    # vLLM sends chat's role frame with the first output, not with the headers: sent earlier it
+    # would make every client's time to first token read ~0.
     opening = fmt.opening()
-    if opening:
-        await resp.write(opening.encode())
     piece = engine.tokens.piece
     offset = req.text_offset
     prefix, suffix = fmt.prefix, fmt.suffix
@@ -163,11 +184,13 @@ async def _stream(
     while True:
         produced = req.num_output
         if produced == sent and req.status != FINISHED:
-            await _wait(req)
+            await _wait(engine, req)
             continue
         if 0 <= drop_at <= produced:
             produced = drop_at
         out = "".join([prefix + piece(offset, i) + suffix for i in range(sent, produced)])
+        if opening:
+            out, opening = opening + out, ""
         sent = produced
         if sent == drop_at:
             await resp.write(out.encode())

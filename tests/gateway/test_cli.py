@@ -89,3 +89,15 @@ def test_busy_port_is_a_clear_error_without_traceback() -> None:
     assert "cannot listen on 127.0.0.1" in result.stderr
     assert "Traceback" not in result.stderr
     assert "Unclosed" not in result.stderr + result.stdout
+
+
+def test_indented_comments_in_key_files_are_not_keys(tmp_path: Path) -> None:
+    from llmctl.cli.gateway import _read_keys
+    from llmctl.core.errors import ConfigError
+
+    keys = tmp_path / "keys"
+    keys.write_text("  # an indented comment\n\tk-one  \n")
+    assert _read_keys(keys, "API keys") == ["k-one"]
+    keys.write_text("   # only a comment\n")
+    with pytest.raises(ConfigError, match="holds no key"):
+        _read_keys(keys, "API keys")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 
 import httpx
@@ -72,6 +73,29 @@ def test_stall_rate_one_sends_nothing_until_the_client_gives_up(start_sim: Start
         assert time.monotonic() - started >= 0.9
         assert httpx.get(f"{sim.url}/health").status_code == 200
         assert scrape(sim.url, "vllm:num_requests_running") == 0
+
+
+def test_a_stalled_request_does_not_hold_up_the_others(start_sim: StartSim) -> None:
+    # Seed 5 at stall-rate 0.5: the first request stalls, the second does not.
+    with start_sim("--stall-rate", "0.5", "--seed", "5") as sim:
+        received: list[bytes] = []
+        stalled: list[BaseException] = []
+
+        def stall() -> None:
+            try:
+                _read_bytes(sim.url, received)
+            except httpx.ReadTimeout as exc:
+                stalled.append(exc)
+
+        waiting = threading.Thread(target=stall)
+        waiting.start()
+        time.sleep(0.3)  # the stalled request draws its fault first
+        resp = httpx.post(f"{sim.url}/v1/completions", json={"prompt": "x", "max_tokens": 2})
+        assert resp.status_code == 200
+        assert waiting.is_alive()  # still stalled while the other was served
+        waiting.join(5)
+        assert stalled
+        assert received == []
 
 
 def test_fault_rates_are_seeded_and_partial(start_sim: StartSim) -> None:

@@ -139,3 +139,18 @@ def test_same_seed_same_text(start_sim: StartSim) -> None:
     first = texts()
     assert len(set(first)) == 3  # each request reads its own part of the seeded text
     assert texts() == first
+
+
+def test_deeply_nested_json_is_a_400(sim: Sim) -> None:
+    for path in ("/v1/chat/completions", "/v1/completions"):
+        resp = httpx.post(f"{sim.url}{path}", content=b"[" * 200_000)
+        assert resp.status_code == 400, path
+        assert resp.json()["error"]["type"] == "invalid_request_error"
+    assert httpx.get(f"{sim.url}/health").status_code == 200
+
+
+def test_completions_default_to_16_tokens_like_vllm(client: openai.OpenAI) -> None:
+    resp = client.completions.create(model="llmctl-sim", prompt="go on")
+    assert resp.usage is not None
+    assert resp.usage.completion_tokens == 16
+    assert resp.choices[0].finish_reason == "length"
