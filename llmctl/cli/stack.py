@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import functools
+import inspect
 import os
 import shutil
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -17,7 +19,7 @@ from llmctl.cli.console import console, err_console
 from llmctl.core.errors import ConfigError, RuntimeBackendError, TargetError
 from llmctl.stack.doctor import diagnose
 from llmctl.stack.render import render_stack
-from llmctl.stack.runtime import ServiceStatus, make_runtime
+from llmctl.stack.runtime import ServiceStatus, make_runtime, observe, running_spec
 from llmctl.stack.settings import (
     CONFIG_FILE,
     LoadedStack,
@@ -43,48 +45,99 @@ SetOpt = Annotated[
     typer.Option("--set", help="Override any key: --set engine.sim.time_scale=10 (repeatable)."),
 ]
 RuntimeOpt = Annotated[str | None, typer.Option("--runtime", help="`local` or `docker`.")]
-MaxActiveOpt = Annotated[int | None, typer.Option("--max-active", help="gateway.max_active")]
-QueueModeOpt = Annotated[str | None, typer.Option("--queue-mode", help="gateway.queue_mode")]
-QueueMaxOpt = Annotated[int | None, typer.Option("--queue-max", help="gateway.queue_max")]
-QueueTimeoutOpt = Annotated[
-    float | None, typer.Option("--queue-timeout", help="gateway.queue_timeout_s")
-]
-RequestTimeoutOpt = Annotated[
-    float | None, typer.Option("--request-timeout", help="gateway.request_timeout_s")
-]
-BindOpt = Annotated[str | None, typer.Option("--bind", help="ports.bind_address")]
-GatewayPortOpt = Annotated[int | None, typer.Option("--gateway-port", help="ports.gateway")]
-EnginePortOpt = Annotated[int | None, typer.Option("--engine-port", help="ports.engine")]
-PromPortOpt = Annotated[int | None, typer.Option("--prometheus-port", help="ports.prometheus")]
-GrafanaPortOpt = Annotated[int | None, typer.Option("--grafana-port", help="ports.grafana")]
-ScrapeOpt = Annotated[
-    str | None, typer.Option("--scrape-interval", help="observability.scrape_interval")
-]
+
+# The override flags `config`, `render` and `up` share: parameter name -> (stack key, annotation).
+# `--set` reaches every key; these name the ones people change most.
+OVERRIDE_FLAGS: dict[str, tuple[str, Any]] = {
+    "runtime": ("runtime", RuntimeOpt),
+    "max_active": (
+        "gateway.max_active",
+        Annotated[int | None, typer.Option("--max-active", help="gateway.max_active")],
+    ),
+    "queue_mode": (
+        "gateway.queue_mode",
+        Annotated[str | None, typer.Option("--queue-mode", help="gateway.queue_mode")],
+    ),
+    "queue_max": (
+        "gateway.queue_max",
+        Annotated[int | None, typer.Option("--queue-max", help="gateway.queue_max")],
+    ),
+    "queue_timeout": (
+        "gateway.queue_timeout_s",
+        Annotated[float | None, typer.Option("--queue-timeout", help="gateway.queue_timeout_s")],
+    ),
+    "request_timeout": (
+        "gateway.request_timeout_s",
+        Annotated[
+            float | None, typer.Option("--request-timeout", help="gateway.request_timeout_s")
+        ],
+    ),
+    "bind": (
+        "ports.bind_address",
+        Annotated[str | None, typer.Option("--bind", help="ports.bind_address")],
+    ),
+    "gateway_port": (
+        "ports.gateway",
+        Annotated[int | None, typer.Option("--gateway-port", help="ports.gateway")],
+    ),
+    "engine_port": (
+        "ports.engine",
+        Annotated[int | None, typer.Option("--engine-port", help="ports.engine")],
+    ),
+    "prometheus_port": (
+        "ports.prometheus",
+        Annotated[int | None, typer.Option("--prometheus-port", help="ports.prometheus")],
+    ),
+    "grafana_port": (
+        "ports.grafana",
+        Annotated[int | None, typer.Option("--grafana-port", help="ports.grafana")],
+    ),
+    "scrape_interval": (
+        "observability.scrape_interval",
+        Annotated[
+            str | None,
+            typer.Option("--scrape-interval", help="observability.scrape_interval"),
+        ],
+    ),
+}
+_SETS = "sets"
 
 
-def _flags(**named: Any) -> list[Override]:
-    """Named CLI options -> overrides, labelled with the flag a user typed."""
-    keys = {
-        "runtime": "runtime",
-        "max_active": "gateway.max_active",
-        "queue_mode": "gateway.queue_mode",
-        "queue_max": "gateway.queue_max",
-        "queue_timeout": "gateway.queue_timeout_s",
-        "request_timeout": "gateway.request_timeout_s",
-        "bind": "ports.bind_address",
-        "gateway_port": "ports.gateway",
-        "engine_port": "ports.engine",
-        "prometheus_port": "ports.prometheus",
-        "grafana_port": "ports.grafana",
-        "scrape_interval": "observability.scrape_interval",
-    }
-    sets = [parse_set(item) for item in named.pop("sets", None) or []]
-    out = [
-        Override(keys[name], value, "flag --" + name.replace("_", "-"))
-        for name, value in named.items()
-        if value is not None
+def with_overrides(command: Callable[..., None]) -> Callable[..., None]:
+    """Give `command` `--set` and every OVERRIDE_FLAGS option, in place of its `overrides`
+    parameter, which receives them as a list of Override (flags first, then --set)."""
+    signature = inspect.signature(command, eval_str=True)
+    flag_params = [
+        inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=None, annotation=ann)
+        for name, (_, ann) in OVERRIDE_FLAGS.items()
     ]
-    return out + sets
+    sets_param = inspect.Parameter(
+        _SETS, inspect.Parameter.KEYWORD_ONLY, default=None, annotation=SetOpt
+    )
+    params: list[inspect.Parameter] = []
+    for param in signature.parameters.values():
+        if param.name == "overrides":
+            params += [sets_param, *flag_params]
+        else:
+            params.append(param.replace(kind=inspect.Parameter.KEYWORD_ONLY))
+
+    @functools.wraps(command)
+    def wrapper(**kwargs: Any) -> None:
+        sets = kwargs.pop(_SETS, None) or []
+        flags = [
+            Override(key, value, "flag --" + name.replace("_", "-"))
+            for name, (key, _) in OVERRIDE_FLAGS.items()
+            if (value := kwargs.pop(name, None)) is not None
+        ]
+        command(**kwargs, overrides=flags + [parse_set(item) for item in sets])
+
+    wrapper.__signature__ = signature.replace(parameters=params)  # type: ignore[attr-defined]
+    wrapper.__annotations__ = {p.name: p.annotation for p in params}
+    return wrapper
+
+
+def _sets(sets: list[str] | None) -> list[Override]:
+    return [parse_set(item) for item in sets or []]
 
 
 def _load(config: Path | None, preset: str | None, flags: Sequence[Override] = ()) -> LoadedStack:
@@ -96,8 +149,11 @@ def _load(config: Path | None, preset: str | None, flags: Sequence[Override] = (
 
 def _running_spec(config: Path | None, preset: str | None, sets: list[str] | None) -> StackSpec:
     """The spec the stack was brought up with (saved by `up`), else the current config's."""
-    spec = _load(config, preset, _flags(sets=sets)).spec
-    return saved_spec(stack_dir(spec)) or spec
+    spec = _load(config, preset, _sets(sets)).spec
+    running, note = running_spec(spec, stack_dir(spec))
+    if note:
+        err_console.print(f"[yellow]note:[/yellow] {note}", highlight=False)
+    return running
 
 
 def init(
@@ -110,26 +166,21 @@ def init(
     source = preset_path(name)
     if path.exists() and not force:
         raise ConfigError(f"{path} exists; use --force to overwrite it")
-    shutil.copyfile(source, path)
+    try:
+        shutil.copyfile(source, path)
+    except OSError as exc:
+        raise ConfigError(f"cannot write {path}: {exc.strerror}") from exc
     console.print(
         f"wrote {path} from preset [bold]{name}[/bold]; presets: {', '.join(list_presets())}"
     )
 
 
+@with_overrides
 def config(
-    config: ConfigOpt = None,
-    preset: PresetOpt = None,
-    sets: SetOpt = None,
-    max_active: MaxActiveOpt = None,
-    queue_max: QueueMaxOpt = None,
-    runtime: RuntimeOpt = None,
+    config: ConfigOpt = None, preset: PresetOpt = None, overrides: Sequence[Override] = ()
 ) -> None:
     """Show the effective stack settings and where each value came from."""
-    loaded = _load(
-        config,
-        preset,
-        _flags(sets=sets, max_active=max_active, queue_max=queue_max, runtime=runtime),
-    )
+    loaded = _load(config, preset, overrides)
     table = Table(title=f"stack {loaded.spec.name} ({loaded.origin})", title_justify="left")
     table.add_column("key")
     table.add_column("value")
@@ -148,55 +199,32 @@ def _show(value: object) -> str:
     return str(value).lower() if isinstance(value, bool) else repr(value)
 
 
-def render(config: ConfigOpt = None, preset: PresetOpt = None, sets: SetOpt = None) -> None:
+@with_overrides
+def render(
+    config: ConfigOpt = None, preset: PresetOpt = None, overrides: Sequence[Override] = ()
+) -> None:
     """Write compose, Prometheus and Grafana files for the stack into .llmctl/<stack>/."""
-    spec = _load(config, preset, _flags(sets=sets)).spec
+    spec = _load(config, preset, overrides).spec
     out = stack_dir(spec)
     paths = render_stack(spec, out)
     console.print(f"rendered {len(paths)} files into {out}")
 
 
+@with_overrides
 def up(
     config: ConfigOpt = None,
     preset: PresetOpt = None,
-    sets: SetOpt = None,
-    runtime: RuntimeOpt = None,
-    max_active: MaxActiveOpt = None,
-    queue_mode: QueueModeOpt = None,
-    queue_max: QueueMaxOpt = None,
-    queue_timeout: QueueTimeoutOpt = None,
-    request_timeout: RequestTimeoutOpt = None,
-    bind: BindOpt = None,
-    gateway_port: GatewayPortOpt = None,
-    engine_port: EnginePortOpt = None,
-    prometheus_port: PromPortOpt = None,
-    grafana_port: GrafanaPortOpt = None,
-    scrape_interval: ScrapeOpt = None,
+    overrides: Sequence[Override] = (),
     timeout: Annotated[
         float | None, typer.Option("--timeout", help="Seconds to wait for health.")
     ] = None,
 ) -> None:
     """Render the stack and start it; waits until every service is healthy."""
-    flags = _flags(
-        sets=sets,
-        runtime=runtime,
-        max_active=max_active,
-        queue_mode=queue_mode,
-        queue_max=queue_max,
-        queue_timeout=queue_timeout,
-        request_timeout=request_timeout,
-        bind=bind,
-        gateway_port=gateway_port,
-        engine_port=engine_port,
-        prometheus_port=prometheus_port,
-        grafana_port=grafana_port,
-        scrape_interval=scrape_interval,
-    )
-    spec = _load(config, preset, flags).spec
+    spec = _load(config, preset, overrides).spec
     directory = stack_dir(spec)
     previous = saved_spec(directory)
-    rt = make_runtime(previous or spec, directory)
-    if previous is not None and any(s.state == "running" for s in rt.status()):
+    before = observe(previous, directory) if previous is not None else None
+    if previous is not None and any(s.state == "running" for s in before or []):
         if previous != spec:
             err_console.print(
                 "[yellow]note:[/yellow] the stack runs with its earlier settings; "
@@ -205,11 +233,20 @@ def up(
         spec = previous
     else:
         render_stack(spec, directory)
-        save_spec(spec, directory)
-        rt = make_runtime(spec, directory)
+    rt = make_runtime(spec, directory)
 
-    with Live(_status_table(spec, []), console=console, transient=True) as live:
-        result = rt.up(progress=lambda s: live.update(_status_table(spec, s)), timeout=timeout)
+    try:
+        with Live(_status_table(spec, []), console=console, transient=True) as live:
+            result = rt.up(progress=lambda s: live.update(_status_table(spec, s)), timeout=timeout)
+    except BaseException:
+        # Record the spec only when something of it was left (containers kept for a look):
+        # `down` must find those. A runtime that never started (no Docker engine) records
+        # nothing, so later commands are not stuck on it.
+        left = observe(spec, directory)
+        if left is not None and any(s.state not in ("stopped", "skipped") for s in left):
+            save_spec(spec, directory)
+        raise
+    save_spec(spec, directory)
     for note in result.notes:
         console.print(f"[yellow]note:[/yellow] {note}", highlight=False)
     if result.already_running:
@@ -270,7 +307,7 @@ def logs(
 
 def doctor(config: ConfigOpt = None, preset: PresetOpt = None, sets: SetOpt = None) -> None:
     """Check Docker, Compose, the NVIDIA runtime, Prometheus and vLLM for this stack."""
-    spec = _load(config, preset, _flags(sets=sets)).spec
+    spec = _load(config, preset, _sets(sets)).spec
     table = Table(title=f"doctor for stack {spec.name} ({spec.runtime})", title_justify="left")
     for column in ("check", "result", "detail"):
         table.add_column(column)

@@ -17,11 +17,11 @@ from pathlib import Path
 import httpx
 
 from llmctl.core.config import GATEWAY_ENV
-from llmctl.core.errors import RuntimeBackendError
+from llmctl.core.errors import RuntimeBackendError, UsageError
 from llmctl.stack import commands, processes
 from llmctl.stack.runtime import Health, Progress, ServiceStatus, UpResult
-from llmctl.stack.secrets import ADMIN_KEY, ENV_FILE, read_env_file
-from llmctl.stack.spec import StackSpec
+from llmctl.stack.secrets import admin_key
+from llmctl.stack.spec import StackSpec, connect_host, host_port
 
 SERVICES = ("engine", "gateway", "prometheus")
 STOP_GRACE_S = 10.0
@@ -41,10 +41,6 @@ class LocalService:
     skip: str = ""
 
 
-def _loopback(bind: str) -> str:
-    return "127.0.0.1" if bind in ("0.0.0.0", "::") else bind
-
-
 class LocalRuntime:
     """Runs a stack as local processes; see llmctl.stack.runtime for the contract."""
 
@@ -60,7 +56,7 @@ class LocalRuntime:
         """What this stack runs. `resolve=False` skips finding vLLM and its model (which may build
         one), for callers that only look at health: `status` must stay cheap and side-effect free."""
         spec, ports = self.spec, self.spec.ports
-        host = _loopback(ports.bind_address)
+        host = connect_host(ports.bind_address)
         base = {k: v for k, v in self.environ.items() if k not in GATEWAY_ENV}
         base["PYTHONUNBUFFERED"] = "1"
 
@@ -88,7 +84,7 @@ class LocalRuntime:
             "gateway",
             commands.llmctl_argv() + self._gateway_args(),
             {**base, **self._gateway_secrets()},
-            f"http://{host}:{ports.gateway}/health",
+            f"http://{host_port(host, ports.gateway)}/health",
             ports.bind_address,
             ports.gateway,
         )
@@ -116,17 +112,15 @@ class LocalRuntime:
         env: dict[str, str] = {}
         if gw.api_keys_env and self.environ.get(gw.api_keys_env):
             env["LLMCTL_API_KEYS"] = self.environ[gw.api_keys_env]
-        if gw.admin_key_env and self.environ.get(gw.admin_key_env):
-            env["LLMCTL_ADMIN_KEY"] = self.environ[gw.admin_key_env]
-        elif gw.admin_key_file is None and gw.generate_admin_key:
-            generated = read_env_file(self.directory / ENV_FILE).get(ADMIN_KEY)
-            if generated:
-                env["LLMCTL_ADMIN_KEY"] = generated
+        # A key file goes to the gateway as --admin-key-file instead (see _gateway_args).
+        key = None if gw.admin_key_file else admin_key(self.spec, self.directory, self.environ)
+        if key:
+            env["LLMCTL_ADMIN_KEY"] = key
         return env
 
     def _prometheus(self, base: dict[str, str], host: str) -> LocalService:
         ports, obs = self.spec.ports, self.spec.observability
-        url = f"http://{host}:{ports.prometheus}/-/ready"
+        url = f"http://{host_port(host, ports.prometheus)}/-/ready"
         binary = shutil.which("prometheus") if obs.prometheus else None
         if not obs.prometheus:
             return LocalService("prometheus", None, {}, url, host, ports.prometheus, "disabled")
@@ -137,7 +131,7 @@ class LocalRuntime:
         argv = [
             binary,
             f"--config.file={prom_dir / 'prometheus.yml'}",
-            f"--web.listen-address={ports.bind_address}:{ports.prometheus}",
+            f"--web.listen-address={host_port(ports.bind_address, ports.prometheus)}",
             f"--storage.tsdb.path={prom_dir / 'data'}",
             f"--storage.tsdb.retention.time={obs.retention}",
             "--web.enable-lifecycle",
@@ -254,24 +248,24 @@ class LocalRuntime:
 
     def down(self, *, volumes: bool = False) -> list[str]:
         lines: list[str] = []
-        records: list[tuple[str, processes.PidRecord]] = []
-        names = sorted(
-            (p.stem for p in self.run_dir.glob("*.pid")),
-            key=lambda n: SERVICES.index(n) if n in SERVICES else -1,
-            reverse=True,  # the gateway and Prometheus go before the engine they watch
-        )
-        for name in names:
+        running: dict[str, processes.PidRecord] = {}
+        for name in sorted(p.stem for p in self.run_dir.glob("*.pid")):
             record = self._record(name)
             if record is not None and processes.is_alive(record):
-                records.append((name, record))
+                running[name] = record
             else:
                 lines.append(f"{name}: not running (stale pid file removed)")
                 self._pidfile(name).unlink(missing_ok=True)
-        killed = processes.stop_all([r for _, r in records], grace=STOP_GRACE_S)
-        for name, record in records:
-            how = "killed after grace" if record in killed else "stopped"
-            lines.append(f"{name}: {how} (pid {record.pid})")
-            self._pidfile(name).unlink(missing_ok=True)
+        # The gateway and Prometheus stop before the engine they front and watch, so neither
+        # logs (or alerts on) a dead upstream during shutdown.
+        watchers = {n: r for n, r in running.items() if n != "engine"}
+        engine = {n: r for n, r in running.items() if n == "engine"}
+        for group in (watchers, engine):
+            killed = processes.stop_all(list(group.values()), grace=STOP_GRACE_S)
+            for name, record in group.items():
+                how = "killed after grace" if record in killed else "stopped"
+                lines.append(f"{name}: {how} (pid {record.pid})")
+                self._pidfile(name).unlink(missing_ok=True)
         if volumes:
             data = self.directory / "prometheus" / "data"
             if data.exists():
@@ -282,9 +276,11 @@ class LocalRuntime:
         return lines
 
     def logs(self, service: str | None = None, *, follow: bool = False) -> Iterator[str]:
+        if service is not None and service not in SERVICES:
+            raise UsageError(
+                f"no service {service!r} in stack {self.spec.name}: {', '.join(SERVICES)}"
+            )
         names = [service] if service else [n for n in SERVICES if self._log(n).exists()]
-        if service and service not in SERVICES:
-            raise RuntimeBackendError(f"no service {service!r}; services: {', '.join(SERVICES)}")
         files = {n: self._log(n) for n in names}
         prefix = len(names) > 1
         offsets: dict[str, int] = {}

@@ -15,7 +15,7 @@ from typing import Any
 import jinja2
 
 from llmctl.core import metrics
-from llmctl.core.errors import ConfigError
+from llmctl.core.errors import ConfigError, LlmctlError
 from llmctl.core.resources import data_dir
 from llmctl.stack import commands
 from llmctl.stack.secrets import (
@@ -23,10 +23,11 @@ from llmctl.stack.secrets import (
     ENV_FILE,
     GRAFANA_PASSWORD,
     StackSecrets,
+    admin_key_source,
     env_file_text,
     write_private,
 )
-from llmctl.stack.spec import StackSpec
+from llmctl.stack.spec import StackSpec, connect_host, host_port
 
 DASHBOARDS_OUT = "grafana/dashboards"
 GATEWAY_DOCKERFILE = "docker/gateway.Dockerfile"
@@ -75,7 +76,7 @@ def context(spec: StackSpec, *, cwd: Path | None = None) -> dict[str, Any]:
     docker = spec.runtime == "docker"
     eng, gw = spec.engine, spec.gateway
     upstream = f"http://engine:{ENGINE_PORT}"
-    local_host = _local_host(spec.ports.bind_address)
+    local_host = connect_host(spec.ports.bind_address)
     return {
         "spec": spec,
         "alerts": spec.alerts,
@@ -143,6 +144,14 @@ def render(
 
 def write(files: Mapping[str, str], outdir: Path) -> list[Path]:
     """Write rendered files under `outdir` (.env with mode 0600); drop stale managed files."""
+    try:
+        return _write(files, outdir)
+    except OSError as exc:
+        where = exc.filename or outdir
+        raise ConfigError(f"cannot write the stack's files to {where}: {exc.strerror}") from exc
+
+
+def _write(files: Mapping[str, str], outdir: Path) -> list[Path]:
     outdir.mkdir(parents=True, exist_ok=True)
     written: list[Path] = []
     for rel, text in files.items():
@@ -174,7 +183,7 @@ def render_stack(
 def _dashboards_dir() -> Path | None:
     try:
         return data_dir("dashboards")
-    except Exception:  # a build without dashboards still renders everything else
+    except LlmctlError:  # a build without dashboards still renders everything else
         return None
 
 
@@ -192,12 +201,12 @@ def _required(name: str) -> str:
 
 
 def _admin_key_ref(spec: StackSpec) -> str | None:
-    gw = spec.gateway
-    if gw.admin_key_env:
-        return f"${{{gw.admin_key_env}:-}}"
-    if gw.admin_key_file is None and gw.generate_admin_key:
+    source = admin_key_source(spec)
+    if source == "env":
+        return f"${{{spec.gateway.admin_key_env}:-}}"
+    if source == "generated":
         return _required(ADMIN_KEY)
-    return None
+    return None  # a file is mounted instead (see files.admin_key), or there is no admin key
 
 
 def _abspath(raw: str | None, cwd: Path) -> str | None:
@@ -207,19 +216,15 @@ def _abspath(raw: str | None, cwd: Path) -> str | None:
     return str(path if path.is_absolute() else (cwd / path).resolve())
 
 
-def _local_host(bind: str) -> str:
-    return "127.0.0.1" if bind in ("0.0.0.0", "::") else bind
-
-
 def _targets(spec: StackSpec, host: str) -> dict[str, Any]:
     """Scrape targets for the local runtime: everything on this host's ports."""
     engine = f"127.0.0.1:{spec.ports.engine}"
     gpu = {"address": engine, "path": "/dcgm/metrics"} if spec.engine.kind == "sim" else None
     return {
-        "gateway": f"{host}:{spec.ports.gateway}",
+        "gateway": host_port(host, spec.ports.gateway),
         "engine": engine,
         "gpu": gpu,
-        "prometheus": f"{host}:{spec.ports.prometheus}",
+        "prometheus": host_port(host, spec.ports.prometheus),
     }
 
 

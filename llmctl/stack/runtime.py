@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Literal, Protocol, cast
 
 from llmctl.core.errors import RuntimeBackendError
+from llmctl.stack.settings import saved_spec
 from llmctl.stack.spec import RuntimeKind, StackSpec
 
 State = Literal["running", "starting", "stopped", "exited", "skipped"]
@@ -85,3 +86,33 @@ def make_runtime(spec: StackSpec, directory: Path, kind: RuntimeKind | None = No
         ) from exc
     factory = cast(Callable[[StackSpec, Path], Runtime], module.DockerRuntime)
     return factory(spec, directory)
+
+
+def observe(spec: StackSpec, directory: Path) -> list[ServiceStatus] | None:
+    """`spec`'s services as its runtime sees them now; None when that runtime cannot be reached
+    (no Docker engine, say), in which case nothing of the stack can be running there either."""
+    try:
+        return make_runtime(spec, directory).status()
+    except RuntimeBackendError:
+        return None
+
+
+def running_spec(spec: StackSpec, directory: Path) -> tuple[StackSpec, str | None]:
+    """The spec `down`/`status`/`logs` act on: the one `up` saved in `directory`, else `spec`;
+    and a note for the user when a saved one was set aside.
+
+    A saved spec for another runtime whose runtime cannot be reached, or that has nothing left
+    there, yields to `spec`: otherwise one failed `up --runtime docker` would make every later
+    command fail with Docker's error."""
+    saved = saved_spec(directory)
+    if saved is None or saved.runtime == spec.runtime:
+        return saved or spec, None
+    services = observe(saved, directory)
+    if services is None:
+        return spec, (
+            f"stack {saved.name} was last brought up with the {saved.runtime} runtime, which "
+            f"cannot be reached now; using the {spec.runtime} runtime"
+        )
+    if any(s.state not in ("stopped", "skipped") for s in services):
+        return saved, None
+    return spec, None

@@ -12,12 +12,15 @@ import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 from llmctl.stack.spec import StackSpec
 
 ENV_FILE = ".env"
 GRAFANA_PASSWORD = "GRAFANA_ADMIN_PASSWORD"
 ADMIN_KEY = "LLMCTL_ADMIN_KEY"
+
+AdminKeySource = Literal["env", "file", "generated", "none"]
 
 
 @dataclass(frozen=True)
@@ -31,7 +34,7 @@ class StackSecrets:
         """Keep every secret already in `existing`; generate the ones the spec needs and lacks."""
         existing = existing or {}
         wanted = [GRAFANA_PASSWORD]
-        if _generates_admin_key(spec):
+        if admin_key_source(spec) == "generated":
             wanted.append(ADMIN_KEY)
         values = {name: existing.get(name) or secrets.token_urlsafe(24) for name in wanted}
         return cls(values)
@@ -41,9 +44,34 @@ class StackSecrets:
         return cls.generate(spec, read_env_file(directory / ENV_FILE))
 
 
-def _generates_admin_key(spec: StackSpec) -> bool:
+def admin_key_source(spec: StackSpec) -> AdminKeySource:
+    """Where the stack's gateway gets its admin key: the one rule every part of llmctl follows.
+
+    A named variable wins over a file; with neither, a key generated into the stack's .env."""
     gw = spec.gateway
-    return gw.generate_admin_key and gw.admin_key_env is None and gw.admin_key_file is None
+    if gw.admin_key_env:
+        return "env"
+    if gw.admin_key_file:
+        return "file"
+    return "generated" if gw.generate_admin_key else "none"
+
+
+def admin_key(spec: StackSpec, directory: Path, environ: Mapping[str, str]) -> str | None:
+    """The admin key value the stack's gateway uses (None: it has none, or it is not set yet).
+
+    `directory` is the stack's folder (`.llmctl/<stack>/`), where a generated key lives."""
+    gw = spec.gateway
+    source = admin_key_source(spec)
+    if source == "env" and gw.admin_key_env:
+        return environ.get(gw.admin_key_env) or None
+    if source == "file" and gw.admin_key_file:
+        try:
+            return Path(gw.admin_key_file).expanduser().read_text().strip() or None
+        except OSError:
+            return None
+    if source == "generated":
+        return read_env_file(directory / ENV_FILE).get(ADMIN_KEY) or None
+    return None
 
 
 def hf_cache_dir(spec: StackSpec, environ: Mapping[str, str]) -> str:
@@ -77,7 +105,7 @@ def read_env_file(path: Path) -> dict[str, str]:
     """KEY=VALUE lines (comments and blanks skipped); a missing file reads as empty."""
     try:
         text = path.read_text()
-    except FileNotFoundError:
+    except (FileNotFoundError, NotADirectoryError):
         return {}
     values: dict[str, str] = {}
     for line in text.splitlines():

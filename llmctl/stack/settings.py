@@ -176,8 +176,11 @@ def stack_dir(spec: StackSpec, cwd: Path | None = None) -> Path:
 
 def save_spec(spec: StackSpec, directory: Path) -> None:
     """Record the spec a stack was brought up with, so `down`/`status` act on that one."""
-    directory.mkdir(parents=True, exist_ok=True)
-    (directory / SAVED_SPEC).write_text(spec.model_dump_json(indent=2) + "\n")
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        (directory / SAVED_SPEC).write_text(spec.model_dump_json(indent=2) + "\n")
+    except OSError as exc:
+        raise ConfigError(f"cannot record the stack in {directory}: {exc.strerror}") from exc
 
 
 def saved_spec(directory: Path) -> StackSpec | None:

@@ -13,6 +13,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from llmctl.core.config import AdmissionLimits, AlertThresholds
+from llmctl.core.metrics import RECORDING_WINDOW
 
 EngineKind = Literal["vllm", "sim"]
 RuntimeKind = Literal["docker", "local"]
@@ -21,6 +22,9 @@ SimProfile = Literal["tiny", "rtx3090-qwen2.5-14b-awq", "h100-llama3.1-8b", "cpu
 _DURATION = r"^\d+(ms|s|m|h|d|w|y)$"
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _NAME = r"^[a-z0-9][a-z0-9._-]*$"
+_SECONDS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800, "y": 31536000}
+# A rate() over the recording window needs several samples in it; four is Prometheus' rule of thumb.
+SAMPLES_PER_WINDOW = 4
 
 LLMCTL_IMAGE = "llmctl:0.1.0"
 
@@ -35,6 +39,24 @@ def _pinned(image: str) -> str:
     if tag == "latest":
         raise ValueError(f"image {image!r} uses :latest; pin a version")
     return image
+
+
+def duration_s(text: str) -> float:
+    """A Prometheus duration such as `5s` or `1m`, in seconds."""
+    match = re.fullmatch(r"(\d+)(ms|s|m|h|d|w|y)", text)
+    if match is None:
+        raise ValueError(f"{text!r} is not a duration like 5s or 1m")
+    return int(match.group(1)) * _SECONDS[match.group(2)]
+
+
+def connect_host(bind: str) -> str:
+    """The address to reach a server bound to `bind` from this host (wildcards -> loopback)."""
+    return "127.0.0.1" if bind in ("0.0.0.0", "::") else bind
+
+
+def host_port(host: str, port: int) -> str:
+    """`host:port`, with an IPv6 address in brackets (`[::1]:8080`) as URLs and Prometheus need."""
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
 def _env_name(value: str | None) -> str | None:
@@ -152,6 +174,18 @@ class ObservabilitySpec(_Spec):
     dcgm_exporter_image: str = "nvcr.io/nvidia/k8s/dcgm-exporter:4.2.3-4.3.1-ubuntu22.04"
     open_webui_image: str = "ghcr.io/open-webui/open-webui:v0.6.30"
 
+    @field_validator("scrape_interval")
+    @classmethod
+    def _check_scrape(cls, value: str) -> str:
+        window = duration_s(RECORDING_WINDOW)
+        if duration_s(value) > window / SAMPLES_PER_WINDOW:
+            raise ValueError(
+                f"{value} is too coarse: the recording rules take rate() over {RECORDING_WINDOW}, "
+                f"which needs a scrape at least every {window / SAMPLES_PER_WINDOW:g}s "
+                f"({SAMPLES_PER_WINDOW} samples a window)"
+            )
+        return value
+
     @field_validator("prometheus_image", "grafana_image", "dcgm_exporter_image", "open_webui_image")
     @classmethod
     def _check_images(cls, value: str) -> str:
@@ -220,16 +254,12 @@ class StackSpec(_Spec):
 
     def endpoints(self) -> dict[str, str]:
         """Service name -> URL a user opens on the host."""
-        host = self.ports.bind_address
-        if host in ("0.0.0.0", "::"):
-            host = "127.0.0.1"
-        if ":" in host:
-            host = f"[{host}]"
-        urls = {"gateway": f"http://{host}:{self.ports.gateway}"}
+        host = connect_host(self.ports.bind_address)
+        urls = {"gateway": f"http://{host_port(host, self.ports.gateway)}"}
         if self.runtime == "local":
             urls["engine"] = f"http://127.0.0.1:{self.ports.engine}"
         names = {"prometheus": "prometheus", "grafana": "grafana", "open_webui": "open-webui"}
         for key in self.published_ports():
             if key in names:
-                urls[names[key]] = f"http://{host}:{getattr(self.ports, key)}"
+                urls[names[key]] = f"http://{host_port(host, getattr(self.ports, key))}"
         return urls

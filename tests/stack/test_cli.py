@@ -9,6 +9,8 @@ import sys
 from pathlib import Path
 
 from llmctl.stack.secrets import read_env_file
+from llmctl.stack.spec import StackSpec
+from tests.support import free_port
 
 
 def llmctl(
@@ -83,3 +85,82 @@ def test_chat_without_a_running_stack_says_so(tmp_path: Path) -> None:
     done = llmctl(tmp_path, "chat", "Hello", "--set", "ports.gateway=1")
     assert done.returncode == 1
     assert "llmctl up" in done.stderr
+
+
+def test_init_into_a_missing_folder_is_a_clear_error(tmp_path: Path) -> None:
+    done = llmctl(tmp_path, "init", "--path", "nodir/x.toml")
+    assert done.returncode == 1
+    assert "cannot write nodir/x.toml" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_render_into_a_blocked_state_folder_is_a_clear_error(tmp_path: Path) -> None:
+    (tmp_path / ".llmctl").write_text("a file where the state folder goes\n")
+    done = llmctl(tmp_path, "render")
+    assert done.returncode == 1
+    assert "cannot write" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_config_and_render_take_the_same_flags_as_up(tmp_path: Path) -> None:
+    done = llmctl(tmp_path, "config", "--gateway-port", "18123", "--scrape-interval", "2s")
+    assert done.returncode == 0, done.stderr
+    rows = {line.split()[1]: line for line in done.stdout.splitlines() if line.count("│") >= 3}
+    assert "18123" in rows["ports.gateway"]
+    assert "flag --gateway-port" in rows["ports.gateway"]
+    assert "flag --scrape-interval" in rows["observability.scrape_interval"]
+
+    done = llmctl(tmp_path, "render", "--max-active", "3", "--bind", "::1")
+    assert done.returncode == 0, done.stderr
+    compose = (tmp_path / ".llmctl" / "local-sim" / "compose.yaml").read_text()
+    assert '"--max-active", "3"' in compose
+    prom = (tmp_path / ".llmctl" / "local-sim" / "prometheus" / "prometheus.yml").read_text()
+    assert '"[::1]:8080"' in prom
+
+
+def test_a_coarse_scrape_interval_is_refused_naming_the_key(tmp_path: Path) -> None:
+    done = llmctl(tmp_path, "render", "--scrape-interval", "30s")
+    assert done.returncode == 1
+    assert "observability.scrape_interval" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_logs_of_an_unknown_service_is_a_usage_error(tmp_path: Path) -> None:
+    done = llmctl(tmp_path, "logs", "nosuch")
+    assert done.returncode == 2
+    assert "no service 'nosuch'" in done.stderr
+    assert "engine" in done.stderr
+
+
+# A Docker engine that cannot be there, whatever this machine runs.
+NO_DOCKER = {"DOCKER_HOST": "unix:///nonexistent/llmctl-test/docker.sock"}
+
+
+def test_a_failed_docker_up_does_not_jam_later_commands(tmp_path: Path) -> None:
+    ports = ["--set", f"ports.gateway={free_port()}", "--set", f"ports.engine={free_port()}"]
+    ports += ["--set", f"ports.prometheus={free_port()}"]
+    up = llmctl(tmp_path, "up", "--runtime", "docker", *ports, env=NO_DOCKER)
+    assert up.returncode == 1
+    assert "Traceback" not in up.stderr
+    assert not (tmp_path / ".llmctl" / "local-sim" / "stack.json").exists()
+    status = llmctl(tmp_path, "status", *ports, env=NO_DOCKER)
+    assert "stopped" in status.stdout, status.stdout + status.stderr
+    assert "Docker" not in status.stderr
+    down = llmctl(tmp_path, "down", *ports, env=NO_DOCKER)
+    assert down.returncode == 0, down.stderr
+    assert "nothing was running" in down.stdout
+
+
+def test_a_saved_spec_whose_runtime_is_gone_yields_to_the_current_one(tmp_path: Path) -> None:
+    state = tmp_path / ".llmctl" / "local-sim"
+    state.mkdir(parents=True)
+    saved = StackSpec(runtime="docker")
+    (state / "stack.json").write_text(saved.model_dump_json())
+    ports = ["--set", f"ports.gateway={free_port()}", "--set", f"ports.engine={free_port()}"]
+    ports += ["--set", f"ports.prometheus={free_port()}"]
+    status = llmctl(tmp_path, "status", *ports, env=NO_DOCKER)
+    assert status.returncode == 1  # nothing is up, but it says so for the local runtime
+    assert "local-sim (local)" in status.stdout, status.stdout + status.stderr
+    assert "docker runtime, which cannot be reached" in status.stderr
+    logs = llmctl(tmp_path, "logs", *ports, env=NO_DOCKER)
+    assert logs.returncode == 0, logs.stderr

@@ -75,3 +75,53 @@ def test_garbage_pid_file_reads_as_stale(tmp_path: Path) -> None:
     path.write_text("not a pid\n")
     assert processes.read_pidfile(path) is None
     assert processes.read_pidfile(tmp_path / "missing.pid") is None
+
+
+def test_down_stops_the_gateway_and_prometheus_before_the_engine(tmp_path: Path) -> None:
+    """The engine, on TERM, writes down whether the gateway still runs; the gateway takes a
+    moment to exit, so stopping all at once would find it alive."""
+    runtime = LocalRuntime(load_stack(environ={}, cwd=tmp_path).spec, tmp_path)
+    run = runtime.run_dir
+    seen = tmp_path / "engine-saw"
+    slow_exit = "import signal, sys, time\n" + (
+        "signal.signal(signal.SIGTERM, lambda *_: (time.sleep(0.5), sys.exit(0)))\n"
+        "print('up', flush=True)\ntime.sleep(120)\n"
+    )
+    records = {
+        name: processes.spawn(
+            [sys.executable, "-c", slow_exit],
+            env={},
+            log=run / f"{name}.log",
+            pidfile=run / f"{name}.pid",
+        )
+        for name in ("gateway", "prometheus")
+    }
+    watchers = " ".join(str(r.pid) for r in records.values())
+    engine_code = (
+        "import os, signal, sys, time\n"
+        "def alive(pid):\n"
+        "    try:\n        os.kill(pid, 0)\n    except ProcessLookupError:\n        return False\n"
+        "    return open(f'/proc/{pid}/stat').read().split(') ')[1][0] != 'Z'\n"
+        "def on_term(*_):\n"
+        f"    open({str(seen)!r}, 'w').write(str(any(alive(int(p)) for p in {watchers!r}.split())))\n"
+        "    sys.exit(0)\n"
+        "signal.signal(signal.SIGTERM, on_term)\nprint('up', flush=True)\ntime.sleep(120)\n"
+    )
+    records["engine"] = processes.spawn(
+        [sys.executable, "-c", engine_code],
+        env={},
+        log=run / "engine.log",
+        pidfile=run / "engine.pid",
+    )
+    try:
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and not all(
+            (run / f"{n}.log").read_text() for n in records
+        ):
+            time.sleep(0.05)  # the handlers are installed once each prints `up`
+        lines = runtime.down()
+        assert not any(processes.is_alive(r) for r in records.values())
+        assert seen.read_text() == "False", "the engine was stopped while a watcher still ran"
+        assert [line.split(":")[0] for line in lines] == ["gateway", "prometheus", "engine"]
+    finally:
+        processes.stop_all(list(records.values()), grace=1)

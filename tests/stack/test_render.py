@@ -247,3 +247,51 @@ def test_dollar_signs_in_values_are_escaped_for_compose(tmp_path: Path) -> None:
         # Compose prints literal dollars in their escaped form; an interpolated `$b` would be gone.
         command = _compose_config(out)["services"]["engine"]["command"]
         assert "a$$b" in command
+
+
+@needs_promtool
+def test_ipv6_bind_renders_bracketed_targets_that_promtool_accepts(tmp_path: Path) -> None:
+    out = _rendered(tmp_path, "local-sim", "ports.bind_address='::1'", "ports.gateway=18680")
+    targets = _scrape_targets(out)
+    assert targets[metrics.JOB_GATEWAY][0] == "[::1]:18680"
+    assert targets["prometheus"][0] == "[::1]:9090"
+    check = subprocess.run(
+        ["promtool", "check", "config", str(out / "prometheus" / "prometheus.yml")],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert check.returncode == 0, check.stdout + check.stderr
+
+
+def test_every_admin_key_reference_follows_one_rule(tmp_path: Path) -> None:
+    """Compose's reference and the generated .env agree with secrets.admin_key_source."""
+    from llmctl.stack.secrets import admin_key, admin_key_source
+
+    key_file = tmp_path / "admin.key"
+    key_file.write_text("from-file\n")
+    cases = {
+        "env": ("gateway.admin_key_env='MY_ADMIN'", f"gateway.admin_key_file='{key_file}'"),
+        "file": (f"gateway.admin_key_file='{key_file}'",),
+        "generated": (),
+        "none": ("gateway.generate_admin_key=false",),
+    }
+    for expected, sets in cases.items():
+        spec = _spec("local-sim", "runtime='docker'", *sets)
+        out = tmp_path / expected
+        render_stack(spec, out, environ={})
+        assert admin_key_source(spec) == expected
+        generated = read_env_file(out / ".env").get("LLMCTL_ADMIN_KEY")
+        assert bool(generated) == (expected == "generated")
+        compose = (out / "compose.yaml").read_text()
+        assert ("${MY_ADMIN:-}" in compose) == (expected == "env")
+        key = admin_key(spec, out, {"MY_ADMIN": "from-env"})
+        wanted = {"env": "from-env", "file": "from-file", "generated": generated, "none": None}
+        assert key == wanted[expected]
+
+
+def test_unwritable_stack_folder_is_a_config_error(tmp_path: Path) -> None:
+    blocker = tmp_path / "not-a-dir"
+    blocker.write_text("")
+    with pytest.raises(ConfigError, match="cannot write"):
+        render_stack(_spec("local-sim"), blocker / "stack", environ={})

@@ -127,3 +127,20 @@ def test_gateway_section_validates_like_the_gateway_itself() -> None:
         spec_field, gw_field = GatewaySpec.model_fields[name], GatewayConfig.model_fields[name]
         assert spec_field.metadata == gw_field.metadata, name
         assert spec_field.default == gw_field.default, name
+
+
+def test_scrape_interval_must_fit_the_recording_window(tmp_path: Path) -> None:
+    from llmctl.core.metrics import RECORDING_WINDOW
+
+    assert RECORDING_WINDOW == "1m"  # the bound below is a quarter of it
+    for ok in ("500ms", "5s", "15s"):
+        spec = load_stack(
+            environ={}, cwd=tmp_path, flags=[parse_set(f"observability.scrape_interval='{ok}'")]
+        ).spec
+        assert spec.observability.scrape_interval == ok
+    for coarse in ("16s", "30s", "1m", "1h"):
+        path = _write(tmp_path, f'[observability]\nscrape_interval = "{coarse}"\n')
+        with pytest.raises(ConfigError) as err:
+            load_stack(config=path, environ={}, cwd=tmp_path)
+        assert "observability.scrape_interval" in str(err.value)
+        assert "15s" in str(err.value)
