@@ -10,6 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
 MetricType = Literal["counter", "gauge", "histogram"]
 
 
@@ -43,6 +45,7 @@ REASONS = (
     "client_disconnect",
     "bad_request",
     "unauthorized",
+    "internal_error",
 )
 # Where a client went away, the `stage` label of GATEWAY_CLIENT_DISCONNECTS.
 DISCONNECT_STAGES = ("queued", "waiting", "streaming")
@@ -337,3 +340,17 @@ def recording_rules() -> set[str]:
     names = {REC_REQUEST_RATE}
     names.update(quantile_rule(spec, q) for spec in RECORDED_HISTOGRAMS for q in QUANTILES)
     return names
+
+
+def build_collector(
+    spec: MetricSpec, registry: CollectorRegistry, buckets: tuple[float, ...] | None = None
+) -> Counter | Gauge | Histogram:
+    """The prometheus_client collector for `spec` in `registry` (`buckets` override a histogram's),
+    so the gateway and the simulator build theirs the same way."""
+    if spec.type == "counter":
+        return Counter(spec.name, spec.help, spec.labels, registry=registry)
+    if spec.type == "gauge":
+        return Gauge(spec.name, spec.help, spec.labels, registry=registry)
+    return Histogram(
+        spec.name, spec.help, spec.labels, registry=registry, buckets=buckets or spec.buckets
+    )

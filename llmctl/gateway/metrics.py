@@ -5,20 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
-from prometheus_client.metrics import MetricWrapperBase
 
 from llmctl.core import metrics as m
-from llmctl.core.metrics import MetricSpec
 from llmctl.gateway.admission import AdmissionController
-
-
-def _build(spec: MetricSpec, registry: CollectorRegistry) -> MetricWrapperBase:
-    kwargs: dict[str, Any] = {"labelnames": spec.labels, "registry": registry}
-    if spec.type == "counter":
-        return Counter(spec.name, spec.help, **kwargs)
-    if spec.type == "gauge":
-        return Gauge(spec.name, spec.help, **kwargs)
-    return Histogram(spec.name, spec.help, buckets=spec.buckets, **kwargs)
 
 
 class Outcome:
@@ -41,7 +30,7 @@ class GatewayMetrics:
 
     def __init__(self, admission: AdmissionController) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
-        c = {spec.name: _build(spec, self.registry) for spec in m.GATEWAY_METRICS}
+        c = {spec.name: m.build_collector(spec, self.registry) for spec in m.GATEWAY_METRICS}
         self.requests: Counter = c[m.GATEWAY_REQUESTS.name]  # type: ignore[assignment]
         self.queue_wait: Histogram = c[m.GATEWAY_QUEUE_WAIT.name]  # type: ignore[assignment]
         self.duration: Histogram = c[m.GATEWAY_REQUEST_DURATION.name]  # type: ignore[assignment]
