@@ -9,12 +9,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import yaml
 from python_on_whales import Container, DockerClient
 
 from llmctl.core.errors import ConfigError, RuntimeBackendError, UsageError
 from llmctl.stack.dockercli import DockerRunner
 from llmctl.stack.runtime import Health, Progress, ServiceStatus, State, UpResult
-from llmctl.stack.spec import StackSpec
+from llmctl.stack.spec import StackSpec, host_port
 
 COMPOSE_FILE = "compose.yaml"
 SERVICE_LABEL = "com.docker.compose.service"
@@ -45,7 +46,7 @@ def _settled(service: ServiceStatus) -> bool:
 def _ports(container: Container) -> str:
     bindings: dict[str, list[dict[str, str]] | None] = container.network_settings.ports or {}
     return " ".join(
-        f"{b.get('HostIp') or '0.0.0.0'}:{b.get('HostPort')}->{inner}"
+        f"{host_port(b.get('HostIp') or '0.0.0.0', int(b.get('HostPort') or 0))}->{inner}"
         for inner, published in sorted(bindings.items())
         for b in published or []
     )
@@ -136,13 +137,25 @@ class DockerRuntime:
             detail = f"{status} (exit code {state.exit_code}) {detail}"
         return ServiceStatus(name, _STATES.get(status, "stopped"), health, detail, url)
 
+    def declared(self) -> list[str]:
+        """Every service the stack's compose file declares (any profile), read without Docker."""
+        if not self.compose_file.is_file():
+            return self.services()
+        try:
+            config: Any = yaml.safe_load(self.compose_file.read_text())
+        except (OSError, yaml.YAMLError):
+            return []
+        services = config.get("services") if isinstance(config, dict) else None
+        return list(services) if isinstance(services, dict) else []
+
     def logs(self, service: str | None = None, *, follow: bool = False) -> Iterator[str]:
-        self.docker.preflight(gpu=False)
-        known = self.services() or list(self.containers())
-        if service is not None and service not in known:
+        # A wrong name is the user's mistake whether or not Docker is up: say so first.
+        known = self.declared() if service is not None else []
+        if service is not None and known and service not in known:
             raise UsageError(
                 f"no service {service!r} in stack {self.spec.name}: {', '.join(known)}"
             )
+        self.docker.preflight(gpu=False)
         chunks = self.docker.stream(
             "read the stack's logs",
             lambda d: d.compose.logs(

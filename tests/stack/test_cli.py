@@ -12,6 +12,9 @@ from llmctl.stack.secrets import read_env_file
 from llmctl.stack.spec import StackSpec
 from tests.support import free_port
 
+# A Docker engine that cannot be there, whatever this machine runs.
+NO_DOCKER = {"DOCKER_HOST": "unix:///nonexistent/llmctl-test/docker.sock"}
+
 
 def llmctl(
     cwd: Path, *args: str, env: dict[str, str] | None = None
@@ -130,10 +133,13 @@ def test_logs_of_an_unknown_service_is_a_usage_error(tmp_path: Path) -> None:
     assert done.returncode == 2
     assert "no service 'nosuch'" in done.stderr
     assert "engine" in done.stderr
-
-
-# A Docker engine that cannot be there, whatever this machine runs.
-NO_DOCKER = {"DOCKER_HOST": "unix:///nonexistent/llmctl-test/docker.sock"}
+    # The docker runtime says the same, before (and without) reaching Docker.
+    docker = ["--set", "runtime='docker'"]
+    assert llmctl(tmp_path, "render", *docker).returncode == 0
+    done = llmctl(tmp_path, "logs", "nosuch", *docker, env=NO_DOCKER)
+    assert done.returncode == 2, done.stderr
+    assert "no service 'nosuch'" in done.stderr
+    assert "gateway" in done.stderr
 
 
 def test_a_failed_docker_up_does_not_jam_later_commands(tmp_path: Path) -> None:
