@@ -123,13 +123,13 @@ def with_overrides(command: Callable[..., None]) -> Callable[..., None]:
 
     @functools.wraps(command)
     def wrapper(**kwargs: Any) -> None:
-        sets = kwargs.pop(_SETS, None) or []
+        sets = kwargs.pop(_SETS, None)
         flags = [
             Override(key, value, "flag --" + name.replace("_", "-"))
             for name, (key, _) in OVERRIDE_FLAGS.items()
             if (value := kwargs.pop(name, None)) is not None
         ]
-        command(**kwargs, overrides=flags + [parse_set(item) for item in sets])
+        command(**kwargs, overrides=flags + _sets(sets))
 
     wrapper.__signature__ = signature.replace(parameters=params)  # type: ignore[attr-defined]
     wrapper.__annotations__ = {p.name: p.annotation for p in params}

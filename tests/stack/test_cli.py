@@ -170,3 +170,21 @@ def test_a_saved_spec_whose_runtime_is_gone_yields_to_the_current_one(tmp_path: 
     assert "docker runtime, which cannot be reached" in status.stderr
     logs = llmctl(tmp_path, "logs", *ports, env=NO_DOCKER)
     assert logs.returncode == 0, logs.stderr
+
+
+def test_config_render_and_up_declare_the_same_overrides() -> None:
+    import typer
+    from typer.core import TyperGroup
+
+    from llmctl.cli import stack
+
+    app = typer.Typer()
+    stack.register(app)
+    group = typer.main.get_command(app)
+    assert isinstance(group, TyperGroup)
+    options = {
+        name: {opt for param in group.commands[name].params for opt in param.opts}
+        for name in ("config", "render", "up")
+    }
+    assert options["config"] == options["render"] == options["up"] - {"--timeout"}
+    assert {"--set", "--runtime", "--max-active", "--bind", "--scrape-interval"} < options["up"]
