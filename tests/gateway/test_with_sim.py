@@ -159,6 +159,10 @@ def test_chaos_leaves_no_trace(make_gateway: MakeGateway, tmp_path: Path) -> Non
         assert gw.metric("llmctl_gateway_upstream_errors_total", kind="stream") >= 1, summary
         assert gw.gateway.admission.active == 0
         assert gw.gateway.admission.queued == 0
+        # One outcome per request: none counted twice, none that got an answer left out.
+        answered = sum(1 for _, status in outcomes if status is not None)
+        counted = gw.metric("llmctl_gateway_requests_total")
+        assert answered <= counted <= len(outcomes), summary + f" counted={counted}"
         # The engine saw every abandoned request closed: nothing left running or waiting there.
         _wait_engine_idle(sim_url)
 
