@@ -20,6 +20,7 @@ RI = "$__rate_interval"
 GW = f'job="{m.JOB_GATEWAY}", instance=~"$instance"'
 ENG = 'instance=~"$instance", model_name=~"$model"'
 REJECTED = GW + ', status=~"429|503"'
+NOT_OK = GW + f', reason!="{m.REASON_OK}"'
 ANY_ENG = 'model_name=~"$model"'
 GPU = 'instance=~"$instance", gpu=~"$gpu"'
 
@@ -44,12 +45,6 @@ def quantiles(spec: m.MetricSpec, matchers: str) -> list[Json]:
         q(f"max({m.quantile_rule(spec, p)}{{{matchers}}})", f"p{round(p * 100)}")
         for p in m.QUANTILES
     ]
-
-
-def raw_quantiles(spec: m.MetricSpec, matchers: str) -> list[Json]:
-    """p50/p95/p99 straight from the buckets over Grafana's rate interval."""
-    inner = f"sum by (le) (rate({spec.name}_bucket{{{matchers}}}[{RI}]))"
-    return [q(f"histogram_quantile({p}, {inner})", f"p{round(p * 100)}") for p in m.QUANTILES]
 
 
 def panel(kind: str, title: str, targets: list[Json], unit: str, desc: str, **field: Any) -> Json:
@@ -199,11 +194,11 @@ def gateway() -> Json:
                    "Finished requests per second by HTTP status."),
             ],
             [
-                ts("Rejections and failures by reason", [q(rate(REQ, GW + ', reason!="ok"', "reason"),
+                ts("Rejections and failures by reason", [q(rate(REQ, NOT_OK, "reason"),
                                                            "{{reason}}")],
                    REQPS, "Requests that did not end ok, per second, by reason."),
-                ts("Queue wait", raw_quantiles(m.GATEWAY_QUEUE_WAIT, GW), "s",
-                   "Time from arrival to admission (or giving up)."),
+                ts("Queue wait", quantiles(m.GATEWAY_QUEUE_WAIT, GW), "s",
+                   "Time from arrival to admission (or giving up; recording rules)."),
             ],
             [
                 ts("Request latency", quantiles(m.GATEWAY_REQUEST_DURATION, GW), "s",

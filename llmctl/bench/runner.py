@@ -45,7 +45,10 @@ async def arun_bench(config: BenchConfig, progress: BenchProgress | None = None)
     client = StreamingClient(target, api_key=config.api_key, timeout_s=config.request_timeout_s)
     prompts = PromptSource(config.prompts, model, config.seed)
     sampler = ServerSampler(
-        [target.api_url("/metrics"), *config.metrics_urls], config.sample_interval_s, headers
+        [target.api_url("/metrics"), *config.metrics_urls],
+        config.sample_interval_s,
+        headers,
+        trusted=config.target,
     )
     levels: list[LevelReport] = []
     sampler.open()

@@ -33,13 +33,25 @@ def parse_series(text: str) -> dict[str, float]:
     return values
 
 
-class ServerSampler:
-    """Polls `urls` every `interval` seconds between `start()` and `stop()` (within `open`/`close`)."""
+def origin(url: str) -> tuple[str, str, int | None]:
+    """Scheme, host and port (None for the scheme's default), as browsers compare origins."""
+    parsed = httpx.URL(url)
+    return parsed.scheme, parsed.host, parsed.port
 
-    def __init__(self, urls: list[str], interval: float, headers: dict[str, str]) -> None:
+
+class ServerSampler:
+    """Polls `urls` every `interval` seconds between `start()` and `stop()` (within `open`/`close`).
+
+    `headers` (the API key) go only to URLs with `trusted`'s origin: another host named by
+    --metrics-url must not learn the target's key."""
+
+    def __init__(
+        self, urls: list[str], interval: float, headers: dict[str, str], trusted: str
+    ) -> None:
         self.urls = urls
         self.interval = interval
         self.headers = headers
+        self.trusted = origin(trusted)
         self._report = ServerReport()
         self._first_preemptions: float | None = None
         self._task: asyncio.Task[None] | None = None
@@ -48,7 +60,7 @@ class ServerSampler:
     def open(self) -> None:
         """Create the HTTP client before any load runs: building its TLS context blocks the loop."""
         if self._client is None:
-            self._client = httpx.AsyncClient(timeout=max(self.interval, 2.0), headers=self.headers)
+            self._client = httpx.AsyncClient(timeout=max(self.interval, 2.0))
 
     async def close(self) -> None:
         await self._cancel()  # a level cut short (Ctrl-C, a failing hook) never called `stop`
@@ -86,7 +98,8 @@ class ServerSampler:
         merged: dict[str, float] = {}
         for url in self.urls:
             try:
-                resp = await self._client.get(url)
+                headers = self.headers if origin(url) == self.trusted else None
+                resp = await self._client.get(url, headers=headers)
                 resp.raise_for_status()
                 merged.update(parse_series(resp.text))
             except (httpx.HTTPError, ValueError) as exc:

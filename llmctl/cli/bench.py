@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import typer
@@ -15,8 +14,9 @@ from llmctl.bench.report import BenchReport, load_report, to_csv
 from llmctl.bench.runner import run_bench
 from llmctl.bench.strategies import ConcurrentStrategy, RateStrategy
 from llmctl.cli.console import console
-from llmctl.cli.endpoints import stack_addresses
-from llmctl.core.errors import TargetError, UsageError
+from llmctl.cli.endpoints import current_stack, stack_addresses
+from llmctl.cli.options import check_output, env_secret, write_output
+from llmctl.core.errors import LlmctlError, TargetError, UsageError
 
 app = typer.Typer(
     help="Load-test an OpenAI-compatible target (gateway or engine) and measure what users feel.",
@@ -65,15 +65,6 @@ def _levels(
         )
         for r in _numbers(rate, "--rate", float)
     ]
-
-
-def _api_key(env_var: str | None) -> str | None:
-    if env_var is None:
-        return None
-    value = os.environ.get(env_var)
-    if not value:
-        raise UsageError(f"--api-key-env {env_var}: that environment variable is not set")
-    return value
 
 
 def _first_error(exc: ValidationError) -> str:
@@ -152,12 +143,22 @@ def bench(
     """Drive load at each level and report latency, throughput, failures and server peaks."""
     if ctx.invoked_subcommand is not None:
         return
-    if target is None:
-        urls = stack_addresses()
-        target = urls["gateway"]
-        engine_metrics = engine_metrics or [f"{urls['engine']}/metrics"]
-        console.print(f"[dim]target: the stack's gateway {target}[/dim]")
     levels = _levels(concurrency, rate, arrival, burstiness, max_concurrency)
+    check_output(json_out, "--json")
+    check_output(csv_out, "--csv")
+    stack = current_stack()
+    if target is None:
+        urls = stack_addresses(stack)
+        target = urls["gateway"]
+        # A docker stack publishes no engine: then only the gateway is sampled.
+        if not engine_metrics and "engine" in urls:
+            engine_metrics = [f"{urls['engine']}/metrics"]
+        console.print(f"[dim]target: the stack's gateway {target}[/dim]")
+    # The stack's API key belongs to the stack's gateway, not to any --target.
+    ours = target.rstrip("/") == stack.gateway_url
+    api_key = env_secret(api_key_env, "--api-key-env") if api_key_env else None
+    if api_key is None and ours:
+        api_key = stack.api_key
     if endpoint not in ("chat", "completions"):
         raise UsageError(f"--endpoint must be chat or completions (got {endpoint!r})")
     if duration is None and requests is None:
@@ -166,7 +167,7 @@ def bench(
         config = BenchConfig(
             target=target,
             model=model,
-            api_key=_api_key(api_key_env),
+            api_key=api_key,
             levels=levels,
             duration_s=duration,
             requests=requests,
@@ -193,16 +194,30 @@ def bench(
     finally:
         progress.close()
     _show(report)
-    if json_out is not None:
-        json_out.write_text(report.to_json() + "\n", encoding="utf-8")
-        console.print(f"wrote {json_out}")
-    if csv_out is not None:
-        csv_out.write_text(to_csv(report), encoding="utf-8")
-        console.print(f"wrote {csv_out}")
+    _write(report, json_out, csv_out)
     if all(level.completed == 0 for level in report.levels):
         samples = {k: v for level in report.levels for k, v in level.error_samples.items()}
         detail = "; ".join(f"{k}: {v}" for k, v in samples.items())
         raise TargetError(f"no request succeeded ({detail})")
+
+
+def _write(report: BenchReport, json_out: Path | None, csv_out: Path | None) -> None:
+    """Write each output asked for; one that fails does not keep the other from being written."""
+    outputs: list[tuple[Path, str]] = []
+    if json_out is not None:
+        outputs.append((json_out, report.to_json() + "\n"))
+    if csv_out is not None:
+        outputs.append((csv_out, to_csv(report)))
+    failed: list[str] = []
+    for path, text in outputs:
+        try:
+            write_output(path, text)
+        except LlmctlError as exc:
+            failed.append(str(exc))
+            continue
+        console.print(f"wrote {path}")
+    if failed:
+        raise LlmctlError("; ".join(failed))
 
 
 def _show(report: BenchReport) -> None:

@@ -1,9 +1,12 @@
-"""Where the current stack's services listen, for commands that talk to a running stack."""
+"""The stack that bench, top and tune talk to when not told otherwise: its endpoints and keys."""
 
 from __future__ import annotations
 
-from llmctl.core.errors import LlmctlError
+from pathlib import Path
 
+from llmctl.tune.stackfile import StackDefaults, stack_defaults
+
+# Where the services listen when there is no stack at all (no stack file or preset loads).
 DEFAULTS = {
     "prometheus": "http://127.0.0.1:9090",
     "gateway": "http://127.0.0.1:8080",
@@ -11,12 +14,17 @@ DEFAULTS = {
 }
 
 
-def stack_addresses() -> dict[str, str]:
-    """The running stack's endpoints (as `up` saved them), else the config's, else the defaults."""
-    try:
-        from llmctl.stack.settings import load_stack, running_spec
+def current_stack(config: Path | None = None) -> StackDefaults:
+    """The running stack (as `up` saved it), else the config's: endpoints, API key, admin key.
 
-        endpoints = running_spec(load_stack().spec).endpoints()
-    except (ImportError, LlmctlError, OSError):
+    `llmctl.tune.stackfile.stack_defaults` decides all of these, for every command that asks."""
+    return stack_defaults(config)
+
+
+def stack_addresses(stack: StackDefaults | None = None) -> dict[str, str]:
+    """Service -> URL for the services the stack has (a docker stack publishes no engine; one
+    without Prometheus has none); the defaults only when there is no stack at all."""
+    stack = current_stack() if stack is None else stack
+    if stack.gateway_url is None:
         return dict(DEFAULTS)
-    return {key: endpoints.get(key, url) for key, url in DEFAULTS.items()}
+    return dict(stack.endpoints)

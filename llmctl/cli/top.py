@@ -28,9 +28,12 @@ def top(
 ) -> None:
     """Live view of the stack: slots, queue, traffic, latency, engine and GPUs ([bold]q[/] quits)."""
     urls = stack_addresses()
+    # A stack without Prometheus, or (docker) without a published engine, has no such address:
+    # top then reads the gateway directly and shows the engine's fields as missing.
+    prometheus = prometheus or urls.get("prometheus")
     sampler = Sampler(
-        PrometheusSource(prometheus or urls["prometheus"]),
-        DirectSource(gateway or urls["gateway"], engine or urls["engine"]),
+        PrometheusSource(prometheus) if prometheus else None,
+        DirectSource(gateway or urls["gateway"], engine or urls.get("engine")),
     )
     try:
         if as_json:

@@ -9,32 +9,25 @@ from pathlib import Path
 import typer
 
 from llmctl.cli.console import console, fail
+from llmctl.cli.endpoints import DEFAULTS, current_stack
+from llmctl.cli.options import check_output, env_secret, write_output
 from llmctl.core.errors import UsageError
 from llmctl.tune.limits import GatewayAdmin
 from llmctl.tune.live import ConsoleTuneProgress, render_report
 from llmctl.tune.report import TuneSettings, parse_tune_slo
 from llmctl.tune.runner import tune_max_active
-from llmctl.tune.stackfile import stack_defaults, write_max_active
+from llmctl.tune.stackfile import write_max_active
 from llmctl.tune.trial import TrialPlan
 
 app = typer.Typer(
     help="Tune the stack live: the best MAX_ACTIVE under a latency target.", no_args_is_help=True
 )
 
-DEFAULT_GATEWAY = "http://127.0.0.1:8080"
-
-
-def _secret(env_var: str, flag: str) -> str:
-    value = os.environ.get(env_var, "").strip()
-    if not value:
-        raise UsageError(f"{flag} {env_var}: that environment variable is not set")
-    return value
-
 
 @app.command("max-active")
 def max_active(
     gateway: str | None = typer.Option(
-        None, "--gateway", help=f"Gateway URL. Default: the stack's, else {DEFAULT_GATEWAY}."
+        None, "--gateway", help=f"Gateway URL. Default: the stack's, else {DEFAULTS['gateway']}."
     ),
     admin_key_env: str | None = typer.Option(
         None,
@@ -87,12 +80,13 @@ def max_active(
     """
     if high < low:
         raise UsageError(f"--max ({high}) is below --min ({low})")
-    defaults = stack_defaults(config)
-    gateway_url = (gateway or defaults.gateway_url or DEFAULT_GATEWAY).rstrip("/")
-    # The stack's engine and admin key belong to the stack's gateway, not to one named by --gateway.
+    check_output(json_out, "--json")
+    defaults = current_stack(config)
+    gateway_url = (gateway or defaults.gateway_url or DEFAULTS["gateway"]).rstrip("/")
+    # The stack's engine and keys belong to the stack's gateway, not to one named by --gateway.
     ours = gateway_url == defaults.gateway_url
     admin_key = (
-        _secret(admin_key_env, "--admin-key-env")
+        env_secret(admin_key_env, "--admin-key-env")
         if admin_key_env
         else (defaults.admin_key if ours else None) or os.environ.get("LLMCTL_ADMIN_KEY")
     )
@@ -112,6 +106,7 @@ def max_active(
             f"not {gateway_url}"
         )
     stack_engine = defaults.engine_metrics_url if ours else None
+    stack_key = defaults.api_key if ours else None
     metrics_urls = engine_metrics or ([stack_engine] if stack_engine else [])
     if max_preemptions_per_s is not None and not metrics_urls:
         raise UsageError("--max-preemptions-per-s needs the engine's metrics: --engine-metrics URL")
@@ -142,7 +137,7 @@ def max_active(
         warmup_s=warmup,
         input_len=input_len,
         output_len=output_len,
-        api_key=_secret(api_key_env, "--api-key-env") if api_key_env else defaults.api_key,
+        api_key=env_secret(api_key_env, "--api-key-env") if api_key_env else stack_key,
         engine_metrics=tuple(metrics_urls),
     )
     writer = (
@@ -161,5 +156,5 @@ def max_active(
         admin.close()
     console.print(render_report(report))
     if json_out is not None:
-        json_out.write_text(report.to_json() + "\n", encoding="utf-8")
+        write_output(json_out, report.to_json() + "\n")
         console.print(f"Report written to {json_out}", highlight=False)

@@ -34,8 +34,9 @@ class MetricSpec:
 # --- the gateway (llmctl's own) -------------------------------------------------------------------
 
 # Request outcomes, used as the `reason` label of GATEWAY_REQUESTS.
+REASON_OK = "ok"
 REASONS = (
-    "ok",
+    REASON_OK,
     "queue_full",
     "rejected",
     "queue_timeout",

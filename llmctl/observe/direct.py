@@ -79,7 +79,7 @@ def _status(value: str) -> Match:
 
 
 def _is_error(lab: Labels) -> bool:
-    return lab.get("reason") != "ok" and lab.get("status") not in ("429", "503")
+    return lab.get("reason") != m.REASON_OK and lab.get("status") not in ("429", "503")
 
 
 class DirectSource:
@@ -88,18 +88,20 @@ class DirectSource:
     def __init__(
         self,
         gateway_url: str,
-        engine_url: str,
+        engine_url: str | None,
         gpu_url: str | None = None,
         *,
         timeout: float = 2.0,
         warmup_s: float = 1.0,
     ) -> None:
-        self.targets = {
-            m.JOB_GATEWAY: gateway_url.rstrip("/") + "/metrics",
-            m.JOB_ENGINE: engine_url.rstrip("/") + "/metrics",
+        """`engine_url` None: the stack publishes no engine, and its fields stay missing."""
+        self.targets = {m.JOB_GATEWAY: gateway_url.rstrip("/") + "/metrics"}
+        if engine_url is not None:
+            self.targets[m.JOB_ENGINE] = engine_url.rstrip("/") + "/metrics"
             # The simulator serves DCGM-style metrics next to its own; dcgm-exporter is elsewhere.
-            m.JOB_GPU: gpu_url or engine_url.rstrip("/") + "/dcgm/metrics",
-        }
+            gpu_url = gpu_url or engine_url.rstrip("/") + "/dcgm/metrics"
+        if gpu_url is not None:
+            self.targets[m.JOB_GPU] = gpu_url
         self.warmup_s = warmup_s
         self._client = httpx.Client(timeout=timeout)
         self._scrapes: deque[Scrape] = deque()
@@ -109,7 +111,9 @@ class DirectSource:
 
     @property
     def url(self) -> str:
-        return ", ".join(self.targets[j] for j in (m.JOB_GATEWAY, m.JOB_ENGINE))
+        return ", ".join(
+            self.targets[j] for j in (m.JOB_GATEWAY, m.JOB_ENGINE) if j in self.targets
+        )
 
     def close(self) -> None:
         self._client.close()
@@ -135,10 +139,20 @@ class DirectSource:
         now = self.scrape()
         while len(self._scrapes) > 1 and now.at - self._scrapes[1].at >= WINDOW_S:
             self._scrapes.popleft()
-        snap = _compute(now, self._scrapes[0], self.url, reason)
+        snap = _compute(now, self._scrapes[0], self.url, self._note(now, reason))
         self._scrapes.append(now)
         self._record(snap)
         return snap
+
+    def _note(self, now: Scrape, reason: str) -> str:
+        note = f"{reason}; reading /metrics directly"
+        jobs = [j for j in (m.JOB_GATEWAY, m.JOB_ENGINE) if j in self.targets]
+        unreached = [j for j in jobs if j not in now.reached]
+        if unreached:
+            note += f" ({', '.join(unreached)} unreachable)"
+        if m.JOB_ENGINE not in self.targets:
+            note += " (no engine address: pass --engine)"
+        return note
 
     def _record(self, snap: StackSnapshot) -> None:
         total = [
@@ -161,7 +175,7 @@ class DirectSource:
         snap.history = History(**{k: list(v) for k, v in self._history.items()})
 
 
-def _compute(now: Scrape, base: Scrape, url: str, reason: str) -> StackSnapshot:
+def _compute(now: Scrape, base: Scrape, url: str, note: str) -> StackSnapshot:
     dt = max(now.at - base.at, 1e-9)
 
     def rate(name: str, match: Match | None = None, *, job: str = m.JOB_GATEWAY) -> float | None:
@@ -181,10 +195,6 @@ def _compute(now: Scrape, base: Scrape, url: str, reason: str) -> StackSnapshot:
         return finite(histogram_quantile(q, delta))
 
     requests = m.GATEWAY_REQUESTS.series
-    unreached = [job for job in (m.JOB_GATEWAY, m.JOB_ENGINE) if job not in now.reached]
-    note = f"{reason}; reading /metrics directly"
-    if unreached:
-        note += f" ({', '.join(unreached)} unreachable)"
     return StackSnapshot(
         source="direct",
         source_url=url,
@@ -195,7 +205,7 @@ def _compute(now: Scrape, base: Scrape, url: str, reason: str) -> StackSnapshot:
         queue_depth=now.total(m.GATEWAY_QUEUE_DEPTH.series),
         queue_max=now.total(m.GATEWAY_QUEUE_MAX.series),
         queue_wait_p95=quantile(m.GATEWAY_QUEUE_WAIT, 0.95),
-        ok_per_s=rate(requests, lambda lab: lab.get("reason") == "ok"),
+        ok_per_s=rate(requests, lambda lab: lab.get("reason") == m.REASON_OK),
         rejected_429_per_s=rate(requests, _status("429")),
         unavailable_503_per_s=rate(requests, _status("503")),
         error_per_s=rate(requests, _is_error),

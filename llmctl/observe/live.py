@@ -19,7 +19,7 @@ from llmctl.observe.view import render
 
 
 class Sampler:
-    """Prometheus first; when it does not answer, the endpoints' own /metrics."""
+    """Prometheus first; when it does not answer (or the stack has none), the endpoints' /metrics."""
 
     def __init__(self, prometheus: PrometheusSource | None, direct: DirectSource) -> None:
         self.prometheus = prometheus
@@ -27,7 +27,7 @@ class Sampler:
 
     def sample(self) -> StackSnapshot:
         if self.prometheus is None:
-            return self.direct.snapshot("no Prometheus given")
+            return self.direct.snapshot("Prometheus not configured")
         try:
             return self.prometheus.snapshot()
         except PrometheusUnreachableError as exc:

@@ -5,14 +5,26 @@ from __future__ import annotations
 from llmctl.core import metrics as m
 
 WINDOW = m.RECORDING_WINDOW
+_OK = m.REASON_OK
 _REQUESTS = m.GATEWAY_REQUESTS.series
-# `x or on() (0 * gateway_up)` turns "no such series yet" into 0 while the gateway is scraped, so a
-# quiet gateway shows 0/s and only a missing gateway shows "–".
-_GATEWAY_UP = f'sum(up{{job="{m.JOB_GATEWAY}"}} == 1)'
 
 
-def _rate(series: str, matchers: str = "") -> str:
-    return f"sum(rate({series}{matchers}[{WINDOW}])) or on() (0 * {_GATEWAY_UP})"
+def _up(job: str) -> str:
+    return f'sum(up{{job="{job}"}} == 1)'
+
+
+def or_zero(query: str, job: str) -> str:
+    """`x or on() (0 * up)` turns "no such series yet" into 0 while `job` is scraped, so a quiet
+    gateway or an idle engine shows 0/s and only a missing one shows "–"."""
+    return f"{query} or on() (0 * {_up(job)})"
+
+
+def _requests(matchers: str) -> str:
+    return or_zero(f"sum(rate({_REQUESTS}{matchers}[{WINDOW}]))", m.JOB_GATEWAY)
+
+
+def _engine_rate(spec: m.MetricSpec) -> str:
+    return or_zero(f"sum(rate({spec.series}[{WINDOW}]))", m.JOB_ENGINE)
 
 
 # Whether this Prometheus scrapes a gateway at all (else `top` reads the endpoints directly).
@@ -25,10 +37,10 @@ SCALARS: dict[str, str] = {
     "queue_depth": f"sum({m.GATEWAY_QUEUE_DEPTH.series})",
     "queue_max": f"sum({m.GATEWAY_QUEUE_MAX.series})",
     "queue_wait_p95": f"max({m.REC_QUEUE_WAIT_P95})",
-    "ok_per_s": _rate(_REQUESTS, '{reason="ok"}'),
-    "rejected_429_per_s": _rate(_REQUESTS, '{status="429"}'),
-    "unavailable_503_per_s": _rate(_REQUESTS, '{status="503"}'),
-    "error_per_s": _rate(_REQUESTS, '{reason!="ok",status!~"429|503"}'),
+    "ok_per_s": _requests(f'{{reason="{_OK}"}}'),
+    "rejected_429_per_s": _requests('{status="429"}'),
+    "unavailable_503_per_s": _requests('{status="503"}'),
+    "error_per_s": _requests(f'{{reason!="{_OK}",status!~"429|503"}}'),
     "latency_p50": f"max({m.REC_LATENCY_P50})",
     "latency_p95": f"max({m.REC_LATENCY_P95})",
     "latency_p99": f"max({m.REC_LATENCY_P99})",
@@ -37,9 +49,9 @@ SCALARS: dict[str, str] = {
     "engine_running": f"sum({m.VLLM_RUNNING.series})",
     "engine_waiting": f"sum({m.VLLM_WAITING.series})",
     "kv_cache_usage": f"max({m.VLLM_KV_USAGE.series})",
-    "preemptions_per_s": f"sum(rate({m.VLLM_PREEMPTIONS.series}[{WINDOW}]))",
-    "prompt_tokens_per_s": f"sum(rate({m.VLLM_PROMPT_TOKENS.series}[{WINDOW}]))",
-    "generation_tokens_per_s": f"sum(rate({m.VLLM_GENERATION_TOKENS.series}[{WINDOW}]))",
+    "preemptions_per_s": _engine_rate(m.VLLM_PREEMPTIONS),
+    "prompt_tokens_per_s": _engine_rate(m.VLLM_PROMPT_TOKENS),
+    "generation_tokens_per_s": _engine_rate(m.VLLM_GENERATION_TOKENS),
 }
 
 # GpuSnapshot field -> a query returning one series per GPU (label `gpu`).
@@ -54,7 +66,8 @@ GPU_NAME = f"max by (gpu, modelName) ({m.DCGM_GPU_UTIL.series})"
 
 # History field -> a query read as a range (the sparklines).
 HISTORY: dict[str, str] = {
-    "request_rate": f"sum(rate({_REQUESTS}[{WINDOW}]))",
+    # A range query: the recording rule has the rate already, for every step.
+    "request_rate": f"sum({m.REC_REQUEST_RATE})",
     "latency_p95": f"max({m.REC_LATENCY_P95})",
     "queue_depth": f"sum({m.GATEWAY_QUEUE_DEPTH.series})",
     "gpu_util_pct": f"avg({m.DCGM_GPU_UTIL.series})",

@@ -1,4 +1,5 @@
-"""What tune takes from the stack config: addresses, keys and SLO defaults, and where --apply writes."""
+"""The current stack as bench, top and tune see it: its endpoints, API and admin keys, SLO defaults,
+and where `tune --apply` writes. The one place that decides these."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ import os
 import re
 import tomllib
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from llmctl.core.errors import ConfigError, LlmctlError
@@ -16,8 +17,10 @@ from llmctl.stack.settings import CONFIG_FILE, LoadedStack, load_stack, running_
 
 @dataclass(frozen=True)
 class StackDefaults:
-    """Defaults for `llmctl tune max-active`; all None when no stack config is found."""
+    """What the current stack gives commands; empty (all None) when no stack config is found."""
 
+    # Service -> URL for the services this stack has (no engine on docker: it is not published).
+    endpoints: dict[str, str] = field(default_factory=dict)
     gateway_url: str | None = None
     engine_metrics_url: str | None = None
     admin_key: str | None = None
@@ -37,14 +40,15 @@ def stack_defaults(
     cwd = cwd or Path.cwd()
     try:
         loaded = load_stack(config=config, environ=environ, cwd=cwd)
-    except LlmctlError:
+        endpoints = running_spec(loaded.spec, cwd).endpoints()
+    except (LlmctlError, OSError):
         if config is not None:
             raise
         return StackDefaults()
     spec = loaded.spec
-    endpoints = running_spec(spec, cwd).endpoints()
     engine = endpoints.get("engine")
     return StackDefaults(
+        endpoints=endpoints,
         gateway_url=endpoints["gateway"],
         engine_metrics_url=f"{engine}/metrics" if engine else None,
         admin_key=_admin_key(loaded, environ, cwd),

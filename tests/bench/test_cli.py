@@ -112,3 +112,102 @@ def test_compare_rejects_a_non_report(tmp_path: Path) -> None:
     assert proc.returncode == 2
     assert "not an llmctl bench report" in proc.stderr
     assert "\x1b[1;31m" in proc.stderr  # red
+
+
+def _stack_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, gateway: str) -> None:
+    """A stack (the default preset in an empty folder) whose gateway is at `gateway`."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("LLMCTL__PORTS__GATEWAY", gateway.rsplit(":", 1)[1])
+
+
+def test_without_target_the_stacks_api_key_is_sent(
+    fake_engine: StartServer,
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from tests.support import free_port, llmctl_server
+
+    keys = tmp_path / "keys"
+    keys.write_text("k1\n")
+    port = free_port()
+    with (
+        fake_engine("--ttft-ms", "1", "--itl-ms", "1") as engine,
+        llmctl_server(
+            ["gateway", "serve", "--upstream", engine, "--port", str(port),
+             "--api-keys-file", str(keys)],
+            ready_url=f"http://127.0.0.1:{port}/health",
+            log=tmp_path / "gateway.log",
+        ),
+    ):  # fmt: skip
+        _stack_env(monkeypatch, tmp_path, f"http://127.0.0.1:{port}")
+        monkeypatch.setenv("LLMCTL__PORTS__ENGINE", engine.rsplit(":", 1)[1])
+        monkeypatch.setenv("LLMCTL_API_KEYS", "k1,k2")
+        out_file = tmp_path / "r.json"
+        code, _, err = _run(capsys, "--concurrency", "1", "--requests", "2",
+                            "--input-len", "8", "--output-len", "4", "--json", str(out_file))  # fmt: skip
+    assert code == 0, err
+    level = json.loads(out_file.read_text())["levels"][0]
+    assert level["completed"] == 2
+    assert "k1" not in out_file.read_text()  # the report never holds the key
+
+
+def test_a_stack_without_an_engine_address_samples_only_the_gateway(
+    fake_engine: StartServer,
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # A docker stack publishes no engine port; bench must not guess 127.0.0.1:8000.
+    with fake_engine("--ttft-ms", "1", "--itl-ms", "1") as url:
+        _stack_env(monkeypatch, tmp_path, url)
+        (tmp_path / "llmctl.toml").write_text('name = "d"\nruntime = "docker"\n')
+        out_file = tmp_path / "r.json"
+        code, _, err = _run(capsys, "--concurrency", "1", "--requests", "1",
+                            "--input-len", "8", "--output-len", "4", "--json", str(out_file))  # fmt: skip
+    assert code == 0, err
+    sources = json.loads(out_file.read_text())["levels"][0]["server"]["sources"]
+    assert sources == [f"{url}/metrics"]
+
+
+@pytest.mark.parametrize("flag", ["--json", "--csv"])
+def test_an_unwritable_output_is_refused_before_the_run(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, flag: str
+) -> None:
+    from tests.support import free_port
+
+    missing = tmp_path / "nonexist" / "x.out"
+    # The target does not answer: a run would fail with "cannot reach"; the check comes first.
+    target = f"http://127.0.0.1:{free_port()}"
+    code, _, err = _run(capsys, "--target", target, "--concurrency", "1", flag, str(missing))
+    assert code == 2
+    assert "does not exist" in err
+    assert "Traceback" not in err
+
+
+def test_an_output_that_fails_after_the_run_is_a_clear_error(
+    fake_engine: StartServer,
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from llmctl.bench import runner
+
+    json_out, csv_out = tmp_path / "sub" / "r.json", tmp_path / "r.csv"
+    json_out.parent.mkdir()
+    real = runner.run_bench
+
+    def run_then_lose_the_folder(*args: object, **kwargs: object) -> object:
+        report = real(*args, **kwargs)  # type: ignore[arg-type]
+        json_out.parent.rmdir()  # gone while the run went on
+        return report
+
+    monkeypatch.setattr("llmctl.cli.bench.run_bench", run_then_lose_the_folder)
+    with fake_engine("--ttft-ms", "1", "--itl-ms", "1") as url:
+        code, out, err = _run(capsys, "--target", url, "--concurrency", "1", "--requests", "1",
+                              "--json", str(json_out), "--csv", str(csv_out))  # fmt: skip
+    assert code == 1
+    assert f"could not write {json_out}" in err
+    assert "Traceback" not in err
+    assert "conc 1" in out  # the results were shown
+    assert len(csv_out.read_text().splitlines()) == 2  # and the other output still written

@@ -11,8 +11,10 @@ import yaml
 
 from llmctl.core import metrics as m
 from llmctl.core.config import AlertThresholds
+from llmctl.observe import queries
 from tests.observe.conftest import render_rules
 from tests.observe.promql import metric_names
+from tests.support import REPO
 
 HERE = Path(__file__).parent
 PROMTOOL = shutil.which("promtool")
@@ -46,6 +48,14 @@ def test_every_alert_the_issue_asks_for_is_defined(rules_dir: Path) -> None:
 
 def test_recording_rules_are_the_names_in_core_metrics(rules_dir: Path) -> None:
     assert {r["record"] for r in _rules(rules_dir, "recording")} == m.recording_rules()
+
+
+def test_every_recording_rule_is_read_by_top_a_dashboard_or_an_alert(rules_dir: Path) -> None:
+    readers = [*queries.all_queries(), (rules_dir / "alerts.yml").read_text()]
+    readers += [p.read_text() for p in (REPO / "dashboards").glob("*.json")]
+    text = "\n".join(readers)
+    unread = {name for name in m.recording_rules() if name not in text}
+    assert not unread, f"evaluated but never read: {sorted(unread)}"
 
 
 def test_rules_use_only_known_series(rules_dir: Path) -> None:

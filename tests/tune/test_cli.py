@@ -75,3 +75,15 @@ def test_a_preemption_limit_needs_engine_metrics(capsys: pytest.CaptureFixture[s
     )  # fmt: skip
     assert code == 2
     assert "--engine-metrics" in out
+
+
+def test_an_unwritable_json_output_is_refused_before_tuning(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    gateway = f"http://127.0.0.1:{free_port()}"  # nothing there: a tune run would fail differently
+    missing = tmp_path / "nonexist" / "t.json"
+    code, out = run_cli(capsys, "--gateway", gateway, "--admin-key-env", "TUNE_KEY",
+                        "--json", str(missing))  # fmt: skip
+    assert code == 2
+    assert "does not exist" in out
+    assert "Traceback" not in out

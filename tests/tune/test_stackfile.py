@@ -92,3 +92,37 @@ def test_a_named_stack_file_that_is_broken_is_an_error(tmp_path: Path) -> None:
     path.write_text("[gateway]\nmax_active = 0\n")
     with pytest.raises(ConfigError, match="max_active"):
         stack_defaults(path, environ={}, cwd=tmp_path)
+
+
+def test_stack_addresses_list_only_the_services_the_stack_has(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from llmctl.cli.endpoints import stack_addresses
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "llmctl.toml").write_text(
+        'name = "d"\nruntime = "docker"\n\n[observability]\nprometheus = false\n'
+    )
+    urls = stack_addresses()
+    assert urls["gateway"] == "http://127.0.0.1:8080"
+    assert "engine" not in urls  # a docker stack never publishes its engine
+    assert "prometheus" not in urls
+
+
+def test_stack_addresses_are_the_defaults_only_without_any_stack(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from llmctl.cli.endpoints import DEFAULTS, stack_addresses
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "llmctl.toml").write_text("not toml [")
+    assert stack_addresses() == DEFAULTS
+
+
+def test_bench_top_and_tune_share_one_resolver(tmp_path: Path) -> None:
+    from llmctl.cli.endpoints import current_stack, stack_addresses
+
+    (tmp_path / "llmctl.toml").write_text(STACK)
+    stack = current_stack(tmp_path / "llmctl.toml")
+    assert stack == stack_defaults(tmp_path / "llmctl.toml")
+    assert stack_addresses(stack)["gateway"] == stack.gateway_url == "http://127.0.0.1:18080"
