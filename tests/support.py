@@ -58,7 +58,8 @@ class ServerProcess:
         return self.proc.pid
 
     def output(self) -> str:
-        self._log_file.flush()
+        if not self._log_file.closed:
+            self._log_file.flush()
         return self.log.read_text(errors="replace")
 
     def stop(self, grace: float = 5.0) -> int:
@@ -69,7 +70,8 @@ class ServerProcess:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait(5)
-        self._log_file.close()
+        if not self._log_file.closed:
+            self._log_file.close()
         return int(self.proc.returncode)
 
 
