@@ -101,18 +101,16 @@ def running_spec(spec: StackSpec, directory: Path) -> tuple[StackSpec, str | Non
     """The spec `down`/`status`/`logs` act on: the one `up` saved in `directory`, else `spec`;
     and a note for the user when a saved one was set aside.
 
-    A saved spec for another runtime whose runtime cannot be reached, or that has nothing left
-    there, yields to `spec`: otherwise one failed `up --runtime docker` would make every later
-    command fail with Docker's error."""
+    A saved spec for another runtime that cannot be reached now (so nothing of the stack can run
+    there) yields to `spec`: otherwise one failed `up --runtime docker` would make every later
+    command fail with Docker's error. A reachable one is kept even with nothing running: `down
+    --volumes` still has its data to remove."""
     saved = saved_spec(directory)
     if saved is None or saved.runtime == spec.runtime:
         return saved or spec, None
-    services = observe(saved, directory)
-    if services is None:
+    if observe(saved, directory) is None:
         return spec, (
             f"stack {saved.name} was last brought up with the {saved.runtime} runtime, which "
             f"cannot be reached now; using the {spec.runtime} runtime"
         )
-    if any(s.state not in ("stopped", "skipped") for s in services):
-        return saved, None
-    return spec, None
+    return saved, None
