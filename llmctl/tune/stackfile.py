@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from llmctl.core.errors import ConfigError, LlmctlError
-from llmctl.stack.secrets import ADMIN_KEY, ENV_FILE, read_env_file
+from llmctl.stack.secrets import ADMIN_KEY, admin_key
 from llmctl.stack.settings import CONFIG_FILE, LoadedStack, load_stack, running_spec, stack_dir
 
 
@@ -61,16 +61,9 @@ def stack_defaults(
 
 
 def _admin_key(loaded: LoadedStack, environ: Mapping[str, str], cwd: Path) -> str | None:
-    gw = loaded.spec.gateway
-    if gw.admin_key_env:
-        return environ.get(gw.admin_key_env) or None
-    if gw.admin_key_file:
-        try:
-            return Path(gw.admin_key_file).expanduser().read_text().strip() or None
-        except OSError:
-            return None
-    generated = read_env_file(stack_dir(loaded.spec, cwd) / ENV_FILE).get(ADMIN_KEY)
-    return generated or environ.get(ADMIN_KEY) or None
+    # The stack's own rule first; a gateway started by hand reads LLMCTL_ADMIN_KEY.
+    spec = loaded.spec
+    return admin_key(spec, stack_dir(spec, cwd), environ) or environ.get(ADMIN_KEY) or None
 
 
 def _first_api_key(loaded: LoadedStack, environ: Mapping[str, str]) -> str | None:
