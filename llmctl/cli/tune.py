@@ -17,7 +17,7 @@ from llmctl.tune.live import ConsoleTuneProgress, render_report
 from llmctl.tune.report import TuneSettings, parse_tune_slo
 from llmctl.tune.runner import tune_max_active
 from llmctl.tune.stackfile import write_max_active
-from llmctl.tune.trial import TrialPlan
+from llmctl.tune.trial import plan_for
 
 app = typer.Typer(
     help="Tune the stack live: the best MAX_ACTIVE under a latency target.", no_args_is_help=True
@@ -130,15 +130,8 @@ def max_active(
         output_len=output_len,
         apply=apply,
     )
-    plan = TrialPlan(
-        gateway_url=gateway_url,
-        slo=tune_slo,
-        duration_s=trial_duration,
-        warmup_s=warmup,
-        input_len=input_len,
-        output_len=output_len,
-        api_key=env_secret(api_key_env, "--api-key-env") if api_key_env else stack_key,
-        engine_metrics=tuple(metrics_urls),
+    plan = plan_for(
+        settings, env_secret(api_key_env, "--api-key-env") if api_key_env else stack_key
     )
     writer = (
         functools.partial(write_max_active, defaults.config_path)

@@ -13,7 +13,7 @@ from llmctl.bench.strategies import ConcurrentStrategy
 from llmctl.core.config import AdmissionLimits
 from llmctl.core.errors import TargetError
 from llmctl.tune.limits import GatewayAdmin
-from llmctl.tune.report import TrialReport, TuneSLO, check_slo
+from llmctl.tune.report import TrialReport, TuneSettings, TuneSLO, check_slo
 
 
 @dataclass(frozen=True)
@@ -31,6 +31,20 @@ class TrialPlan:
     engine_metrics: tuple[str, ...] = ()
     request_timeout_s: float = 600.0
     seed: int = 0
+
+
+def plan_for(settings: TuneSettings, api_key: str | None = None) -> TrialPlan:
+    """The trial plan a run's settings describe (the key stays out of the report's settings)."""
+    return TrialPlan(
+        gateway_url=settings.gateway,
+        slo=settings.slo,
+        duration_s=settings.trial_duration_s,
+        warmup_s=settings.warmup_s,
+        input_len=settings.input_len,
+        output_len=settings.output_len,
+        api_key=api_key,
+        engine_metrics=tuple(settings.engine_metrics),
+    )
 
 
 def concurrency_for(max_active: int) -> int:
