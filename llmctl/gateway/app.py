@@ -96,9 +96,10 @@ class Gateway:
         rid = request_id(request.headers.get("X-Request-Id"))
         headers = {"X-Request-Id": rid}
         authorization = request.headers.get("Authorization")
-        if not (readable(authorization) and self.keys.allows(authorization)):
+        denied = self._unauthorized(authorization, headers)
+        if denied is not None:
             outcome.set(401, "unauthorized")
-            return error_response(401, "a valid API key is required", "invalid_api_key", headers)
+            return denied
         try:
             raw = await request.read()
             parsed = parse_completion(raw, route, self.config.model_name)
@@ -150,8 +151,9 @@ class Gateway:
     async def models(self, request: web.Request) -> web.StreamResponse:
         headers = {"X-Request-Id": request_id(request.headers.get("X-Request-Id"))}
         authorization = request.headers.get("Authorization")
-        if not (readable(authorization) and self.keys.allows(authorization)):
-            return error_response(401, "a valid API key is required", "invalid_api_key", headers)
+        denied = self._unauthorized(authorization, headers)
+        if denied is not None:
+            return denied
         upstream_headers = _engine_auth(authorization) if not self.keys.enabled else {}
         if self._session is None:
             raise RuntimeError("gateway not started")
@@ -172,6 +174,14 @@ class Gateway:
             return error_response(
                 503, "the engine is unavailable", "engine_unavailable", headers, retry_after=1
             )
+
+    def _unauthorized(
+        self, authorization: str | None, headers: dict[str, str]
+    ) -> web.Response | None:
+        """The 401 for a missing, unreadable or wrong API key; None when the request may pass."""
+        if readable(authorization) and self.keys.allows(authorization):
+            return None
+        return error_response(401, "a valid API key is required", "invalid_api_key", headers)
 
     # --- operations -------------------------------------------------------------------------------
 
