@@ -93,10 +93,10 @@ class EngineMetrics:
             self.ttft.observe(req.first_token - req.arrival)
 
     def observe_finished(self, req: SimRequest) -> None:
-        reason = req.finished_reason or "abort"
-        self.success[reason].inc()
-        if reason == "abort" or req.finished_at is None:
-            return
+        """A request the engine finished (stop or length); client aborts record nothing, as in vLLM."""
+        if req.finished_reason is None or req.finished_at is None:
+            raise ValueError("observe_finished needs a finished request")
+        self.success[req.finished_reason].inc()
         first_sched = req.first_scheduled if req.first_scheduled is not None else req.arrival
         first_token = req.first_token if req.first_token is not None else req.finished_at
         self.e2e.observe(req.finished_at - req.arrival)
