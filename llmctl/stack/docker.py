@@ -135,6 +135,9 @@ class DockerRuntime:
         detail = " ".join(filter(None, [container.id[:12], _ports(container)]))
         if status in ("exited", "dead") or state.restarting:
             detail = f"{status} (exit code {state.exit_code}) {detail}"
+        elif container.restart_count:
+            # Caught between two restarts of a crash loop: "running" alone would hide the crashes.
+            detail = f"exited and restarted {container.restart_count}x {detail}"
         return ServiceStatus(name, _STATES.get(status, "stopped"), health, detail, url)
 
     def declared(self) -> list[str]:
