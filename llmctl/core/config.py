@@ -13,6 +13,8 @@ from typing import Any, Literal, TypeVar
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 
 from llmctl.core.errors import ConfigError
+from llmctl.core.slo import SLO
+from llmctl.core.validation import explain
 
 QueueMode = Literal["queue", "reject"]
 BaseModelT = TypeVar("BaseModelT", bound=BaseModel)
@@ -32,22 +34,28 @@ class AdmissionLimits(BaseModel):
     queue_timeout_s: float = Field(30.0, gt=0, description="Longest wait for a slot, then 503.")
 
 
-class GatewayConfig(AdmissionLimits):
-    """Everything `llmctl gateway serve` needs."""
+class GatewaySettings(AdmissionLimits):
+    """The gateway's behaviour, shared by `llmctl gateway serve` (GatewayConfig) and the stack
+    file's `[gateway]` table (the stack's GatewaySpec): declared once, here."""
+
+    request_timeout_s: float = Field(
+        600.0, gt=0, description="Deadline from admission to the last byte, seconds."
+    )
+    max_body_bytes: int = Field(1 << 20, ge=1024, description="Larger request bodies get 413.")
+    health_interval_s: float = Field(2.0, gt=0, description="Seconds between engine probes.")
+
+
+class GatewayConfig(GatewaySettings):
+    """Everything `llmctl gateway serve` needs: the settings plus where it listens and forwards."""
 
     upstream_url: str = Field(
         "http://127.0.0.1:8000", description="The engine's base URL (a trailing /v1 is accepted)."
     )
     model_name: str | None = Field(None, description="Filled into requests that name no model.")
-    request_timeout_s: float = Field(
-        600.0, gt=0, description="Total deadline from admission to the last byte."
-    )
-    max_body_bytes: int = Field(1 << 20, ge=1024, description="Larger request bodies get 413.")
     api_keys: tuple[SecretStr, ...] = Field((), description="Accepted bearer keys; empty: open.")
     admin_key: SecretStr | None = Field(None, description="Key for /admin; unset: admin API off.")
-    host: str = "127.0.0.1"
-    port: int = Field(8080, ge=0, le=65535)
-    health_interval_s: float = Field(2.0, gt=0, description="How often the engine is probed.")
+    host: str = Field("127.0.0.1", description="Listen address.")
+    port: int = Field(8080, ge=0, le=65535, description="Listen port.")
 
     @field_validator("upstream_url")
     @classmethod
@@ -61,15 +69,13 @@ class GatewayConfig(AdmissionLimits):
 
     @property
     def limits(self) -> AdmissionLimits:
-        return AdmissionLimits(
-            max_active=self.max_active,
-            queue_mode=self.queue_mode,
-            queue_max=self.queue_max,
-            queue_timeout_s=self.queue_timeout_s,
+        return AdmissionLimits.model_validate(
+            {name: getattr(self, name) for name in AdmissionLimits.model_fields}
         )
 
 
-# Environment variable -> GatewayConfig field. The first seven are the earlier gateway's.
+# Environment variable -> GatewayConfig field, the one table (the stack maps the ones that are
+# GatewaySettings to `gateway.<field>`). The first seven are the earlier single-file gateway's.
 GATEWAY_ENV = {
     "VLLM_BASE_URL": "upstream_url",
     "MODEL_NAME": "model_name",
@@ -79,10 +85,28 @@ GATEWAY_ENV = {
     "QUEUE_TIMEOUT_S": "queue_timeout_s",
     "REQUEST_TIMEOUT_S": "request_timeout_s",
     "LLMCTL_MAX_BODY_BYTES": "max_body_bytes",
+    "LLMCTL_HEALTH_INTERVAL_S": "health_interval_s",
     "LLMCTL_API_KEYS": "api_keys",
     "LLMCTL_ADMIN_KEY": "admin_key",
     "LLMCTL_GATEWAY_HOST": "host",
     "LLMCTL_GATEWAY_PORT": "port",
+}
+
+
+# GatewayConfig field -> its `llmctl gateway serve` flag. The stack renders the gateway's command
+# line from this table (so every GatewaySettings field reaches the gateway); keys are never flags.
+GATEWAY_FLAGS = {
+    "upstream_url": "--upstream",
+    "model_name": "--model",
+    "max_active": "--max-active",
+    "queue_mode": "--queue-mode",
+    "queue_max": "--queue-max",
+    "queue_timeout_s": "--queue-timeout",
+    "request_timeout_s": "--request-timeout",
+    "max_body_bytes": "--max-body-bytes",
+    "health_interval_s": "--health-interval",
+    "host": "--host",
+    "port": "--port",
 }
 
 
@@ -100,20 +124,17 @@ def gateway_values_from_env(environ: Mapping[str, str]) -> dict[str, Any]:
     return values
 
 
+def env_var_of(field: str) -> str | None:
+    """The environment variable that sets GatewayConfig `field`, if one does."""
+    return next((var for var, name in GATEWAY_ENV.items() if name == field), None)
+
+
 def build_config(model: type[BaseModelT], values: Mapping[str, Any], *, source: str) -> BaseModelT:
     """Validate `values` into `model`, turning pydantic's errors into one ConfigError naming keys."""
     try:
         return model.model_validate(dict(values))
     except ValidationError as exc:
-        raise ConfigError(format_validation_error(exc, source=source)) from exc
-
-
-def format_validation_error(exc: ValidationError, *, source: str) -> str:
-    lines = [f"invalid {source}:"]
-    for err in exc.errors():
-        key = ".".join(str(part) for part in err["loc"]) or "(root)"
-        lines.append(f"  {key}: {err['msg']}")
-    return "\n".join(lines)
+        raise ConfigError(explain(exc, what=source, model=model)) from exc
 
 
 def load_gateway_config(
@@ -130,8 +151,9 @@ class AlertThresholds(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    slo_p95_latency_s: float = Field(30.0, gt=0, description="p95 request latency SLO.")
     slo_p95_ttft_s: float = Field(2.0, gt=0, description="p95 time-to-first-token SLO.")
+    slo_p95_itl_s: float | None = Field(None, gt=0, description="p95 inter-token latency SLO.")
+    slo_p95_e2e_s: float = Field(30.0, gt=0, description="p95 end-to-end latency SLO.")
     queue_near_full_ratio: float = Field(0.8, gt=0, le=1, description="Queue depth / QUEUE_MAX.")
     rejection_rate_ratio: float = Field(0.05, gt=0, le=1, description="Share of 429/503 answers.")
     kv_cache_near_full_ratio: float = Field(0.95, gt=0, le=1, description="vLLM KV cache use.")
@@ -139,3 +161,8 @@ class AlertThresholds(BaseModel):
     gpu_memory_near_full_ratio: float = Field(0.97, gt=0, le=1, description="FB used / total.")
     gpu_temp_c: float = Field(85.0, gt=0, description="GPU temperature.")
     for_duration: str = Field("5m", pattern=r"^\d+[smh]$", description="How long before firing.")
+
+    @property
+    def slo(self) -> SLO:
+        """The latency SLO these alerts watch (also tune's and the adaptive limit's default)."""
+        return SLO(ttft_s=self.slo_p95_ttft_s, itl_s=self.slo_p95_itl_s, e2e_s=self.slo_p95_e2e_s)

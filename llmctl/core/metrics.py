@@ -343,15 +343,28 @@ def recording_rules() -> set[str]:
     return names
 
 
-def build_collector(
+def counter(spec: MetricSpec, registry: CollectorRegistry) -> Counter:
+    """The prometheus_client Counter for `spec` in `registry`."""
+    _expect(spec, "counter")
+    return Counter(spec.name, spec.help, spec.labels, registry=registry)
+
+
+def gauge(spec: MetricSpec, registry: CollectorRegistry) -> Gauge:
+    """The prometheus_client Gauge for `spec` in `registry`."""
+    _expect(spec, "gauge")
+    return Gauge(spec.name, spec.help, spec.labels, registry=registry)
+
+
+def histogram(
     spec: MetricSpec, registry: CollectorRegistry, buckets: tuple[float, ...] | None = None
-) -> Counter | Gauge | Histogram:
-    """The prometheus_client collector for `spec` in `registry` (`buckets` override a histogram's),
-    so the gateway and the simulator build theirs the same way."""
-    if spec.type == "counter":
-        return Counter(spec.name, spec.help, spec.labels, registry=registry)
-    if spec.type == "gauge":
-        return Gauge(spec.name, spec.help, spec.labels, registry=registry)
+) -> Histogram:
+    """The prometheus_client Histogram for `spec` in `registry` (`buckets` override the spec's)."""
+    _expect(spec, "histogram")
     return Histogram(
         spec.name, spec.help, spec.labels, registry=registry, buckets=buckets or spec.buckets
     )
+
+
+def _expect(spec: MetricSpec, kind: MetricType) -> None:
+    if spec.type != kind:
+        raise TypeError(f"{spec.name} is a {spec.type}, not a {kind}")
