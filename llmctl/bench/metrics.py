@@ -8,10 +8,10 @@ from bisect import bisect_left, bisect_right
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from llmctl.bench.config import SLOSpec
 from llmctl.bench.record import FAILURE_CLASSES, RequestRecord
 from llmctl.bench.report import LevelReport, ServerReport, TokenSource
 from llmctl.bench.strategies import ConcurrentStrategy, RateStrategy
+from llmctl.core.slo import SLO
 
 
 def percentile(sorted_values: Sequence[float], q: float) -> float:
@@ -59,16 +59,17 @@ def tpot_ms(record: RequestRecord) -> float | None:
     return (record.end - record.first_token) * 1000.0 / (record.output_tokens - 1)
 
 
-def meets_slo(record: RequestRecord, slo: SLOSpec) -> bool:
+def meets_slo(record: RequestRecord, slo: SLO) -> bool:
+    """Whether one request met every target (its ITL judged by its TPOT; see core.slo)."""
     if record.first_token is None:
         return False
-    if slo.ttft_ms is not None and (record.first_token - record.sent) * 1000.0 > slo.ttft_ms:
+    if slo.ttft_s is not None and record.first_token - record.sent > slo.ttft_s:
         return False
-    if slo.e2e_ms is not None and (record.end - record.sent) * 1000.0 > slo.e2e_ms:
+    if slo.e2e_s is not None and record.end - record.sent > slo.e2e_s:
         return False
-    if slo.itl_ms is not None:
+    if slo.itl_s is not None:
         tpot = tpot_ms(record)
-        if tpot is not None and tpot > slo.itl_ms:
+        if tpot is not None and tpot > slo.itl_s * 1000.0:
             return False
     return True
 
@@ -99,7 +100,7 @@ def level_report(
     everything: Sequence[RequestRecord],
     window: Window,
     *,
-    slo: SLOSpec,
+    slo: SLO,
     max_concurrency: int,
     server: ServerReport | None = None,
 ) -> LevelReport:

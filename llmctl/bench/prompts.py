@@ -9,12 +9,7 @@ from typing import Any
 
 from llmctl.bench.config import PromptSpec
 from llmctl.core.errors import UsageError
-
-# endpoint -> (path, the key whose non-empty string value marks a token chunk, the prompt field)
-ENDPOINTS = {
-    "chat": ("/v1/chat/completions", b'"content":', "messages"),
-    "completions": ("/v1/completions", b'"text":', "prompt"),
-}
+from llmctl.core.openai import ENDPOINTS
 
 # Short common words: each is one token (with its leading space) in the Llama, Qwen and GPT
 # tokenizers, so N words make a prompt of about N tokens without shipping a tokenizer.
@@ -60,7 +55,12 @@ class PromptSource:
         self.spec = spec
         self.model = model
         self._rng = random.Random(seed)
-        self.path, self.token_key, self._field = ENDPOINTS[spec.endpoint]
+        self.route = ENDPOINTS[spec.endpoint]
+        self.path, self.token_key, self._field = (
+            self.route.path,
+            self.route.text_key,
+            self.route.body_key,
+        )
         dataset = spec.dataset
         self._dataset = load_dataset(dataset, self._field) if dataset is not None else None
         self._next = 0

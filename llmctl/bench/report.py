@@ -8,13 +8,14 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
 from llmctl.bench.config import BenchConfig
 from llmctl.bench.strategies import Strategy
-from llmctl.core.errors import UsageError
+from llmctl.core.reports import parse_report, read_report
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+# v2: the SLO in the recorded config is core.slo.SLO (seconds) instead of milliseconds.
 
 TokenSource = Literal["usage", "chunks", "mixed", "none"]
 
@@ -115,7 +116,7 @@ class LevelReport(_Model):
 class BenchReport(_Model):
     """A whole run: its configuration (without secrets) and one report per level."""
 
-    schema_version: Literal[1] = 1  # SCHEMA_VERSION; bump both on an incompatible change
+    schema_version: Literal[2] = 2  # SCHEMA_VERSION; bump both on an incompatible change
     tool: Literal["llmctl-bench"] = "llmctl-bench"
     llmctl_version: str
     started_at: datetime
@@ -129,21 +130,29 @@ class BenchReport(_Model):
 
     @classmethod
     def from_json(cls, text: str) -> BenchReport:
-        return cls.model_validate_json(text)
+        """A report of this or an earlier schema version (earlier ones are upgraded)."""
+        return parse_report(text, cls, upgrade)
+
+
+def upgrade(data: dict[str, Any]) -> dict[str, Any]:
+    """A report dict of an earlier schema version, brought to SCHEMA_VERSION."""
+    if data.get("tool") == "llmctl-bench" and data.get("schema_version") == 1:
+        data = {**data, "schema_version": 2}
+        config = data.get("config")
+        if isinstance(config, dict) and isinstance(config.get("slo"), dict):
+            slo = config["slo"]
+            config["slo"] = {
+                key.removesuffix("_ms") + "_s": value / 1000
+                if isinstance(value, int | float)
+                else value
+                for key, value in slo.items()
+            }
+    return data
 
 
 def load_report(path: Path) -> BenchReport:
-    """Read a report written by `--json`; user errors for missing files and foreign schemas."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise UsageError(f"cannot read {path}: {exc.strerror or exc}") from exc
-    try:
-        return BenchReport.from_json(text)
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"])
-        raise UsageError(f"{path} is not an llmctl bench report: {where}: {first['msg']}") from exc
+    """Read a report written by `--json` (any schema version this llmctl knows)."""
+    return read_report(path, BenchReport, upgrade, what="llmctl bench report")
 
 
 def level_row(level: LevelReport) -> dict[str, Any]:

@@ -9,6 +9,7 @@ import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
 from llmctl.bench.report import ServerReport
+from llmctl.core import http
 from llmctl.core import metrics as m
 
 # ServerReport field -> the series it peaks over (summed over label sets, e.g. several engines).
@@ -60,7 +61,7 @@ class ServerSampler:
     def open(self) -> None:
         """Create the HTTP client before any load runs: building its TLS context blocks the loop."""
         if self._client is None:
-            self._client = httpx.AsyncClient(timeout=max(self.interval, 2.0))
+            self._client = http.async_client(timeout_s=max(self.interval, 2.0))
 
     async def close(self) -> None:
         await self._cancel()  # a level cut short (Ctrl-C, a failing hook) never called `stop`

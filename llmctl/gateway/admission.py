@@ -17,7 +17,7 @@ from typing import Any
 from llmctl.core.config import AdmissionLimits
 
 
-class AdmissionRefused(Exception):
+class AdmissionRefusedError(Exception):
     """A request that will not be admitted: `reason` is the metric reason and the error code."""
 
     def __init__(self, reason: str, status: int, retry_after: int, waited_s: float) -> None:
@@ -90,16 +90,16 @@ class AdmissionController:
         return max(1, min(3600, math.ceil(estimate)))
 
     async def acquire(self) -> Slot:
-        """Wait for a slot in FIFO order, or raise AdmissionRefused. Cancellation leaves no trace."""
+        """Wait for a slot in FIFO order, or raise AdmissionRefusedError. Cancellation leaves no trace."""
         arrived = time.monotonic()
         limits = self._limits
         if self._active < limits.max_active and not self._waiters:
             self._active += 1
             return Slot(self, arrived, 0.0)
         if limits.queue_mode == "reject":
-            raise AdmissionRefused("rejected", 429, self.retry_after(), 0.0)
+            raise AdmissionRefusedError("rejected", 429, self.retry_after(), 0.0)
         if len(self._waiters) >= limits.queue_max:
-            raise AdmissionRefused("queue_full", 429, self.retry_after(), 0.0)
+            raise AdmissionRefusedError("queue_full", 429, self.retry_after(), 0.0)
 
         waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._waiters.append(waiter)
@@ -112,7 +112,7 @@ class AdmissionController:
                 now = time.monotonic()
                 return Slot(self, now, now - arrived)
             waited = time.monotonic() - arrived
-            raise AdmissionRefused("queue_timeout", 503, self.retry_after(), waited) from None
+            raise AdmissionRefusedError("queue_timeout", 503, self.retry_after(), waited) from None
         except BaseException:
             if waiter.done() and not waiter.cancelled():
                 # Granted, but our task was cancelled before it could use the slot: pass it on.

@@ -13,19 +13,15 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import ValidationError
 
-from llmctl.core.config import GatewayConfig, format_validation_error
-from llmctl.gateway.admission import AdmissionController, AdmissionRefused
+from llmctl.core.config import AdmissionLimits, GatewayConfig
+from llmctl.core.openai import CHAT, COMPLETIONS, MODELS_PATH, Route
+from llmctl.core.validation import explain
+from llmctl.gateway.admission import AdmissionController, AdmissionRefusedError
 from llmctl.gateway.auth import KeyRing, readable
 from llmctl.gateway.errors import error_response
 from llmctl.gateway.health import EngineProbe
 from llmctl.gateway.metrics import GatewayMetrics, Outcome
-from llmctl.gateway.payload import (
-    CHAT_PATH,
-    COMPLETIONS_PATH,
-    BadRequest,
-    parse_completion,
-    request_id,
-)
+from llmctl.gateway.payload import BadRequestError, parse_completion, request_id
 from llmctl.gateway.proxy import Proxy, make_session
 
 GATEWAY_KEY: web.AppKey[Gateway] = web.AppKey("gateway")
@@ -75,21 +71,23 @@ class Gateway:
     # --- the OpenAI routes ------------------------------------------------------------------------
 
     async def chat(self, request: web.Request) -> web.StreamResponse:
-        return await self._completion(request, CHAT_PATH)
+        return await self._completion(request, CHAT)
 
     async def completions(self, request: web.Request) -> web.StreamResponse:
-        return await self._completion(request, COMPLETIONS_PATH)
+        return await self._completion(request, COMPLETIONS)
 
-    async def _completion(self, request: web.Request, route: str) -> web.StreamResponse:
+    async def _completion(self, request: web.Request, route: Route) -> web.StreamResponse:
         # Every exit (answers, cancellation, a bug's exception) is counted here, exactly once.
         outcome = Outcome()
         try:
             return await self._handle(request, route, outcome)
         finally:
-            self.metrics.count_request(route, outcome.status, outcome.reason or "internal_error")
+            self.metrics.count_request(
+                route.path, outcome.status, outcome.reason or "internal_error"
+            )
 
     async def _handle(
-        self, request: web.Request, route: str, outcome: Outcome
+        self, request: web.Request, route: Route, outcome: Outcome
     ) -> web.StreamResponse:
         arrived = time.monotonic()
         metrics = self.metrics
@@ -109,7 +107,7 @@ class Gateway:
             return error_response(
                 413, f"request body is larger than {limit} bytes", "request_too_large", headers
             )
-        except BadRequest as exc:
+        except BadRequestError as exc:
             outcome.set(400, "bad_request")
             return error_response(400, str(exc), "bad_request", headers, param=exc.param)
 
@@ -119,7 +117,7 @@ class Gateway:
 
         try:
             slot = await self.admission.acquire()
-        except AdmissionRefused as refused:
+        except AdmissionRefusedError as refused:
             metrics.queue_wait.labels(refused.reason).observe(refused.waited_s)
             outcome.set(refused.status, refused.reason)
             headers["X-Queue-Wait-Ms"] = f"{refused.waited_s * 1000:.1f}"
@@ -146,7 +144,7 @@ class Gateway:
             )
         finally:
             slot.release()
-            metrics.duration.labels(route).observe(time.monotonic() - arrived)
+            metrics.duration.labels(route.path).observe(time.monotonic() - arrived)
 
     async def models(self, request: web.Request) -> web.StreamResponse:
         headers = {"X-Request-Id": request_id(request.headers.get("X-Request-Id"))}
@@ -158,7 +156,7 @@ class Gateway:
         if self._session is None:
             raise RuntimeError("gateway not started")
         timeout = aiohttp.ClientTimeout(total=10.0)
-        url = f"{self.config.upstream_url}/v1/models"
+        url = self.config.upstream_url + MODELS_PATH
         try:
             async with self._session.get(
                 url, timeout=timeout, headers=upstream_headers
@@ -221,7 +219,7 @@ class Gateway:
         try:
             limits = self.admission.update(changes)
         except ValidationError as exc:
-            message = format_validation_error(exc, source="limits")
+            message = explain(exc, what="limits", model=AdmissionLimits)
             return error_response(400, message, "bad_request")
         return web.json_response(limits.model_dump())
 
@@ -240,7 +238,7 @@ def _engine_auth(authorization: str | None) -> dict[str, str]:
 
 
 _KNOWN_PATHS = frozenset(
-    {CHAT_PATH, COMPLETIONS_PATH, "/v1/models", "/health", "/livez", "/metrics", "/admin/limits"}
+    {CHAT.path, COMPLETIONS.path, MODELS_PATH, "/health", "/livez", "/metrics", "/admin/limits"}
 )
 
 
@@ -271,9 +269,9 @@ def build_app(config: GatewayConfig) -> web.Application:
         await gateway.stop()
 
     app.cleanup_ctx.append(lifecycle)
-    app.router.add_post(CHAT_PATH, gateway.chat)
-    app.router.add_post(COMPLETIONS_PATH, gateway.completions)
-    app.router.add_get("/v1/models", gateway.models)
+    app.router.add_post(CHAT.path, gateway.chat)
+    app.router.add_post(COMPLETIONS.path, gateway.completions)
+    app.router.add_get(MODELS_PATH, gateway.models)
     app.router.add_get("/health", gateway.health)
     app.router.add_get("/livez", gateway.livez)
     app.router.add_get("/metrics", gateway.prometheus)

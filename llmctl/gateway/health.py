@@ -9,6 +9,8 @@ import logging
 
 import aiohttp
 
+from llmctl.core.openai import MODELS_PATH
+
 log = logging.getLogger(__name__)
 
 
@@ -36,7 +38,7 @@ class EngineProbe:
         interval_s: float,
     ) -> None:
         self._session = session
-        self._url = f"{upstream_url}/v1/models"
+        self._url = upstream_url + MODELS_PATH
         self._model_name = model_name
         self._interval_s = interval_s
         self.ready = False

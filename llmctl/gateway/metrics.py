@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import CollectorRegistry
 
 from llmctl.core import metrics as m
 from llmctl.gateway.admission import AdmissionController
@@ -29,25 +29,27 @@ class GatewayMetrics:
     """Every gateway series in its own registry (so several gateways can live in one test process)."""
 
     def __init__(self, admission: AdmissionController) -> None:
-        self.registry = CollectorRegistry(auto_describe=True)
-        c = {spec.name: m.build_collector(spec, self.registry) for spec in m.GATEWAY_METRICS}
-        self.requests: Counter = c[m.GATEWAY_REQUESTS.name]  # type: ignore[assignment]
-        self.queue_wait: Histogram = c[m.GATEWAY_QUEUE_WAIT.name]  # type: ignore[assignment]
-        self.duration: Histogram = c[m.GATEWAY_REQUEST_DURATION.name]  # type: ignore[assignment]
-        self.ttft: Histogram = c[m.GATEWAY_TTFT.name]  # type: ignore[assignment]
-        self.prompt_tokens: Counter = c[m.GATEWAY_PROMPT_TOKENS.name]  # type: ignore[assignment]
-        self.completion_tokens: Counter = c[m.GATEWAY_COMPLETION_TOKENS.name]  # type: ignore[assignment]
-        self.disconnects: Counter = c[m.GATEWAY_CLIENT_DISCONNECTS.name]  # type: ignore[assignment]
-        self.upstream_errors: Counter = c[m.GATEWAY_UPSTREAM_ERRORS.name]  # type: ignore[assignment]
-        self.engine_ready: Gauge = c[m.GATEWAY_ENGINE_READY.name]  # type: ignore[assignment]
+        self.registry = registry = CollectorRegistry(auto_describe=True)
+        self.requests = m.counter(m.GATEWAY_REQUESTS, registry)
+        self.queue_wait = m.histogram(m.GATEWAY_QUEUE_WAIT, registry)
+        self.duration = m.histogram(m.GATEWAY_REQUEST_DURATION, registry)
+        self.ttft = m.histogram(m.GATEWAY_TTFT, registry)
+        self.prompt_tokens = m.counter(m.GATEWAY_PROMPT_TOKENS, registry)
+        self.completion_tokens = m.counter(m.GATEWAY_COMPLETION_TOKENS, registry)
+        self.disconnects = m.counter(m.GATEWAY_CLIENT_DISCONNECTS, registry)
+        self.upstream_errors = m.counter(m.GATEWAY_UPSTREAM_ERRORS, registry)
+        self.engine_ready = m.gauge(m.GATEWAY_ENGINE_READY, registry)
 
         # Live values are read at scrape time, so the request path never touches these gauges.
-        gauges: dict[str, Gauge] = {k: v for k, v in c.items() if isinstance(v, Gauge)}
-        gauges[m.GATEWAY_ACTIVE.name].set_function(lambda: admission.active)
-        gauges[m.GATEWAY_QUEUE_DEPTH.name].set_function(lambda: admission.queued)
-        gauges[m.GATEWAY_MAX_ACTIVE.name].set_function(lambda: admission.limits.max_active)
-        gauges[m.GATEWAY_QUEUE_MAX.name].set_function(lambda: admission.limits.queue_max)
-        gauges[m.GATEWAY_QUEUE_TIMEOUT.name].set_function(lambda: admission.limits.queue_timeout_s)
+        live = {
+            m.GATEWAY_ACTIVE: lambda: admission.active,
+            m.GATEWAY_QUEUE_DEPTH: lambda: admission.queued,
+            m.GATEWAY_MAX_ACTIVE: lambda: admission.limits.max_active,
+            m.GATEWAY_QUEUE_MAX: lambda: admission.limits.queue_max,
+            m.GATEWAY_QUEUE_TIMEOUT: lambda: admission.limits.queue_timeout_s,
+        }
+        for spec, read in live.items():
+            m.gauge(spec, registry).set_function(read)
 
         # Pre-create every labelled child so dashboards see zeros instead of missing series.
         for stage in m.DISCONNECT_STAGES:

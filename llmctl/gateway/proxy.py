@@ -17,23 +17,18 @@ from collections.abc import Callable
 import aiohttp
 from aiohttp import web
 
-from llmctl.core.openai import sse_error_event
+from llmctl.core.openai import DONE, DONE_EVENT, Route, sse_error_event, text_frames, usage_tokens
 from llmctl.gateway.admission import Slot
 from llmctl.gateway.errors import error_response
 from llmctl.gateway.metrics import GatewayMetrics, Outcome
-from llmctl.gateway.payload import CHAT_PATH, COMPLETIONS_PATH, content_frames, usage_tokens
 
 SSE_HEADERS = {
     "Content-Type": "text/event-stream",
     "Cache-Control": "no-cache",
     "X-Accel-Buffering": "no",
 }
-_DONE = b"[DONE]"
-_DONE_EVENT = b"data: [DONE]\n\n"
 # How long to wait for the engine to end its response after [DONE] before dropping the connection.
 _DRAIN_S = 1.0
-# The JSON key whose non-empty string marks a frame that carries generated text, per route.
-_CONTENT_KEY = {CHAT_PATH: b'"content":', COMPLETIONS_PATH: b'"text":'}
 # Upstream statuses that tell the client to come back later: they always carry Retry-After.
 _RETRY_STATUSES = (429, 503)
 
@@ -70,7 +65,7 @@ class Proxy:
     async def forward(
         self,
         request: web.Request,
-        route: str,
+        route: Route,
         body: bytes,
         stream: bool,
         upstream_headers: dict[str, str],
@@ -91,7 +86,7 @@ class Proxy:
             async with asyncio.timeout(remaining):
                 try:
                     upstream = await self._session.post(
-                        self._upstream + route, data=body, headers=upstream_headers
+                        self._upstream + route.path, data=body, headers=upstream_headers
                     )
                     whole = (
                         upstream.status >= 400
@@ -193,7 +188,7 @@ class Proxy:
 
     async def _pump(
         self,
-        route: str,
+        route: Route,
         upstream: aiohttp.ClientResponse,
         out: web.StreamResponse,
         slot: Slot,
@@ -202,7 +197,7 @@ class Proxy:
         """Copy SSE bytes as they arrive; returns the stream's state (see `forward`)."""
         metrics = self._metrics
         content = upstream.content
-        key = _CONTENT_KEY[route]
+        key = route.text_key
         tokens = 0
         prev = last = b""
         state = "done"
@@ -218,13 +213,13 @@ class Proxy:
                 break
             # Frames with text only: chat's role frame and the finish frame are not tokens, and
             # time to first token is when the first text arrives, not the first byte.
-            found = content_frames(chunk, key)
+            found = text_frames(chunk, key)
             if found:
                 if not tokens:
-                    metrics.ttft.labels(route).observe(time.monotonic() - slot.admitted_at)
+                    metrics.ttft.labels(route.path).observe(time.monotonic() - slot.admitted_at)
                 tokens += found
             prev, last = last, chunk
-            if chunk.endswith(_DONE_EVENT):
+            if chunk.endswith(DONE_EVENT):
                 # The last event: send it with the chunked-encoding terminator in one write (one
                 # syscall less per request); the engine's own terminator is read afterwards.
                 await out.write_eof(chunk)
@@ -232,7 +227,7 @@ class Proxy:
                 break
             await out.write(chunk)
         tail = prev[-64:] + last
-        if _DONE not in tail[-32:]:
+        if DONE not in tail[-32:]:
             metrics.upstream_errors.labels("stream").inc()
             outcome.set(out.status, "upstream_error")
             await self._end_stream(out, "the engine stream ended early", "upstream_error")

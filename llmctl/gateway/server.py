@@ -9,6 +9,7 @@ from collections.abc import Mapping
 
 from aiohttp import web
 
+from llmctl.core import aio
 from llmctl.core.config import GatewayConfig
 from llmctl.core.errors import ConfigError
 from llmctl.gateway.app import build_app
@@ -35,15 +36,6 @@ def check_single_worker(workers: int, environ: Mapping[str, str]) -> None:
             f"WEB_CONCURRENCY={concurrency}: the gateway must run as exactly one process "
             "(each process would hold its own MAX_ACTIVE); unset it or set it to 1"
         )
-
-
-def install_uvloop() -> bool:
-    try:
-        import uvloop
-    except ImportError:
-        return False
-    asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
-    return True
 
 
 async def start_gateway(
@@ -91,5 +83,4 @@ async def serve_until_stopped(config: GatewayConfig) -> None:
 
 def run(config: GatewayConfig) -> None:
     """Serve in this process until stopped (the caller has run `check_single_worker`)."""
-    install_uvloop()
-    asyncio.run(serve_until_stopped(config))
+    aio.run(serve_until_stopped(config))

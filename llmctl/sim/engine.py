@@ -30,7 +30,7 @@ def _notify(req: SimRequest) -> None:
             waiter.set_result(None)
 
 
-class EngineFailed(RuntimeError):
+class EngineFailedError(RuntimeError):
     """The engine loop died; requests waiting on it get this instead of hanging."""
 
 
@@ -77,7 +77,7 @@ class Engine:
                 waiter = req.waiter
                 if waiter is not None and not waiter.done():
                     req.waiter = None
-                    waiter.set_exception(EngineFailed(self.failure))
+                    waiter.set_exception(EngineFailedError(self.failure))
 
     async def stop(self) -> None:
         if self._task is not None:
@@ -104,7 +104,7 @@ class Engine:
 
     def submit(self, req: SimRequest) -> None:
         if self.failure is not None:
-            raise EngineFailed(self.failure)
+            raise EngineFailedError(self.failure)
         self.scheduler.add(req)
         self._update_gauges()
         self._wake.set()

@@ -85,7 +85,6 @@ def make_policy(settings: TuneSettings) -> SearchPolicy:
 
 
 def tune_max_active(
-    settings: TuneSettings,
     plan: TrialPlan,
     admin: GatewayAdmin,
     *,
@@ -98,6 +97,7 @@ def tune_max_active(
     `settings.apply` is set and the run finished: then the recommended MAX_ACTIVE stays live (with
     the original queue settings) and `apply` writes it into the stack config.
     """
+    settings = plan.settings
     hooks: TuneProgress = progress or NullTuneProgress()
     started = datetime.now(UTC)
     original = admin.get()

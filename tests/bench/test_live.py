@@ -8,19 +8,15 @@ from datetime import UTC, datetime
 from rich.console import Console
 
 from llmctl.bench.compare import compare_reports
-from llmctl.bench.config import BenchConfig, SLOSpec
-from llmctl.bench.live import (
-    ConsoleProgress,
-    compare_table,
-    levels_table,
-    progress_view,
-    server_table,
-)
+from llmctl.bench.config import BenchConfig
+from llmctl.bench.live import ConsoleProgress
 from llmctl.bench.metrics import Window, level_report
 from llmctl.bench.progress import LevelProgress
 from llmctl.bench.record import RequestRecord
 from llmctl.bench.report import BenchReport, ServerReport
 from llmctl.bench.strategies import ConcurrentStrategy, RateStrategy
+from llmctl.bench.view import compare_table, levels_table, progress_view, server_table
+from llmctl.core.slo import SLO
 
 
 def _report(ttft: float, failures: int = 0) -> BenchReport:
@@ -44,7 +40,7 @@ def _report(ttft: float, failures: int = 0) -> BenchReport:
                 records,
                 records,
                 Window(0.0, 2.0),
-                slo=SLOSpec(ttft_ms=150),
+                slo=SLO(ttft_s=0.15),
                 max_concurrency=4,
                 server=server,
             )

@@ -11,13 +11,14 @@ import pytest
 from pydantic import ValidationError
 
 from llmctl.bench.compare import compare_reports
-from llmctl.bench.config import BenchConfig, PromptSpec, SLOSpec
+from llmctl.bench.config import BenchConfig, PromptSpec
 from llmctl.bench.metrics import Window, level_report, percentile
 from llmctl.bench.record import RequestRecord
 from llmctl.bench.report import BenchReport, load_report, to_csv
 from llmctl.bench.runner import run_bench
 from llmctl.bench.strategies import ConcurrentStrategy, RateStrategy
 from llmctl.core.errors import UsageError
+from llmctl.core.slo import SLO
 from tests.bench.conftest import StartServer
 
 
@@ -33,7 +34,7 @@ def report(fake_engine: StartServer) -> BenchReport:
             ],
             requests=6,
             prompts=PromptSpec(input_len=16, output_len=8),
-            slo=SLOSpec(ttft_ms=1000),
+            slo=SLO(ttft_s=1),
         )
         return run_bench(config)
 
@@ -44,7 +45,7 @@ def test_json_round_trips_and_hides_the_key(report: BenchReport, tmp_path: Path)
     again = BenchReport.from_json(text)
     assert again == report
     data = json.loads(text)
-    assert data["schema_version"] == 1
+    assert data["schema_version"] == 2
     level = data["levels"][0]
     for name in ("request_throughput", "output_throughput", "total_token_throughput",
                  "mean_ttft_ms", "median_ttft_ms", "p99_ttft_ms", "mean_tpot_ms",
@@ -61,13 +62,22 @@ def test_schema_forbids_unknown_and_foreign_versions(report: BenchReport, tmp_pa
     with pytest.raises(ValidationError, match="surprise"):
         BenchReport.model_validate(data)
     data = json.loads(report.to_json())
-    data["schema_version"] = 2
+    data["schema_version"] = 99
     path = tmp_path / "future.json"
     path.write_text(json.dumps(data))
     with pytest.raises(UsageError, match="schema_version"):
         load_report(path)
     with pytest.raises(UsageError, match="cannot read"):
         load_report(tmp_path / "missing.json")
+
+
+def test_a_version_1_report_still_loads(report: BenchReport, tmp_path: Path) -> None:
+    data = json.loads(report.to_json())
+    data["schema_version"] = 1
+    data["config"]["slo"] = {"ttft_ms": 1000.0, "itl_ms": None, "e2e_ms": None}
+    path = tmp_path / "v1.json"
+    path.write_text(json.dumps(data))
+    assert load_report(path) == report
 
 
 def test_csv_has_one_row_per_level(report: BenchReport) -> None:
@@ -109,7 +119,7 @@ def test_level_report_math() -> None:
     ]
     level = level_report(
         ConcurrentStrategy(concurrency=2), records, records, Window(0.0, 1.0),
-        slo=SLOSpec(ttft_ms=200), max_concurrency=2,
+        slo=SLO(ttft_s=0.2), max_concurrency=2,
     )  # fmt: skip
     assert level.completed == 2
     assert level.failed == 1
@@ -126,7 +136,7 @@ def test_level_report_math() -> None:
     records[1].queue_wait_ms = 250.0
     level = level_report(
         ConcurrentStrategy(concurrency=2), records, records, Window(0.0, 1.0),
-        slo=SLOSpec(), max_concurrency=2,
+        slo=SLO(), max_concurrency=2,
     )  # fmt: skip
     assert level.mean_admitted_ttft_ms == pytest.approx(50.0)  # (100-50 + 300-250) / 2
     assert level.request_goodput is None

@@ -8,7 +8,7 @@ from collections import Counter
 import pytest
 
 from llmctl.core.config import AdmissionLimits
-from llmctl.gateway.admission import AdmissionController, AdmissionRefused
+from llmctl.gateway.admission import AdmissionController, AdmissionRefusedError
 from tests.gateway.client import chat, post_many, run_post
 from tests.gateway.conftest import MakeGateway
 from tests.gateway.upstream import FakeEngine
@@ -176,7 +176,7 @@ def test_retry_after_grows_with_service_time_and_queue() -> None:
         waiters = [asyncio.create_task(ctl.acquire()) for _ in range(10)]
         await asyncio.sleep(0)
         ctl.update({"queue_max": 10})  # now full: the next arrival is refused with an estimate
-        with pytest.raises(AdmissionRefused) as refused:
+        with pytest.raises(AdmissionRefusedError) as refused:
             await ctl.acquire()
         long = refused.value.retry_after
         for task in waiters:

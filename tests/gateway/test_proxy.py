@@ -8,7 +8,7 @@ import time
 
 import httpx
 
-from llmctl.gateway.payload import usage_tokens
+from llmctl.core.openai import usage_tokens
 from tests.gateway.client import chat, post_many, run_post
 from tests.gateway.conftest import MakeGateway
 from tests.gateway.upstream import FakeEngine

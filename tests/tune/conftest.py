@@ -12,8 +12,9 @@ import pytest
 
 from llmctl.cli import main
 from llmctl.core.config import AdmissionLimits
+from llmctl.core.slo import SLO
 from llmctl.tune.limits import GatewayAdmin
-from llmctl.tune.report import TuneSettings, TuneSLO
+from llmctl.tune.report import TuneSettings
 from llmctl.tune.trial import TrialPlan
 from tests.support import free_port, llmctl_server
 
@@ -61,7 +62,8 @@ class Stack:
         values: dict[str, object] = {
             "gateway": self.gateway,
             "engine_metrics": [f"{self.engine}/metrics"],
-            "slo": TuneSLO(e2e_ms=2000.0, max_preemptions_per_s=0.0),
+            "slo": SLO(e2e_s=2.0),
+            "max_preemptions_per_s": 0.0,
             "min_max_active": 1,
             "max_max_active": 256,
             "trial_duration_s": 2.0,
@@ -73,15 +75,7 @@ class Stack:
         return TuneSettings.model_validate(values)
 
     def plan(self, settings: TuneSettings) -> TrialPlan:
-        return TrialPlan(
-            gateway_url=settings.gateway,
-            slo=settings.slo,
-            duration_s=settings.trial_duration_s,
-            warmup_s=settings.warmup_s,
-            input_len=settings.input_len,
-            output_len=settings.output_len,
-            engine_metrics=tuple(settings.engine_metrics),
-        )
+        return TrialPlan(settings)
 
 
 @contextmanager

@@ -18,9 +18,10 @@ from prometheus_client.parser import text_string_to_metric_families
 from llmctl.bench.progress import LevelProgress
 from llmctl.core.config import AdmissionLimits
 from llmctl.core.metrics import GATEWAY_ACTIVE, GATEWAY_QUEUE_DEPTH
-from llmctl.tune.report import TrialReport, TuneReport, TuneSLO
+from llmctl.core.slo import SLO
+from llmctl.stack.settings import edit_stack_file
+from llmctl.tune.report import TrialReport, TuneReport
 from llmctl.tune.runner import NullTuneProgress, tune_max_active
-from llmctl.tune.stackfile import write_max_active
 from llmctl.tune.trial import concurrency_for
 from tests.tune.conftest import ADMIN_KEY, INPUT_LEN, ORIGINAL, OUTPUT_LEN, Stack, run_cli
 
@@ -68,7 +69,7 @@ def test_recommends_the_knee_of_a_simulated_engine_in_at_most_eight_trials(
     stack = fresh_stack
     settings = stack.settings()
     started = time.monotonic()
-    report = tune_max_active(settings, stack.plan(settings), stack.admin)
+    report = tune_max_active(stack.plan(settings), stack.admin)
     elapsed = time.monotonic() - started
 
     rec = report.recommendation
@@ -104,8 +105,8 @@ def test_a_ttft_slo_breaking_past_the_knee_counts_admitted_latency_only(fresh_st
     send, TTFT would break the SLO everywhere.
     """
     stack = fresh_stack
-    settings = stack.settings(slo=TuneSLO(ttft_ms=200.0, max_preemptions_per_s=0.0))
-    report = tune_max_active(settings, stack.plan(settings), stack.admin)
+    settings = stack.settings(slo=SLO(ttft_s=0.2), max_preemptions_per_s=0.0)
+    report = tune_max_active(stack.plan(settings), stack.admin)
     rec = report.recommendation
     tried = [t.max_active for t in report.trials]
     assert rec.max_active is not None, rec.reason
@@ -179,7 +180,7 @@ def test_a_hook_raising_mid_trial_restores_the_limits_and_closes_the_trial_load(
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         with pytest.raises(type(error)) as raised:
-            tune_max_active(settings, stack.plan(settings), stack.admin, progress=hooks)
+            tune_max_active(stack.plan(settings), stack.admin, progress=hooks)
         returned_at = time.monotonic()
         gc.collect()  # an unclosed transport warns when it is collected
     assert raised.value is error
@@ -208,9 +209,7 @@ def test_interrupted_or_failed_run_restores_the_original_limits(
     settings = stack.settings(trial_duration_s=0.8, warmup_s=0.2, apply=True)
     hooks = _StopAfter(error, trials=1)
     with pytest.raises(type(error)):
-        tune_max_active(
-            settings, stack.plan(settings), stack.admin, progress=hooks, apply=lambda v: None
-        )
+        tune_max_active(stack.plan(settings), stack.admin, progress=hooks, apply=lambda v: None)
     # The first trial did change the limits (MAX_ACTIVE 1, queue mode for the surplus clients).
     assert hooks.done[0].max_active == 1
     assert stack.limits() == ORIGINAL
@@ -263,10 +262,9 @@ def test_apply_keeps_the_recommendation_live_and_writes_the_stack_file(
     )
     try:
         report = tune_max_active(
-            settings,
             stack.plan(settings),
             stack.admin,
-            apply=lambda value: write_max_active(config, value),
+            apply=lambda value: edit_stack_file(config, {"gateway.max_active": value}),
         )
         value = report.recommendation.max_active
         assert value is not None
