@@ -8,15 +8,18 @@ import typer
 from pydantic import ValidationError
 
 from llmctl.bench.compare import compare_reports
-from llmctl.bench.config import BenchConfig, PromptSpec, SLOSpec, parse_slo
-from llmctl.bench.live import ConsoleProgress, compare_table, levels_table, server_table
+from llmctl.bench.config import BenchConfig, PromptSpec
+from llmctl.bench.live import ConsoleProgress
 from llmctl.bench.report import BenchReport, load_report, to_csv
 from llmctl.bench.runner import run_bench
 from llmctl.bench.strategies import ConcurrentStrategy, RateStrategy
+from llmctl.bench.view import compare_table, levels_table, server_table
 from llmctl.cli.console import console
-from llmctl.cli.endpoints import current_stack, stack_addresses
 from llmctl.cli.options import check_output, env_secret, write_output
 from llmctl.core.errors import LlmctlError, TargetError, UsageError
+from llmctl.core.slo import SLO, parse_slo
+from llmctl.core.validation import first_problem
+from llmctl.stack.endpoints import resolve
 
 app = typer.Typer(
     help="Load-test an OpenAI-compatible target (gateway or engine) and measure what users feel.",
@@ -24,6 +27,19 @@ app = typer.Typer(
 )
 
 ARRIVALS = ("poisson", "constant", "gamma")
+# BenchConfig field -> the flag that sets it, so errors speak in flags.
+_FLAGS = {
+    "duration_s": "--duration",
+    "requests": "--requests",
+    "warmup_s": "--warmup",
+    "prompts.input_len": "--input-len",
+    "prompts.input_spread": "--input-spread",
+    "prompts.output_len": "--output-len",
+    "prompts.dataset": "--dataset",
+    "request_timeout_s": "--timeout",
+    "reject_backoff_s": "--reject-backoff",
+    "target": "--target",
+}
 
 
 def _numbers(text: str, flag: str, kind: type[int] | type[float]) -> list[float]:
@@ -65,12 +81,6 @@ def _levels(
         )
         for r in _numbers(rate, "--rate", float)
     ]
-
-
-def _first_error(exc: ValidationError) -> str:
-    first = exc.errors()[0]
-    where = ".".join(str(p) for p in first["loc"])
-    return f"{where}: {first['msg']}" if where else str(first["msg"])
 
 
 @app.callback(invoke_without_command=True)
@@ -146,18 +156,17 @@ def bench(
     levels = _levels(concurrency, rate, arrival, burstiness, max_concurrency)
     check_output(json_out, "--json")
     check_output(csv_out, "--csv")
-    stack = current_stack()
+    stack = resolve()
     if target is None:
-        urls = stack_addresses(stack)
+        urls = stack.urls
         target = urls["gateway"]
         # A docker stack publishes no engine: then only the gateway is sampled.
         if not engine_metrics and "engine" in urls:
             engine_metrics = [f"{urls['engine']}/metrics"]
         console.print(f"[dim]target: the stack's gateway {target}[/dim]")
     # The stack's API key belongs to the stack's gateway, not to any --target.
-    ours = target.rstrip("/") == stack.gateway_url
     api_key = env_secret(api_key_env, "--api-key-env") if api_key_env else None
-    if api_key is None and ours:
+    if api_key is None and stack.owns(target):
         api_key = stack.api_key
     if endpoint not in ("chat", "completions"):
         raise UsageError(f"--endpoint must be chat or completions (got {endpoint!r})")
@@ -180,14 +189,14 @@ def bench(
                 dataset=dataset,
                 endpoint=endpoint,
             ),
-            slo=parse_slo(slo) if slo else SLOSpec(),
+            slo=parse_slo(slo) if slo else SLO(),
             request_timeout_s=timeout,
             reject_backoff_s=reject_backoff,
             metrics_urls=engine_metrics,
             seed=seed,
         )
     except ValidationError as exc:
-        raise UsageError(f"bad bench settings: {_first_error(exc)}") from None
+        raise UsageError(f"bad bench settings: {first_problem(exc, names=_FLAGS)}") from None
     progress = ConsoleProgress(console)
     try:
         report = run_bench(config, progress)

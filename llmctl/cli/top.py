@@ -5,11 +5,11 @@ from __future__ import annotations
 import typer
 
 from llmctl.cli.console import console
-from llmctl.cli.endpoints import stack_addresses
 from llmctl.observe.direct import DirectSource
 from llmctl.observe.live import Sampler, run_live
 from llmctl.observe.prometheus import PrometheusSource
 from llmctl.observe.view import render
+from llmctl.stack.endpoints import resolve
 
 
 def top(
@@ -27,7 +27,7 @@ def top(
     as_json: bool = typer.Option(False, "--json", help="Print one snapshot as JSON and exit."),
 ) -> None:
     """Live view of the stack: slots, queue, traffic, latency, engine and GPUs ([bold]q[/] quits)."""
-    urls = stack_addresses()
+    urls = resolve().urls
     # A stack without Prometheus, or (docker) without a published engine, has no such address:
     # top then reads the gateway directly and shows the engine's fields as missing.
     prometheus = prometheus or urls.get("prometheus")

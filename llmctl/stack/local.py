@@ -16,11 +16,12 @@ from pathlib import Path
 
 import httpx
 
+from llmctl.core import http
 from llmctl.core.config import GATEWAY_ENV
 from llmctl.core.errors import RuntimeBackendError, UsageError
 from llmctl.stack import commands, processes
+from llmctl.stack.credentials import admin_key
 from llmctl.stack.runtime import Health, Progress, ServiceStatus, UpResult
-from llmctl.stack.secrets import admin_key
 from llmctl.stack.spec import StackSpec, connect_host, host_port
 
 SERVICES = ("engine", "gateway", "prometheus")
@@ -198,7 +199,7 @@ class LocalRuntime:
         self, names: list[str], progress: Progress | None, timeout: float
     ) -> list[ServiceStatus]:
         deadline = time.monotonic() + timeout
-        with httpx.Client(timeout=2.0) as client:
+        with http.client(timeout_s=2.0) as client:
             while True:
                 statuses = self.status(client)
                 if progress is not None:
@@ -222,7 +223,7 @@ class LocalRuntime:
 
     def status(self, client: httpx.Client | None = None) -> list[ServiceStatus]:
         own = client is None
-        client = client or httpx.Client(timeout=2.0)
+        client = client or http.client(timeout_s=2.0)
         try:
             return [self._status_of(s, client) for s in self.services(resolve=False)]
         finally:

@@ -16,16 +16,16 @@ import jinja2
 
 from llmctl.core import metrics
 from llmctl.core.errors import ConfigError, LlmctlError
+from llmctl.core.files import write_file
 from llmctl.core.resources import data_dir
 from llmctl.stack import commands
-from llmctl.stack.secrets import (
+from llmctl.stack.credentials import (
     ADMIN_KEY,
     ENV_FILE,
     GRAFANA_PASSWORD,
     StackSecrets,
     admin_key_source,
     env_file_text,
-    write_private,
 )
 from llmctl.stack.spec import StackSpec, connect_host, host_port
 
@@ -157,12 +157,7 @@ def _write(files: Mapping[str, str], outdir: Path) -> list[Path]:
     for rel, text in files.items():
         path = outdir / rel
         path.parent.mkdir(parents=True, exist_ok=True)
-        if rel == ENV_FILE:
-            write_private(path, text)
-        else:
-            tmp = path.with_name(path.name + ".tmp")
-            tmp.write_text(text)
-            os.replace(tmp, path)
+        write_file(path, text, private=rel == ENV_FILE)
         written.append(path)
     for managed in MANAGED_DIRS:
         folder = outdir / managed

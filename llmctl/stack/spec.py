@@ -12,14 +12,13 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from llmctl.core.config import AdmissionLimits, AlertThresholds
+from llmctl.core.config import AlertThresholds, GatewaySettings
 from llmctl.core.metrics import RECORDING_WINDOW
 
 EngineKind = Literal["vllm", "sim"]
 RuntimeKind = Literal["docker", "local"]
 SimProfile = Literal["tiny", "rtx3090-qwen2.5-14b-awq", "h100-llama3.1-8b", "cpu-tiny-llama"]
 
-_DURATION = r"^\d+(ms|s|m|h|d|w|y)$"
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _NAME = r"^[a-z0-9][a-z0-9._-]*$"
 _SECONDS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800, "y": 31536000}
@@ -45,7 +44,10 @@ def duration_s(text: str) -> float:
     """A Prometheus duration such as `5s` or `1m`, in seconds."""
     match = re.fullmatch(r"(\d+)(ms|s|m|h|d|w|y)", text)
     if match is None:
-        raise ValueError(f"{text!r} is not a duration like 5s or 1m")
+        raise ValueError(
+            f"{text!r} is not a duration: a whole number and one unit of ms, s, m, h, d, w, y "
+            "(e.g. 5s, 1m)"
+        )
     return int(match.group(1)) * _SECONDS[match.group(2)]
 
 
@@ -131,14 +133,13 @@ class EngineSpec(_Spec):
         return self.served_name or self.model
 
 
-class GatewaySpec(AdmissionLimits):
-    """The admission-controlling gateway; field names and limits are llmctl.core.config's."""
+class GatewaySpec(GatewaySettings):
+    """The admission-controlling gateway: its settings (llmctl.core.config's GatewaySettings, the
+    same fields `llmctl gateway serve` takes) plus where its image and keys come from."""
 
     model_config = ConfigDict(extra="forbid", validate_default=True)
 
     image: str = Field(LLMCTL_IMAGE, description="llmctl image (gateway, and the sim engine).")
-    request_timeout_s: float = Field(600.0, gt=0, description="Deadline to the last byte.")
-    max_body_bytes: int = Field(1 << 20, ge=1024, description="Larger request bodies get 413.")
     api_keys_env: str | None = Field(
         "LLMCTL_API_KEYS", description="Environment variable with accepted keys (comma list)."
     )
@@ -167,12 +168,18 @@ class ObservabilitySpec(_Spec):
     grafana: bool = True
     dcgm_exporter: bool = Field(False, description="NVIDIA DCGM exporter (docker, GPU).")
     open_webui: bool = Field(False, description="Open WebUI chat front end (docker).")
-    scrape_interval: str = Field("5s", pattern=_DURATION)
-    retention: str = Field("15d", pattern=_DURATION, description="Prometheus TSDB retention.")
+    scrape_interval: str = Field("5s", description="How often Prometheus scrapes, e.g. 5s.")
+    retention: str = Field("15d", description="Prometheus TSDB retention, e.g. 15d.")
     prometheus_image: str = "prom/prometheus:v3.5.0"
     grafana_image: str = "grafana/grafana:12.2.0"
     dcgm_exporter_image: str = "nvcr.io/nvidia/k8s/dcgm-exporter:4.2.3-4.3.1-ubuntu22.04"
     open_webui_image: str = "ghcr.io/open-webui/open-webui:v0.6.30"
+
+    @field_validator("retention")
+    @classmethod
+    def _check_retention(cls, value: str) -> str:
+        duration_s(value)
+        return value
 
     @field_validator("scrape_interval")
     @classmethod

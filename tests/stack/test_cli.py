@@ -8,7 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from llmctl.stack.secrets import read_env_file
+from llmctl.stack.credentials import read_env_file
 from llmctl.stack.spec import StackSpec
 from tests.support import free_port
 

@@ -15,8 +15,8 @@ import yaml
 
 from llmctl.core import metrics
 from llmctl.core.errors import ConfigError
+from llmctl.stack.credentials import read_env_file
 from llmctl.stack.render import environment, render, render_stack, write
-from llmctl.stack.secrets import read_env_file
 from llmctl.stack.settings import list_presets, load_stack, parse_set
 from llmctl.stack.spec import StackSpec
 
@@ -255,7 +255,7 @@ def test_ipv6_bind_renders_bracketed_targets_that_promtool_accepts(tmp_path: Pat
 
 def test_every_admin_key_reference_follows_one_rule(tmp_path: Path) -> None:
     """Compose's reference and the generated .env agree with secrets.admin_key_source."""
-    from llmctl.stack.secrets import admin_key, admin_key_source
+    from llmctl.stack.credentials import admin_key, admin_key_source
 
     key_file = tmp_path / "admin.key"
     key_file.write_text("from-file\n")

@@ -72,9 +72,19 @@ def test_set_parses_toml_values() -> None:
 @pytest.mark.parametrize(
     ("text", "env", "flags", "expected"),
     [
-        ("[gateway]\nmax_activ = 3\n", {}, [], r"gateway\.max_activ: unknown key \(from file"),
+        (
+            "[gateway]\nmax_activ = 3\n",
+            {},
+            [],
+            r"llmctl\.toml:2:1: gateway\.max_activ: unknown key; did you mean 'max_active'\?",
+        ),
         ("bogus = 1\n", {}, [], r"bogus: unknown key"),
-        ("[gateway]\nmax_active = 0\n", {}, [], r"gateway\.max_active: .*greater than or equal"),
+        (
+            "[gateway]\nmax_active = 0\n",
+            {},
+            [],
+            r"toml:2:1: gateway\.max_active: must be at least 1 \(got 0\)",
+        ),
         ("", {"QUEUE_MODE": "drop"}, [], r"gateway\.queue_mode: .*\(from env QUEUE_MODE\)"),
         ("", {"LLMCTL__PORTS__GATWAY": "1"}, [], r"ports\.gatway: unknown key"),
         ("", {}, [parse_set("ports.bind_address=localhost")], r"ports\.bind_address: .*IP"),

@@ -7,7 +7,6 @@ the environment variable the stack names.
 
 from __future__ import annotations
 
-import os
 import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -115,13 +114,3 @@ def read_env_file(path: Path) -> dict[str, str]:
         key, _, value = line.partition("=")
         values[key.strip()] = value.strip()
     return values
-
-
-def write_private(path: Path, text: str) -> None:
-    """Write `text` readable by the owner only, never exposing it with wider permissions."""
-    tmp = path.with_name(path.name + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as handle:
-        handle.write(text)
-    os.chmod(tmp, 0o600)  # O_CREAT's mode is masked by umask and ignored for an existing file
-    os.replace(tmp, path)
