@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
+from llmctl.core import http
 from llmctl.core import metrics as m
 from llmctl.observe.snapshot import HISTORY_POINTS, GpuSnapshot, History, StackSnapshot, finite
 
@@ -103,7 +104,7 @@ class DirectSource:
         if gpu_url is not None:
             self.targets[m.JOB_GPU] = gpu_url
         self.warmup_s = warmup_s
-        self._client = httpx.Client(timeout=timeout)
+        self._client = http.client(timeout_s=timeout)
         self._scrapes: deque[Scrape] = deque()
         self._history: dict[str, deque[float]] = {
             name: deque(maxlen=HISTORY_POINTS) for name in History.model_fields
