@@ -146,16 +146,17 @@ def overview() -> Json:
                 stat("Requests", q(rate(REQ, GW)), REQPS, "Finished requests per second."),
                 stat("Rejected", q(f"{rate(REQ, REJECTED)} / {rate(REQ, GW)}"),
                      "percentunit", "Share of answers that are 429 or 503.", min=0, max=1),
-                stat("p95 latency", q(f"max({m.REC_LATENCY_P95}{{{GW}}})"), "s",
-                     "Gateway request duration, p95 over 1m."),
+                stat("p95 TTFT", q(f"max({m.REC_TTFT_P95}{{{GW}}})"), "s",
+                     "Time to first token users feel (from arrival, queue included), p95 over 1m."),
                 stat("GPU utilisation", q(f"avg({m.DCGM_GPU_UTIL.series})"), "percent",
                      "Mean DCGM GPU utilisation.", min=0, max=100),
             ],
             [
                 ts("Requests by outcome", [q(rate(REQ, GW, "reason"), "{{reason}}")], REQPS,
                    "Finished requests per second by reason (ok, queue_full, ...)."),
-                ts("Latency", quantiles(m.GATEWAY_REQUEST_DURATION, GW), "s",
-                   "Gateway request duration percentiles (recording rules)."),
+                ts("End-to-end latency", quantiles(m.GATEWAY_E2E, GW), "s",
+                   "What users feel: arrival at the gateway to the last byte, queue included "
+                   "(recording rules, 1m)."),
             ],
             [
                 ts("Active vs MAX_ACTIVE", [q(f"sum({ACTIVE}{{{GW}}})", "active"),
@@ -198,13 +199,19 @@ def gateway() -> Json:
                                                            "{{reason}}")],
                    REQPS, "Requests that did not end ok, per second, by reason."),
                 ts("Queue wait", quantiles(m.GATEWAY_QUEUE_WAIT, GW), "s",
-                   "Time from arrival to admission (or giving up; recording rules)."),
+                   "Time from arrival to the slot's grant, per admitted request (recording rules)."),
             ],
             [
-                ts("Request latency", quantiles(m.GATEWAY_REQUEST_DURATION, GW), "s",
-                   "Arrival to last byte, per admitted request (recording rules)."),
+                ts("End-to-end latency", quantiles(m.GATEWAY_E2E, GW), "s",
+                   "What users feel: arrival to last byte, queue included (recording rules)."),
                 ts("Time to first token", quantiles(m.GATEWAY_TTFT, GW), "s",
-                   "Admission to first streamed token, as the gateway sees it."),
+                   "What users feel: arrival to first generated text, queue included."),
+            ],
+            [
+                ts("Time to first token at the engine", quantiles(m.GATEWAY_ADMITTED_TTFT, GW), "s",
+                   "From the slot's grant to first text: the engine's part, without the queue."),
+                ts("Time per output token", quantiles(m.GATEWAY_TPOT, GW), "s",
+                   "Per streamed request: its mean gap between tokens."),
             ],
             [
                 ts("Tokens", [q(rate(m.GATEWAY_PROMPT_TOKENS.series, GW), "prompt"),
@@ -221,7 +228,7 @@ def gateway() -> Json:
 
 
 def capacity() -> Json:
-    completions = f"sum(rate({m.GATEWAY_REQUEST_DURATION.name}_count{{{GW}}}[{RI}]))"
+    completions = f"sum(rate({m.GATEWAY_E2E.name}_count{{{GW}}}[{RI}]))"
     return dashboard(
         "llmctl-capacity",
         "llmctl / Capacity & saturation",

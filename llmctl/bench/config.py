@@ -12,7 +12,8 @@ from llmctl.core.slo import SLO
 
 
 class PromptSpec(BaseModel):
-    """Synthetic prompts (input length mean and relative spread) or a JSONL file of requests.
+    """Synthetic prompts (input and output length: mean and relative spread, as vLLM's random
+    dataset draws them) or a JSONL file of requests.
 
     `endpoint` picks the API: `chat` (/v1/chat/completions, `messages`) or `completions`
     (/v1/completions, `prompt`); a dataset's lines must be requests for that endpoint.
@@ -24,6 +25,7 @@ class PromptSpec(BaseModel):
     input_len: int = Field(default=256, gt=0)
     input_spread: float = Field(default=0.0, ge=0.0, lt=1.0)
     output_len: int = Field(default=128, gt=0)
+    output_spread: float = Field(default=0.0, ge=0.0, lt=1.0)
     ignore_eos: bool = True
     dataset: Path | None = None
 

@@ -76,7 +76,7 @@ class PromptSource:
             length = self.input_len()
             text = self.synthetic_text(length)
             prompt: Any = text if self._field == "prompt" else [{"role": "user", "content": text}]
-            body = {self._field: prompt, "max_tokens": self.spec.output_len}
+            body = {self._field: prompt, "max_tokens": self.output_len()}
             estimate = length
             if self.spec.ignore_eos:
                 body["ignore_eos"] = True
@@ -86,8 +86,16 @@ class PromptSource:
         return json.dumps(body, separators=(",", ":")).encode(), estimate
 
     def input_len(self) -> int:
-        """A target length drawn uniformly within mean x (1 +- spread), as vLLM's random dataset."""
-        mean, spread = self.spec.input_len, self.spec.input_spread
+        """A prompt length drawn uniformly within mean x (1 +- spread), as vLLM's random dataset."""
+        return self._draw(self.spec.input_len, self.spec.input_spread)
+
+    def output_len(self) -> int:
+        """A max_tokens drawn the same way (the spread 0 keeps the seeded prompt sequence)."""
+        if not self.spec.output_spread:
+            return self.spec.output_len
+        return self._draw(self.spec.output_len, self.spec.output_spread)
+
+    def _draw(self, mean: int, spread: float) -> int:
         low = max(1, round(mean * (1 - spread)))
         high = max(low, round(mean * (1 + spread)))
         return self._rng.randint(low, high)

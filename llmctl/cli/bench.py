@@ -35,6 +35,7 @@ _FLAGS = {
     "prompts.input_len": "--input-len",
     "prompts.input_spread": "--input-spread",
     "prompts.output_len": "--output-len",
+    "prompts.output_spread": "--output-spread",
     "prompts.dataset": "--dataset",
     "request_timeout_s": "--timeout",
     "reject_backoff_s": "--reject-backoff",
@@ -120,7 +121,10 @@ def bench(
     input_spread: float = typer.Option(
         0.0, "--input-spread", help="Prompt lengths vary uniformly within mean x (1 +- spread)."
     ),
-    output_len: int = typer.Option(128, "--output-len", help="max_tokens of every request."),
+    output_len: int = typer.Option(128, "--output-len", help="max_tokens of a request (mean)."),
+    output_spread: float = typer.Option(
+        0.0, "--output-spread", help="max_tokens vary uniformly within mean x (1 +- spread)."
+    ),
     ignore_eos: bool = typer.Option(
         True, "--ignore-eos/--no-ignore-eos", help="Ask the engine to generate all max_tokens."
     ),
@@ -185,6 +189,7 @@ def bench(
                 input_len=input_len,
                 input_spread=input_spread,
                 output_len=output_len,
+                output_spread=output_spread,
                 ignore_eos=ignore_eos,
                 dataset=dataset,
                 endpoint=endpoint,

@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator
 
 import aiohttp
 from aiohttp import web
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST
 from pydantic import ValidationError
 
 from llmctl.core.config import AdmissionLimits, GatewayConfig
@@ -118,7 +118,6 @@ class Gateway:
         try:
             slot = await self.admission.acquire()
         except AdmissionRefusedError as refused:
-            metrics.queue_wait.labels(refused.reason).observe(refused.waited_s)
             outcome.set(refused.status, refused.reason)
             headers["X-Queue-Wait-Ms"] = f"{refused.waited_s * 1000:.1f}"
             return error_response(
@@ -129,22 +128,29 @@ class Gateway:
                 retry_after=refused.retry_after,
             )
         except asyncio.CancelledError:
-            metrics.queue_wait.labels("client_disconnect").observe(time.monotonic() - arrived)
             metrics.disconnects.labels("queued").inc()
             outcome.set(499, "client_disconnect")
             raise
         try:
-            metrics.queue_wait.labels("admitted").observe(slot.waited_s)
+            metrics.queue_wait.observe(slot.waited_s)
             headers["X-Queue-Wait-Ms"] = f"{slot.waited_s * 1000:.1f}"
             proxy = self.proxy
             if proxy is None:
                 raise RuntimeError("gateway not started")
             return await proxy.forward(
-                request, route, parsed.body, parsed.stream, upstream_headers, headers, slot, outcome
+                request,
+                route,
+                parsed.body,
+                parsed.stream,
+                upstream_headers,
+                headers,
+                slot,
+                outcome,
+                arrived,
             )
         finally:
             slot.release()
-            metrics.duration.labels(route.path).observe(time.monotonic() - arrived)
+            metrics.e2e.observe(time.monotonic() - arrived)
 
     async def models(self, request: web.Request) -> web.StreamResponse:
         headers = {"X-Request-Id": request_id(request.headers.get("X-Request-Id"))}
@@ -196,7 +202,7 @@ class Gateway:
         return web.json_response({"status": "ok"})
 
     async def prometheus(self, request: web.Request) -> web.Response:
-        resp = web.Response(body=generate_latest(self.metrics.registry))
+        resp = web.Response(body=self.metrics.exposition())
         resp.headers["Content-Type"] = CONTENT_TYPE_LATEST
         return resp
 

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from prometheus_client import CollectorRegistry
+from prometheus_client import CollectorRegistry, generate_latest
 
 from llmctl.core import metrics as m
 from llmctl.gateway.admission import AdmissionController
+from llmctl.gateway.histogram import LatencyHistogram
 
 
 class Outcome:
@@ -31,9 +32,12 @@ class GatewayMetrics:
     def __init__(self, admission: AdmissionController) -> None:
         self.registry = registry = CollectorRegistry(auto_describe=True)
         self.requests = m.counter(m.GATEWAY_REQUESTS, registry)
-        self.queue_wait = m.histogram(m.GATEWAY_QUEUE_WAIT, registry)
-        self.duration = m.histogram(m.GATEWAY_REQUEST_DURATION, registry)
-        self.ttft = m.histogram(m.GATEWAY_TTFT, registry)
+        self.queue_wait = LatencyHistogram(m.GATEWAY_QUEUE_WAIT)
+        self.e2e = LatencyHistogram(m.GATEWAY_E2E)
+        self.ttft = LatencyHistogram(m.GATEWAY_TTFT)
+        self.admitted_ttft = LatencyHistogram(m.GATEWAY_ADMITTED_TTFT)
+        self.tpot = LatencyHistogram(m.GATEWAY_TPOT)
+        self.latencies = (self.queue_wait, self.e2e, self.ttft, self.admitted_ttft, self.tpot)
         self.prompt_tokens = m.counter(m.GATEWAY_PROMPT_TOKENS, registry)
         self.completion_tokens = m.counter(m.GATEWAY_COMPLETION_TOKENS, registry)
         self.disconnects = m.counter(m.GATEWAY_CLIENT_DISCONNECTS, registry)
@@ -64,3 +68,8 @@ class GatewayMetrics:
         if child is None:
             child = self._request_children[key] = self.requests.labels(route, str(status), reason)
         child.inc()
+
+    def exposition(self) -> bytes:
+        """Every gateway series in Prometheus' text format (what GET /metrics answers)."""
+        latencies = "".join(h.exposition() for h in self.latencies)
+        return generate_latest(self.registry) + latencies.encode()

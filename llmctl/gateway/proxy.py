@@ -72,8 +72,10 @@ class Proxy:
         headers: dict[str, str],
         slot: Slot,
         outcome: Outcome,
+        arrived: float,
     ) -> web.StreamResponse:
-        """Forward one admitted request; how it ended goes into `outcome` (set exactly once)."""
+        """Forward one admitted request that arrived at `arrived` (monotonic clock); how it ended
+        goes into `outcome` (set exactly once)."""
         metrics = self._metrics
         remaining = self.request_timeout_s - (time.monotonic() - slot.admitted_at)
         upstream: aiohttp.ClientResponse | None = None
@@ -122,6 +124,10 @@ class Proxy:
                         outcome.set(status, "bad_request")
                     else:
                         self._count_usage(usage_tokens(payload), 0)
+                        # A whole answer's first token is its end (as bench and vLLM count it).
+                        now = time.monotonic()
+                        metrics.ttft.observe(now - arrived)
+                        metrics.admitted_ttft.observe(now - slot.admitted_at)
                         outcome.set(status, "ok")
                     if status in _RETRY_STATUSES:
                         given = upstream.headers.get("Retry-After")
@@ -135,7 +141,7 @@ class Proxy:
                 out = web.StreamResponse(status=upstream.status, headers={**headers, **SSE_HEADERS})
                 await out.prepare(request)
                 stage = "streaming"
-                state = await self._pump(route, upstream, out, slot, outcome)
+                state = await self._pump(route, upstream, out, slot, outcome, arrived)
         except TimeoutError:
             metrics.upstream_errors.labels("timeout").inc()
             if out is None:
@@ -193,12 +199,14 @@ class Proxy:
         out: web.StreamResponse,
         slot: Slot,
         outcome: Outcome,
+        arrived: float,
     ) -> str:
         """Copy SSE bytes as they arrive; returns the stream's state (see `forward`)."""
         metrics = self._metrics
         content = upstream.content
         key = route.text_key
         tokens = 0
+        first_text = last_text = 0.0
         prev = last = b""
         state = "done"
         while True:
@@ -211,21 +219,28 @@ class Proxy:
                 return "failed"
             if not chunk:
                 break
-            # Frames with text only: chat's role frame and the finish frame are not tokens, and
-            # time to first token is when the first text arrives, not the first byte.
-            found = text_frames(chunk, key)
-            if found:
-                if not tokens:
-                    metrics.ttft.labels(route.path).observe(time.monotonic() - slot.admitted_at)
-                tokens += found
             prev, last = last, chunk
-            if chunk.endswith(DONE_EVENT):
+            final = chunk.endswith(DONE_EVENT)
+            if final:
                 # The last event: send it with the chunked-encoding terminator in one write (one
                 # syscall less per request); the engine's own terminator is read afterwards.
                 await out.write_eof(chunk)
                 state = "drain"
+            else:
+                await out.write(chunk)
+            # Frames with text only: chat's role frame and the finish frame are not tokens, and
+            # time to first token is when the first text is handed to the client's socket (what
+            # the client feels, this process's own delay included), not the first byte.
+            found = text_frames(chunk, key)
+            if found:
+                last_text = time.monotonic()
+                if not tokens:
+                    first_text = last_text
+                    metrics.ttft.observe(last_text - arrived)
+                    metrics.admitted_ttft.observe(last_text - slot.admitted_at)
+                tokens += found
+            if final:
                 break
-            await out.write(chunk)
         tail = prev[-64:] + last
         if DONE not in tail[-32:]:
             metrics.upstream_errors.labels("stream").inc()
@@ -235,6 +250,9 @@ class Proxy:
         # Usage, when asked for, is the last event before [DONE]; a short tail holds it.
         usage = usage_tokens(prev[-4096:] + last)
         self._count_usage(usage, tokens)
+        generated = usage[1] if usage is not None else tokens
+        if generated >= 2 and last_text > first_text:
+            metrics.tpot.observe((last_text - first_text) / (generated - 1))
         outcome.set(out.status, "ok")
         return state
 

@@ -10,7 +10,7 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
-from llmctl.observe.snapshot import HISTORY_POINTS, StackSnapshot
+from llmctl.observe.snapshot import StackSnapshot
 
 MISSING = "–"
 _SPARKS = "▁▂▃▄▅▆▇█"
@@ -27,6 +27,13 @@ def seconds(value: float | None) -> str:
     if value is None:
         return MISSING
     return f"{value * 1000:.0f} ms" if value < 1 else f"{value:.2f} s"
+
+
+def span(seconds_: float) -> str:
+    """A window's length as a label: `last 10 s`, `last 2 min`."""
+    if seconds_ >= 120:
+        return f"last {seconds_ / 60:.0f} min"
+    return f"last {seconds_:.0f} s"
 
 
 def bar(used: float | None, limit: float | None, width: int = BAR_WIDTH) -> Text:
@@ -55,7 +62,7 @@ def sparkline(values: Sequence[float], width: int = 40) -> str:
     return "".join(_SPARKS[min(int(v / top * (len(_SPARKS) - 1) + 0.5), 7)] for v in points)
 
 
-def _pairs(rows: Sequence[tuple[str, str | Text]]) -> Table:
+def _pairs(rows: Sequence[tuple[str | Text, str | Text]]) -> Table:
     table = Table.grid(padding=(0, 1))
     table.add_column(style="bold")
     table.add_column()
@@ -78,39 +85,43 @@ def _header(snap: StackSnapshot, live: bool) -> Text:
 
 
 def _admission(snap: StackSnapshot) -> Panel:
-    rows: list[tuple[str, str | Text]] = [
+    rows: list[tuple[str | Text, str | Text]] = [
         ("slots", bar(snap.slots_active, snap.slots_max)),
         ("queue", bar(snap.queue_depth, snap.queue_max)),
-        ("wait p95", seconds(snap.queue_wait_p95)),
+        ("wait p95", seconds(snap.queue_wait_p95_s)),
     ]
-    return Panel(_pairs(rows), title="admission", title_align="left")
+    return Panel(_pairs(rows), title=f"admission ({span(snap.window_s)})", title_align="left")
 
 
 def _traffic(snap: StackSnapshot) -> Panel:
     rate = "{:.1f}"
-    rows: list[tuple[str, str | Text]] = [
+    rows: list[tuple[str | Text, str | Text]] = [
         ("ok", num(snap.ok_per_s, rate, "/s")),
         ("429", num(snap.rejected_429_per_s, rate, "/s")),
         ("503", num(snap.unavailable_503_per_s, rate, "/s")),
         ("errors", num(snap.error_per_s, rate, "/s")),
     ]
-    return Panel(_pairs(rows), title="traffic", title_align="left")
+    return Panel(_pairs(rows), title=f"traffic ({span(snap.window_s)})", title_align="left")
 
 
 def _latency(snap: StackSnapshot) -> Panel:
-    rows: list[tuple[str, str | Text]] = [
-        ("p50", seconds(snap.latency_p50)),
-        ("p95", seconds(snap.latency_p95)),
-        ("p99", seconds(snap.latency_p99)),
-        ("TTFT p50", seconds(snap.ttft_p50)),
-        ("TTFT p95", seconds(snap.ttft_p95)),
+    """What users feel (from arrival at the gateway, queue included), then the engine's part."""
+    rows: list[tuple[str | Text, str | Text]] = [
+        ("TTFT p50", seconds(snap.ttft_p50_s)),
+        ("TTFT p95", seconds(snap.ttft_p95_s)),
+        ("E2E p50", seconds(snap.e2e_p50_s)),
+        ("E2E p95", seconds(snap.e2e_p95_s)),
+        ("E2E p99", seconds(snap.e2e_p99_s)),
+        ("TPOT p95", seconds(snap.tpot_p95_s)),
+        (Text("engine TTFT p95", style="dim"), seconds(snap.admitted_ttft_p95_s)),
     ]
-    return Panel(_pairs(rows), title="latency", title_align="left")
+    title = f"latency ({span(snap.window_s)})"
+    return Panel(_pairs(rows), title=title, title_align="left")
 
 
 def _engine(snap: StackSnapshot) -> Panel:
     kv = None if snap.kv_cache_usage is None else snap.kv_cache_usage * 100
-    rows: list[tuple[str, str | Text]] = [
+    rows: list[tuple[str | Text, str | Text]] = [
         ("running", num(snap.engine_running)),
         ("waiting", num(snap.engine_waiting)),
         ("KV cache", num(kv, "{:.1f}", " %")),
@@ -147,13 +158,15 @@ def _history(snap: StackSnapshot) -> Panel:
     def row(values: list[float], last: Callable[[float], str]) -> str:
         return f"{sparkline(values)}  {last(values[-1])}" if values else MISSING
 
-    rows: list[tuple[str, str | Text]] = [
+    rows: list[tuple[str | Text, str | Text]] = [
         ("requests/s", row(h.request_rate, lambda v: f"{v:.1f}/s")),
-        ("p95", row(h.latency_p95, seconds)),
+        ("E2E p95", row(h.e2e_p95_s, seconds)),
         ("queue", row(h.queue_depth, lambda v: f"{v:.0f}")),
         ("GPU util", row(h.gpu_util_pct, lambda v: f"{v:.0f} %")),
     ]
-    title = f"history (last {HISTORY_POINTS} samples)"
+    title = f"history ({span(snap.history_span_s)}, 1 min averages)"
+    if snap.source == "direct":
+        title = f"history ({span(snap.history_span_s)}, one point per refresh)"
     return Panel(_pairs(rows), title=title, title_align="left")
 
 

@@ -168,7 +168,7 @@ class ObservabilitySpec(_Spec):
     grafana: bool = True
     dcgm_exporter: bool = Field(False, description="NVIDIA DCGM exporter (docker, GPU).")
     open_webui: bool = Field(False, description="Open WebUI chat front end (docker).")
-    scrape_interval: str = Field("5s", description="How often Prometheus scrapes, e.g. 5s.")
+    scrape_interval: str = Field("2s", description="How often Prometheus scrapes, e.g. 2s.")
     retention: str = Field("15d", description="Prometheus TSDB retention, e.g. 15d.")
     prometheus_image: str = "prom/prometheus:v3.5.0"
     grafana_image: str = "grafana/grafana:12.2.0"

@@ -186,7 +186,7 @@ def live_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveStack]:
         wait_for_data(
             PrometheusSource(prometheus),
             [
-                m.REC_LATENCY_P95,
+                m.REC_E2E_P95,
                 m.REC_TTFT_P95,
                 f'{m.GATEWAY_REQUESTS.series}{{status="429"}}',
                 f"rate({m.VLLM_GENERATION_TOKENS.series}[1m]) > 0",

@@ -25,6 +25,7 @@ needs_promtool = pytest.mark.skipif(
 ALERTS = {
     "LlmctlGatewayDown",
     "LlmctlEngineDown",
+    "LlmctlTargetDown",
     "LlmctlEngineNotReady",
     "LlmctlQueueNearFull",
     "LlmctlHighRejectionRate",
