@@ -86,12 +86,9 @@ def test_stream_drops_and_stalls_are_their_own_classes(sim_server: StartServer) 
     assert level.completed + level.failed == 24, seen
 
 
-def test_unreachable_target_is_a_target_error() -> None:
-    from tests.support import free_port
-
-    url = f"http://127.0.0.1:{free_port()}"
+def test_unreachable_target_is_a_target_error(refused_url: str) -> None:
     with pytest.raises(TargetError, match="cannot reach"):
-        run_bench(_config(url, [ConcurrentStrategy(concurrency=1)], requests=1))
+        run_bench(_config(refused_url, [ConcurrentStrategy(concurrency=1)], requests=1))
 
 
 def test_itl_samples_match_gaps(fake_engine: StartServer) -> None:
