@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import re
-import time
 from collections.abc import Iterator
 
 import httpx
@@ -19,9 +18,9 @@ from llmctl.core import metrics as m
 from llmctl.core.resources import data_dir
 from llmctl.stack.render import render
 from llmctl.stack.spec import StackSpec
-from tests.support import VLLM_REFERENCE_METRICS, free_port, llmctl_server
-from tests.vllm.conftest import VllmStack
-from tests.vllm.exposition import Exposition
+from tests.exposition import Exposition
+from tests.support import VLLM_REFERENCE_METRICS, eventually, sim_server
+from tests.vllm.conftest import VllmStack, stats_caught_up
 
 # vLLM starts inside the first test that needs it: 25-80 s, minutes on a loaded machine.
 pytestmark = [pytest.mark.vllm, pytest.mark.slow, pytest.mark.timeout(600)]
@@ -107,15 +106,12 @@ def live(vllm_stack: VllmStack) -> Exposition:
 @pytest.fixture(scope="module")
 def simulated(tmp_path_factory: pytest.TempPathFactory) -> Exposition:
     """The simulator's /metrics after a streamed and a plain request."""
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
     log = tmp_path_factory.mktemp("sim") / "sim.log"
-    args = ["sim", "serve", "--port", str(port), "--model", "tiny", "--time-scale", "20"]
-    with llmctl_server(args, ready_url=f"{url}/health", log=log):
+    with sim_server(log, "--model", "tiny", "--time-scale", "20") as sim:
         for stream in (False, True):
             body = {"model": "tiny", "prompt": "hi", "max_tokens": 4, "stream": stream}
-            httpx.post(f"{url}/v1/completions", json=body, timeout=30).raise_for_status()
-        return Exposition.scrape(f"{url}/metrics")
+            httpx.post(f"{sim.url}/v1/completions", json=body, timeout=30).raise_for_status()
+        return Exposition.scrape(f"{sim.url}/metrics")
 
 
 def _allowed_elsewhere(name: str, records: set[str]) -> bool:
@@ -155,9 +151,9 @@ def test_every_metric_the_simulator_emits_exists_in_live_vllm(
 def test_simulator_samples_carry_vllms_labels(live: Exposition, simulated: Exposition) -> None:
     def label_keys(e: Exposition) -> dict[str, set[str]]:
         keys: dict[str, set[str]] = {}
-        for name, labels, _ in e.samples:
-            if name.startswith("vllm:"):
-                keys.setdefault(name, set()).update(labels)
+        for sample in e.samples:
+            if sample.name.startswith("vllm:"):
+                keys.setdefault(sample.name, set()).update(sample.labels)
         return keys
 
     real, sim = label_keys(live), label_keys(simulated)
@@ -244,6 +240,9 @@ def _abort_count_after_a_disconnect(base_url: str, model: str) -> float:
         page = Exposition.scrape(f"{base_url}/metrics")
         return page.value("vllm:request_success_total", finished_reason="abort")
 
+    def running() -> float:
+        return Exposition.scrape(f"{base_url}/metrics").value("vllm:num_requests_running")
+
     before = aborts()
     body = {"model": model, "prompt": "hi", "max_tokens": 1500, "ignore_eos": True, "stream": True}
     with (
@@ -253,7 +252,9 @@ def _abort_count_after_a_disconnect(base_url: str, model: str) -> float:
         lines = resp.iter_lines()
         for _ in range(6):
             next(lines)
-    time.sleep(1.0)
+        assert running() == 1  # still going when the client leaves
+    eventually(lambda: running() == 0, timeout=5.0, what="the request stopped")
+    stats_caught_up(base_url, model)
     return aborts() - before
 
 
@@ -264,9 +265,6 @@ def test_live_vllm_does_not_count_client_aborts(vllm_stack: VllmStack) -> None:
 def test_simulator_counts_client_aborts_as_vllm_does(
     tmp_path_factory: pytest.TempPathFactory,
 ) -> None:
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
     log = tmp_path_factory.mktemp("sim-abort") / "sim.log"
-    args = ["sim", "serve", "--port", str(port), "--model", "tiny"]
-    with llmctl_server(args, ready_url=f"{url}/health", log=log):
-        assert _abort_count_after_a_disconnect(url, "tiny") == 0
+    with sim_server(log, "--model", "tiny") as sim:
+        assert _abort_count_after_a_disconnect(sim.url, "tiny") == 0
