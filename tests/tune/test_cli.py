@@ -44,7 +44,8 @@ def test_apply_without_a_stack_file_is_refused(capsys: pytest.CaptureFixture[str
 def test_a_bad_slo_is_refused(capsys: pytest.CaptureFixture[str]) -> None:
     code, out = run_cli(capsys, "--admin-key-env", "TUNE_KEY", "--slo", "ttft=fast")
     assert code == 2
-    assert "ttft=fast" in out or "duration" in out
+    assert "fast" in out  # the value it refused, and why
+    assert "duration" in out
 
 
 def test_an_unreachable_gateway_is_a_clear_error(
