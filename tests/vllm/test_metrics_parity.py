@@ -19,6 +19,7 @@ from llmctl.core.resources import data_dir
 from llmctl.stack.render import render
 from llmctl.stack.spec import StackSpec
 from tests.exposition import Exposition
+from tests.observe.promql import metric_names
 from tests.support import VLLM_REFERENCE_METRICS, eventually, sim_server
 from tests.vllm.conftest import VllmStack, stats_caught_up
 
@@ -28,24 +29,7 @@ pytestmark = [pytest.mark.vllm, pytest.mark.slow, pytest.mark.timeout(600)]
 # Series that Prometheus itself makes for every target.
 PROMETHEUS_SYNTHETIC = {"up", "scrape_duration_seconds", "scrape_samples_scraped"}
 _OWN_PREFIXES = ("llmctl_gateway_", "DCGM_")
-_KEYWORDS = {"by", "without", "on", "ignoring", "group_left", "group_right", "bool", "offset"}
-_KEYWORDS |= {"and", "or", "unless", "inf", "nan"}
-_STRING = re.compile(r'"(?:\\.|[^"\\])*"|\'(?:\\.|[^\'\\])*\'')
-_GROUPING = re.compile(r"\b(?:by|without|on|ignoring|group_left|group_right)\s*\([^)]*\)")
-_LABEL_VALUES = re.compile(r"label_values\(\s*([A-Za-z_:][A-Za-z0-9_:]*)[^)]*\)")
-_IDENT = re.compile(r"(?<![\w:$.])([A-Za-z_:][A-Za-z0-9_:]*)(?![\w:])(?!\s*\()")
 _RATE_ARG = re.compile(r"\b(?:rate|irate|increase)\(\s*([A-Za-z_:][A-Za-z0-9_:]*)")
-
-
-def series_in(expr: str) -> set[str]:
-    """The metric names a PromQL (or Grafana label_values) expression reads."""
-    names = set(_LABEL_VALUES.findall(expr))
-    text = _LABEL_VALUES.sub(" ", expr)
-    text = re.sub(r"\{[^}]*\}", " ", _STRING.sub('""', text))  # label matchers, strings
-    text = re.sub(r"\[[^\]]*\]", " ", text)  # range and subquery windows
-    text = _GROUPING.sub(" ", text)
-    names |= {n for n in _IDENT.findall(text) if n not in _KEYWORDS}
-    return names
 
 
 def counters_in(expr: str) -> set[str]:
@@ -169,7 +153,7 @@ def _check_queries(sources: dict[str, list[str]], live: Exposition, records: set
     wrong = []
     for source, exprs in sources.items():
         for expr in exprs:
-            for name in sorted(series_in(expr)):
+            for name in sorted(metric_names(expr)):
                 if _allowed_elsewhere(name, records):
                     continue
                 if name.startswith(_OWN_PREFIXES):
@@ -193,7 +177,7 @@ def test_extraction_finds_metric_names() -> None:
         '{instance=~"$instance", model_name=~"$model"}[$__rate_interval]))) '
         '/ on() group_left sum(up{job="engine"}) or label_values(vllm:num_requests_running, model_name)'
     )
-    assert series_in(expr) == {
+    assert metric_names(expr) == {
         "vllm:e2e_request_latency_seconds_bucket",
         "up",
         "vllm:num_requests_running",
