@@ -92,7 +92,8 @@ async def eventually_async(
 
 
 def free_port() -> int:
-    """A port free right now; only for servers that cannot listen on port 0 and say where."""
+    """A port free right now, for a server that cannot listen on port 0 and say where it is (or a
+    stack whose ports are written into its config); it may be taken before the server binds it."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
