@@ -71,13 +71,11 @@ def test_bad_input_is_a_usage_error(
     assert message in err
 
 
-def test_unreachable_target_exits_1(capsys: pytest.CaptureFixture[str]) -> None:
-    from tests.support import free_port
-
+def test_unreachable_target_exits_1(capsys: pytest.CaptureFixture[str], refused_url: str) -> None:
     code, _, err = _run(
         capsys,
         "--target",
-        f"http://127.0.0.1:{free_port()}",
+        refused_url,
         "--concurrency",
         "1",
         "--requests",
@@ -88,13 +86,14 @@ def test_unreachable_target_exits_1(capsys: pytest.CaptureFixture[str]) -> None:
 
 
 def test_without_target_the_stacks_gateway_is_used(
-    capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    refused_url: str,
 ) -> None:
-    from tests.support import free_port
-
-    port = free_port()
+    port = refused_url.rsplit(":", 1)[1]  # the stack's gateway, where nothing listens
     monkeypatch.chdir(tmp_path)
-    monkeypatch.setenv("LLMCTL__PORTS__GATEWAY", str(port))
+    monkeypatch.setenv("LLMCTL__PORTS__GATEWAY", port)
     code, out, err = _run(capsys, "--concurrency", "1", "--requests", "1")
     assert code == 1
     assert f"127.0.0.1:{port}" in out
@@ -130,7 +129,7 @@ def test_without_target_the_stacks_api_key_is_sent(
 
     keys = tmp_path / "keys"
     keys.write_text("k1\n")
-    port = free_port()
+    port = free_port()  # the gateway CLI does not say which port it got for port 0
     with (
         fake_engine("--ttft-ms", "1", "--itl-ms", "1") as engine,
         llmctl_server(
@@ -172,14 +171,11 @@ def test_a_stack_without_an_engine_address_samples_only_the_gateway(
 
 @pytest.mark.parametrize("flag", ["--json", "--csv"])
 def test_an_unwritable_output_is_refused_before_the_run(
-    capsys: pytest.CaptureFixture[str], tmp_path: Path, flag: str
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, flag: str, refused_url: str
 ) -> None:
-    from tests.support import free_port
-
     missing = tmp_path / "nonexist" / "x.out"
     # The target does not answer: a run would fail with "cannot reach"; the check comes first.
-    target = f"http://127.0.0.1:{free_port()}"
-    code, _, err = _run(capsys, "--target", target, "--concurrency", "1", flag, str(missing))
+    code, _, err = _run(capsys, "--target", refused_url, "--concurrency", "1", flag, str(missing))
     assert code == 2
     assert "does not exist" in err
     assert "Traceback" not in err

@@ -7,7 +7,6 @@ import asyncio
 from aiohttp import web
 
 from llmctl.bench.sampler import ServerSampler, origin
-from tests.support import free_port
 
 
 async def _metrics_server(seen: list[str | None]) -> tuple[web.AppRunner, str]:
@@ -19,9 +18,8 @@ async def _metrics_server(seen: list[str | None]) -> tuple[web.AppRunner, str]:
     app.router.add_get("/metrics", metrics)
     runner = web.AppRunner(app)
     await runner.setup()
-    port = free_port()
-    await web.TCPSite(runner, "127.0.0.1", port).start()
-    return runner, f"http://127.0.0.1:{port}"
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    return runner, f"http://127.0.0.1:{runner.addresses[0][1]}"
 
 
 def test_the_api_key_goes_only_to_the_targets_origin() -> None:

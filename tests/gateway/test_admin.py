@@ -5,21 +5,15 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import Counter
-from collections.abc import Callable
 
 import httpx
 
 from tests.gateway.client import chat, post_many
 from tests.gateway.conftest import MakeGateway
 from tests.gateway.upstream import FakeEngine
+from tests.support import eventually_async
 
 ADMIN = {"Authorization": "Bearer admin-secret"}
-
-
-async def until(check: Callable[[], bool]) -> None:
-    async with asyncio.timeout(5.0):
-        while not check():  # noqa: ASYNC110 - polls counters another thread updates
-            await asyncio.sleep(0.005)
 
 
 def test_admin_api_is_off_without_an_admin_key(make_gateway: MakeGateway) -> None:
@@ -79,12 +73,12 @@ def test_raising_max_active_admits_waiters_at_once(
 
     async def scenario() -> tuple[list[int], float]:
         sending = asyncio.ensure_future(post_many(gw.url, [chat({"delay": 1.5}) for _ in range(4)]))  # noqa: RUF006 - awaited below
-        await until(lambda: engine.in_flight == 1 and gw.gateway.admission.queued == 3)
+        await eventually_async(lambda: engine.in_flight == 1 and gw.gateway.admission.queued == 3)
         async with httpx.AsyncClient() as client:
             resp = await client.put(gw.url + "/admin/limits", json={"max_active": 4}, headers=ADMIN)
             assert resp.status_code == 200
         changed = time.monotonic()
-        await until(lambda: engine.in_flight == 4)
+        await eventually_async(lambda: engine.in_flight == 4)
         admitted_after = time.monotonic() - changed
         answers = await sending
         return [a.status for a in answers], admitted_after
@@ -103,7 +97,7 @@ def test_lowering_max_active_lets_in_flight_finish_and_admits_no_one_above_it(
 
     async def scenario() -> list[int]:
         sending = asyncio.ensure_future(post_many(gw.url, [chat({"delay": 0.6}) for _ in range(4)]))  # noqa: RUF006 - awaited below
-        await until(lambda: engine.in_flight == 4)
+        await eventually_async(lambda: engine.in_flight == 4)
         async with httpx.AsyncClient() as client:
             resp = await client.put(gw.url + "/admin/limits", json={"max_active": 1}, headers=ADMIN)
             assert resp.status_code == 200

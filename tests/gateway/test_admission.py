@@ -12,6 +12,7 @@ from llmctl.gateway.admission import AdmissionController, AdmissionRefusedError
 from tests.gateway.client import chat, post_many, run_post
 from tests.gateway.conftest import MakeGateway
 from tests.gateway.upstream import FakeEngine
+from tests.support import eventually_async
 
 # --- over real sockets -------------------------------------------------------------------------
 
@@ -95,7 +96,7 @@ def test_waiters_are_admitted_in_arrival_order() -> None:
             slot.release()
 
         tasks = [asyncio.create_task(wait(i)) for i in range(6)]
-        await asyncio.sleep(0.01)
+        await eventually_async(lambda: ctl.queued == 6)  # all queued: the order is the queue's
         first.release()
         await asyncio.gather(*tasks)
         return order

@@ -59,7 +59,9 @@ class FakeEngine:
         self.abort_times: list[float] = []
         self.bodies: list[dict[str, Any]] = []
         self.headers: list[CIMultiDict[str]] = []
-        self.client_ports: set[int] = set()
+        # The gateway's connections that carried completions (the transports themselves: a port
+        # number could be reused by a later connection).
+        self.connections: set[asyncio.BaseTransport] = set()
         self.models_body: bytes | None = None  # replaces the /v1/models answer when set
         self.models_auth: list[str | None] = []  # Authorization of each /v1/models request
         self.runner: web.AppRunner | None = None
@@ -100,7 +102,7 @@ class FakeEngine:
         self.bodies.append(body)
         self.headers.append(CIMultiDict(request.headers))
         if request.transport is not None:
-            self.client_ports.add(request.transport.get_extra_info("peername")[1])
+            self.connections.add(request.transport)
         spec: dict[str, Any] = body.get("fake", {})
         self.started += 1
         self.in_flight += 1

@@ -21,7 +21,7 @@ from llmctl.observe.prometheus import PrometheusSource
 from llmctl.stack import processes
 from llmctl.stack.render import environment
 from llmctl.stack.spec import StackSpec
-from tests.support import REPO, ServerProcess, free_port
+from tests.support import REPO, Served, ServerProcess, eventually, free_port
 
 RULES = ("alerts", "recording")
 RUN = Path(".llmctl") / "local-sim" / "run"
@@ -30,6 +30,8 @@ SCRUB = ("MAX_ACTIVE", "QUEUE_MODE", "QUEUE_MAX", "QUEUE_TIMEOUT_S", "LLMCTL_API
 MODEL = "llmctl-sim"
 # Small limits so the load below fills the slots and the queue and some requests get 429/503.
 MAX_ACTIVE, QUEUE_MAX = 2, 2
+# What Prometheus logs once it listens, port 0 resolved ("Listening on" address=127.0.0.1:PORT).
+PROMETHEUS_LISTENING = r'msg="Listening on".*?address=(\S+)'
 
 
 def render_rules(outdir: Path, alerts: AlertThresholds | None = None) -> list[Path]:
@@ -121,32 +123,38 @@ class LiveStack:
     cwd: Path  # where `llmctl up` ran: `llmctl top` there finds the stack without flags
 
 
-def start_prometheus(config_dir: Path, port: int) -> ServerProcess:
-    """A Prometheus of a test's own, reading config_dir/prometheus.yml."""
+def start_prometheus(config_dir: Path) -> Served:
+    """A Prometheus of a test's own on port 0, reading config_dir/prometheus.yml; ready to query."""
     exe = shutil.which("prometheus")
     if exe is None:
         pytest.skip("prometheus binary not installed (apt-get install prometheus)")
-    return ServerProcess(
+    server = ServerProcess(
         [
             exe,
             f"--config.file={config_dir / 'prometheus.yml'}",
-            f"--web.listen-address=127.0.0.1:{port}",
+            "--web.listen-address=127.0.0.1:0",
             f"--storage.tsdb.path={config_dir / 'data'}",
         ],
         config_dir / "prometheus.log",
     )
+    try:
+        url = f"http://{server.announced(PROMETHEUS_LISTENING).group(1)}"
+        server.wait_ready(f"{url}/-/ready")
+    except BaseException:
+        server.stop()
+        raise
+    return Served(url, server)
 
 
 def wait_for_data(source: PrometheusSource, queries: list[str], timeout: float = 60.0) -> None:
     """Until every query returns a sample (rates and rules need a few scrapes first)."""
-    deadline = time.monotonic() + timeout
-    missing = queries
-    while time.monotonic() < deadline:
+
+    def answered() -> bool:
         missing = [q for q in queries if not source.vector(q)]
-        if not missing:
-            return
-        time.sleep(1.0)
-    raise TimeoutError(f"no data after {timeout}s for: {missing}")
+        assert not missing, f"no data for: {missing}"
+        return True
+
+    eventually(answered, timeout=timeout, interval=1.0)
 
 
 def _llmctl(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:

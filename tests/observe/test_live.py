@@ -29,7 +29,7 @@ from tests.observe.conftest import (
     wait_for_data,
 )
 from tests.observe.promql import dashboard_queries, substitute, variable_queries
-from tests.support import REPO, free_port, wait_http
+from tests.support import REPO
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -202,15 +202,13 @@ def test_falls_back_to_direct_scrapes_when_prometheus_stops(
     engine = live_stack.engine.removeprefix("http://")
     render_rules(tmp_path / "rules")
     (tmp_path / "prometheus.yml").write_text(prometheus_config(gw, engine))
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    prom = start_prometheus(tmp_path, port)
+    prom = start_prometheus(tmp_path)
+    url = prom.url
     sampler = Sampler(PrometheusSource(url), DirectSource(live_stack.gateway, live_stack.engine))
     try:
-        wait_http(f"{url}/-/ready", timeout=30)
         wait_for_data(PrometheusSource(url), [queries.scalars("10s")["slots_max"]], timeout=30)
         assert sampler.sample().source == "prometheus"
-        prom.stop()
+        prom.server.stop()
         started = time.monotonic()
         snap = sampler.sample()
         assert time.monotonic() - started < 10  # no retry backoff on a refused connection
@@ -226,7 +224,7 @@ def test_falls_back_to_direct_scrapes_when_prometheus_stops(
         assert again.ok_per_s
         assert len(again.history.request_rate) == 2
     finally:
-        prom.stop()
+        prom.server.stop()
         sampler.close()
     result = _top(
         "--prometheus",
@@ -242,9 +240,9 @@ def test_falls_back_to_direct_scrapes_when_prometheus_stops(
     assert f"/ {MAX_ACTIVE}" in result.stdout
 
 
-def test_gateway_and_engine_down_show_dashes_not_a_crash() -> None:
-    closed = f"http://127.0.0.1:{free_port()}"
-    result = _top("--prometheus", closed, "--gateway", closed, "--engine", closed, "--json")
+def test_gateway_and_engine_down_show_dashes_not_a_crash(refused_url: str) -> None:
+    closed = ("--prometheus", refused_url, "--gateway", refused_url, "--engine", refused_url)
+    result = _top(*closed, "--json")
     assert result.returncode == 0, result.stderr
     data = json.loads(result.stdout)
     assert data["source"] == "direct"
@@ -258,17 +256,15 @@ def test_a_prometheus_without_our_gateway_is_not_used(
 ) -> None:
     # Debian's packaged Prometheus on :9090 answers, but scrapes nothing of this stack's.
     (tmp_path / "prometheus.yml").write_text("global:\n  scrape_interval: 1s\n")
-    port = free_port()
-    prom = start_prometheus(tmp_path, port)
+    prom = start_prometheus(tmp_path)
     sampler = Sampler(
-        PrometheusSource(f"http://127.0.0.1:{port}"),
+        PrometheusSource(prom.url),
         DirectSource(live_stack.gateway, live_stack.engine, warmup_s=0.5),
     )
     try:
-        wait_http(f"http://127.0.0.1:{port}/-/ready", timeout=30)
         snap = sampler.sample()
     finally:
-        prom.stop()
+        prom.server.stop()
         sampler.close()
     assert snap.source == "direct"
     assert "Prometheus scrapes no gateway" in snap.note

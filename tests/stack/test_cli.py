@@ -48,7 +48,8 @@ def test_config_shows_values_and_their_sources(tmp_path: Path) -> None:
     done = llmctl(tmp_path, "config", "--queue-max", "12", env={"MAX_ACTIVE": "6"})
     assert done.returncode == 0, done.stderr
     rows = {line.split()[1]: line for line in done.stdout.splitlines() if line.count("│") >= 3}
-    assert "6" in rows["gateway.max_active"]
+    # The value cell itself: a bare "6" in the row would also match 16.
+    assert rows["gateway.max_active"].split("│")[2].strip() == "6"
     assert "env MAX_ACTIVE" in rows["gateway.max_active"]
     assert "flag --queue-max" in rows["gateway.queue_max"]
     assert "file llmctl.toml" in rows["engine.kind"]

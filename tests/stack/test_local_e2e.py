@@ -6,7 +6,6 @@ import os
 import shutil
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,7 +15,7 @@ from openai import OpenAI
 
 from llmctl.core import metrics
 from llmctl.stack import processes
-from tests.support import free_port
+from tests.support import eventually, free_port
 
 RUN = Path(".llmctl") / "local-sim" / "run"
 # Variables that would change the stack or the gateway under test if the caller's shell had them.
@@ -92,18 +91,16 @@ def test_up_chat_query_status_down(stack_dir: Path) -> None:
     gateway_series = f'{metrics.GATEWAY_REQUESTS.series}{{job="{metrics.JOB_GATEWAY}"}}'
     engine_series = f'{metrics.VLLM_REQUEST_SUCCESS.series}{{job="{metrics.JOB_ENGINE}"}}'
     wanted_jobs = {metrics.JOB_GATEWAY, metrics.JOB_ENGINE, metrics.JOB_GPU}
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        both = _query(prometheus, gateway_series) and _query(prometheus, engine_series)
+
+    def scraped() -> bool:
+        assert _query(prometheus, gateway_series), "no gateway series in Prometheus"
+        assert _query(prometheus, engine_series), "no engine series in Prometheus"
         # Each job's first scrape lands on its own schedule: wait for all of them, not two.
-        jobs = {r["metric"]["job"] for r in _query(prometheus, "up == 1")}  # type: ignore[index]
-        if both and wanted_jobs <= jobs:
-            break
-        time.sleep(0.5)
-    assert _query(prometheus, gateway_series), "no gateway series in Prometheus"
-    assert _query(prometheus, engine_series), "no engine series in Prometheus"
-    up_jobs = {r["metric"]["job"] for r in _query(prometheus, "up == 1")}  # type: ignore[index]
-    assert {metrics.JOB_GATEWAY, metrics.JOB_ENGINE, metrics.JOB_GPU} <= up_jobs
+        up_jobs = {r["metric"]["job"] for r in _query(prometheus, "up == 1")}  # type: ignore[index]
+        assert wanted_jobs <= up_jobs, up_jobs
+        return True
+
+    eventually(scraped, timeout=30, interval=0.5)
 
     again = llmctl(stack_dir, "up", *ports)
     assert again.returncode == 0

@@ -10,6 +10,7 @@ from pathlib import Path
 from llmctl.stack import processes
 from llmctl.stack.local import LocalRuntime
 from llmctl.stack.settings import load_stack
+from tests.support import eventually
 
 SLEEPER = [sys.executable, "-c", "import time; time.sleep(120)"]
 STUBBORN = [
@@ -37,9 +38,8 @@ def test_a_process_ignoring_term_is_killed_after_the_grace(tmp_path: Path) -> No
     log = tmp_path / "stubborn.log"
     record = processes.spawn(STUBBORN, env={}, log=log, pidfile=tmp_path / "s.pid")
     try:
-        deadline = time.monotonic() + 10
-        while "up" not in log.read_text() and time.monotonic() < deadline:
-            time.sleep(0.05)  # the handler must be installed before TERM arrives
+        # The handler must be installed before TERM arrives.
+        eventually(lambda: "up" in log.read_text(), timeout=10, interval=0.05)
         started = time.monotonic()
         assert processes.stop_all([record], grace=0.5) == [record]
         assert time.monotonic() - started >= 0.5
@@ -114,11 +114,8 @@ def test_down_stops_the_gateway_and_prometheus_before_the_engine(tmp_path: Path)
         pidfile=run / "engine.pid",
     )
     try:
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline and not all(
-            (run / f"{n}.log").read_text() for n in records
-        ):
-            time.sleep(0.05)  # the handlers are installed once each prints `up`
+        # The handlers are installed once each prints `up`.
+        eventually(lambda: all((run / f"{n}.log").read_text() for n in records), timeout=20)
         lines = runtime.down()
         assert not any(processes.is_alive(r) for r in records.values())
         assert seen.read_text() == "False", "the engine was stopped while a watcher still ran"

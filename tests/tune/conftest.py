@@ -16,7 +16,7 @@ from llmctl.core.slo import SLO
 from llmctl.tune.limits import GatewayAdmin
 from llmctl.tune.report import TuneSettings
 from llmctl.tune.trial import TrialPlan
-from tests.support import free_port, llmctl_server
+from tests.support import free_port, llmctl_server, sim_server
 
 ADMIN_KEY = "tune-test-admin-key"
 # The gateway's limits before any tune run; every test checks they come back.
@@ -82,25 +82,22 @@ class Stack:
 def run_stack(tmp: Path, *sim_flags: str) -> Iterator[Stack]:
     key_file = tmp / "admin.key"
     key_file.write_text(ADMIN_KEY + "\n")
-    sim_port, gw_port = free_port(), free_port()
-    engine = f"http://127.0.0.1:{sim_port}"
+    gw_port = free_port()  # the gateway CLI does not say which port it got for port 0
     gateway = f"http://127.0.0.1:{gw_port}"
-    sim_args = ["sim", "serve", "--host", "127.0.0.1", "--port", str(sim_port), *sim_flags]
-    gw_args = [
-        "gateway", "serve", "--host", "127.0.0.1", "--port", str(gw_port),
-        "--upstream", engine, "--admin-key-file", str(key_file), "--health-interval", "0.2",
-        "--max-active", str(ORIGINAL.max_active), "--queue-mode", ORIGINAL.queue_mode,
-        "--queue-max", str(ORIGINAL.queue_max), "--queue-timeout", str(ORIGINAL.queue_timeout_s),
-    ]  # fmt: skip
-    with (
-        llmctl_server(sim_args, ready_url=f"{engine}/health", log=tmp / "sim.log"),
-        llmctl_server(gw_args, ready_url=f"{gateway}/health", log=tmp / "gateway.log"),
-    ):
-        admin = GatewayAdmin(gateway, ADMIN_KEY)
-        try:
-            yield Stack(gateway, engine, admin)
-        finally:
-            admin.close()
+    with sim_server(tmp / "sim.log", *sim_flags) as sim:
+        gw_args = [
+            "gateway", "serve", "--host", "127.0.0.1", "--port", str(gw_port),
+            "--upstream", sim.url, "--admin-key-file", str(key_file), "--health-interval", "0.2",
+            "--max-active", str(ORIGINAL.max_active), "--queue-mode", ORIGINAL.queue_mode,
+            "--queue-max", str(ORIGINAL.queue_max),
+            "--queue-timeout", str(ORIGINAL.queue_timeout_s),
+        ]  # fmt: skip
+        with llmctl_server(gw_args, ready_url=f"{gateway}/health", log=tmp / "gateway.log"):
+            admin = GatewayAdmin(gateway, ADMIN_KEY)
+            try:
+                yield Stack(gateway, sim.url, admin)
+            finally:
+                admin.close()
 
 
 @pytest.fixture(scope="module")

@@ -11,9 +11,7 @@ import time
 import warnings
 from pathlib import Path
 
-import httpx
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 
 from llmctl.bench.progress import LevelProgress
 from llmctl.core.config import AdmissionLimits
@@ -23,6 +21,8 @@ from llmctl.stack.settings import edit_stack_file
 from llmctl.tune.report import TrialReport, TuneReport
 from llmctl.tune.runner import NullTuneProgress, tune_max_active
 from llmctl.tune.trial import concurrency_for
+from tests.exposition import Exposition
+from tests.support import eventually
 from tests.tune.conftest import ADMIN_KEY, INPUT_LEN, ORIGINAL, OUTPUT_LEN, Stack, run_cli
 
 pytestmark = pytest.mark.slow
@@ -31,13 +31,10 @@ KNEE = 8
 
 
 def _mean_prompt_tokens(engine: str) -> float:
-    text = httpx.get(f"{engine}/metrics").text
-    values: dict[str, float] = {}
-    for family in text_string_to_metric_families(text):
-        for sample in family.samples:
-            if sample.name.startswith("vllm:request_prompt_tokens_"):
-                values[sample.name] = sample.value
-    return values["vllm:request_prompt_tokens_sum"] / values["vllm:request_prompt_tokens_count"]
+    page = Exposition.scrape(f"{engine}/metrics")
+    return page.value("vllm:request_prompt_tokens_sum") / page.value(
+        "vllm:request_prompt_tokens_count"
+    )
 
 
 def test_recommends_the_knee_of_a_simulated_engine_in_at_most_eight_trials(
@@ -158,12 +155,8 @@ class _StopMidTrial(NullTuneProgress):
 
 def _gateway_busy(gateway: str) -> float:
     """Requests the gateway holds now: admitted plus queued."""
-    busy = 0.0
-    for family in text_string_to_metric_families(httpx.get(f"{gateway}/metrics").text):
-        for sample in family.samples:
-            if sample.name in (GATEWAY_ACTIVE.series, GATEWAY_QUEUE_DEPTH.series):
-                busy += sample.value
-    return busy
+    page = Exposition.scrape(f"{gateway}/metrics")
+    return page.total(GATEWAY_ACTIVE.series) + page.total(GATEWAY_QUEUE_DEPTH.series)
 
 
 @pytest.mark.parametrize(
@@ -192,10 +185,7 @@ def test_a_hook_raising_mid_trial_restores_the_limits_and_closes_the_trial_load(
     assert hooks.limits_then.max_active == 1
     assert hooks.limits_then.queue_mode == "queue"
     assert stack.limits() == ORIGINAL
-    deadline = time.monotonic() + 3.0
-    while _gateway_busy(stack.gateway) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert _gateway_busy(stack.gateway) == 0
+    eventually(lambda: _gateway_busy(stack.gateway) == 0, timeout=3.0, interval=0.05)
     assert not [str(w.message) for w in caught if issubclass(w.category, ResourceWarning)]
 
 
@@ -227,12 +217,14 @@ def test_sigint_to_the_cli_restores_the_original_limits(fresh_stack: Stack, tmp_
     log = (tmp_path / "tune.log").open("wb")
     proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=tmp_path)
     try:
-        deadline = time.monotonic() + 20
-        while stack.limits() == ORIGINAL:
-            assert proc.poll() is None, (tmp_path / "tune.log").read_text()
-            assert time.monotonic() < deadline, "the first trial never changed the limits"
-            time.sleep(0.05)
-        time.sleep(0.5)  # well inside the first trial's load
+
+        def trial_load_running() -> bool:
+            if proc.poll() is not None:
+                raise RuntimeError((tmp_path / "tune.log").read_text())
+            # The first trial's limits are live and its clients' requests are at the gateway.
+            return stack.limits() != ORIGINAL and _gateway_busy(stack.gateway) > 0
+
+        eventually(trial_load_running, timeout=20, interval=0.05)
         proc.send_signal(signal.SIGINT)
         code = proc.wait(15)
     finally:
