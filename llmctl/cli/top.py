@@ -5,6 +5,7 @@ from __future__ import annotations
 import typer
 
 from llmctl.cli.console import console
+from llmctl.core.errors import UsageError
 from llmctl.observe.direct import DirectSource
 from llmctl.observe.live import Sampler, run_live
 from llmctl.observe.prometheus import PrometheusSource
