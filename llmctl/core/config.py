@@ -9,8 +9,17 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from typing import Any, Literal, TypeVar
+from urllib.parse import parse_qs, urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic import (
+    AliasChoices,
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+)
 
 from llmctl.core.errors import ConfigError
 from llmctl.core.slo import SLO
@@ -26,7 +35,10 @@ class AdmissionLimits(BaseModel):
     # No infinite or NaN timeouts: "inf" would turn a deadline off and serialize as invalid JSON.
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
-    max_active: int = Field(4, ge=1, description="Requests allowed at the engine at once.")
+    max_active: int = Field(4, ge=1, description="Requests allowed at each engine at once.")
+    max_active_total: int | None = Field(
+        None, ge=1, description="Requests allowed at all engines together; unset: no cap."
+    )
     queue_mode: QueueMode = Field("queue", description="`queue`: wait for a slot; `reject`: 429.")
     queue_max: int = Field(
         64, ge=0, description="Requests allowed to wait; 0 means no queue (reject when full)."
@@ -43,13 +55,65 @@ class GatewaySettings(AdmissionLimits):
     )
     max_body_bytes: int = Field(1 << 20, ge=1024, description="Larger request bodies get 413.")
     health_interval_s: float = Field(2.0, gt=0, description="Seconds between engine probes.")
+    routing: Literal["round_robin", "least_loaded", "prefix_affinity"] = Field(
+        "least_loaded", description="How a request's engine is chosen among several."
+    )
+    affinity_slack: float = Field(
+        0.25,
+        ge=0,
+        le=10,
+        description="prefix_affinity: how much busier (share of an engine) than the least loaded "
+        "the engine holding a prefix may be and still get the request.",
+    )
+    poll_interval_s: float = Field(
+        0.5, ge=0, description="Seconds between reads of each engine's load (/metrics); 0: never."
+    )
+    dns_interval_s: float = Field(
+        5.0, gt=0, description="Seconds between re-resolutions of a DNS upstream."
+    )
+    rejoin_ramp_s: float = Field(
+        10.0,
+        ge=0,
+        description="Seconds over which an engine that comes back climbs from 1 to its full limit.",
+    )
+
+
+def parse_upstream(spec: str) -> tuple[str, int | None]:
+    """`http://h:8000` or `http://h:8000?max_active=8` -> (base URL, its own limit or None).
+    A trailing `/v1` is accepted."""
+    parts = urlsplit(spec.strip())
+    limit: int | None = None
+    if parts.query:
+        try:
+            query = parse_qs(parts.query, strict_parsing=True)
+        except ValueError as exc:
+            raise ValueError(f"{spec}: the only option is ?max_active=N") from exc
+        unknown = set(query) - {"max_active"}
+        if unknown:
+            raise ValueError(f"{spec}: unknown option(s) {sorted(unknown)}; use ?max_active=N")
+        raw = query["max_active"][-1]
+        if not raw.isdigit() or int(raw) < 1:
+            raise ValueError(f"{spec}: max_active must be a whole number of at least 1")
+        limit = int(raw)
+    base = parts._replace(query="", fragment="").geturl().rstrip("/").removesuffix("/v1")
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError(f"{spec!r} must be an http:// or https:// URL with a host")
+    return base, limit
 
 
 class GatewayConfig(GatewaySettings):
     """Everything `llmctl gateway serve` needs: the settings plus where it listens and forwards."""
 
-    upstream_url: str = Field(
-        "http://127.0.0.1:8000", description="The engine's base URL (a trailing /v1 is accepted)."
+    upstreams: tuple[str, ...] = Field(
+        ("http://127.0.0.1:8000",),
+        validation_alias=AliasChoices("upstreams", "upstream_url"),
+        description="Engine base URLs (`?max_active=N` gives one its own limit; a trailing /v1 "
+        "is accepted); a comma list in VLLM_BASE_URL.",
+    )
+    upstream_dns: str | None = Field(
+        None,
+        description="An http://NAME:PORT whose addresses are the engines, re-resolved every "
+        "dns_interval_s (a Kubernetes headless Service); replaces `upstreams`.",
     )
     model_name: str | None = Field(None, description="Filled into requests that name no model.")
     api_keys: tuple[SecretStr, ...] = Field((), description="Accepted bearer keys; empty: open.")
@@ -57,15 +121,38 @@ class GatewayConfig(GatewaySettings):
     host: str = Field("127.0.0.1", description="Listen address.")
     port: int = Field(8080, ge=0, le=65535, description="Listen port.")
 
-    @field_validator("upstream_url")
+    @field_validator("upstreams", mode="before")
     @classmethod
-    def _strip_v1(cls, value: str) -> str:
-        value = value.rstrip("/")
-        if value.endswith("/v1"):
-            value = value[: -len("/v1")]
-        if not value.startswith(("http://", "https://")):
-            raise ValueError("must start with http:// or https://")
+    def _split(cls, value: object) -> object:
+        if isinstance(value, str):
+            return tuple(part for part in value.split(",") if part.strip())
         return value
+
+    @field_validator("upstreams")
+    @classmethod
+    def _check_upstreams(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        if not value:
+            raise ValueError("give at least one engine URL")
+        checked = []
+        for spec in value:
+            base, limit = parse_upstream(spec)
+            checked.append(base if limit is None else f"{base}?max_active={limit}")
+        return tuple(checked)
+
+    @field_validator("upstream_dns")
+    @classmethod
+    def _check_dns(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        base, limit = parse_upstream(value)
+        if limit is not None:
+            raise ValueError("a DNS upstream takes no ?max_active (set MAX_ACTIVE)")
+        return base
+
+    @property
+    def upstream_url(self) -> str:
+        """The first engine's URL (for messages)."""
+        return self.upstream_dns or parse_upstream(self.upstreams[0])[0]
 
     @property
     def limits(self) -> AdmissionLimits:
@@ -77,7 +164,8 @@ class GatewayConfig(GatewaySettings):
 # Environment variable -> GatewayConfig field, the one table (the stack maps the ones that are
 # GatewaySettings to `gateway.<field>`). The first seven are the earlier single-file gateway's.
 GATEWAY_ENV = {
-    "VLLM_BASE_URL": "upstream_url",
+    "VLLM_BASE_URL": "upstreams",
+    "LLMCTL_UPSTREAM_DNS": "upstream_dns",
     "MODEL_NAME": "model_name",
     "MAX_ACTIVE": "max_active",
     "QUEUE_MODE": "queue_mode",
@@ -96,9 +184,16 @@ GATEWAY_ENV = {
 # GatewayConfig field -> its `llmctl gateway serve` flag. The stack renders the gateway's command
 # line from this table (so every GatewaySettings field reaches the gateway); keys are never flags.
 GATEWAY_FLAGS = {
-    "upstream_url": "--upstream",
+    "upstreams": "--upstream",
+    "upstream_dns": "--upstream-dns",
+    "routing": "--routing",
+    "affinity_slack": "--affinity-slack",
+    "poll_interval_s": "--poll-interval",
+    "dns_interval_s": "--dns-interval",
+    "rejoin_ramp_s": "--rejoin-ramp",
     "model_name": "--model",
     "max_active": "--max-active",
+    "max_active_total": "--max-active-total",
     "queue_mode": "--queue-mode",
     "queue_max": "--queue-max",
     "queue_timeout_s": "--queue-timeout",

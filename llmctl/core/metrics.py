@@ -162,6 +162,39 @@ GATEWAY_UPSTREAM_ERRORS = MetricSpec(
     ("kind",),
 )
 
+# Several engines behind one gateway (label `engine`: the engine's host:port).
+GATEWAY_ENGINE_ACTIVE = MetricSpec(
+    "llmctl_gateway_engine_active_requests",
+    "gauge",
+    "Requests holding a slot on this engine now.",
+    ("engine",),
+)
+GATEWAY_ENGINE_LIMIT = MetricSpec(
+    "llmctl_gateway_engine_max_active",
+    "gauge",
+    "This engine's concurrency limit now (its MAX_ACTIVE, ramping up after it rejoined).",
+    ("engine",),
+)
+GATEWAY_ENGINE_UP = MetricSpec(
+    "llmctl_gateway_engine_up",
+    "gauge",
+    "1 while the engine is in rotation (its last probe found it ready), else 0.",
+    ("engine",),
+)
+GATEWAY_ROUTED = MetricSpec(
+    "llmctl_gateway_routed",
+    "counter",
+    "Requests sent to an engine, by engine and why it was chosen.",
+    ("engine", "reason"),
+)
+GATEWAY_RETRIES = MetricSpec(
+    "llmctl_gateway_retries",
+    "counter",
+    "Requests sent to another engine after theirs failed before the client got a byte, by the "
+    "kind of failure.",
+    ("kind",),
+)
+
 GATEWAY_METRICS = (
     GATEWAY_REQUESTS,
     GATEWAY_ACTIVE,
@@ -179,6 +212,11 @@ GATEWAY_METRICS = (
     GATEWAY_COMPLETION_TOKENS,
     GATEWAY_CLIENT_DISCONNECTS,
     GATEWAY_UPSTREAM_ERRORS,
+    GATEWAY_ENGINE_ACTIVE,
+    GATEWAY_ENGINE_LIMIT,
+    GATEWAY_ENGINE_UP,
+    GATEWAY_ROUTED,
+    GATEWAY_RETRIES,
 )
 
 # --- vLLM (names, types and labels as vLLM 0.32 exports them; labels model_name, engine) -----------

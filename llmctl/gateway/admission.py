@@ -1,9 +1,14 @@
-"""Exact FIFO admission control: at most MAX_ACTIVE requests at the engine, a bounded queue behind it.
+"""Exact FIFO admission control over one or several engines: at most MAX_ACTIVE requests at each
+engine (its own limit when it has one), at most `max_active_total` in all when that cap is set, and
+a bounded queue behind them.
 
 One controller lives in one process on one event loop; it needs no locks because every state change
-happens between two awaits. The count of active requests is raised at the moment a slot is granted
-(to the waiter at the head of the queue, or to the arrival itself), so the limit holds at every instant,
-and `Slot.release()` is idempotent so every exit path can call it without double counting.
+happens between two awaits. An engine's count is raised at the moment a slot on it is granted (to
+the waiter at the head of the queue, or to the arrival itself), so no limit is ever exceeded, and
+`Slot.release()` is idempotent so every exit path can call it without double counting. Which engine
+a granted request goes to is the router's choice among the engines with room (see routing.py); a
+waiter that must avoid an engine (a retry after that engine failed) lets the ones behind it pass
+while only that engine has room.
 """
 
 from __future__ import annotations
@@ -12,9 +17,18 @@ import asyncio
 import math
 import time
 from collections import deque
+from collections.abc import Callable
 from typing import Any
 
 from llmctl.core.config import AdmissionLimits
+from llmctl.gateway.engines import Engine, EnginePool
+
+# (candidates with room, the waiter's routing hint) -> the engine to use
+Router = Callable[[list[Engine], Any], Engine]
+
+
+def first_engine(candidates: list[Engine], hint: Any) -> Engine:
+    return candidates[0]
 
 
 class AdmissionRefusedError(Exception):
@@ -31,32 +45,55 @@ class AdmissionRefusedError(Exception):
 class Slot:
     """One granted engine slot; `release()` gives it back exactly once, however often it is called."""
 
-    __slots__ = ("_controller", "_released", "admitted_at", "waited_s")
+    __slots__ = ("_controller", "_released", "admitted_at", "engine", "waited_s")
 
     def __init__(
-        self, controller: AdmissionController, admitted_at: float, waited_s: float
+        self, controller: AdmissionController, engine: Engine, admitted_at: float, waited_s: float
     ) -> None:
         self._controller = controller
         self._released = False
+        self.engine = engine
         self.admitted_at = admitted_at
         self.waited_s = waited_s
 
     def release(self) -> None:
         if not self._released:
             self._released = True
-            self._controller._release(time.monotonic() - self.admitted_at)
+            self._controller._release(self.engine, time.monotonic() - self.admitted_at)
+
+
+class _Waiter:
+    __slots__ = ("engine", "exclude", "future", "hint")
+
+    def __init__(self, future: asyncio.Future[None], hint: Any, exclude: frozenset[str]) -> None:
+        self.future = future
+        self.hint = hint
+        self.exclude = exclude
+        self.engine: Engine | None = None
+
+
+def single_engine_pool() -> EnginePool:
+    """A pool of one engine assumed ready (for a controller used on its own, as in tests)."""
+    return EnginePool([Engine("http://engine", name="engine", ready=True)])
 
 
 class AdmissionController:
-    """FIFO admission with live limits (see `update`)."""
+    """FIFO admission over `pool` with live limits (see `update`)."""
 
     # Weight of the newest service time in the moving average behind Retry-After.
     _EWMA_ALPHA = 0.2
 
-    def __init__(self, limits: AdmissionLimits) -> None:
+    def __init__(
+        self,
+        limits: AdmissionLimits,
+        pool: EnginePool | None = None,
+        router: Router = first_engine,
+    ) -> None:
         self._limits = limits
+        self.pool = pool if pool is not None else single_engine_pool()
+        self.router = router
         self._active = 0
-        self._waiters: deque[asyncio.Future[None]] = deque()
+        self._waiters: deque[_Waiter] = deque()
         self._service_s: float | None = None
 
     @property
@@ -72,74 +109,129 @@ class AdmissionController:
         return len(self._waiters)
 
     def update(self, changes: dict[str, Any]) -> AdmissionLimits:
-        """Apply a (validated) partial change. Raising MAX_ACTIVE admits waiters at once; lowering it
+        """Apply a (validated) partial change. Raising a limit admits waiters at once; lowering it
         lets in-flight requests finish and admits no one until the count is below the new limit.
         Requests already waiting keep their place when QUEUE_MAX or the mode change."""
         merged = {**self._limits.model_dump(), **changes}
         self._limits = AdmissionLimits.model_validate(merged)
-        self._grant_waiters()
+        self.wake()
         return self._limits
+
+    def wake(self) -> None:
+        """Grant what can be granted now (after a limit change or an engine joining rotation)."""
+        self._grant_waiters()
+
+    def capacity(self) -> int:
+        """Requests all engines in rotation may hold at once, within the global cap."""
+        limits = self._limits
+        total = self.pool.capacity(limits.max_active)
+        if limits.max_active_total is not None:
+            total = min(total, limits.max_active_total)
+        return total
 
     def retry_after(self, ahead: int | None = None) -> int:
         """Seconds until a new arrival would likely get a slot: the queue ahead of it drained by
-        MAX_ACTIVE parallel slots at the observed mean service time (1 s before any observation)."""
+        every slot in parallel at the observed mean service time (1 s before any observation)."""
         if self._service_s is None:
             return 1
         ahead = self.queued if ahead is None else ahead
-        estimate = (ahead + 1) * self._service_s / self._limits.max_active
+        estimate = (ahead + 1) * self._service_s / max(1, self.capacity())
         return max(1, min(3600, math.ceil(estimate)))
 
-    async def acquire(self) -> Slot:
-        """Wait for a slot in FIFO order, or raise AdmissionRefusedError. Cancellation leaves no trace."""
+    def _room_total(self) -> bool:
+        cap = self._limits.max_active_total
+        return cap is None or self._active < cap
+
+    def _grant(self, waiter_hint: Any, exclude: frozenset[str]) -> Engine | None:
+        """An engine for a request now, counted at once; None when none has room."""
+        if not self._room_total():
+            return None
+        candidates = self.pool.candidates(self._limits.max_active, exclude)
+        if not candidates:
+            return None
+        engine = self.router(candidates, waiter_hint)
+        engine.active += 1
+        engine.routed += 1
+        self._active += 1
+        return engine
+
+    async def acquire(
+        self, hint: Any = None, *, exclude: frozenset[str] = frozenset(), front: bool = False
+    ) -> Slot:
+        """Wait for a slot in FIFO order, or raise AdmissionRefusedError. `hint` goes to the router;
+        `exclude` names engines not to use; `front` queues ahead of everyone (a retry, which was
+        admitted once already). Cancellation leaves no trace."""
         arrived = time.monotonic()
         limits = self._limits
-        if self._active < limits.max_active and not self._waiters:
-            self._active += 1
-            return Slot(self, arrived, 0.0)
-        if limits.queue_mode == "reject":
-            raise AdmissionRefusedError("rejected", 429, self.retry_after(), 0.0)
-        if len(self._waiters) >= limits.queue_max:
-            raise AdmissionRefusedError("queue_full", 429, self.retry_after(), 0.0)
+        if not any(e.in_rotation() and e.name not in exclude for e in self.pool):
+            raise AdmissionRefusedError("engine_unavailable", 503, 1, 0.0)
+        if not self._waiters or front:
+            engine = self._grant(hint, exclude)
+            if engine is not None:
+                return Slot(self, engine, arrived, 0.0)
+        if not front:
+            if limits.queue_mode == "reject":
+                raise AdmissionRefusedError("rejected", 429, self.retry_after(), 0.0)
+            if len(self._waiters) >= limits.queue_max:
+                raise AdmissionRefusedError("queue_full", 429, self.retry_after(), 0.0)
 
-        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._waiters.append(waiter)
+        waiter = _Waiter(asyncio.get_running_loop().create_future(), hint, exclude)
+        if front:
+            self._waiters.appendleft(waiter)
+        else:
+            self._waiters.append(waiter)
+        future = waiter.future
         try:
             async with asyncio.timeout(limits.queue_timeout_s):
-                await waiter
+                await future
         except TimeoutError:
-            if waiter.done() and not waiter.cancelled():
+            if future.done() and not future.cancelled() and waiter.engine is not None:
                 # Granted in the same tick the timer fired: the slot is ours, so keep it.
                 now = time.monotonic()
-                return Slot(self, now, now - arrived)
+                return Slot(self, waiter.engine, now, now - arrived)
             waited = time.monotonic() - arrived
             raise AdmissionRefusedError("queue_timeout", 503, self.retry_after(), waited) from None
         except BaseException:
-            if waiter.done() and not waiter.cancelled():
+            if future.done() and not future.cancelled() and waiter.engine is not None:
                 # Granted, but our task was cancelled before it could use the slot: pass it on.
-                self._release(None)
+                self._release(waiter.engine, None)
             raise
         finally:
-            if not waiter.done():
-                waiter.cancel()
+            if not future.done():
+                future.cancel()
             if waiter in self._waiters:
                 self._waiters.remove(waiter)
+        if waiter.engine is None:
+            raise RuntimeError("a waiter was woken without an engine")
         now = time.monotonic()
-        return Slot(self, now, now - arrived)
+        return Slot(self, waiter.engine, now, now - arrived)
 
-    def _release(self, service_s: float | None) -> None:
+    def _release(self, engine: Engine, service_s: float | None) -> None:
+        engine.active -= 1
         self._active -= 1
         if service_s is not None:
             prev = self._service_s
             self._service_s = (
                 service_s if prev is None else prev + self._EWMA_ALPHA * (service_s - prev)
             )
+        if not engine.member and engine.active == 0:
+            self.pool.prune()
         self._grant_waiters()
 
     def _grant_waiters(self) -> None:
         waiters = self._waiters
-        while waiters and self._active < self._limits.max_active:
-            waiter = waiters.popleft()
-            if waiter.done():
+        i = 0
+        while i < len(waiters) and self._room_total():
+            waiter = waiters[i]
+            if waiter.future.done():
+                del waiters[i]
                 continue
-            self._active += 1
-            waiter.set_result(None)
+            engine = self._grant(waiter.hint, waiter.exclude)
+            if engine is None:
+                if waiter.exclude:
+                    i += 1  # only engines it must avoid have room: the next may use them
+                    continue
+                break
+            del waiters[i]
+            waiter.engine = engine
+            waiter.future.set_result(None)

@@ -16,55 +16,77 @@ from pydantic import ValidationError
 from llmctl.core.config import AdmissionLimits, GatewayConfig
 from llmctl.core.openai import CHAT, COMPLETIONS, MODELS_PATH, Route
 from llmctl.core.validation import explain
-from llmctl.gateway.admission import AdmissionController, AdmissionRefusedError
+from llmctl.gateway.admission import AdmissionController, AdmissionRefusedError, Slot
 from llmctl.gateway.auth import KeyRing, readable
+from llmctl.gateway.engines import EnginePool
 from llmctl.gateway.errors import error_response
-from llmctl.gateway.health import EngineProbe
+from llmctl.gateway.health import PoolMonitor
 from llmctl.gateway.metrics import GatewayMetrics, Outcome
 from llmctl.gateway.payload import BadRequestError, parse_completion, request_id
-from llmctl.gateway.proxy import Proxy, make_session
+from llmctl.gateway.proxy import EngineFailedError, Proxy, make_session
+from llmctl.gateway.router import SESSION_HEADER, EngineRouter, RouteHint
 
 GATEWAY_KEY: web.AppKey[Gateway] = web.AppKey("gateway")
+# The engine that served a request (its host:port), on every answer that reached one.
+ENGINE_HEADER = "X-Llmctl-Engine"
 
 
 class Gateway:
-    """Holds the one admission controller, upstream pool, probe and metrics of this process."""
+    """Holds the one admission controller, engine pool, monitor, router, upstream connection pool
+    and metrics of this process."""
 
     def __init__(self, config: GatewayConfig) -> None:
         self.config = config
-        self.admission = AdmissionController(config.limits)
+        upstreams = () if config.upstream_dns else config.upstreams
+        self.pool = EnginePool.of(upstreams, config.rejoin_ramp_s)
+        self.admission = AdmissionController(config.limits, self.pool)
         self.metrics = GatewayMetrics(self.admission)
+        self.router = EngineRouter(
+            self.pool,
+            config.routing,
+            config.affinity_slack,
+            lambda: self.admission.limits.max_active,
+            self.metrics,
+        )
+        self.admission.router = self.router
         self.keys = KeyRing(config.api_keys)
         self.admin_keys = KeyRing([config.admin_key] if config.admin_key else [])
         self._session: aiohttp.ClientSession | None = None
-        self.probe: EngineProbe | None = None
+        self.monitor: PoolMonitor | None = None
         self.proxy: Proxy | None = None
+        self._retry_unavailable = max(1, math.ceil(config.health_interval_s))
 
     async def start(self) -> None:
         self._session = make_session()
-        retry = max(1, math.ceil(self.config.health_interval_s))
+        config = self.config
         self.proxy = Proxy(
             self._session,
-            self.config.upstream_url,
-            self.config.request_timeout_s,
+            config.request_timeout_s,
             self.metrics,
-            retry,
+            self._retry_unavailable,
             self.admission.retry_after,
         )
-        self.probe = EngineProbe(
+        self.monitor = PoolMonitor(
             self._session,
-            self.config.upstream_url,
-            self.config.model_name,
-            self.config.health_interval_s,
+            self.pool,
+            model_name=config.model_name,
+            probe_interval_s=config.health_interval_s,
+            # Load signals matter only when there is a choice to make.
+            poll_interval_s=config.poll_interval_s if self._choosing() else 0.0,
+            dns=config.upstream_dns,
+            dns_interval_s=config.dns_interval_s,
+            on_change=self.admission.wake,
         )
-        self.metrics.engine_ready.set_function(
-            lambda: 1.0 if self.probe and self.probe.ready else 0.0
-        )
-        self.probe.start()
+        if config.upstream_dns is not None:
+            await self.monitor.resolve()
+        self.monitor.start()
+
+    def _choosing(self) -> bool:
+        return self.config.upstream_dns is not None or len(self.pool) > 1
 
     async def stop(self) -> None:
-        if self.probe is not None:
-            await self.probe.stop()
+        if self.monitor is not None:
+            await self.monitor.stop()
         if self._session is not None:
             await self._session.close()
 
@@ -114,43 +136,79 @@ class Gateway:
         upstream_headers = {"Content-Type": "application/json", "X-Request-Id": rid}
         if not self.keys.enabled:
             upstream_headers.update(_engine_auth(authorization))
+        hint = self.router.hint(parsed.data, route.body_key, request.headers.get(SESSION_HEADER))
 
-        try:
-            slot = await self.admission.acquire()
-        except AdmissionRefusedError as refused:
-            outcome.set(refused.status, refused.reason)
-            headers["X-Queue-Wait-Ms"] = f"{refused.waited_s * 1000:.1f}"
-            return error_response(
-                refused.status,
-                _REFUSAL_MESSAGES[refused.reason],
-                refused.reason,
-                headers,
-                retry_after=refused.retry_after,
-            )
-        except asyncio.CancelledError:
-            metrics.disconnects.labels("queued").inc()
-            outcome.set(499, "client_disconnect")
-            raise
+        admitted = await self._admit(hint, headers, outcome)
+        if isinstance(admitted, web.Response):
+            return admitted
+        slot = admitted
         try:
             metrics.queue_wait.observe(slot.waited_s)
             headers["X-Queue-Wait-Ms"] = f"{slot.waited_s * 1000:.1f}"
             proxy = self.proxy
             if proxy is None:
                 raise RuntimeError("gateway not started")
-            return await proxy.forward(
-                request,
-                route,
-                parsed.body,
-                parsed.stream,
-                upstream_headers,
-                headers,
-                slot,
-                outcome,
-                arrived,
-            )
+            for attempt in (1, 2):
+                headers[ENGINE_HEADER] = slot.engine.name
+                try:
+                    return await proxy.forward(
+                        request,
+                        route,
+                        parsed.body,
+                        parsed.stream,
+                        upstream_headers,
+                        headers,
+                        slot,
+                        outcome,
+                        arrived,
+                        can_retry=attempt == 1 and len(self.pool) > 1,
+                    )
+                except EngineFailedError as failed:
+                    # Nothing reached the client yet: once, on another engine, ahead of the queue.
+                    failed_engine = slot.engine
+                    if failed.refused and self.monitor is not None:
+                        self.monitor.mark_down(failed_engine, f"engine unreachable: {failed}")
+                    slot.release()
+                    metrics.retries.labels(failed.kind).inc()
+                    retried = await self._admit(
+                        hint, headers, outcome, exclude=frozenset({failed_engine.name})
+                    )
+                    if isinstance(retried, web.Response):
+                        return retried
+                    slot = retried
+            raise RuntimeError("unreachable: the second attempt cannot ask for a retry")
         finally:
             slot.release()
             metrics.e2e.observe(time.monotonic() - arrived)
+
+    async def _admit(
+        self,
+        hint: RouteHint | None,
+        headers: dict[str, str],
+        outcome: Outcome,
+        *,
+        exclude: frozenset[str] = frozenset(),
+    ) -> Slot | web.Response:
+        """A slot, or the refusal to answer with (`exclude` non-empty: a retry, queued first)."""
+        try:
+            return await self.admission.acquire(hint, exclude=exclude, front=bool(exclude))
+        except AdmissionRefusedError as refused:
+            outcome.set(refused.status, refused.reason)
+            headers["X-Queue-Wait-Ms"] = f"{refused.waited_s * 1000:.1f}"
+            retry_after = refused.retry_after
+            if refused.reason == "engine_unavailable":
+                retry_after = self._retry_unavailable
+            return error_response(
+                refused.status,
+                _REFUSAL_MESSAGES[refused.reason],
+                refused.reason,
+                headers,
+                retry_after=retry_after,
+            )
+        except asyncio.CancelledError:
+            self.metrics.disconnects.labels("queued").inc()
+            outcome.set(499, "client_disconnect")
+            raise
 
     async def models(self, request: web.Request) -> web.StreamResponse:
         headers = {"X-Request-Id": request_id(request.headers.get("X-Request-Id"))}
@@ -162,7 +220,12 @@ class Gateway:
         if self._session is None:
             raise RuntimeError("gateway not started")
         timeout = aiohttp.ClientTimeout(total=10.0)
-        url = self.config.upstream_url + MODELS_PATH
+        engines = [e for e in self.pool if e.ready is True] or [e for e in self.pool if e.member]
+        if not engines:
+            return error_response(
+                503, "no engine is available", "engine_unavailable", headers, retry_after=1
+            )
+        url = engines[0].url + MODELS_PATH
         try:
             async with self._session.get(
                 url, timeout=timeout, headers=upstream_headers
@@ -190,13 +253,16 @@ class Gateway:
     # --- operations -------------------------------------------------------------------------------
 
     async def health(self, request: web.Request) -> web.Response:
-        probe = self.probe
-        ready = probe is not None and probe.ready
-        detail = probe.detail if probe is not None else "starting"
-        return web.json_response(
-            {"status": "ok" if ready else "unavailable", "engine": detail},
-            status=200 if ready else 503,
-        )
+        engines = list(self.pool)
+        ready = self.pool.ready()
+        body: dict[str, object] = {"status": "ok" if ready else "unavailable"}
+        if len(engines) == 1 and self.config.upstream_dns is None:
+            body["engine"] = engines[0].detail
+        else:
+            body["engines"] = {e.name: e.detail for e in engines}
+            if self.monitor is not None and self.monitor.dns_detail:
+                body["dns"] = self.monitor.dns_detail
+        return web.json_response(body, status=200 if ready else 503)
 
     async def livez(self, request: web.Request) -> web.Response:
         return web.json_response({"status": "ok"})
@@ -256,6 +322,7 @@ async def _unrouted(request: web.Request) -> web.Response:
 
 
 _REFUSAL_MESSAGES = {
+    "engine_unavailable": "the engine is unavailable",
     "queue_full": "the gateway's queue is full; retry later",
     "rejected": "the engine is at capacity; retry later",
     "queue_timeout": "no engine slot became free in time; retry later",

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import time
+from collections.abc import Iterator
 from typing import Any
 
 from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
 
 from llmctl.core import metrics as m
 from llmctl.gateway.admission import AdmissionController
@@ -43,6 +47,10 @@ class GatewayMetrics:
         self.disconnects = m.counter(m.GATEWAY_CLIENT_DISCONNECTS, registry)
         self.upstream_errors = m.counter(m.GATEWAY_UPSTREAM_ERRORS, registry)
         self.engine_ready = m.gauge(m.GATEWAY_ENGINE_READY, registry)
+        self.engine_ready.set_function(lambda: 1.0 if admission.pool.ready() else 0.0)
+        self.routed = m.counter(m.GATEWAY_ROUTED, registry)
+        self.retries = m.counter(m.GATEWAY_RETRIES, registry)
+        registry.register(_EngineGauges(admission))
 
         # Live values are read at scrape time, so the request path never touches these gauges.
         live = {
@@ -60,6 +68,7 @@ class GatewayMetrics:
             self.disconnects.labels(stage)
         for kind in m.UPSTREAM_ERROR_KINDS:
             self.upstream_errors.labels(kind)
+            self.retries.labels(kind)
         self._request_children: dict[tuple[str, int, str], Any] = {}
 
     def count_request(self, route: str, status: int, reason: str) -> None:
@@ -73,3 +82,27 @@ class GatewayMetrics:
         """Every gateway series in Prometheus' text format (what GET /metrics answers)."""
         latencies = "".join(h.exposition() for h in self.latencies)
         return generate_latest(self.registry) + latencies.encode()
+
+
+class _EngineGauges(Collector):
+    """Per-engine gauges, read from the pool at scrape time (engines come and go with DNS)."""
+
+    def __init__(self, admission: AdmissionController) -> None:
+        self._admission = admission
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        admission = self._admission
+        default = admission.limits.max_active
+        now = time.monotonic()
+        families = {
+            spec: GaugeMetricFamily(spec.name, spec.help, labels=spec.labels)
+            for spec in (m.GATEWAY_ENGINE_ACTIVE, m.GATEWAY_ENGINE_LIMIT, m.GATEWAY_ENGINE_UP)
+        }
+        for engine in admission.pool:
+            name = [engine.name]
+            families[m.GATEWAY_ENGINE_ACTIVE].add_metric(name, engine.active)
+            families[m.GATEWAY_ENGINE_LIMIT].add_metric(
+                name, engine.effective_limit(default, now, admission.pool.ramp_s)
+            )
+            families[m.GATEWAY_ENGINE_UP].add_metric(name, 1.0 if engine.in_rotation() else 0.0)
+        yield from families.values()

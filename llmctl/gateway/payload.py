@@ -6,6 +6,7 @@ import json
 import re
 import uuid
 from dataclasses import dataclass
+from typing import Any
 
 from llmctl.core.openai import Route
 
@@ -22,10 +23,12 @@ class BadRequestError(Exception):
 
 @dataclass(frozen=True, slots=True)
 class CompletionRequest:
-    """A validated body: the bytes to send upstream and whether the client asked for a stream."""
+    """A validated body: the bytes to send upstream, whether the client asked for a stream, and
+    the parsed object (for routing by prompt)."""
 
     body: bytes
     stream: bool
+    data: dict[str, Any]
 
 
 def parse_completion(raw: bytes, route: Route, default_model: str | None) -> CompletionRequest:
@@ -58,7 +61,7 @@ def parse_completion(raw: bytes, route: Route, default_model: str | None) -> Com
             )
         data["model"] = default_model
         raw = json.dumps(data).encode()
-    return CompletionRequest(raw, stream)
+    return CompletionRequest(raw, stream, data)
 
 
 def request_id(given: str | None) -> str:

@@ -43,20 +43,30 @@ def make_session(connect_timeout_s: float = 5.0) -> aiohttp.ClientSession:
     )
 
 
+class EngineFailedError(Exception):
+    """The engine failed before the client got a byte: the request may go to another engine.
+
+    `kind` is the upstream-error kind (`connect`, `protocol`, `status`, `stream`); `refused` is
+    True when the engine could not be reached at all (it leaves rotation until its next probe)."""
+
+    def __init__(self, kind: str, message: str, *, refused: bool = False) -> None:
+        super().__init__(message)
+        self.kind = kind
+        self.refused = refused
+
+
 class Proxy:
-    """Forwards admitted requests to the engine and records how each one ended."""
+    """Forwards admitted requests to their engine and records how each one ended."""
 
     def __init__(
         self,
         session: aiohttp.ClientSession,
-        upstream_url: str,
         request_timeout_s: float,
         metrics: GatewayMetrics,
         retry_after_unavailable: int,
         retry_after: Callable[[], int],
     ) -> None:
         self._session = session
-        self._upstream = upstream_url
         self.request_timeout_s = request_timeout_s
         self._metrics = metrics
         self._retry_unavailable = retry_after_unavailable
@@ -73,9 +83,13 @@ class Proxy:
         slot: Slot,
         outcome: Outcome,
         arrived: float,
+        *,
+        can_retry: bool = False,
     ) -> web.StreamResponse:
-        """Forward one admitted request that arrived at `arrived` (monotonic clock); how it ended
-        goes into `outcome` (set exactly once)."""
+        """Forward one admitted request to its slot's engine; it arrived at `arrived` (monotonic
+        clock). How it ended goes into `outcome` (set exactly once). With `can_retry`, a failure
+        of the engine before the client got a byte raises EngineFailedError instead of answering,
+        so the caller can send the request to another engine."""
         metrics = self._metrics
         remaining = self.request_timeout_s - (time.monotonic() - slot.admitted_at)
         upstream: aiohttp.ClientResponse | None = None
@@ -88,7 +102,7 @@ class Proxy:
             async with asyncio.timeout(remaining):
                 try:
                     upstream = await self._session.post(
-                        self._upstream + route.path, data=body, headers=upstream_headers
+                        slot.engine.url + route.path, data=body, headers=upstream_headers
                     )
                     whole = (
                         upstream.status >= 400
@@ -100,6 +114,8 @@ class Proxy:
                         state = "done"
                 except (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError):
                     metrics.upstream_errors.labels("connect").inc()
+                    if can_retry:
+                        raise EngineFailedError("connect", "unreachable", refused=True) from None
                     outcome.set(503, "engine_unavailable")
                     return error_response(
                         503,
@@ -110,12 +126,17 @@ class Proxy:
                     )
                 except aiohttp.ClientError as exc:
                     metrics.upstream_errors.labels("protocol").inc()
+                    if can_retry:
+                        raise EngineFailedError("protocol", type(exc).__name__) from None
                     outcome.set(502, "upstream_error")
                     return error_response(
                         502, f"the engine failed: {type(exc).__name__}", "upstream_error", headers
                     )
                 if whole:
                     status = upstream.status
+                    if status == 503 and can_retry:
+                        metrics.upstream_errors.labels("status").inc()
+                        raise EngineFailedError("status", "the engine answered 503")
                     if status >= 500:
                         metrics.upstream_errors.labels("status").inc()
                         outcome.set(status, "upstream_error")
@@ -138,10 +159,19 @@ class Proxy:
                         content_type=upstream.content_type,
                         headers=headers,
                     )
+                # The client's headers go out with the first chunk, not before: until then an
+                # engine that fails can still be replaced by another one.
+                try:
+                    first = await upstream.content.readany()
+                except aiohttp.ClientError:
+                    first = b""
+                if not first and can_retry:
+                    metrics.upstream_errors.labels("stream").inc()
+                    raise EngineFailedError("stream", "the engine ended the stream at once")
                 out = web.StreamResponse(status=upstream.status, headers={**headers, **SSE_HEADERS})
                 await out.prepare(request)
                 stage = "streaming"
-                state = await self._pump(route, upstream, out, slot, outcome, arrived)
+                state = await self._pump(route, upstream, out, slot, outcome, arrived, first)
         except TimeoutError:
             metrics.upstream_errors.labels("timeout").inc()
             if out is None:
@@ -200,8 +230,10 @@ class Proxy:
         slot: Slot,
         outcome: Outcome,
         arrived: float,
+        first: bytes,
     ) -> str:
-        """Copy SSE bytes as they arrive; returns the stream's state (see `forward`)."""
+        """Copy SSE bytes as they arrive, `first` (already read) first; returns the stream's state
+        (see `forward`)."""
         metrics = self._metrics
         content = upstream.content
         key = route.text_key
@@ -209,14 +241,8 @@ class Proxy:
         first_text = last_text = 0.0
         prev = last = b""
         state = "done"
+        chunk = first
         while True:
-            try:
-                chunk = await content.readany()
-            except aiohttp.ClientError:
-                metrics.upstream_errors.labels("stream").inc()
-                outcome.set(out.status, "upstream_error")
-                await self._end_stream(out, "the engine stream broke off", "upstream_error")
-                return "failed"
             if not chunk:
                 break
             prev, last = last, chunk
@@ -241,6 +267,13 @@ class Proxy:
                 tokens += found
             if final:
                 break
+            try:
+                chunk = await content.readany()
+            except aiohttp.ClientError:
+                metrics.upstream_errors.labels("stream").inc()
+                outcome.set(out.status, "upstream_error")
+                await self._end_stream(out, "the engine stream broke off", "upstream_error")
+                return "failed"
         tail = prev[-64:] + last
         if DONE not in tail[-32:]:
             metrics.upstream_errors.labels("stream").inc()

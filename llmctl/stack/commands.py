@@ -70,18 +70,22 @@ def vllm_args(engine: EngineSpec, *, host: str, port: int, model: str | None = N
 def gateway_args(
     gateway: GatewaySpec, *, host: str, port: int, upstream: str, model: str
 ) -> list[str]:
+    # `upstream`: one engine URL, a comma list of them, or (kubernetes) an http://NAME:PORT DNS
+    # name given as `upstream_dns` by the caller instead.
     """Arguments after `llmctl` that run the gateway: every GatewaySettings field as its flag
     (core.config.GATEWAY_FLAGS). Keys never go on a command line."""
     values: dict[str, object] = {
         "host": host,
         "port": port,
-        "upstream_url": upstream,
+        "upstreams": upstream,
         "model_name": model,
         **{name: getattr(gateway, name) for name in GatewaySettings.model_fields},
     }
     args = ["gateway", "serve"]
     for name, value in values.items():
-        args += [GATEWAY_FLAGS[name], _fmt(value) if isinstance(value, float | int) else str(value)]
+        if value is not None:
+            text = _fmt(value) if isinstance(value, float | int) else str(value)
+            args += [GATEWAY_FLAGS[name], text]
     return args
 
 

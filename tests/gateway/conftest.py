@@ -76,6 +76,8 @@ def make_gateway(loop: LoopThread, engine: FakeEngine) -> Iterator[MakeGateway]:
             "port": 0,
             "health_interval_s": 0.1,
         }
+        if "upstreams" in overrides or "upstream_dns" in overrides:
+            del values["upstream_url"]
         values.update(overrides)
         config = load_gateway_config({}, values)
         runner = loop.run(start_gateway(config, shutdown_grace_s=0.5))

@@ -33,6 +33,7 @@ def test_admin_api_needs_the_admin_key(make_gateway: MakeGateway) -> None:
     assert resp.status_code == 200
     assert resp.json() == {
         "max_active": 4,
+        "max_active_total": None,
         "queue_mode": "queue",
         "queue_max": 64,
         "queue_timeout_s": 30.0,

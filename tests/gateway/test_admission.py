@@ -72,7 +72,9 @@ def test_queue_timeout_is_503_with_retry_after(make_gateway: MakeGateway) -> Non
             assert ans.error_code == "queue_timeout"
             assert int(ans.headers["Retry-After"]) >= 1
             assert float(ans.headers["X-Queue-Wait-Ms"]) >= 290
-    assert gw.metric("llmctl_gateway_queue_wait_seconds_count", outcome="queue_timeout") == 2
+    assert gw.metric("llmctl_gateway_requests_total", status="503", reason="queue_timeout") == 2
+    # The queue-wait histogram holds admitted requests only: the one that was served at once.
+    assert gw.metric("llmctl_gateway_queue_wait_seconds_count") == 1
     gw.wait_idle()
 
 

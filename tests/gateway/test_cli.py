@@ -37,7 +37,7 @@ def _serve(*args: str, env: dict[str, str] | None = None) -> subprocess.Complete
         (("--queue-timeout", "0"), {}, "queue_timeout_s"),
         (("--request-timeout", "-5"), {}, "request_timeout_s"),
         ((), {"QUEUE_MODE": "drop"}, "queue_mode"),
-        ((), {"VLLM_BASE_URL": "localhost:8000"}, "upstream_url"),
+        ((), {"VLLM_BASE_URL": "localhost:8000"}, "upstreams"),
         (("--workers", "2"), {}, "exactly one process"),
         ((), {"WEB_CONCURRENCY": "4"}, "WEB_CONCURRENCY"),
         (("--api-keys-file", "/nonexistent/keys"), {}, "cannot read"),

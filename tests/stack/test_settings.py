@@ -154,3 +154,22 @@ def test_scrape_interval_must_fit_the_recording_window(tmp_path: Path) -> None:
             load_stack(config=path, environ={}, cwd=tmp_path)
         assert "observability.scrape_interval" in str(err.value)
         assert "15s" in str(err.value)
+
+
+def test_every_gateway_setting_reaches_the_gateway_command_line() -> None:
+    """The stack renders the gateway's command from one table: every GatewaySettings field has a
+    `llmctl gateway serve` flag, and the flags the stack renders are ones the gateway accepts."""
+    from llmctl.cli import app
+    from llmctl.core.config import GATEWAY_FLAGS, GatewaySettings
+    from llmctl.stack.commands import gateway_args
+    from llmctl.stack.spec import GatewaySpec
+    from typer.testing import CliRunner
+
+    assert set(GatewaySettings.model_fields) <= set(GATEWAY_FLAGS)
+    spec = GatewaySpec(max_active_total=7)
+    args = gateway_args(spec, host="127.0.0.1", port=1, upstream="http://e:8000", model="m")
+    assert args[args.index("--max-active-total") + 1] == "7"
+    help_text = CliRunner().invoke(app, ["gateway", "serve", "--help"], env={"COLUMNS": "200"})
+    flags = [a for a in args if a.startswith("--")]
+    missing = [f for f in flags if f not in help_text.output]
+    assert not missing, missing
