@@ -15,7 +15,8 @@ from llmctl.bench.strategies import Strategy
 from llmctl.core.reports import parse_report, read_report
 
 SCHEMA_VERSION = 2
-# v2: the SLO in the recorded config is core.slo.SLO (seconds) instead of milliseconds.
+# v2: the SLO in the recorded config is core.slo.SLO (seconds) instead of milliseconds; the
+# target's limits and server-side time averages and sampling gaps are new.
 
 TokenSource = Literal["usage", "chunks", "mixed", "none"]
 
@@ -24,15 +25,37 @@ class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+class TargetLimits(_Model):
+    """The admission limits the target's gateway published in its /metrics gauges.
+
+    None where the target did not say: a bare engine has none of them, and the queue mode is no
+    gauge (only the admin API, which needs the admin key, tells it)."""
+
+    max_active: int | None = None
+    queue_mode: Literal["queue", "reject"] | None = None
+    queue_max: int | None = None
+    queue_timeout_s: float | None = None
+
+
 class ServerReport(_Model):
-    """Server-side numbers sampled from the /metrics endpoints while the level ran."""
+    """Server-side numbers read from the /metrics endpoints while the level ran (warm-up included).
+
+    Peaks are of gauges sampled every `max_sample_gap_s` or less, so a spike shorter than that can
+    be missed; `preemptions` and the `mean_*` numbers come from counters and histogram sums read
+    before and after the level, so no request is missed however short the level."""
 
     samples: int = 0
     sources: list[str] = Field(default_factory=list)
+    span_s: float | None = None  # from the first sample (before the load) to the last (after)
+    max_sample_gap_s: float | None = None  # the longest time between two samples
     peak_kv_cache_usage_perc: float | None = None  # 1.0 means the whole KV cache
     preemptions: float | None = None  # increase of vllm:num_preemptions during the level
     peak_num_requests_running: float | None = None
     peak_num_requests_waiting: float | None = None
+    # Time averages over the span by Little's law: the engine's prefill + decode (running) and
+    # queue (waiting) time histogram sums, increase over the span, divided by the span.
+    mean_num_requests_running: float | None = None
+    mean_num_requests_waiting: float | None = None
     peak_gateway_queue_depth: float | None = None
     peak_gateway_active_requests: float | None = None
     errors: list[str] = Field(default_factory=list)
@@ -122,6 +145,7 @@ class BenchReport(_Model):
     started_at: datetime
     target: str
     model: str
+    limits: TargetLimits | None = None  # read from the target's /metrics as the first level began
     config: BenchConfig
     levels: list[LevelReport]
 

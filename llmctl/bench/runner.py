@@ -69,6 +69,7 @@ async def arun_bench(config: BenchConfig, progress: BenchProgress | None = None)
         started_at=started,
         target=config.target,
         model=model,
+        limits=sampler.limits,
         config=config.model_copy(update={"api_key": None, "model": model}),
         levels=levels,
     )
