@@ -163,7 +163,7 @@ class _LevelRun:
             records,
             Window(self.t0, end),
             slo=self.config.slo,
-            max_concurrency=self.max_in_flight_measured,
+            max_concurrent_requests=self.max_in_flight_measured,
             server=server,
         )
 

@@ -1,0 +1,114 @@
+"""What `llmctl bench` prints, over the simulator behind two real gateways with different limits:
+every number whole, every header explained, the limits recorded."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from llmctl.bench.report import BenchReport, TargetLimits, load_report
+from llmctl.cli import main
+from tests.bench.test_live import assert_whole
+from tests.support import ServerProcess, free_port, wait_http
+
+
+@dataclass
+class Run:
+    out: str
+    path: Path
+    report: BenchReport
+
+
+@dataclass
+class Runs:
+    a: Run
+    b: Run
+
+
+def _main(*args: str) -> tuple[int, str]:
+    out = io.StringIO()
+    try:
+        with contextlib.redirect_stdout(out):
+            main(list(args))
+        code = 0
+    except SystemExit as exc:
+        code = int(exc.code or 0)
+    return code, out.getvalue()
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory: pytest.TempPathFactory) -> Runs:
+    """Run A through a gateway with MAX_ACTIVE 1 (conc 3 queues), run B through one with 4."""
+    tmp = tmp_path_factory.mktemp("bench-output")
+    sim, gw_a, gw_b = free_port(), free_port(), free_port()
+    engine = f"http://127.0.0.1:{sim}"
+    gateway = ["gateway", "serve", "--upstream", engine, "--queue-max", "8", "--queue-timeout", "7"]
+    commands = {
+        sim: ["sim", "serve", "--port", str(sim)],
+        gw_a: [*gateway, "--port", str(gw_a), "--max-active", "1"],
+        gw_b: [*gateway, "--port", str(gw_b), "--max-active", "4"],
+    }
+    with contextlib.ExitStack() as stack:
+        # Started together, then awaited: each takes seconds to import on a busy machine.
+        for port, args in commands.items():
+            server = ServerProcess([sys.executable, "-m", "llmctl", *args], tmp / f"{port}.log")
+            stack.callback(server.stop)
+        for port in commands:
+            wait_http(f"http://127.0.0.1:{port}/health", timeout=30)
+        done = []
+        for name, port in (("a", gw_a), ("b", gw_b)):
+            path = tmp / f"{name}.json"
+            code, out = _main(
+                "bench", "--target", f"http://127.0.0.1:{port}", "--metrics-url",
+                f"{engine}/metrics", "--concurrency", "1,3", "--duration", "1", "--input-len",
+                "32", "--output-len", "16", "--slo", "ttft=1s,itl=100ms", "--label", name,
+                "--metadata", "gpu=none", "--metadata", f"run = {name}", "--verbose",
+                "--json", str(path),
+            )  # fmt: skip
+            assert code == 0, out
+            done.append(Run(out, path, load_report(path)))
+    return Runs(*done)
+
+
+@pytest.mark.slow
+def test_a_run_prints_every_number_whole_and_records_the_limits(runs: Runs) -> None:
+    run = runs.a
+    report = run.report
+    assert report.label == "a"
+    assert report.metadata == {"gpu": "none", "run": "a"}
+    assert report.limits == TargetLimits(max_active=1, queue_max=8, queue_timeout_s=7.0)
+    assert "MAX_ACTIVE 1, queue max 8, queue timeout 7s" in run.out
+    assert "goodput SLO: ttft=1s,itl=100ms" in run.out
+    # Piped: no live display, plain progress lines, and nothing cut to 80 columns.
+    assert "[1/2] conc 1 started" in run.out
+    assert "done conc 3: " in run.out
+    assert "…" not in run.out
+    assert max(len(line) for line in run.out.splitlines()) > 80
+    assert_whole(run.out, report)
+    # The legend explains the compact headers: each once.
+    assert run.out.count("lag p99  ") == 1
+    assert "most requests in flight" in run.out
+    queued = report.levels[1]
+    assert queued.server is not None
+    # conc 3 against MAX_ACTIVE 1: two wait at the gateway nearly all the time; ~10 samples a
+    # second in a 1 s level see it.
+    assert queued.server.peak_gateway_queue_depth == 2
+    assert queued.server.peak_num_requests_running == 1
+    assert queued.server.max_sample_gap_s is not None
+    assert queued.server.max_sample_gap_s < 0.5
+    # The engine serves one at a time, busy nearly all of the level (Little's law from histograms).
+    running = queued.server.mean_num_requests_running
+    assert running is not None
+    assert 0.5 < running <= 1.05
+    assert queued.max_concurrent_requests == 3
+
+
+def test_metadata_must_be_key_value() -> None:
+    code, _ = _main("bench", "--target", "http://127.0.0.1:9", "--concurrency", "1",
+                    "--metadata", "novalue")  # fmt: skip
+    assert code == 2
