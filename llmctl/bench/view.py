@@ -13,6 +13,7 @@ from rich.text import Text
 
 from llmctl.bench.catalog import SECTIONS, Number, failure_numbers, fmt, value
 from llmctl.bench.compare import Comparison
+from llmctl.bench.export import change_text, number_text
 from llmctl.bench.progress import LevelProgress
 from llmctl.bench.report import BenchReport, LevelReport
 from llmctl.core.slo import format_duration
@@ -293,21 +294,41 @@ def report_view(report: BenchReport, *, verbose: bool = False) -> RenderableType
     return Group(*parts)
 
 
-def compare_table(comparison: Comparison) -> Table:
-    table = Table(
-        title=f"{comparison.a_name} (A) vs {comparison.b_name} (B)",
-        title_justify="left",
-        box=box.SIMPLE_HEAD,
-    )
-    for name in ("level", "metric", "A", "B", "B/A"):
-        table.add_column(name, justify="left" if name in ("level", "metric") else "right")
-    for row in comparison.rows:
-        ratio = "-" if row.ratio is None else f"{row.ratio:.3f}"
-        style = ""
-        if row.ratio is not None and row.better is not None:
-            style = "green" if row.better else "red"
-        table.add_row(row.level, row.metric, fmt(row.a), fmt(row.b), Text(ratio, style))
-    return table
+def compare_view(c: Comparison) -> RenderableType:
+    """The settings that differ, then the headline numbers grouped by level, the change coloured
+    (green better, red worse) and said in words, so it survives a pipe."""
+    title = Text.assemble((c.a_name, "bold"), " (A) vs ", (c.b_name, "bold"), " (B)")
+    if c.settings:
+        settings = Table.grid(padding=(0, 1))
+        settings.add_column(no_wrap=True)
+        for column in range(3):
+            settings.add_column(overflow="fold", justify="right" if column == 1 else "left")
+        for s in c.settings:
+            settings.add_row(s.name, s.a, "->", s.b)
+        head: RenderableType = Group(Text("settings that differ:"), settings)
+    else:
+        head = Text("same settings", "dim")
+    table = _table()
+    for name in ("level", "metric", "A", "B", "change", ""):
+        right = name in ("A", "B", "change")
+        table.add_column(name, justify="right" if right else "left", overflow="fold")
+    for level in c.levels:
+        rows = [r for r in c.rows if r.level == level]
+        for i, r in enumerate(rows):
+            style = {True: "green", False: "red", None: ""}[r.better]
+            table.add_row(
+                Text(level, "bold") if i == 0 else "",
+                r.label,
+                number_text(r, r.a),
+                number_text(r, r.b),
+                Text(change_text(r), style),
+                Text(r.verdict, style),
+                end_section=i == len(rows) - 1,
+            )
+    parts: list[RenderableType] = [title, head, Text(""), table]
+    if c.unmatched:
+        parts.append(Text(f"levels only in one report: {', '.join(c.unmatched)}", "yellow"))
+    return Group(*parts)
 
 
 def natural_width(renderable: RenderableType) -> int:

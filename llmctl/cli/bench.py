@@ -11,12 +11,12 @@ from rich.console import Console, RenderableType
 
 from llmctl.bench.compare import compare_reports
 from llmctl.bench.config import BenchConfig, PromptSpec
-from llmctl.bench.export import to_csv
+from llmctl.bench.export import COMPARE_FORMATS, render_comparison, to_csv
 from llmctl.bench.live import ConsoleProgress
 from llmctl.bench.report import BenchReport, load_report
 from llmctl.bench.runner import run_bench
 from llmctl.bench.strategies import ConcurrentStrategy, RateStrategy
-from llmctl.bench.view import compare_table, natural_width, report_view
+from llmctl.bench.view import compare_view, natural_width, report_view
 from llmctl.cli.console import console
 from llmctl.cli.options import check_output, env_secret, write_output
 from llmctl.core.errors import LlmctlError, TargetError, UsageError
@@ -270,11 +270,16 @@ def _write(report: BenchReport, json_out: Path | None, csv_out: Path | None) -> 
 def compare(
     a: Path = typer.Argument(..., help="The baseline result (JSON from --json)."),
     b: Path = typer.Argument(..., help="The result to compare with it."),
+    form: str = typer.Option(
+        "table", "--format", help="table (coloured), md, csv or json (plain text to pipe)."
+    ),
 ) -> None:
-    """Compare two results level by level (B/A ratios; green where B is better)."""
+    """Compare two results: the settings that differ, then the headline numbers per level with
+    their % change (green and "better" where B is better)."""
+    if form not in COMPARE_FORMATS:
+        raise UsageError(f"--format must be one of {', '.join(COMPARE_FORMATS)} (got {form!r})")
     comparison = compare_reports(load_report(a), load_report(b), a.name, b.name)
-    console.print(compare_table(comparison))
-    if comparison.unmatched:
-        console.print(
-            f"[yellow]levels only in one report:[/yellow] {', '.join(comparison.unmatched)}"
-        )
+    if form == "table":
+        _print_whole(compare_view(comparison))
+    else:
+        typer.echo(render_comparison(comparison, form), nl=False)

@@ -22,7 +22,7 @@ from llmctl.bench.strategies import ConcurrentStrategy, RateStrategy
 from llmctl.bench.view import (
     SERVER,
     compact_terms,
-    compare_table,
+    compare_view,
     full_table,
     legend,
     levels_table,
@@ -153,11 +153,17 @@ def test_the_run_view_names_the_limits_and_the_slo() -> None:
     assert "goodput SLO: ttft=150ms" in text
 
 
-def test_compare_table_marks_ratios() -> None:
-    comparison = compare_reports(_report(0.1), _report(0.2), "a.json", "b.json")
-    text = _text(compare_table(comparison))
+def test_compare_view_shows_what_changed_and_colours_it() -> None:
+    comparison = compare_reports(_report(0.1), _report(0.2, max_active=16), "a.json", "b.json")
+    text = _text(compare_view(comparison))
     assert "a.json (A) vs b.json (B)" in text
-    assert "2.000" in text  # TTFT doubled
+    assert re.search(r"MAX_ACTIVE\s+4\s+->\s+16", text)
+    ttft = next(line for line in text.splitlines() if "Median TTFT (ms)" in line)
+    assert "+100.0%" in ttft
+    assert "worse" in ttft
+    coloured = _text(compare_view(comparison), force_terminal=True, color_system="standard")
+    ttft = next(line for line in coloured.splitlines() if "Median TTFT (ms)" in line)
+    assert "\x1b[31m" in ttft  # red: worse
 
 
 def _snapshot(elapsed: float) -> LevelProgress:

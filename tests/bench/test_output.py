@@ -1,16 +1,20 @@
-"""What `llmctl bench` prints, over the simulator behind two real gateways with different limits:
-every number whole, every header explained, the limits recorded."""
+"""What `llmctl bench` and `bench compare` print, over the simulator behind two real gateways with
+different limits: every number whole, every header explained, the limits recorded and compared."""
 
 from __future__ import annotations
 
 import contextlib
+import csv
 import io
+import json
+import re
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
+from llmctl.bench.catalog import BY_FIELD, fmt
 from llmctl.bench.report import BenchReport, TargetLimits, load_report
 from llmctl.cli import main
 from tests.bench.test_live import assert_whole
@@ -106,6 +110,55 @@ def test_a_run_prints_every_number_whole_and_records_the_limits(runs: Runs) -> N
     assert running is not None
     assert 0.5 < running <= 1.05
     assert queued.max_concurrent_requests == 3
+
+
+@pytest.mark.slow
+def test_compare_table_names_what_changed(runs: Runs) -> None:
+    code, out = _main("bench", "compare", str(runs.a.path), str(runs.b.path))
+    assert code == 0
+    assert "a (A) vs b (B)" in out
+    assert re.search(r"MAX_ACTIVE\s+1\s+->\s+4", out)
+    assert re.search(r"metadata run\s+a\s+->\s+b", out)
+    assert "queue max" not in out  # the same on both sides
+    ttft = [line for line in out.splitlines() if "P99 TTFT (ms)" in line]
+    assert len(ttft) == 2  # grouped by level: conc 1, conc 3
+    # conc 3 no longer queues behind one slot: its TTFT falls
+    assert "better" in ttft[1]
+
+
+@pytest.mark.slow
+def test_compare_formats_carry_the_same_numbers(runs: Runs) -> None:
+    paths = (str(runs.a.path), str(runs.b.path))
+    code, text = _main("bench", "compare", *paths, "--format", "json")
+    assert code == 0
+    data = json.loads(text)
+    assert {"name": "MAX_ACTIVE", "a": "1", "b": "4"} in data["settings"]
+    assert [level["level"] for level in data["levels"]] == ["conc 1", "conc 3"]
+    rows = [(lv["level"], m) for lv in data["levels"] for m in lv["metrics"]]
+    _, md = _main("bench", "compare", *paths, "--format", "md")
+    _, table = _main("bench", "compare", *paths)
+    _, raw = _main("bench", "compare", *paths, "--format", "csv")
+    by_key = {(r["level"], r["metric"]): r for r in csv.DictReader(io.StringIO(raw))}
+    assert len(by_key) == len(rows)
+    for level, metric in rows:
+        digits = BY_FIELD[metric["metric"]].digits
+        cells = [fmt(metric["a"], digits), fmt(metric["b"], digits)]
+        line = f"| {metric['label']} | {cells[0]} | {cells[1]} |"
+        assert line in md, line
+        assert all(cell in table for cell in cells)
+        row = by_key[(level, metric["metric"])]
+        assert float(row["a"] or "nan") == pytest.approx(metric["a"], nan_ok=True)
+        assert float(row["b"] or "nan") == pytest.approx(metric["b"], nan_ok=True)
+        assert row["verdict"] == {True: "better", False: "worse", None: ""}[metric["better"]]
+    assert "| MAX_ACTIVE | 1 | 4 |" in md
+    for plain in (md, raw, text):
+        assert "\x1b" not in plain
+        assert "[green]" not in plain
+
+
+def test_compare_refuses_an_unknown_format(tmp_path: Path) -> None:
+    code, _ = _main("bench", "compare", str(tmp_path / "a"), str(tmp_path / "b"), "--format", "x")
+    assert code == 2
 
 
 def test_metadata_must_be_key_value() -> None:

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from llmctl.bench.compare import compare_reports
+from llmctl.bench.compare import ComparisonRow, compare_reports
 from llmctl.bench.config import BenchConfig, PromptSpec
 from llmctl.bench.export import to_csv
 from llmctl.bench.metrics import Window, busiest_second, level_report, percentile
@@ -117,9 +117,33 @@ def test_compare_pairs_levels_and_ratios(report: BenchReport) -> None:
     slower.levels[0].median_ttft_ms = (report.levels[0].median_ttft_ms or 0) * 2
     comparison = compare_reports(report, slower)
     row = next(r for r in comparison.rows if r.level == "conc 1" and r.metric == "median_ttft_ms")
-    assert row.ratio == pytest.approx(2.0)
+    assert row.change_pct == pytest.approx(100.0)
     assert row.better is False
+    assert row.verdict == "worse"
     assert comparison.unmatched == []
+    assert comparison.settings == []  # the same run, twice
+    same = next(r for r in comparison.rows if r.metric == "request_throughput")
+    assert same.better is None
+    assert same.verdict == ""
+
+
+@pytest.mark.parametrize(
+    ("metric", "a", "b", "change", "better"),
+    [
+        ("p99_ttft_ms", 100.0, 50.0, -50.0, True),
+        ("p99_ttft_ms", 100.0, 100.04, 0.04, None),  # prints as +0.0%: no verdict
+        ("output_throughput", 100.0, 110.0, 10.0, True),
+        ("failed", 0.0, 3.0, None, False),  # no base for a percentage, still worse
+        ("failed", 0.0, 0.0, None, None),
+        ("request_goodput", None, 2.0, None, None),
+    ],
+)
+def test_change_and_verdict(
+    metric: str, a: float | None, b: float | None, change: float | None, better: bool | None
+) -> None:
+    row = ComparisonRow("conc 1", metric, a, b)
+    assert row.change_pct == (None if change is None else pytest.approx(change))
+    assert row.better is better
 
 
 def test_busiest_second_counts_whole_seconds() -> None:
