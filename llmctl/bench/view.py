@@ -219,7 +219,13 @@ def _terms_table(terms: tuple[Term, ...], levels: list[LevelReport], title: str)
 def legend(terms: tuple[Term, ...]) -> Text:
     """Each column header once, with what it means (lines of text: nothing to pad or cut)."""
     width = min(18, max(len(_terms(term)) for term in terms))
-    lines = [f"{_terms(term):<{width}}  {term.meaning}" for term in terms]
+    lines: list[str] = []
+    for term in terms:
+        headers = _terms(term)
+        if len(headers) > width:  # the meaning goes under it, still in the meanings' column
+            lines += [headers, f"{'':<{width}}  {term.meaning}"]
+        else:
+            lines.append(f"{headers:<{width}}  {term.meaning}")
     return Text("\n".join(lines), "dim")
 
 
