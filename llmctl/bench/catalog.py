@@ -47,9 +47,14 @@ def fmt(number: Value, digits: int | None = 2) -> str:
         return "-"
     if isinstance(number, str):
         return number
-    if isinstance(number, int) or digits is None:
-        return f"{number:g}" if isinstance(number, float) else str(number)
-    return f"{number:.{digits}f}"
+    if isinstance(number, int):
+        return str(number)
+    if digits is not None:
+        return f"{number:.{digits}f}"
+    if number.is_integer():
+        return str(int(number))  # `:g` would write 1234567.0 as 1.23457e+06
+    short = f"{number:g}"
+    return short if float(short) == number else repr(number)
 
 
 def _latency(name: str, label: str, stats: tuple[str, ...]) -> tuple[Number, ...]:

@@ -116,6 +116,15 @@ def _numbers(level: LevelReport) -> dict[str, float | int]:
     return flat
 
 
+def test_numbers_are_printed_whole() -> None:
+    assert fmt(1234567.0, None) == "1234567"
+    assert fmt(0.2, None) == "0.2"
+    assert fmt(0.123456789, None) == "0.123456789"
+    assert fmt(12.345, 2) == "12.35"
+    assert fmt(7, 2) == "7"
+    assert fmt(None) == "-"
+
+
 def test_the_catalog_names_every_number_of_a_level() -> None:
     level = _report(0.1, failures=1).levels[0]
     missing = [name for name in _numbers(level) if name not in BY_FIELD]
