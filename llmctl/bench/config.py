@@ -51,6 +51,8 @@ class BenchConfig(BaseModel):
     # Extra Prometheus text endpoints to sample besides the target's own /metrics (e.g. the engine
     # behind a gateway).
     metrics_urls: list[str] = Field(default_factory=list)
+    # The longest time between two samples of those endpoints. Early in a level they are sampled
+    # faster (from 0.1 s), so a level of a few seconds still gets ~20 samples (see bench.sampler).
     sample_interval_s: float = Field(default=1.0, gt=0)
     seed: int = 0
 

@@ -24,20 +24,31 @@ def percentile(sorted_values: Sequence[float], q: float) -> float:
     return sorted_values[low] + (sorted_values[high] - sorted_values[low]) * (rank - low)
 
 
-def summarize(values: list[float], name: str) -> dict[str, float | None]:
-    """mean/median/p90/p95/p99/max of `values` as `{mean_<name>_ms: ...}` (None when empty)."""
-    keys = ("mean", "median", "p90", "p95", "p99", "max")
+STATS = ("mean", "std", "median", "p90", "p95", "p99", "max")
+_QUANTILES = {"median": 50.0, "p90": 90.0, "p95": 95.0, "p99": 99.0}
+
+
+def summarize(
+    values: list[float], name: str, stats: Sequence[str] = STATS
+) -> dict[str, float | None]:
+    """`stats` of `values` as `{mean_<name>_ms: ...}` (None when empty); std is the population's,
+    as numpy's (and vLLM's) default."""
     if not values:
-        return {f"{k}_{name}_ms": None for k in keys}
+        return {f"{k}_{name}_ms": None for k in stats}
     values.sort()
-    return {
-        f"mean_{name}_ms": sum(values) / len(values),
-        f"median_{name}_ms": percentile(values, 50),
-        f"p90_{name}_ms": percentile(values, 90),
-        f"p95_{name}_ms": percentile(values, 95),
-        f"p99_{name}_ms": percentile(values, 99),
-        f"max_{name}_ms": values[-1],
-    }
+    mean = sum(values) / len(values)
+    out: dict[str, float | None] = {}
+    for k in stats:
+        if k == "mean":
+            value = mean
+        elif k == "std":
+            value = math.sqrt(sum((v - mean) ** 2 for v in values) / len(values))
+        elif k == "max":
+            value = values[-1]
+        else:
+            value = percentile(values, _QUANTILES[k])
+        out[f"{k}_{name}_ms"] = value
+    return out
 
 
 @dataclass
@@ -85,6 +96,25 @@ def _tokens_in(record: RequestRecord, window: Window) -> float:
     return inside * record.output_tokens / len(times)
 
 
+def busiest_second(records: Sequence[RequestRecord], window: Window) -> float | None:
+    """Output tokens in the window's busiest whole second (vLLM's peak output token throughput);
+    the window's own rate when it is shorter than a second, None when nothing arrived."""
+    buckets = [0.0] * max(1, int(window.seconds))
+    arrived = False
+    for r in records:
+        if not r.ok or not r.token_times:
+            continue
+        scale = r.output_tokens / len(r.token_times)  # chunks to `usage` tokens
+        for t in r.token_times:
+            second = int(t - window.start)
+            if window.start <= t <= window.end and second < len(buckets):
+                buckets[second] += scale
+                arrived = True
+    if not arrived:
+        return None
+    return buckets[0] / window.seconds if window.seconds < 1 else max(buckets)
+
+
 def _token_source(records: Sequence[RequestRecord]) -> TokenSource:
     usage = sum(1 for r in records if r.completion_tokens is not None)
     if not records:
@@ -101,7 +131,7 @@ def level_report(
     window: Window,
     *,
     slo: SLO,
-    max_concurrency: int,
+    max_concurrent_requests: int,
     server: ServerReport | None = None,
 ) -> LevelReport:
     """Latencies come from `measured` (requests sent inside the window); rates from what happened
@@ -140,8 +170,6 @@ def level_report(
     stats: dict[str, float | None] = {}
     for name, values in (("ttft", ttft), ("tpot", tpot), ("itl", itl), ("e2el", e2el)):
         stats.update(summarize(values, name))
-    wait_stats = summarize(waits, "queue_wait")
-    lag_stats = summarize(lag, "sched_lag")
     fields: dict[str, object] = {
         "strategy": strategy,
         "duration": seconds,
@@ -156,15 +184,13 @@ def level_report(
         "request_goodput": goodput,
         "output_throughput": output_inside / seconds,
         "total_token_throughput": (output_inside + input_inside) / seconds,
-        "max_concurrency": max_concurrency,
+        "max_output_tokens_per_s": busiest_second(everything, window),
+        "max_concurrent_requests": max_concurrent_requests,
         "server": server,
         **stats,
     }
-    fields.update((k, v) for k, v in wait_stats.items() if not k.startswith(("median", "p90")))
+    fields.update(summarize(waits, "queue_wait", ("mean", "p95", "p99", "max")))
     for name, values in (("admitted_ttft", admitted_ttft), ("admitted_e2el", admitted_e2el)):
-        stats = summarize(values, name)
-        fields.update((k, v) for k, v in stats.items() if not k.startswith(("p90", "max")))
-    fields.update(
-        (k, v) for k, v in lag_stats.items() if k.split("_", 1)[0] in ("mean", "p99", "max")
-    )
+        fields.update(summarize(values, name, ("mean", "median", "p95", "p99")))
+    fields.update(summarize(lag, "sched_lag", ("mean", "p99", "max")))
     return LevelReport.model_validate(fields)

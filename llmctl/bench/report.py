@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import csv
-import io
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Literal
@@ -15,7 +13,10 @@ from llmctl.bench.strategies import Strategy
 from llmctl.core.reports import parse_report, read_report
 
 SCHEMA_VERSION = 2
-# v2: the SLO in the recorded config is core.slo.SLO (seconds) instead of milliseconds.
+# v2: the SLO in the recorded config is core.slo.SLO (seconds) instead of milliseconds; a level's
+# observed peak in flight is `max_concurrent_requests` (vLLM's name; v1 called it max_concurrency,
+# which vLLM uses for the configured cap); std_*_ms, max_output_tokens_per_s, the target's limits,
+# label and metadata, and server-side time averages and sampling gaps are new.
 
 TokenSource = Literal["usage", "chunks", "mixed", "none"]
 
@@ -24,15 +25,37 @@ class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+class TargetLimits(_Model):
+    """The admission limits the target's gateway published in its /metrics gauges.
+
+    None where the target did not say: a bare engine has none of them, and the queue mode is no
+    gauge (only the admin API, which needs the admin key, tells it)."""
+
+    max_active: int | None = None
+    queue_mode: Literal["queue", "reject"] | None = None
+    queue_max: int | None = None
+    queue_timeout_s: float | None = None
+
+
 class ServerReport(_Model):
-    """Server-side numbers sampled from the /metrics endpoints while the level ran."""
+    """Server-side numbers read from the /metrics endpoints while the level ran (warm-up included).
+
+    Peaks are of gauges sampled every `max_sample_gap_s` or less, so a spike shorter than that can
+    be missed; `preemptions` and the `mean_*` numbers come from counters and histogram sums read
+    before and after the level, so no request is missed however short the level."""
 
     samples: int = 0
     sources: list[str] = Field(default_factory=list)
+    span_s: float | None = None  # from the first sample (before the load) to the last (after)
+    max_sample_gap_s: float | None = None  # the longest time between two samples
     peak_kv_cache_usage_perc: float | None = None  # 1.0 means the whole KV cache
     preemptions: float | None = None  # increase of vllm:num_preemptions during the level
     peak_num_requests_running: float | None = None
     peak_num_requests_waiting: float | None = None
+    # Time averages over the span by Little's law: the engine's prefill + decode (running) and
+    # queue (waiting) time histogram sums, increase over the span, divided by the span.
+    mean_num_requests_running: float | None = None
+    mean_num_requests_waiting: float | None = None
     peak_gateway_queue_depth: float | None = None
     peak_gateway_active_requests: float | None = None
     errors: list[str] = Field(default_factory=list)
@@ -54,9 +77,11 @@ class LevelReport(_Model):
     request_goodput: float | None = None
     output_throughput: float
     total_token_throughput: float
-    max_concurrency: int  # the most requests in flight at once, as this client saw it
+    max_output_tokens_per_s: float | None = None  # the busiest whole second of the window
+    max_concurrent_requests: int  # the most requests in flight at once, as this client saw it
 
     mean_ttft_ms: float | None = None
+    std_ttft_ms: float | None = None
     median_ttft_ms: float | None = None
     p90_ttft_ms: float | None = None
     p95_ttft_ms: float | None = None
@@ -64,6 +89,7 @@ class LevelReport(_Model):
     max_ttft_ms: float | None = None
 
     mean_tpot_ms: float | None = None
+    std_tpot_ms: float | None = None
     median_tpot_ms: float | None = None
     p90_tpot_ms: float | None = None
     p95_tpot_ms: float | None = None
@@ -71,6 +97,7 @@ class LevelReport(_Model):
     max_tpot_ms: float | None = None
 
     mean_itl_ms: float | None = None
+    std_itl_ms: float | None = None
     median_itl_ms: float | None = None
     p90_itl_ms: float | None = None
     p95_itl_ms: float | None = None
@@ -78,6 +105,7 @@ class LevelReport(_Model):
     max_itl_ms: float | None = None
 
     mean_e2el_ms: float | None = None
+    std_e2el_ms: float | None = None
     median_e2el_ms: float | None = None
     p90_e2el_ms: float | None = None
     p95_e2el_ms: float | None = None
@@ -122,6 +150,9 @@ class BenchReport(_Model):
     started_at: datetime
     target: str
     model: str
+    label: str | None = None  # --label: a name for this run (compare shows it)
+    metadata: dict[str, str] = Field(default_factory=dict)  # --metadata KEY=VALUE, as vLLM's
+    limits: TargetLimits | None = None  # read from the target's /metrics as the first level began
     config: BenchConfig
     levels: list[LevelReport]
 
@@ -136,7 +167,13 @@ class BenchReport(_Model):
 
 def upgrade(data: dict[str, Any]) -> dict[str, Any]:
     """A report dict of an earlier schema version, brought to SCHEMA_VERSION."""
-    if data.get("tool") == "llmctl-bench" and data.get("schema_version") == 1:
+    if data.get("tool") != "llmctl-bench" or data.get("schema_version") not in (1, 2):
+        return data
+    # Also for 2: files written before v2 was released kept v1's name for the peak in flight.
+    levels = data.get("levels")
+    if isinstance(levels, list):
+        data = {**data, "levels": [_renamed(level) for level in levels]}
+    if data.get("schema_version") == 1:
         data = {**data, "schema_version": 2}
         config = data.get("config")
         if isinstance(config, dict) and isinstance(config.get("slo"), dict):
@@ -150,31 +187,13 @@ def upgrade(data: dict[str, Any]) -> dict[str, Any]:
     return data
 
 
+def _renamed(level: Any) -> Any:
+    if isinstance(level, dict) and "max_concurrency" in level:
+        level = dict(level)
+        level.setdefault("max_concurrent_requests", level.pop("max_concurrency"))
+    return level
+
+
 def load_report(path: Path) -> BenchReport:
     """Read a report written by `--json` (any schema version this llmctl knows)."""
     return read_report(path, BenchReport, upgrade, what="llmctl bench report")
-
-
-def level_row(level: LevelReport) -> dict[str, Any]:
-    """One flat CSV row: strategy fields, failure classes and server peaks as their own columns."""
-    row: dict[str, Any] = {"level": level.label}
-    row.update(level.strategy.model_dump())
-    data = level.model_dump(exclude={"strategy", "failures", "error_samples", "server"})
-    row.update(data)
-    row.update({f"failures_{k}": v for k, v in level.failures.items()})
-    if level.server is not None:
-        server = level.server.model_dump(exclude={"sources", "errors"})
-        row.update({f"server_{k}": v for k, v in server.items()})
-    return row
-
-
-def to_csv(report: BenchReport) -> str:
-    rows = [level_row(level) for level in report.levels]
-    columns: list[str] = []
-    for row in rows:
-        columns.extend(k for k in row if k not in columns)
-    out = io.StringIO()
-    writer = csv.DictWriter(out, fieldnames=columns, lineterminator="\n")
-    writer.writeheader()
-    writer.writerows(rows)
-    return out.getvalue()

@@ -69,6 +69,7 @@ async def arun_bench(config: BenchConfig, progress: BenchProgress | None = None)
         started_at=started,
         target=config.target,
         model=model,
+        limits=sampler.limits,
         config=config.model_copy(update={"api_key": None, "model": model}),
         levels=levels,
     )
@@ -162,7 +163,7 @@ class _LevelRun:
             records,
             Window(self.t0, end),
             slo=self.config.slo,
-            max_concurrency=self.max_in_flight_measured,
+            max_concurrent_requests=self.max_in_flight_measured,
             server=server,
         )
 

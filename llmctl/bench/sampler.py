@@ -4,15 +4,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
+import time
 
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
-from llmctl.bench.report import ServerReport
+from llmctl.bench.report import ServerReport, TargetLimits
 from llmctl.core import http
 from llmctl.core import metrics as m
 
-# ServerReport field -> the series it peaks over (summed over label sets, e.g. several engines).
+# ServerReport field -> the gauge it peaks over (summed over label sets, e.g. several engines).
 _PEAKS = {
     "peak_kv_cache_usage_perc": m.VLLM_KV_USAGE.series,
     "peak_num_requests_running": m.VLLM_RUNNING.series,
@@ -21,17 +23,68 @@ _PEAKS = {
     "peak_gateway_active_requests": m.GATEWAY_ACTIVE.series,
 }
 _PREEMPTIONS = m.VLLM_PREEMPTIONS.series
-_WANTED = {*_PEAKS.values(), _PREEMPTIONS}
+# ServerReport field -> histogram sums whose increase over the span, divided by the span, is the
+# time-averaged number of requests in that state (Little's law). vLLM observes each request once,
+# as it finishes, so a level that drains completely is counted whole.
+_TIME_SUMS = {
+    "mean_num_requests_running": (
+        f"{m.VLLM_PREFILL_TIME.name}_sum",
+        f"{m.VLLM_DECODE_TIME.name}_sum",
+    ),
+    "mean_num_requests_waiting": (f"{m.VLLM_QUEUE_TIME.name}_sum",),
+}
+# TargetLimits field -> the gateway gauge that publishes it.
+_LIMITS = {
+    "max_active": m.GATEWAY_MAX_ACTIVE.series,
+    "queue_max": m.GATEWAY_QUEUE_MAX.series,
+    "queue_timeout_s": m.GATEWAY_QUEUE_TIMEOUT.series,
+}
+_COUNTERS = {_PREEMPTIONS, *(name for names in _TIME_SUMS.values() for name in names)}
+_WANTED = {*_PEAKS.values(), *_COUNTERS, *_LIMITS.values()}
+_NAME = re.compile(r"[^{\s]+")
+# Sampling starts this fast and slows down to the configured interval as the level goes on, so a
+# level of a few seconds still gets about 20 samples and a long one does not pay for them.
+_FASTEST_S = 0.1
+_SAMPLES_WANTED = 20
 
 
 def parse_series(text: str) -> dict[str, float]:
-    """The series llmctl cares about from a Prometheus text page, summed over label sets."""
+    """The series llmctl cares about from a Prometheus text page, summed over label sets.
+
+    Only their lines reach the parser: a vLLM page is ~50 kB, and at 10 samples a second parsing
+    all of it would cost the load generator's event loop several percent."""
+    lines = []
+    for line in text.splitlines():
+        name = _NAME.match(line)
+        if name is not None and name.group() in _WANTED:
+            lines.append(line)
     values: dict[str, float] = {}
-    for family in text_string_to_metric_families(text):
+    for family in text_string_to_metric_families("\n".join(lines) + "\n"):
         for sample in family.samples:
             if sample.name in _WANTED:
                 values[sample.name] = values.get(sample.name, 0.0) + float(sample.value)
     return values
+
+
+def limits_from(values: dict[str, float]) -> TargetLimits | None:
+    """The gateway's published limits, None when the page had none of them (a bare engine)."""
+    found = {field: values[series] for field, series in _LIMITS.items() if series in values}
+    if not found:
+        return None
+    return TargetLimits(
+        max_active=_int(found.get("max_active")),
+        queue_max=_int(found.get("queue_max")),
+        queue_timeout_s=found.get("queue_timeout_s"),
+    )
+
+
+def _int(value: float | None) -> int | None:
+    return None if value is None else round(value)
+
+
+def sample_interval(elapsed_s: float, longest_s: float) -> float:
+    """Seconds until the next sample, `elapsed_s` into a level."""
+    return min(longest_s, max(_FASTEST_S, elapsed_s / _SAMPLES_WANTED))
 
 
 def origin(url: str) -> tuple[str, str, int | None]:
@@ -41,7 +94,8 @@ def origin(url: str) -> tuple[str, str, int | None]:
 
 
 class ServerSampler:
-    """Polls `urls` every `interval` seconds between `start()` and `stop()` (within `open`/`close`).
+    """Polls `urls` between `start()` and `stop()` (within `open`/`close`), every `interval`
+    seconds at most (faster early in a level, see `sample_interval`).
 
     `headers` (the API key) go only to URLs with `trusted`'s origin: another host named by
     --metrics-url must not learn the target's key."""
@@ -53,8 +107,11 @@ class ServerSampler:
         self.interval = interval
         self.headers = headers
         self.trusted = origin(trusted)
+        self.limits: TargetLimits | None = None  # as first read: the run's recorded limits
         self._report = ServerReport()
-        self._first_preemptions: float | None = None
+        self._first: dict[str, float] = {}
+        self._last: dict[str, float] = {}
+        self._started = self._previous = 0.0
         self._task: asyncio.Task[None] | None = None
         self._client: httpx.AsyncClient | None = None
 
@@ -71,7 +128,8 @@ class ServerSampler:
 
     async def start(self) -> None:
         self._report = ServerReport(sources=list(self.urls))
-        self._first_preemptions = None
+        self._first, self._last = {}, {}
+        self._started = self._previous = 0.0
         await self.sample()
         self._task = asyncio.create_task(self._loop())
 
@@ -89,7 +147,8 @@ class ServerSampler:
 
     async def _loop(self) -> None:
         while True:
-            await asyncio.sleep(self.interval)
+            elapsed = time.perf_counter() - self._started
+            await asyncio.sleep(sample_interval(elapsed, self.interval))
             await self.sample()
 
     async def sample(self) -> None:
@@ -108,17 +167,37 @@ class ServerSampler:
                 if len(self._report.errors) < 5 and note not in self._report.errors:
                     self._report.errors.append(note)
                 continue
-        self.take(merged)
+        self.take(merged, time.perf_counter())
 
-    def take(self, values: dict[str, float]) -> None:
+    def take(self, values: dict[str, float], now: float) -> None:
+        """Fold one sample, read at `now` (perf_counter seconds), into the level's report."""
         report = self._report
         report.samples += 1
+        if report.samples == 1:
+            self._started = now
+        else:
+            gap = now - self._previous
+            report.max_sample_gap_s = max(report.max_sample_gap_s or 0.0, gap)
+            report.span_s = now - self._started
+        self._previous = now
+        if self.limits is None:
+            self.limits = limits_from(values)
         for field, series in _PEAKS.items():
             if series in values:
                 current = getattr(report, field)
                 value = values[series]
                 setattr(report, field, value if current is None else max(current, value))
-        if _PREEMPTIONS in values:
-            if self._first_preemptions is None:
-                self._first_preemptions = values[_PREEMPTIONS]
-            report.preemptions = max(0.0, values[_PREEMPTIONS] - self._first_preemptions)
+        for name in _COUNTERS & values.keys():
+            self._first.setdefault(name, values[name])
+            self._last[name] = values[name]
+        if _PREEMPTIONS in self._first:
+            report.preemptions = self._increase(_PREEMPTIONS)
+        for field, names in _TIME_SUMS.items():
+            if report.span_s and all(name in self._first for name in names):
+                seconds = sum(self._increase(name) for name in names)
+                setattr(report, field, seconds / report.span_s)
+
+    def _increase(self, name: str) -> float:
+        # A counter that went down was reset (the engine restarted): count from zero again.
+        first, last = self._first[name], self._last[name]
+        return last - first if last >= first else last

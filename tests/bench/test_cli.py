@@ -40,8 +40,8 @@ def test_run_writes_json_csv_and_compare_reads_them(
     assert len(table.read_text().splitlines()) == 3
     code, out, _ = _run(capsys, "compare", str(a), str(b))
     assert code == 0
-    assert "B/A" in out
-    assert "median_ttft_ms" in out
+    assert "change" in out
+    assert "Median TTFT (ms)" in out
 
 
 @pytest.mark.parametrize(

@@ -36,7 +36,7 @@ def test_exact_delays_are_measured(fake_engine: StartServer) -> None:
     assert level.median_itl_ms == pytest.approx(20, rel=0.2, abs=3)
     assert level.median_tpot_ms == pytest.approx(20, rel=0.2, abs=3)
     assert level.median_e2el_ms == pytest.approx(50 + 15 * 20, rel=0.2, abs=3)
-    assert level.max_concurrency == 2
+    assert level.max_concurrent_requests == 2
     assert level.mean_queue_wait_ms == 0.0  # the fake engine sends X-Queue-Wait-Ms: 0
     # The fake engine exposes vllm:num_requests_running; the sampler saw both streams at once
     # (the samples at the start and the end of the level alone would read 0).
@@ -54,7 +54,7 @@ def test_poisson_run_keeps_the_planned_rate(fake_engine: StartServer) -> None:
     # Arrivals are seeded, so the number sent is fixed; what varies is only the server's timing.
     assert level.request_throughput == pytest.approx(50, rel=0.25)
     assert level.completed == pytest.approx(200, rel=0.25)
-    assert level.max_concurrency > 1  # open loop: requests overlap
+    assert level.max_concurrent_requests > 1  # open loop: requests overlap
     assert level.p99_sched_lag_ms is not None
     assert level.p99_sched_lag_ms < 500  # generous: the host is shared
 

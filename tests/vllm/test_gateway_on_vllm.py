@@ -167,7 +167,7 @@ def test_bench_one_short_level_through_gateway(vllm_stack: VllmStack, tmp_path: 
     assert level["total_output_tokens"] == 6 * 16
     assert level["p95_ttft_ms"] > 0
     assert level["output_throughput"] > 0
-    assert level["max_concurrency"] <= 2
+    assert level["max_concurrent_requests"] <= 2
 
 
 def test_top_once_reads_gateway_and_vllm_directly(vllm_stack: VllmStack, refused_url: str) -> None:
