@@ -159,11 +159,12 @@ def test_scrape_interval_must_fit_the_recording_window(tmp_path: Path) -> None:
 def test_every_gateway_setting_reaches_the_gateway_command_line() -> None:
     """The stack renders the gateway's command from one table: every GatewaySettings field has a
     `llmctl gateway serve` flag, and the flags the stack renders are ones the gateway accepts."""
+    from typer.testing import CliRunner
+
     from llmctl.cli import app
     from llmctl.core.config import GATEWAY_FLAGS, GatewaySettings
     from llmctl.stack.commands import gateway_args
     from llmctl.stack.spec import GatewaySpec
-    from typer.testing import CliRunner
 
     assert set(GatewaySettings.model_fields) <= set(GATEWAY_FLAGS)
     spec = GatewaySpec(max_active_total=7)
