@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 
 from llmctl.report.chart import PALETTE, Figure, Guide, Point, Series
 from llmctl.report.figures import NOT_RECORDED, THROUGHPUT, or_note
@@ -110,7 +111,10 @@ def bench_overlay(runs: Sequence[BenchRun]) -> list[Figure]:
             f"{NOT_RECORDED}: no run was given an --slo",
         )
     )
-    figures.append(bars("failures", "Failed requests per level", "requests", "failed", ""))
+    failures = bars("failures", "Failed requests per level", "requests", "failed", "")
+    if not any(p.y for s in failures.series for p in s.points):
+        failures = or_note(replace(failures, series=()), "no request failed in any run")
+    figures.append(failures)
     return figures
 
 

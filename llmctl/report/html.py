@@ -35,6 +35,8 @@ def _meta(info: RunInfo) -> str:
         ("machine", info.metadata.get("machine", NOT_RECORDED)),
     ]
     items += [(key, value) for key, value in info.metadata.items() if key != "machine"]
+    if info.unrecorded:
+        items.append(("not recorded", "; ".join(info.unrecorded)))
     items += list(info.settings.items())
     cells = "".join(
         f"<div><dt>{escape(key)}</dt><dd>{escape(value)}</dd></div>" for key, value in items

@@ -47,6 +47,7 @@ _TUNE_METRIC_TEXT = {
     "errors": "error rate",
 }
 _NO_SERIES_V1 = "not recorded in this run: bench schema 1 keeps per-level peaks only"
+_UNRECORDED_BENCH_V1 = ("the target's MAX_ACTIVE and queue settings", "the machine")
 
 
 def _strategy_label(strategy: Fields) -> str:
@@ -112,6 +113,7 @@ def _bench_v1(doc: Fields, name: str) -> BenchRun:
             llmctl_version=doc.text("llmctl_version"),
             started_at=doc.text("started_at"),
             settings=shown,
+            unrecorded=_UNRECORDED_BENCH_V1,
         ),
         slo=_slo(config.obj("slo")),
         levels=tuple(levels),
@@ -172,6 +174,7 @@ def _tune_v1(doc: Fields, name: str) -> TuneRun:
             llmctl_version=doc.text("llmctl_version"),
             started_at=doc.text("started_at"),
             settings=shown,
+            unrecorded=("the machine",),
         ),
         slo=_slo(settings.obj("slo")),
         trials=tuple(_trial(i + 1, t) for i, t in enumerate(doc.objects("trials"))),

@@ -43,6 +43,7 @@ class RunInfo:
     started_at: str | None
     settings: dict[str, str]  # flat "what: value" pairs, shown and compared across runs
     metadata: dict[str, str] = field(default_factory=dict)  # labels, machine, free-form notes
+    unrecorded: tuple[str, ...] = ()  # what this schema version does not keep, said in the header
 
 
 @dataclass(frozen=True)

@@ -136,7 +136,7 @@ def _mark(
     cx, cy = at
     out = (
         f'<circle class="pt" cx="{_num(cx)}" cy="{_num(cy)}" r="{radius}" fill="{series.color}" '
-        f'data-s="{index}" data-x="{_attr(point.x)}" data-y="{point.y!r}" data-tip="{_attr(tip)}">'
+        f'data-s="{index}" data-x="{_attr(point.x)}" data-y="{point.y!r}">'
         f"<title>{escape(tip)}</title></circle>"
     )
     if point.bad:
@@ -205,7 +205,7 @@ def _bars(fig: Figure, f: _Frame) -> list[str]:
             out.append(
                 f'<rect class="pt" x="{_num(x)}" y="{_num(top)}" width="{_num(bar - 1)}" '
                 f'height="{_num(zero - top)}" fill="{series.color}" data-s="{index}" '
-                f'data-x="{_attr(point.x)}" data-y="{point.y!r}" data-tip="{_attr(tip)}">'
+                f'data-x="{_attr(point.x)}" data-y="{point.y!r}">'
                 f"<title>{escape(tip)}</title></rect>"
             )
     return out

@@ -147,12 +147,15 @@ def runs_table(runs: Sequence[Run]) -> Table:
 
 def differences_table(runs: Sequence[Run]) -> Table:
     rows = tuple((key, *values) for key, values in settings_that_differ([r.info for r in runs]))
-    return Table(
-        "Settings that differ",
-        ("setting", *(r.info.name for r in runs)),
-        rows,
-        note="" if rows else "The runs' recorded settings are the same (addresses left out).",
+    unrecorded: list[str] = []
+    for run in runs:
+        unrecorded.extend(u for u in run.info.unrecorded if u not in unrecorded)
+    note = (
+        "Addresses are left out." if rows else "No recorded setting differs (addresses left out)."
     )
+    if unrecorded:
+        note += f" Not recorded in every run, so not compared: {'; '.join(unrecorded)}."
+    return Table("Settings that differ", ("setting", *(r.info.name for r in runs)), rows, note)
 
 
 def side_by_side(runs: Sequence[BenchRun]) -> Table:

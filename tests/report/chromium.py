@@ -141,6 +141,13 @@ class Page:
             raise RuntimeError(f"page script failed: {result['exceptionDetails']}")
         return result["result"].get("value")
 
+    async def mouse(self, kind: str, x: float, y: float) -> None:
+        """A mouse event at a point of the page: mouseMoved, mousePressed or mouseReleased."""
+        event: dict[str, Any] = {"type": kind, "x": x, "y": y}
+        if kind != "mouseMoved":
+            event.update(button="left", clickCount=1)
+        await self.send("Input.dispatchMouseEvent", event)
+
     async def screenshot(self, x: float, y: float, width: float, height: float) -> bytes:
         """PNG of a region of the page given in CSS pixels from its top left (SCALE x larger)."""
         clip = {"x": x, "y": y, "width": width, "height": height, "scale": 1}
@@ -159,6 +166,8 @@ def chromium(profile: Path) -> Iterator[str]:
     if CHROMIUM is None:
         raise RuntimeError("chromium is not installed")
     profile.mkdir(parents=True, exist_ok=True)
+    port_file = profile / "DevToolsActivePort"
+    port_file.unlink(missing_ok=True)  # left by an earlier browser on this profile
     output = profile / "chromium.log"
     with output.open("wb") as log:
         proc = subprocess.Popen(
@@ -168,7 +177,6 @@ def chromium(profile: Path) -> Iterator[str]:
             start_new_session=True,  # its own process group: the helpers it starts end with it
         )
         try:
-            port_file = profile / "DevToolsActivePort"
             deadline = time.monotonic() + 30
             while not (port_file.exists() and len(port_file.read_text().splitlines()) >= 2):
                 if proc.poll() is not None or time.monotonic() > deadline:

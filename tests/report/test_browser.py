@@ -13,7 +13,8 @@ from typing import Any
 import pytest
 from PIL import Image
 
-from tests.report.chromium import CHROMIUM, PageLog, chromium, devtools_page
+from llmctl.report.chart import value_text
+from tests.report.chromium import CHROMIUM, Page, PageLog, chromium, devtools_page
 from tests.report.conftest import BENCH_V1, TUNE_V1, LiveRuns, llmctl
 
 pytestmark = [
@@ -49,6 +50,7 @@ class Visit:
     data: dict[str, Any]  # the embedded report data: section key -> figure key -> figure
     figures: list[dict[str, Any]]  # what the DOM holds, per figure element
     shots: dict[str, Image.Image]  # figure id -> its plot area (whole figure when empty)
+    hover: dict[str, Any]  # the mouse over the first point of the first figure, then a click
 
 
 async def _visit(browser: str, page_url: str) -> Visit:
@@ -65,7 +67,23 @@ async def _visit(browser: str, page_url: str) -> Visit:
             png = await page.screenshot(left, top, width, height)
             shots[fig["id"]] = Image.open(io.BytesIO(png)).convert("RGB")
         data = {s["key"]: {f["key"]: f for f in s["figures"]} for s in read["data"]["sections"]}
-        return Visit(page.log, data, read["figures"], shots)
+        return Visit(page.log, data, read["figures"], shots, await _hover(page, read["figures"][0]))
+
+
+async def _hover(page: Page, fig: dict[str, Any]) -> dict[str, Any]:
+    """Point at the figure's first mark and read the tip; then click the figure."""
+    left, top, width, _ = fig["box"]
+    k = width / fig["width"]
+    point = fig["points"][0]
+    at = (left + float(point["cx"]) * k, top + float(point["cy"]) * k)
+    await page.mouse("mouseMoved", *at)
+    tip = await page.evaluate(
+        'var t = document.querySelector(".tip"); t.hidden ? null : t.textContent'
+    )
+    await page.mouse("mousePressed", *at)
+    await page.mouse("mouseReleased", *at)
+    wide = await page.evaluate(f'document.getElementById("{fig["id"]}").className')
+    return {"figure": fig["id"], "point": point, "tip": tip, "class": wide}
 
 
 @pytest.fixture(scope="module")
@@ -148,6 +166,17 @@ def test_the_page_loads_without_errors_or_requests(visit: Visit) -> None:
     assert visit.log.blocked == []
     # The only thing fetched is the report file itself.
     assert [url.startswith("file://") for url in visit.log.requests] == [True]
+
+
+def test_hovering_a_point_reads_it_and_a_click_widens_the_figure(visit: Visit) -> None:
+    plotted = _plotted(visit, visit.hover["figure"])
+    series = plotted["series"][visit.hover["point"]["s"]]
+    x, y, note = next(p for p in series["points"] if str(p[0]) == visit.hover["point"]["x"])
+    assert (
+        visit.hover["tip"]
+        == f"{series['name']} · {note}: {value_text(y)} ms at {value_text(x)} tok/s"
+    )
+    assert "wide" in visit.hover["class"].split()
 
 
 def test_every_figure_is_drawn(visit: Visit) -> None:

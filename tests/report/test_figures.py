@@ -124,6 +124,21 @@ def test_settings_that_differ_leave_out_addresses_and_mark_missing_ones() -> Non
     assert settings_that_differ([a, b]) == [("seed", ["0", "1"]), ("warmup_s", ["1", "-"])]
 
 
+def test_a_comparison_says_what_schema_1_could_not_compare() -> None:
+    (section, *_) = build_sections(load_runs([BENCH_V1, BENCH_V1]))
+    differences = next(t for t in section.tables if t.title == "Settings that differ")
+    assert differences.rows == ()
+    assert differences.note.startswith("No recorded setting differs")
+    assert "MAX_ACTIVE" in differences.note
+    failures = next(f for f in section.figures if f.key == "failures")
+    assert not failures.empty  # the file's open-loop levels had 429s
+    calm = replace(_bench(), levels=tuple(replace(lv, failed=0) for lv in _bench().levels))
+    (section, *_) = build_sections([calm, calm])
+    failures = next(f for f in section.figures if f.key == "failures")
+    assert failures.empty
+    assert failures.note == "no request failed in any run"
+
+
 def test_sections_compare_each_tool_run_twice_and_name_files_uniquely() -> None:
     runs = load_runs([BENCH_V1, BENCH_V1, TUNE_V1])
     keys = [s.key for s in build_sections(runs)]

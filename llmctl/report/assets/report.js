@@ -12,7 +12,10 @@
   }
   document.querySelectorAll("svg.chart:not(.empty)").forEach(function (svg) {
     var points = Array.prototype.map.call(svg.querySelectorAll(".pt"), function (el) {
-      return { el: el, at: box(el) };
+      // The SVG's own <title> (a tooltip in .svg files) gives way to the quicker one here.
+      var title = el.querySelector("title"), text = title ? title.textContent : "";
+      if (title) title.remove();
+      return { el: el, at: box(el), text: text };
     });
     var width = svg.viewBox.baseVal.width;
     var shown = null;
@@ -21,15 +24,15 @@
       shown = hit;
       if (!hit) { tip.hidden = true; return; }
       hit.el.classList.add("on");
-      tip.textContent = hit.el.getAttribute("data-tip");
+      tip.textContent = hit.text;
       tip.style.left = event.pageX + 14 + "px";
       tip.style.top = event.pageY + 14 + "px";
       tip.hidden = false;
     }
     svg.addEventListener("mousemove", function (event) {
-      var box = svg.getBoundingClientRect();
-      var k = width / box.width;
-      var x = (event.clientX - box.left) * k, y = (event.clientY - box.top) * k;
+      var rect = svg.getBoundingClientRect();
+      var k = width / rect.width;
+      var x = (event.clientX - rect.left) * k, y = (event.clientY - rect.top) * k;
       var best = null, bestD = 28 * 28;
       points.forEach(function (p) {
         var dx = Math.max(p.at[0] - x, 0, x - p.at[2]), dy = Math.max(p.at[1] - y, 0, y - p.at[3]);
