@@ -13,6 +13,7 @@ from PIL import Image
 
 from llmctl.cli import main
 from tests.report.conftest import BENCH_V1, TUNE_V1
+from tests.support import REPO
 
 
 def _run(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
@@ -138,3 +139,19 @@ def test_bad_arguments_are_usage_errors(
     code, _, err = _run(capsys, *args)
     assert code == 2
     assert message in " ".join(err.split())
+
+
+def test_the_docs_figures_are_what_this_command_draws(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """docs/figures/*.svg come from the runs beside them; a renderer change must redraw them
+    (the commands are in docs/benchmarks.md)."""
+    docs = REPO / "docs" / "figures"
+    runs = docs / "runs"
+    bench = [str(runs / "max-active-4.json"), str(runs / "max-active-8.json")]
+    assert _run(capsys, *bench, "--figures", str(tmp_path))[0] == 0
+    assert _run(capsys, str(runs / "tune.json"), "--figures", str(tmp_path))[0] == 0
+    committed = sorted(docs.glob("*.svg"))
+    assert len(committed) == 4
+    for figure in committed:
+        assert figure.read_text() == (tmp_path / figure.name).read_text(), figure.name
