@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from llmctl.core.errors import UsageError
@@ -48,6 +49,10 @@ class Fields:
     def _as_number(self, key: str, value: object) -> float:
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise self.fail(key, "a number", value)
+        if not math.isfinite(value):  # Python's json reads NaN and Infinity; nothing can plot them
+            raise RunFileError(
+                f"{self.path}: {self._name(key)} should be a finite number, not {value}"
+            )
         return float(value)
 
     def number(self, key: str) -> float | None:

@@ -228,6 +228,8 @@ def load_runs(paths: Sequence[Path]) -> list[Run]:
             raise RunFileError(
                 f"{path} is not JSON ({exc.msg} at line {exc.lineno} column {exc.colno})"
             ) from exc
+        except RecursionError as exc:
+            raise RunFileError(f"{path} is nested too deeply to be a bench or tune result") from exc
         seen[path.stem] = seen.get(path.stem, 0) + 1
         name = path.stem if seen[path.stem] == 1 else f"{path.stem} ({seen[path.stem]})"
         runs.append(read_run(data, str(path), name))

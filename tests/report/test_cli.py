@@ -84,6 +84,12 @@ def _broken_level() -> dict[str, Any]:
     return data
 
 
+def _nan_level() -> dict[str, Any]:
+    data = _bench()
+    data["levels"][0]["output_throughput"] = float("nan")
+    return data
+
+
 def _tune_without_trials() -> dict[str, Any]:
     data: dict[str, Any] = json.loads(TUNE_V1.read_text())
     del data["trials"]
@@ -101,6 +107,11 @@ def _tune_without_trials() -> dict[str, Any]:
         (json.dumps(_bench(schema_version="1")), "schema_version '1' is not one"),
         (json.dumps(_broken_level()), "levels[1].p95_ttft_ms should be a number, not text"),
         (json.dumps(_bench(levels={})), "levels should be a list, not an object"),
+        (
+            json.dumps(_nan_level()),
+            "levels[0].output_throughput should be a finite number, not nan",
+        ),
+        ("[" * 100_000 + "]" * 100_000, "nested too deeply"),
         (json.dumps(_tune_without_trials()), "trials is missing"),
     ],
 )
