@@ -11,6 +11,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from llmctl.core.slo import LATENCIES, SLO
 from llmctl.report.fields import Fields, RunFileError, flatten
 from llmctl.report.model import BenchRun, LevelStats, Run, RunInfo, Trial, TuneRun
 from llmctl.tune.report import format_ms
@@ -46,8 +47,10 @@ _TUNE_METRIC_TEXT = {
     "preemptions": "preemptions/s",
     "errors": "error rate",
 }
-_NO_SERIES_V1 = "not recorded in this run: bench schema 1 keeps per-level peaks only"
-_UNRECORDED_BENCH_V1 = ("the target's MAX_ACTIVE and queue settings", "the machine")
+# Schemas 1 and 2 differ only in the SLO's unit: milliseconds (`ttft_ms`), then seconds (`ttft_s`).
+_SLO_KEYS = {1: ("_ms", 1.0), 2: ("_s", 1000.0)}  # version -> (key suffix, to milliseconds)
+_NO_SERIES = "not recorded in this run: bench schema {} keeps per-level peaks only"
+_UNRECORDED_BENCH = ("the target's MAX_ACTIVE and queue settings", "the machine")
 
 
 def _strategy_label(strategy: Fields) -> str:
@@ -61,11 +64,18 @@ def _strategy_label(strategy: Fields) -> str:
     raise strategy.fail("kind", "concurrent or rate", kind)
 
 
-def _slo(slo: Fields | None) -> dict[str, float]:
+def _slo(slo: Fields | None, version: int) -> dict[str, float]:
+    """The SLO's targets in milliseconds, whatever unit the file's schema wrote them in."""
     if slo is None:
         return {}
-    values = {name: slo.number(f"{name}_ms") for name in ("ttft", "itl", "e2e")}
-    return {name: value for name, value in values.items() if value is not None}
+    suffix, to_ms = _SLO_KEYS[version]
+    values = {name: slo.number(f"{name}{suffix}") for name in LATENCIES}
+    return {name: value * to_ms for name, value in values.items() if value is not None}
+
+
+def _slo_text(slo_ms: dict[str, float]) -> str:
+    """One way to show an SLO for every schema, so runs of different versions compare."""
+    return SLO(**{f"{name}_s": ms / 1000 for name, ms in slo_ms.items()}).text()
 
 
 def _bench_level(level: Fields) -> LevelStats:
@@ -94,14 +104,17 @@ def _bench_level(level: Fields) -> LevelStats:
     )
 
 
-def _bench_v1(doc: Fields, name: str) -> BenchRun:
+def _bench(doc: Fields, name: str, version: int) -> BenchRun:
     config = doc.need_obj("config")
     levels = [_bench_level(level) for level in doc.objects("levels")]
-    settings = {k: v for k, v in config.data.items() if k not in ("levels", "api_key")}
+    slo = _slo(config.obj("slo"), version)
+    skip = ("levels", "api_key", "slo")
+    settings = {k: v for k, v in config.data.items() if k not in skip}
     shown = {
         "target": doc.text("target") or "",
         "model": doc.text("model") or "",
         "levels": ", ".join(level.label for level in levels),
+        "slo": _slo_text(slo),
     }
     shown.update((k, v) for k, v in flatten(settings).items() if k not in shown)
     return BenchRun(
@@ -109,15 +122,15 @@ def _bench_v1(doc: Fields, name: str) -> BenchRun:
             name=name,
             path=doc.path,
             tool="bench",
-            schema_version=1,
+            schema_version=version,
             llmctl_version=doc.text("llmctl_version"),
             started_at=doc.text("started_at"),
             settings=shown,
-            unrecorded=_UNRECORDED_BENCH_V1,
+            unrecorded=_UNRECORDED_BENCH,
         ),
-        slo=_slo(config.obj("slo")),
+        slo=slo,
         levels=tuple(levels),
-        series_note=_NO_SERIES_V1,
+        series_note=_NO_SERIES.format(version),
     )
 
 
@@ -155,14 +168,21 @@ def _trial(order: int, trial: Fields) -> Trial:
     )
 
 
-def _tune_v1(doc: Fields, name: str) -> TuneRun:
+def _tune(doc: Fields, name: str, version: int) -> TuneRun:
     settings = doc.need_obj("settings")
     limits = doc.obj("original_limits")
     recommendation = doc.need_obj("recommendation")
     recommended = recommendation.data.get("max_active")
     if recommended is not None and not isinstance(recommended, int):
         raise recommendation.fail("max_active", "a whole number or null", recommended)
-    shown = flatten(settings.data)
+    slo = _slo(settings.obj("slo"), version)
+    # Schema 1 kept the preemption and error limits inside the SLO; 2 keeps them beside it.
+    limits_at = settings.obj("slo") if version == 1 else settings
+    shown = {"slo": _slo_text(slo)}
+    for key in ("max_preemptions_per_s", "max_error_rate"):
+        value = None if limits_at is None else limits_at.number(key)
+        shown[key] = "none" if value is None else f"{value:g}"
+    shown.update(flatten({k: v for k, v in settings.data.items() if k not in shown}))
     if limits is not None:
         shown.update(flatten(limits.data, "original_limits."))
     return TuneRun(
@@ -170,13 +190,13 @@ def _tune_v1(doc: Fields, name: str) -> TuneRun:
             name=name,
             path=doc.path,
             tool="tune",
-            schema_version=1,
+            schema_version=version,
             llmctl_version=doc.text("llmctl_version"),
             started_at=doc.text("started_at"),
             settings=shown,
             unrecorded=("the machine",),
         ),
-        slo=_slo(settings.obj("slo")),
+        slo=slo,
         trials=tuple(_trial(i + 1, t) for i, t in enumerate(doc.objects("trials"))),
         recommended=recommended,
         reason=recommendation.text("reason") or "",
@@ -185,9 +205,11 @@ def _tune_v1(doc: Fields, name: str) -> TuneRun:
     )
 
 
-_READERS: dict[tuple[str, int], Callable[[Fields, str], Run]] = {
-    ("llmctl-bench", 1): _bench_v1,
-    ("llmctl-tune", 1): _tune_v1,
+_READERS: dict[tuple[str, int], Callable[[Fields, str, int], Run]] = {
+    ("llmctl-bench", 1): _bench,
+    ("llmctl-bench", 2): _bench,
+    ("llmctl-tune", 1): _tune,
+    ("llmctl-tune", 2): _tune,
 }
 _MAKERS = {"llmctl-bench": "llmctl bench --json", "llmctl-tune": "llmctl tune max-active --json"}
 
@@ -202,14 +224,13 @@ def read_run(data: Any, path: str, name: str) -> Run:
     tool, version = data.get("tool"), data.get("schema_version")
     if tool not in _MAKERS:
         raise RunFileError(f"{path} is a result of {tool!r}, not of llmctl bench or tune")
-    reader = _READERS.get((str(tool), version)) if isinstance(version, int) else None
-    if reader is None:
+    if isinstance(version, bool) or not isinstance(version, int) or (tool, version) not in _READERS:
         known = sorted(v for t, v in _READERS if t == tool)
         raise RunFileError(
             f"{path}: {tool} schema_version {version!r} is not one this llmctl reads "
             f"(it reads {', '.join(map(str, known))}); a newer llmctl may"
         )
-    return reader(Fields(data, path), name)
+    return _READERS[(str(tool), version)](Fields(data, path), name, version)
 
 
 def load_runs(paths: Sequence[Path]) -> list[Run]:

@@ -13,7 +13,9 @@ from typing import Any
 import pytest
 from PIL import Image
 
+from llmctl.bench.report import SCHEMA_VERSION as BENCH_SCHEMA
 from llmctl.report.chart import value_text
+from llmctl.tune.report import SCHEMA_VERSION as TUNE_SCHEMA
 from tests.report.chromium import CHROMIUM, Page, PageLog, chromium, devtools_page
 from tests.report.conftest import BENCH_V1, TUNE_V1, LiveRuns, llmctl
 
@@ -247,6 +249,7 @@ def test_the_drawn_points_carry_the_plotted_numbers(visit: Visit) -> None:
 def test_bench_figures_plot_the_json_numbers(visit: Visit, live_runs: LiveRuns, which: str) -> None:
     path = live_runs.bench if which == "live" else BENCH_V1
     raw = json.loads(path.read_text())
+    assert raw["schema_version"] == (BENCH_SCHEMA if which == "live" else 1)
     section = visit.data[path.stem]
     for key, series in _bench_expected(raw).items():
         plotted = _series(section[key])
@@ -262,11 +265,13 @@ def test_bench_figures_plot_the_json_numbers(visit: Visit, live_runs: LiveRuns, 
 def test_tune_figures_plot_the_json_numbers(visit: Visit, live_runs: LiveRuns, which: str) -> None:
     path = live_runs.tune if which == "live" else TUNE_V1
     raw = json.loads(path.read_text())
+    assert raw["schema_version"] == (TUNE_SCHEMA if which == "live" else 1)
     section = visit.data[path.stem]
     for key, series in _tune_expected(raw).items():
         assert _series(section[key]) == series, f"{path.stem}/{key}"
     slo = raw["settings"]["slo"]
-    assert [g["y"] for g in section["p95-ttft"]["guides"]] == [slo["ttft_ms"]]
+    ttft_ms = slo["ttft_ms"] if raw["schema_version"] == 1 else slo["ttft_s"] * 1000
+    assert [g["y"] for g in section["p95-ttft"]["guides"]] == [pytest.approx(ttft_ms)]
 
 
 def test_comparisons_overlay_every_run(visit: Visit, live_runs: LiveRuns) -> None:

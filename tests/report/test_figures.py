@@ -4,10 +4,14 @@ and the settings that differ between runs."""
 from __future__ import annotations
 
 import json
-from dataclasses import replace
+from collections.abc import Callable
+from dataclasses import fields, replace
+from pathlib import Path
+from typing import Any
 
 import pytest
 
+from llmctl.bench import report as bench_report
 from llmctl.report.chart import nice_ticks, tick_text
 from llmctl.report.comparison import settings_that_differ
 from llmctl.report.figures import bench_figures, tune_figures
@@ -15,6 +19,7 @@ from llmctl.report.load import load_runs
 from llmctl.report.model import BenchRun, RunInfo, TimeSeries, TuneRun
 from llmctl.report.sections import build_sections
 from llmctl.report.svg import render_svg
+from llmctl.tune import report as tune_report
 from tests.report.conftest import BENCH_V1, TUNE_V1
 
 
@@ -30,7 +35,7 @@ def test_a_schema_1_bench_file_reads_into_the_model() -> None:
     assert run.info.tool == "bench"
     assert run.info.schema_version == 1
     assert run.info.llmctl_version == raw["llmctl_version"]
-    assert run.info.settings["slo.ttft_ms"] == "150"
+    assert run.info.settings["slo"] == "ttft=150ms,e2e=1s"
     assert "api_key" not in " ".join(run.info.settings)
     assert run.slo == {"ttft": 150.0, "e2e": 1000.0}
     assert [lv.label for lv in run.levels] == ["10/s poisson", "30/s poisson", "60/s poisson"]
@@ -39,6 +44,24 @@ def test_a_schema_1_bench_file_reads_into_the_model() -> None:
     assert first.ms("e2e", "p99") == raw_first["p99_e2el_ms"]
     assert first.failures["http_429"] == raw_first["failures"]["http_429"] > 0
     assert first.server["kv_cache"] == raw_first["server"]["peak_kv_cache_usage_perc"] * 100
+
+
+@pytest.mark.parametrize(
+    ("path", "upgrade"), [(BENCH_V1, bench_report.upgrade), (TUNE_V1, tune_report.upgrade)]
+)
+def test_schema_1_and_its_schema_2_upgrade_read_the_same(
+    tmp_path: Path, path: Path, upgrade: Callable[[dict[str, Any]], dict[str, Any]]
+) -> None:
+    """Schema 2 moved the SLO to seconds; the report reads both into the same run."""
+    newer = tmp_path / path.name
+    newer.write_text(json.dumps(upgrade(json.loads(path.read_text()))))
+    old, new = load_runs([path, newer])
+    assert new.info.schema_version == 2
+    assert new.slo == pytest.approx(old.slo)
+    for field in fields(old):  # everything else is the same
+        if field.name not in ("info", "slo", "series_note"):
+            assert getattr(new, field.name) == getattr(old, field.name), field.name
+    assert settings_that_differ([old.info, new.info]) == []
 
 
 def test_a_schema_1_tune_file_reads_into_the_model() -> None:
