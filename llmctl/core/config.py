@@ -8,6 +8,7 @@ the stack config and CLI flags set the same fields.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any, Literal, TypeVar
 from urllib.parse import parse_qs, urlsplit
 
@@ -57,6 +58,11 @@ class GatewaySettings(AdmissionLimits):
     health_interval_s: float = Field(2.0, gt=0, description="Seconds between engine probes.")
     routing: Literal["round_robin", "least_loaded", "prefix_affinity"] = Field(
         "least_loaded", description="How a request's engine is chosen among several."
+    )
+    priority_to_engine: bool = Field(
+        False,
+        description="Send each request's class rank as vLLM's `priority` (the engine runs with "
+        "--scheduling-policy priority).",
     )
     affinity_slack: float = Field(
         0.25,
@@ -117,6 +123,11 @@ class GatewayConfig(GatewaySettings):
     )
     model_name: str | None = Field(None, description="Filled into requests that name no model.")
     api_keys: tuple[SecretStr, ...] = Field((), description="Accepted bearer keys; empty: open.")
+    tenants_file: Path | None = Field(
+        None,
+        description="Tenants, classes and their limits (TOML; docs/tenants.md); its keys are "
+        "accepted as well as api_keys.",
+    )
     admin_key: SecretStr | None = Field(None, description="Key for /admin; unset: admin API off.")
     host: str = Field("127.0.0.1", description="Listen address.")
     port: int = Field(8080, ge=0, le=65535, description="Listen port.")
@@ -176,6 +187,7 @@ GATEWAY_ENV = {
     "LLMCTL_HEALTH_INTERVAL_S": "health_interval_s",
     "LLMCTL_API_KEYS": "api_keys",
     "LLMCTL_ADMIN_KEY": "admin_key",
+    "LLMCTL_TENANTS_FILE": "tenants_file",
     "LLMCTL_GATEWAY_HOST": "host",
     "LLMCTL_GATEWAY_PORT": "port",
 }
@@ -187,6 +199,7 @@ GATEWAY_FLAGS = {
     "upstreams": "--upstream",
     "upstream_dns": "--upstream-dns",
     "routing": "--routing",
+    "priority_to_engine": "--priority-to-engine",
     "affinity_slack": "--affinity-slack",
     "poll_interval_s": "--poll-interval",
     "dns_interval_s": "--dns-interval",
@@ -200,6 +213,7 @@ GATEWAY_FLAGS = {
     "request_timeout_s": "--request-timeout",
     "max_body_bytes": "--max-body-bytes",
     "health_interval_s": "--health-interval",
+    "tenants_file": "--tenants-file",
     "host": "--host",
     "port": "--port",
 }

@@ -47,6 +47,7 @@ REASONS = (
     "bad_request",
     "unauthorized",
     "internal_error",
+    "rate_limited",
 )
 # Where a client went away, the `stage` label of GATEWAY_CLIENT_DISCONNECTS.
 DISCONNECT_STAGES = ("queued", "waiting", "streaming")
@@ -195,6 +196,38 @@ GATEWAY_RETRIES = MetricSpec(
     ("kind",),
 )
 
+# Tenants and classes (labels from the tenants file: bounded by it, never raw keys).
+GATEWAY_TENANT_REQUESTS = MetricSpec(
+    "llmctl_gateway_tenant_requests",
+    "counter",
+    "Finished requests by tenant, class and reason.",
+    ("tenant", "class", "reason"),
+)
+GATEWAY_TENANT_TOKENS = MetricSpec(
+    "llmctl_gateway_tenant_tokens",
+    "counter",
+    "Prompt and completion tokens of finished requests (engine usage), by tenant.",
+    ("tenant", "kind"),
+)
+GATEWAY_RATE_LIMITED = MetricSpec(
+    "llmctl_gateway_rate_limited",
+    "counter",
+    "Requests refused with 429 because their tenant is at a limit, by tenant and limit.",
+    ("tenant", "limit"),
+)
+GATEWAY_CLASS_QUEUE = MetricSpec(
+    "llmctl_gateway_class_queue_depth",
+    "gauge",
+    "Requests of this class waiting for a slot now.",
+    ("class",),
+)
+GATEWAY_CLASS_ACTIVE = MetricSpec(
+    "llmctl_gateway_class_active_requests",
+    "gauge",
+    "Requests of this class holding a slot now.",
+    ("class",),
+)
+
 GATEWAY_METRICS = (
     GATEWAY_REQUESTS,
     GATEWAY_ACTIVE,
@@ -217,6 +250,11 @@ GATEWAY_METRICS = (
     GATEWAY_ENGINE_UP,
     GATEWAY_ROUTED,
     GATEWAY_RETRIES,
+    GATEWAY_TENANT_REQUESTS,
+    GATEWAY_TENANT_TOKENS,
+    GATEWAY_RATE_LIMITED,
+    GATEWAY_CLASS_QUEUE,
+    GATEWAY_CLASS_ACTIVE,
 )
 
 # --- vLLM (names, types and labels as vLLM 0.32 exports them; labels model_name, engine) -----------

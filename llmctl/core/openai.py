@@ -96,3 +96,23 @@ def sse_error_event(message: str, *, type: str = "server_error", code: str | Non
     """An in-stream error (after the first byte) followed by the terminating `[DONE]`."""
     payload = json.dumps(error_body(message, type=type, code=code))
     return f"data: {payload}\n\n".encode() + DONE_EVENT
+
+
+def drop_usage_events(data: bytes) -> bytes:
+    """`data` without its usage-only events (`"choices":[]` with `"usage"`), for a client that did
+    not ask for usage when the gateway asked the engine for it. Only whole events are dropped."""
+    if b'"usage"' not in data:
+        return data
+    kept: list[bytes] = []
+    start = 0
+    while True:
+        end = data.find(b"\n\n", start)
+        if end < 0:
+            kept.append(data[start:])
+            break
+        event = data[start : end + 2]
+        usage_only = b'"usage"' in event and (b'"choices":[]' in event or b'"choices": []' in event)
+        if not usage_only:
+            kept.append(event)
+        start = end + 2
+    return b"".join(kept)

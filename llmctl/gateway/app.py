@@ -16,15 +16,19 @@ from pydantic import ValidationError
 from llmctl.core.config import AdmissionLimits, GatewayConfig
 from llmctl.core.openai import CHAT, COMPLETIONS, MODELS_PATH, Route
 from llmctl.core.validation import explain
+from llmctl.gateway import quota
 from llmctl.gateway.admission import AdmissionController, AdmissionRefusedError, Slot
-from llmctl.gateway.auth import KeyRing, readable
+from llmctl.gateway.affinity import prompt_text
+from llmctl.gateway.auth import KeyRing, bearer_token, readable
 from llmctl.gateway.engines import EnginePool
 from llmctl.gateway.errors import error_response
+from llmctl.gateway.fairness import FairQueue
 from llmctl.gateway.health import PoolMonitor
 from llmctl.gateway.metrics import GatewayMetrics, Outcome
-from llmctl.gateway.payload import BadRequestError, parse_completion, request_id
+from llmctl.gateway.payload import BadRequestError, CompletionRequest, parse_completion, request_id
 from llmctl.gateway.proxy import EngineFailedError, Proxy, make_session
 from llmctl.gateway.router import SESSION_HEADER, EngineRouter, RouteHint
+from llmctl.gateway.tenants import CLASS_HEADER, Tenancy, Tenant, load_tenants
 
 GATEWAY_KEY: web.AppKey[Gateway] = web.AppKey("gateway")
 # The engine that served a request (its host:port), on every answer that reached one.
@@ -39,7 +43,13 @@ class Gateway:
         self.config = config
         upstreams = () if config.upstream_dns else config.upstreams
         self.pool = EnginePool.of(upstreams, config.rejoin_ramp_s)
-        self.admission = AdmissionController(config.limits, self.pool)
+        self.tenancy: Tenancy | None = None
+        queue: FairQueue | None = None
+        if config.tenants_file is not None:
+            legacy = tuple(k.get_secret_value() for k in config.api_keys)
+            self.tenancy = Tenancy(load_tenants(config.tenants_file), legacy)
+            queue = FairQueue(self.tenancy.policies)
+        self.admission = AdmissionController(config.limits, self.pool, queue=queue)
         self.metrics = GatewayMetrics(self.admission)
         self.router = EngineRouter(
             self.pool,
@@ -104,9 +114,7 @@ class Gateway:
         try:
             return await self._handle(request, route, outcome)
         finally:
-            self.metrics.count_request(
-                route.path, outcome.status, outcome.reason or "internal_error"
-            )
+            self.metrics.count_request(route.path, outcome)
 
     async def _handle(
         self, request: web.Request, route: Route, outcome: Outcome
@@ -116,10 +124,26 @@ class Gateway:
         rid = request_id(request.headers.get("X-Request-Id"))
         headers = {"X-Request-Id": rid}
         authorization = request.headers.get("Authorization")
-        denied = self._unauthorized(authorization, headers)
-        if denied is not None:
-            outcome.set(401, "unauthorized")
-            return denied
+        tenant: Tenant | None = None
+        rank = 0
+        if self.tenancy is not None:
+            token = bearer_token(authorization) if readable(authorization) else None
+            tenant = self.tenancy.identify(token) if token else None
+            if tenant is None:
+                outcome.set(401, "unauthorized")
+                return error_response(
+                    401, "a valid API key is required", "invalid_api_key", headers
+                )
+            rank, outcome.class_name = self.tenancy.rank_of(
+                tenant, request.headers.get(CLASS_HEADER)
+            )
+            outcome.tenant = tenant.name
+            headers[CLASS_HEADER] = outcome.class_name
+        else:
+            denied = self._unauthorized(authorization, headers)
+            if denied is not None:
+                outcome.set(401, "unauthorized")
+                return denied
         try:
             raw = await request.read()
             parsed = parse_completion(raw, route, self.config.model_name)
@@ -133,12 +157,58 @@ class Gateway:
             outcome.set(400, "bad_request")
             return error_response(400, str(exc), "bad_request", headers, param=exc.param)
 
+        claim: quota.Claim | None = None
+        if tenant is not None and (tenant.requests or tenant.tokens):
+            now = time.monotonic()
+            prompt_chars = len(prompt_text(parsed.data, route.body_key))
+            estimate = quota.estimate_tokens(parsed.data, prompt_chars, tenant.default_max_tokens)
+            result = quota.claim(tenant, estimate, now)
+            headers.update(quota.headers(tenant, now))
+            if isinstance(result, quota.Refusal):
+                outcome.set(429, "rate_limited")
+                metrics.rate_limited.labels(tenant.name, result.limit).inc()
+                return error_response(
+                    429,
+                    f"tenant {tenant.name} is at its {result.limit}-per-minute limit; retry later",
+                    "rate_limited",
+                    headers,
+                    retry_after=max(1, math.ceil(result.retry_after_s)),
+                )
+            claim = result
+        try:
+            return await self._serve(
+                request, route, parsed, outcome, headers, arrived, rid, authorization, tenant, rank
+            )
+        finally:
+            if claim is not None:
+                # What the request really used; nothing when it never reached an engine.
+                if outcome.usage is not None:
+                    claim.settle(sum(outcome.usage), time.monotonic())
+                elif outcome.reason != "ok":
+                    claim.settle(0, time.monotonic())
+
+    async def _serve(
+        self,
+        request: web.Request,
+        route: Route,
+        parsed: CompletionRequest,
+        outcome: Outcome,
+        headers: dict[str, str],
+        arrived: float,
+        rid: str,
+        authorization: str | None,
+        tenant: Tenant | None,
+        rank: int,
+    ) -> web.StreamResponse:
+        """Admit a checked request and forward it (retrying once on another engine)."""
+        metrics = self.metrics
         upstream_headers = {"Content-Type": "application/json", "X-Request-Id": rid}
-        if not self.keys.enabled:
+        if not self.keys.enabled and self.tenancy is None:
             upstream_headers.update(_engine_auth(authorization))
         hint = self.router.hint(parsed.data, route.body_key, request.headers.get(SESSION_HEADER))
+        body, strip_usage = self._upstream_body(parsed, tenant, rank)
 
-        admitted = await self._admit(hint, headers, outcome)
+        admitted = await self._admit(hint, headers, outcome, tenant=tenant, rank=rank)
         if isinstance(admitted, web.Response):
             return admitted
         slot = admitted
@@ -154,7 +224,7 @@ class Gateway:
                     return await proxy.forward(
                         request,
                         route,
-                        parsed.body,
+                        body,
                         parsed.stream,
                         upstream_headers,
                         headers,
@@ -162,6 +232,7 @@ class Gateway:
                         outcome,
                         arrived,
                         can_retry=attempt == 1 and len(self.pool) > 1,
+                        strip_usage=strip_usage,
                     )
                 except EngineFailedError as failed:
                     # Nothing reached the client yet: once, on another engine, ahead of the queue.
@@ -171,7 +242,12 @@ class Gateway:
                     slot.release()
                     metrics.retries.labels(failed.kind).inc()
                     retried = await self._admit(
-                        hint, headers, outcome, exclude=frozenset({failed_engine.name})
+                        hint,
+                        headers,
+                        outcome,
+                        tenant=tenant,
+                        rank=rank,
+                        exclude=frozenset({failed_engine.name}),
                     )
                     if isinstance(retried, web.Response):
                         return retried
@@ -181,17 +257,47 @@ class Gateway:
             slot.release()
             metrics.e2e.observe(time.monotonic() - arrived)
 
+    def _upstream_body(
+        self, parsed: CompletionRequest, tenant: Tenant | None, rank: int
+    ) -> tuple[bytes, bool]:
+        """The body the engine gets, and whether the usage the gateway added must be stripped.
+
+        A tenant's tokens are counted from the engine's usage, so a stream asks for it (and the
+        client, which did not, never sees it); with priority_to_engine, the class rides along as
+        vLLM's `priority`. Otherwise the client's bytes go through untouched."""
+        if tenant is None:
+            return parsed.body, False
+        data = parsed.data
+        options = data.get("stream_options")
+        wants_usage = isinstance(options, dict) and options.get("include_usage") is True
+        strip = parsed.stream and not wants_usage
+        if not strip and not self.config.priority_to_engine:
+            return parsed.body, False
+        data = dict(data)
+        if strip:
+            data["stream_options"] = {
+                **(options if isinstance(options, dict) else {}),
+                "include_usage": True,
+            }
+        if self.config.priority_to_engine:
+            data["priority"] = rank
+        return json.dumps(data, separators=(",", ":")).encode(), strip
+
     async def _admit(
         self,
         hint: RouteHint | None,
         headers: dict[str, str],
         outcome: Outcome,
         *,
+        tenant: Tenant | None = None,
+        rank: int = 0,
         exclude: frozenset[str] = frozenset(),
     ) -> Slot | web.Response:
         """A slot, or the refusal to answer with (`exclude` non-empty: a retry, queued first)."""
         try:
-            return await self.admission.acquire(hint, exclude=exclude, front=bool(exclude))
+            return await self.admission.acquire(
+                hint, tenant=tenant, rank=rank, exclude=exclude, front=bool(exclude)
+            )
         except AdmissionRefusedError as refused:
             outcome.set(refused.status, refused.reason)
             headers["X-Queue-Wait-Ms"] = f"{refused.waited_s * 1000:.1f}"
@@ -322,6 +428,7 @@ async def _unrouted(request: web.Request) -> web.Response:
 
 
 _REFUSAL_MESSAGES = {
+    "rate_limited": "the tenant is at its rate limit; retry later",
     "engine_unavailable": "the engine is unavailable",
     "queue_full": "the gateway's queue is full; retry later",
     "rejected": "the engine is at capacity; retry later",

@@ -83,9 +83,13 @@ def gateway_args(
     }
     args = ["gateway", "serve"]
     for name, value in values.items():
-        if value is not None:
-            text = _fmt(value) if isinstance(value, float | int) else str(value)
-            args += [GATEWAY_FLAGS[name], text]
+        if value is None or value is False:
+            continue
+        if value is True:
+            args.append(GATEWAY_FLAGS[name])  # a plain flag
+            continue
+        text = _fmt(value) if isinstance(value, float | int) else str(value)
+        args += [GATEWAY_FLAGS[name], text]
     return args
 
 
