@@ -204,7 +204,7 @@ class AdmissionController:
         Cancellation leaves no trace."""
         arrived = time.monotonic()
         limits = self._limits
-        if not any(e.in_rotation() and e.name not in exclude for e in self.pool):
+        if not any(e.name not in exclude for e in self.pool.routable()):
             raise AdmissionRefusedError("engine_unavailable", 503, 1, 0.0)
         if not len(self.queue) or front:
             grant = self._grant(hint, exclude, tenant, rank)

@@ -113,7 +113,8 @@ class PoolMonitor:
 
     async def probe(self, engine: Engine) -> bool:
         """Ask one engine whether it lists the model; record and return the verdict."""
-        timeout = aiohttp.ClientTimeout(total=min(self._probe_interval_s * 2, 5.0))
+        # Two intervals, but never under 2 s: a busy engine (or machine) is not a dead one.
+        timeout = aiohttp.ClientTimeout(total=min(max(self._probe_interval_s * 2, 2.0), 5.0))
         try:
             async with self._session.get(engine.url + MODELS_PATH, timeout=timeout) as resp:
                 body = await resp.read()
