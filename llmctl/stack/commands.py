@@ -64,6 +64,8 @@ def vllm_args(engine: EngineSpec, *, host: str, port: int, model: str | None = N
     args += ["--gpu-memory-utilization", _fmt(engine.gpu_memory_utilization)]
     if engine.max_num_seqs is not None:
         args += ["--max-num-seqs", str(engine.max_num_seqs)]
+    if engine.scheduling_policy != "fcfs":
+        args += ["--scheduling-policy", engine.scheduling_policy]
     return args + list(engine.extra_args)
 
 

@@ -103,6 +103,8 @@ class LocalRuntime:
         )
         if gw.api_keys_file:
             args += ["--api-keys-file", str(Path(gw.api_keys_file).expanduser().resolve())]
+        if gw.tenants_file:
+            args += ["--tenants-file", str(Path(gw.tenants_file).expanduser().resolve())]
         if gw.admin_key_file:
             args += ["--admin-key-file", str(Path(gw.admin_key_file).expanduser().resolve())]
         return args

@@ -89,6 +89,7 @@ def context(spec: StackSpec, *, cwd: Path | None = None) -> dict[str, Any]:
         },
         "files": {
             "api_keys": _abspath(gw.api_keys_file, cwd),
+            "tenants": _abspath(gw.tenants_file, cwd),
             "admin_key": _abspath(gw.admin_key_file, cwd),
         },
         "targets": _targets(spec, local_host) if not docker else _docker_targets(spec),

@@ -100,6 +100,11 @@ class EngineSpec(_Spec):
     max_num_seqs: int | None = Field(
         None, ge=1, description="Sequences the engine batches at once."
     )
+    scheduling_policy: Literal["fcfs", "priority"] = Field(
+        "fcfs",
+        description="vLLM --scheduling-policy; `priority` also makes the gateway send each "
+        "request's class as its priority.",
+    )
     extra_args: list[str] = Field(default_factory=list, description="More engine flags, verbatim.")
     env: dict[str, str] = Field(
         default_factory=dict, description="Non-secret environment for the engine process."
@@ -144,6 +149,9 @@ class GatewaySpec(GatewaySettings):
         "LLMCTL_API_KEYS", description="Environment variable with accepted keys (comma list)."
     )
     api_keys_file: str | None = Field(None, description="File with accepted keys, one a line.")
+    tenants_file: str | None = Field(
+        None, description="Tenants, classes and limits (TOML, docs/tenants.md)."
+    )
     admin_key_env: str | None = Field(None, description="Environment variable with the admin key.")
     admin_key_file: str | None = Field(None, description="File holding the admin key.")
     generate_admin_key: bool = Field(
@@ -230,6 +238,13 @@ class StackSpec(_Spec):
     observability: ObservabilitySpec = Field(default_factory=ObservabilitySpec)
     ports: PortsSpec = Field(default_factory=PortsSpec)
     alerts: AlertThresholds = Field(default_factory=AlertThresholds)
+
+    @model_validator(mode="after")
+    def _priority(self) -> StackSpec:
+        # The engine orders its batch by the gateway's classes only if the gateway says them.
+        if self.engine.scheduling_policy == "priority":
+            self.gateway.priority_to_engine = True
+        return self
 
     @model_validator(mode="after")
     def _distinct_ports(self) -> StackSpec:
