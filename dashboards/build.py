@@ -214,6 +214,30 @@ def gateway() -> Json:
                    "Per streamed request: its mean gap between tokens."),
             ],
             [
+                ts("Engines: slots in use", [
+                    q(f"sum by (engine) ({m.GATEWAY_ENGINE_ACTIVE.series}{{{GW}}})", "{{engine}} active"),
+                    q(f"sum by (engine) ({m.GATEWAY_ENGINE_LIMIT.series}{{{GW}}})", "{{engine}} limit"),
+                    q(f"min by (engine) ({m.GATEWAY_ENGINE_UP.series}{{{GW}}})", "{{engine}} up")],
+                   "short", "Requests at each engine against its own limit (it ramps up after a "
+                   "comeback); up = 1 while in rotation."),
+                ts("Engines: routing", [
+                    q(rate(m.GATEWAY_ROUTED.series, GW, "engine, reason"), "{{engine}} {{reason}}")],
+                   PERS, "Requests sent to each engine per second, by why it was chosen."),
+            ],
+            [
+                ts("Classes: waiting and active", [
+                    q(f"sum by (class) ({m.GATEWAY_CLASS_QUEUE.series}{{{GW}}})", "{{class}} waiting"),
+                    q(f"sum by (class) ({m.GATEWAY_CLASS_ACTIVE.series}{{{GW}}})", "{{class}} active")],
+                   "short", "Per priority class (with a tenants file): requests in the queue and holding slots."),
+                ts("Tenants: requests", [
+                    q(rate(m.GATEWAY_TENANT_REQUESTS.series, GW, "tenant, reason"), "{{tenant}} {{reason}}"),
+                    q(rate(m.GATEWAY_RATE_LIMITED.series, GW, "tenant, limit"), "{{tenant}} limited ({{limit}})")],
+                   REQPS, "Finished requests per second by tenant and reason, and refusals at a tenant's limits."),
+                ts("Tenants: tokens", [q(rate(m.GATEWAY_TENANT_TOKENS.series, GW, "tenant, kind"),
+                                         "{{tenant}} {{kind}}")],
+                   TOKPS, "Prompt and completion tokens per second by tenant (the engine's usage)."),
+            ],
+            [
                 ts("Tokens", [q(rate(m.GATEWAY_PROMPT_TOKENS.series, GW), "prompt"),
                               q(rate(m.GATEWAY_COMPLETION_TOKENS.series, GW), "completion")],
                    TOKPS, "Tokens per second through the gateway."),

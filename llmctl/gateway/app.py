@@ -51,6 +51,8 @@ class Gateway:
             queue = FairQueue(self.tenancy.policies)
         self.admission = AdmissionController(config.limits, self.pool, queue=queue)
         self.metrics = GatewayMetrics(self.admission)
+        for tenant in self.tenancy.tenants if self.tenancy is not None else ():
+            self.metrics.precreate_tenant(tenant.name)
         self.router = EngineRouter(
             self.pool,
             config.routing,

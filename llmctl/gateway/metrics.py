@@ -79,6 +79,13 @@ class GatewayMetrics:
             self.retries.labels(kind)
         self._request_children: dict[tuple[str, int, str], Any] = {}
 
+    def precreate_tenant(self, tenant: str) -> None:
+        """Zeros for a tenant's counters, so dashboards show it before its first request."""
+        for kind in ("prompt", "completion"):
+            self.tenant_tokens.labels(tenant, kind)
+        for limit in ("requests", "tokens"):
+            self.rate_limited.labels(tenant, limit)
+
     def count_request(self, route: str, outcome: Outcome) -> None:
         reason = outcome.reason or "internal_error"
         key = (route, outcome.status, reason)

@@ -19,7 +19,15 @@ from prometheus_client.parser import text_string_to_metric_families
 from llmctl.core import http
 from llmctl.core import metrics as m
 from llmctl.observe.queries import MIN_WINDOW_S
-from llmctl.observe.snapshot import HISTORY_POINTS, GpuSnapshot, History, StackSnapshot, finite
+from llmctl.observe.snapshot import (
+    HISTORY_POINTS,
+    ClassSnapshot,
+    EngineSnapshot,
+    GpuSnapshot,
+    History,
+    StackSnapshot,
+    finite,
+)
 
 Labels = dict[str, str]
 Match = Callable[[Labels], bool]
@@ -228,6 +236,8 @@ def _compute(now: Scrape, base: Scrape, url: str, note: str) -> StackSnapshot:
         prompt_tokens_per_s=rate(m.VLLM_PROMPT_TOKENS.series, job=m.JOB_ENGINE),
         generation_tokens_per_s=rate(m.VLLM_GENERATION_TOKENS.series, job=m.JOB_ENGINE),
         gpus=_gpus(now),
+        engines=_engines(now),
+        classes=_classes(now),
     )
 
 
@@ -255,3 +265,37 @@ def _gpus(scrape: Scrape) -> list[GpuSnapshot]:
         if found is not None and isinstance(used, float):
             found["mem_total_mib"] = used + free
     return [GpuSnapshot.model_validate(gpus[g]) for g in sorted(gpus)]
+
+
+def _by_label(scrape: Scrape, fields: dict[str, str], label: str) -> dict[str, dict[str, float]]:
+    found: dict[str, dict[str, float]] = {}
+    for attr, name in fields.items():
+        for lab, value in scrape.samples.get(name, []):
+            key = lab.get(label, "?")
+            row = found.setdefault(key, {})
+            row[attr] = row.get(attr, 0.0) + value
+    return found
+
+
+def _engines(scrape: Scrape) -> list[EngineSnapshot]:
+    fields = {
+        "active": m.GATEWAY_ENGINE_ACTIVE.series,
+        "limit": m.GATEWAY_ENGINE_LIMIT.series,
+        "up": m.GATEWAY_ENGINE_UP.series,
+    }
+    rows = _by_label(scrape, fields, "engine")
+    return [
+        EngineSnapshot(
+            engine=name,
+            active=v.get("active"),
+            limit=v.get("limit"),
+            up=None if "up" not in v else v["up"] == 1.0,
+        )
+        for name, v in sorted(rows.items())
+    ]
+
+
+def _classes(scrape: Scrape) -> list[ClassSnapshot]:
+    fields = {"queued": m.GATEWAY_CLASS_QUEUE.series, "active": m.GATEWAY_CLASS_ACTIVE.series}
+    rows = _by_label(scrape, fields, "class")
+    return [ClassSnapshot(name=name, **v) for name, v in sorted(rows.items())]

@@ -94,6 +94,18 @@ GPU: dict[str, str] = {
 }
 GPU_NAME = f"max by (gpu, modelName) ({m.DCGM_GPU_UTIL.series})"
 
+# EngineSnapshot field -> a query returning one series per engine (label `engine`).
+ENGINES: dict[str, str] = {
+    "active": f"sum by (engine) ({m.GATEWAY_ENGINE_ACTIVE.series})",
+    "limit": f"sum by (engine) ({m.GATEWAY_ENGINE_LIMIT.series})",
+    "up": f"min by (engine) ({m.GATEWAY_ENGINE_UP.series})",
+}
+# ClassSnapshot field -> a query returning one series per class (label `class`).
+CLASSES: dict[str, str] = {
+    "queued": f"sum by (class) ({m.GATEWAY_CLASS_QUEUE.series})",
+    "active": f"sum by (class) ({m.GATEWAY_CLASS_ACTIVE.series})",
+}
+
 # History field -> a query read as a range (the sparklines): the recording rules, over
 # m.RECORDING_WINDOW each, so history is the smoothed view the dashboards show.
 HISTORY: dict[str, str] = {
@@ -106,4 +118,12 @@ HISTORY: dict[str, str] = {
 
 def all_queries(window: str = "10s") -> list[str]:
     """Every query string above, for tests that run them all."""
-    return [GATEWAY_TARGETS, *scalars(window).values(), *GPU.values(), GPU_NAME, *HISTORY.values()]
+    return [
+        GATEWAY_TARGETS,
+        *scalars(window).values(),
+        *GPU.values(),
+        GPU_NAME,
+        *ENGINES.values(),
+        *CLASSES.values(),
+        *HISTORY.values(),
+    ]

@@ -152,6 +152,35 @@ def _gpus(snap: StackSnapshot) -> Panel:
     return Panel(table, title="GPU", title_align="left")
 
 
+def _engines(snap: StackSnapshot) -> Panel | None:
+    """One row per engine behind the gateway (shown when there are several)."""
+    if len(snap.engines) < 2:
+        return None
+    table = Table(expand=True, box=None, padding=(0, 1))
+    for column in ("engine", "slots", "state"):
+        table.add_column(column, justify="left")
+    for e in snap.engines:
+        state = (
+            Text("up", "green")
+            if e.up
+            else Text("out of rotation", "red")
+            if e.up is False
+            else Text(MISSING)
+        )
+        table.add_row(e.engine, bar(e.active, e.limit), state)
+    return Panel(table, title="engines", title_align="left")
+
+
+def _classes(snap: StackSnapshot) -> Panel | None:
+    """Waiting and active requests per priority class (with a tenants file)."""
+    if not snap.classes:
+        return None
+    rows: list[tuple[str | Text, str | Text]] = [
+        (c.name, f"{num(c.queued)} waiting, {num(c.active)} active") for c in snap.classes
+    ]
+    return Panel(_pairs(rows), title="classes", title_align="left")
+
+
 def _history(snap: StackSnapshot) -> Panel:
     h = snap.history
 
@@ -180,4 +209,5 @@ def render(snap: StackSnapshot, *, live: bool = False) -> RenderableType:
     middle.add_column(ratio=1)
     middle.add_column(ratio=2)
     middle.add_row(_engine(snap), _gpus(snap))
-    return Group(_header(snap, live), top, middle, _history(snap))
+    extra = [p for p in (_engines(snap), _classes(snap)) if p is not None]
+    return Group(_header(snap, live), top, middle, *extra, _history(snap))

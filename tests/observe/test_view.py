@@ -134,3 +134,26 @@ def test_bars_and_sparklines_edge_cases() -> None:
     assert sparkline([]) == MISSING
     assert sparkline([0, 0]) == "▁▁"
     assert len(sparkline(list(range(100)), width=40)) == 40
+
+
+def test_engines_and_classes_get_rows_of_their_own() -> None:
+    from llmctl.observe.snapshot import ClassSnapshot, EngineSnapshot
+
+    snap = BUSY.model_copy(
+        update={
+            "engines": [
+                EngineSnapshot(engine="10.0.0.1:8000", active=3, limit=4, up=True),
+                EngineSnapshot(engine="10.0.0.2:8000", active=0, limit=1, up=False),
+            ],
+            "classes": [
+                ClassSnapshot(name="batch", queued=12, active=1),
+                ClassSnapshot(name="interactive", queued=0, active=3),
+            ],
+        }
+    )
+    text = screen(snap)
+    assert "3 / 4" in line_with(text, "10.0.0.1:8000")
+    assert "out of rotation" in line_with(text, "10.0.0.2:8000")
+    assert "12 waiting, 1 active" in line_with(text, "batch")
+    assert "0 waiting, 3 active" in line_with(text, "interactive")
+    assert "engines" not in screen(BUSY)  # one engine: no engine rows
