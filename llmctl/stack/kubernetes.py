@@ -26,7 +26,7 @@ from llmctl.core.errors import ConfigError, LlmctlError
 from llmctl.core.files import write_file
 from llmctl.core.resources import data_dir
 from llmctl.stack import commands, render
-from llmctl.stack.credentials import ADMIN_KEY, StackSecrets, admin_key_source
+from llmctl.stack.credentials import ADMIN_KEY, StackSecrets, admin_key_source, read_env_file
 from llmctl.stack.spec import StackSpec
 
 TEMPLATES = "kubernetes"
@@ -40,8 +40,10 @@ TENANTS_DIR = "/etc/llmctl/tenants"
 # The llmctl image's user (docker/gateway.Dockerfile).
 LLMCTL_UID = 10001
 # Requests and limits where the stack file has no key: the gateway is one asyncio process.
-GATEWAY_RESOURCES = {"requests": {"cpu": "250m", "memory": "256Mi"}}
-GATEWAY_RESOURCES["limits"] = {"cpu": "2", "memory": "1Gi"}
+GATEWAY_RESOURCES = {
+    "requests": {"cpu": "250m", "memory": "256Mi"},
+    "limits": {"cpu": "2", "memory": "1Gi"},
+}
 ENGINE_DEFAULTS = {"vllm": ("8", "32Gi"), "sim": ("1", "512Mi")}
 PROBE_PERIOD_S = 10
 
@@ -137,11 +139,14 @@ def context(spec: StackSpec, stack_secrets: StackSecrets, dashboards: list[str])
         "engine_command": (
             ["python3", "-m", commands.VLLM_MODULE] if eng.kind == "vllm" else ["llmctl"]
         ),
-        "engine_args": (
-            commands.vllm_args(eng, host="0.0.0.0", port=ENGINE_PORT)
-            if eng.kind == "vllm"
-            else commands.sim_args(eng, host="0.0.0.0", port=ENGINE_PORT)
-        ),
+        "engine_args": [
+            _literal(arg)
+            for arg in (
+                commands.vllm_args(eng, host="0.0.0.0", port=ENGINE_PORT)
+                if eng.kind == "vllm"
+                else commands.sim_args(eng, host="0.0.0.0", port=ENGINE_PORT)
+            )
+        ],
         "engine_resources": {
             "requests": {"cpu": cpu, "memory": memory},
             # /dev/shm is memory the pod is charged for: the limit makes room for it.
@@ -218,29 +223,39 @@ def render_stack(spec: StackSpec, stack_dir: Path) -> list[Path]:
 
 
 def notes(spec: StackSpec, environ: Mapping[str, str], base: Path) -> list[str]:
-    """What the user must do by hand before `kubectl apply -k base` (render reads no key they
-    hold; `environ` only says which of them are set here)."""
+    """What the user still has to do before `kubectl apply -k base`: render copies no key they
+    hold (`environ` only tells which are set here; a key already in secrets/ needs nothing)."""
     gw, eng, where = spec.gateway, spec.engine, base / SECRETS
-    said: list[str] = []
-    if gw.api_keys_file or (gw.api_keys_env and environ.get(gw.api_keys_env)):
-        source = gw.api_keys_file or f"${gw.api_keys_env}"
-        said.append(
-            f"API keys ({source}) are not copied: set LLMCTL_API_KEYS in {where}/gateway.env"
-        )
-    if admin_key_source(spec) in ("env", "file"):
-        source = gw.admin_key_file or f"${gw.admin_key_env}"
-        said.append(
-            f"the admin key ({source}) is not copied: set {ADMIN_KEY} in {where}/gateway.env"
-        )
-    if gw.tenants_file:
-        said.append(f"copy the tenants file {gw.tenants_file} to {where}/tenants.toml")
-    if eng.kind == "vllm" and eng.hf_token_env and environ.get(eng.hf_token_env):
-        said.append(
-            f"the HuggingFace token (${eng.hf_token_env}) is not copied: set HF_TOKEN in {where}/engine.env"
-        )
+    held = admin_key_source(spec) in ("env", "file")
+    vllm_token = eng.kind == "vllm" and eng.hf_token_env and environ.get(eng.hf_token_env)
+    cases = [  # what, where the user holds it (None: nothing to do), variable, secrets file
+        ("API keys", gw.api_keys_file or _set_here(gw.api_keys_env, environ), "LLMCTL_API_KEYS"),
+        (
+            "the admin key",
+            (gw.admin_key_file or f"${gw.admin_key_env}") if held else None,
+            ADMIN_KEY,
+        ),
+        ("the HuggingFace token", f"${eng.hf_token_env}" if vllm_token else None, "HF_TOKEN"),
+    ]
+    said = []
+    for what, source, var in cases:
+        file = where / ("engine.env" if var == "HF_TOKEN" else "gateway.env")
+        if source and not read_env_file(file).get(var):
+            said.append(f"{what} ({source}): render does not copy keys; set {var} in {file}")
+    if gw.tenants_file and not (where / "tenants.toml").exists():
+        said.append(f"copy the tenants file {gw.tenants_file} to {where / 'tenants.toml'}")
     if eng.kind == "vllm" and eng.model.startswith(("/", "~", ".")):
         said.append(f"engine.model {eng.model} is a path: it must exist inside the engine pods")
     return said
+
+
+def _set_here(var: str | None, environ: Mapping[str, str]) -> str | None:
+    return f"${var}" if var and environ.get(var) else None
+
+
+def _literal(arg: str) -> str:
+    """An argument Kubernetes passes as written: it expands $(VAR) and turns $$ into $."""
+    return arg.replace("$", "$$")
 
 
 def _env_file_values(values: dict[str, str]) -> dict[str, str]:

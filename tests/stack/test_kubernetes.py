@@ -244,6 +244,16 @@ def test_gateway_limits_come_from_the_stack_file(built: dict[str, list[Obj]], pr
     assert deployment["spec"]["strategy"]["type"] == "Recreate"
 
 
+def test_engine_arguments_reach_the_engine_as_written() -> None:
+    odd = ["--chat-template", "a$b $(HOME) $$c"]
+    spec = _spec("qwen2.5-14b-awq-3090", f"engine.extra_args={odd!r}")
+    statefulset = yaml.safe_load_all(kubernetes.render_kubernetes(spec)["engine.yaml"])
+    args = next(d for d in statefulset if d["kind"] == "StatefulSet")["spec"]["template"]["spec"][
+        "containers"
+    ][0]["args"]
+    assert _expand(args, {"HOME": "/root"})[-2:] == odd
+
+
 def test_a_changed_limit_changes_the_configmap() -> None:
     files = kubernetes.render_kubernetes(_spec("local-sim", "gateway.max_active=9"))
     assert "MAX_ACTIVE=9\n" in files["gateway-settings.env"]
@@ -439,6 +449,7 @@ def test_no_secret_lands_outside_a_secret(tmp_path: Path) -> None:
     )
     (base / "secrets" / "engine.env").write_text("HF_TOKEN=hf_user_token\n")
     shutil.copy(tenants, base / "secrets" / "tenants.toml")
+    assert kubernetes.notes(spec, environ, base) == []  # nothing left to do
     kubernetes.render_stack(spec, stack_dir)
     assert "sk-user-1" in (base / "secrets" / "gateway.env").read_text()
     objs = _build(base)
@@ -523,8 +534,13 @@ def test_render_target_kubernetes_from_the_command_line(tmp_path: Path) -> None:
 
 
 def _expand(args: list[str], env: dict[str, str]) -> list[str]:
-    """Kubernetes' $(VAR) expansion of a container's arguments."""
-    return [re.sub(r"\$\((\w+)\)", lambda m: env[m.group(1)], arg) for arg in args]
+    """Kubernetes' expansion of a container's arguments: $(VAR) when VAR is set, $$ -> $."""
+
+    def one(match: re.Match[str]) -> str:
+        name = match.group(1)
+        return "$" if name is None else env.get(name, match.group(0))
+
+    return [re.sub(r"\$\$|\$\((\w+)\)", one, arg) for arg in args]
 
 
 def _data(obj: Obj) -> dict[str, str]:
@@ -571,7 +587,8 @@ def test_the_rendered_pods_run_as_written(
     objs, api_key, admin_key = rendered_pods
     engine_port, gateway_port = free_port(), free_port()
     engine = _container(objs, "engine")
-    engine_args = _at(_at(engine["args"], "--host", "127.0.0.1"), "--port", str(engine_port))
+    engine_args = _expand(engine["args"], _env_of(objs, engine))
+    engine_args = _at(_at(engine_args, "--host", "127.0.0.1"), "--port", str(engine_port))
     gateway = _container(objs, "gateway")
     env = _env_of(objs, gateway)
     env |= {
@@ -613,3 +630,32 @@ def test_the_rendered_pods_run_as_written(
 
         answer = eventually(chat, timeout=20, what="a chat answer through the gateway")
         assert answer.json()["model"] == _spec("local-sim").engine.name
+
+
+@needs_kubectl
+def test_the_documented_overlay_builds_and_validates(tmp_path: Path) -> None:
+    """docs/kubernetes.md's overlay (an Ingress and a changed MAX_ACTIVE), as written there."""
+    docs = (Path(__file__).parents[2] / "docs" / "kubernetes.md").read_text()
+    blocks = re.findall(r"<!-- overlay: (\S+) -->\n```yaml\n(.*?)```", docs, re.S)
+    assert {name for name, _ in blocks} == {"kustomization.yaml", "ingress.yaml"}
+    spec = _spec("llama3.1-8b-h100")
+    kubernetes.render_stack(spec, tmp_path / ".llmctl" / spec.name)
+    overlay = tmp_path / "overlay"
+    overlay.mkdir()
+    for name, text in blocks:
+        (overlay / name).write_text(text)
+    objs = _build(overlay)
+    for obj in objs:
+        validate(obj)
+    assert _one(objs, "ConfigMap", kubernetes.GATEWAY)["data"]["MAX_ACTIVE"] == "48"
+    ingress = _one(objs, "Ingress")["spec"]["rules"][0]["http"]["paths"][0]["backend"]
+    assert (
+        ingress["service"]["name"] == _one(objs, "Service", kubernetes.GATEWAY)["metadata"]["name"]
+    )
+    # The gateway refers to the merged ConfigMap, whose name (hash) changed with it.
+    refs = [
+        s["configMapRef"]["name"]
+        for s in _container(objs, "gateway")["envFrom"]
+        if "configMapRef" in s
+    ]
+    assert refs == [_one(objs, "ConfigMap", kubernetes.GATEWAY)["metadata"]["name"]]
