@@ -10,6 +10,8 @@ import re
 import shutil
 import subprocess
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +26,7 @@ from llmctl.stack import kubernetes
 from llmctl.stack.render import render
 from llmctl.stack.settings import list_presets, load_stack, parse_set
 from llmctl.stack.spec import StackSpec
-from tests.support import eventually, free_port, llmctl_server
+from tests.support import ServerProcess, eventually, free_port
 
 PRESETS = list_presets()
 # The oldest and the newest release the schemas are checked against (kubernetes-validate 1.37.0
@@ -558,6 +560,43 @@ def _env_of(objs: list[Obj], container: Obj) -> dict[str, str]:
     return env | {item["name"]: item["value"] for item in container.get("env", [])}
 
 
+# What the pods' securityContext gives the processes, as near as this machine allows: a read-only
+# root filesystem with an empty /tmp, no capabilities, no privilege gain. (Not uid 10001: this
+# machine's Python lives under /root, which only root may enter.)
+SANDBOX = [
+    "unshare",
+    "-m",
+    "--propagation",
+    "private",
+    "sh",
+    "-c",
+    "mount -o remount,bind,ro / && mount -t tmpfs -o size=64m tmpfs /tmp && exec setpriv "
+    '--no-new-privs --inh-caps=-all --bounding-set=-all -- "$@"',
+    "sandbox",
+]
+
+
+def _sandboxed() -> bool:
+    probe = [*SANDBOX, "sh", "-c", "touch /tmp/x && ! touch /x 2>/dev/null"]
+    try:
+        return subprocess.run(probe, capture_output=True, check=False).returncode == 0
+    except OSError:
+        return False
+
+
+@contextmanager
+def _pod_process(args: list[str], env: dict[str, str], log: Path, ready: str) -> Iterator[None]:
+    """`llmctl ARGS` (what the image's entrypoint runs) in the sandbox, until the block ends."""
+    if not _sandboxed():
+        pytest.skip("cannot make a read-only root filesystem here (unshare -m needs root)")
+    server = ServerProcess([*SANDBOX, sys.executable, "-m", "llmctl", *args], log, env)
+    try:
+        server.wait_ready(ready)
+        yield
+    finally:
+        server.stop()
+
+
 def _at(args: list[str], flag: str, value: str) -> list[str]:
     args = list(args)
     args[args.index(flag) + 1] = value
@@ -583,7 +622,8 @@ def test_the_rendered_pods_run_as_written(
     rendered_pods: tuple[list[Obj], str, str], tmp_path: Path
 ) -> None:
     """The built engine and gateway containers, run here with their own command lines and
-    environments (only addresses changed to loopback): the settings, keys and probes work."""
+    environments (only addresses changed to loopback) on a read-only root filesystem without
+    capabilities: the settings, keys and probes work."""
     objs, api_key, admin_key = rendered_pods
     engine_port, gateway_port = free_port(), free_port()
     engine = _container(objs, "engine")
@@ -599,14 +639,12 @@ def test_the_rendered_pods_run_as_written(
     gateway_args = _expand(gateway["args"], env)
     engine_url, gateway_url = f"http://127.0.0.1:{engine_port}", f"http://127.0.0.1:{gateway_port}"
     ready = engine["readinessProbe"]["httpGet"]["path"]
+    gateway_ready = gateway_url + gateway["readinessProbe"]["httpGet"]["path"]
     with (
-        llmctl_server(engine_args, ready_url=engine_url + ready, log=tmp_path / "engine.log"),
-        llmctl_server(
-            gateway_args,
-            ready_url=gateway_url + gateway["readinessProbe"]["httpGet"]["path"],
-            log=tmp_path / "gateway.log",
-            env=env,
+        _pod_process(
+            engine_args, _env_of(objs, engine), tmp_path / "engine.log", engine_url + ready
         ),
+        _pod_process(gateway_args, env, tmp_path / "gateway.log", gateway_ready),
     ):
         for container, url in ((engine, engine_url), (gateway, gateway_url)):
             for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
