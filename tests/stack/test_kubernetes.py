@@ -21,6 +21,7 @@ import kubernetes_validate
 import pytest
 import yaml
 
+from llmctl.core import metrics
 from llmctl.core.config import GatewaySettings
 from llmctl.stack import kubernetes
 from llmctl.stack.render import render
@@ -471,6 +472,33 @@ def test_no_secret_lands_outside_a_secret(tmp_path: Path) -> None:
     # The tenants file reaches the gateway as a mounted Secret, never as a ConfigMap.
     _one(objs, "Secret", "llmctl-tenants")
     assert "--tenants-file" in _container(objs, "gateway")["args"]
+
+
+@needs_kubectl
+@pytest.mark.parametrize("preset", ["local-sim", "llama3.1-8b-h100"])
+def test_monitors_scrape_under_the_compose_job_names(
+    built: dict[str, list[Obj]], preset: str
+) -> None:
+    objs, spec = built[preset], _spec(preset)
+    service = _one(objs, "Service", kubernetes.GATEWAY)
+    monitor = _one(objs, "ServiceMonitor")["spec"]
+    assert _matches(monitor["selector"]["matchLabels"], service["metadata"]["labels"])
+    assert {p["name"] for p in service["spec"]["ports"]} == {
+        e["port"] for e in monitor["endpoints"]
+    }
+    pods = _one(objs, "PodMonitor")["spec"]
+    assert _matches(pods["selector"]["matchLabels"], _pod(objs, "engine")["metadata"]["labels"])
+    ports = {p["name"] for p in _container(objs, "engine")["ports"]}
+    jobs = {}
+    for endpoint in [*monitor["endpoints"], *pods["podMetricsEndpoints"]]:
+        assert endpoint["port"] in ports | {"http"}
+        assert endpoint["interval"] == spec.observability.scrape_interval
+        (relabel,) = endpoint["relabelings"]
+        jobs[relabel["replacement"]] = endpoint["path"]
+    wanted = {metrics.JOB_GATEWAY: "/metrics", metrics.JOB_ENGINE: "/metrics"}
+    if spec.engine.kind == "sim":  # the simulator's DCGM stand-in; a GPU's comes from its operator
+        wanted[metrics.JOB_GPU] = "/dcgm/metrics"
+    assert jobs == wanted
 
 
 @needs_kubectl
