@@ -66,6 +66,11 @@ def max_active(
     input_len: int = typer.Option(256, "--input-len", min=1, help="Prompt length, tokens."),
     output_len: int = typer.Option(128, "--output-len", min=1, help="Output length, tokens."),
     grid: bool = typer.Option(False, "--grid", help="Try every value from --min to --max."),
+    switch_adaptive: bool = typer.Option(
+        False,
+        "--switch-adaptive",
+        help="If the gateway's limit is adaptive, make it static for the trials (restored after).",
+    ),
     apply: bool = typer.Option(
         False, "--apply", help="Keep the recommendation live and write it into the stack file."
     ),
@@ -127,6 +132,7 @@ def max_active(
         input_len=input_len,
         output_len=output_len,
         apply=apply,
+        switch_adaptive=switch_adaptive,
     )
     plan = TrialPlan(
         settings, api_key=env_secret(api_key_env, "--api-key-env") if api_key_env else stack_key

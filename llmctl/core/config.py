@@ -20,6 +20,7 @@ from pydantic import (
     SecretStr,
     ValidationError,
     field_validator,
+    model_validator,
 )
 
 from llmctl.core.errors import ConfigError
@@ -27,6 +28,7 @@ from llmctl.core.slo import SLO
 from llmctl.core.validation import explain
 
 QueueMode = Literal["queue", "reject"]
+LimitMode = Literal["static", "adaptive"]
 BaseModelT = TypeVar("BaseModelT", bound=BaseModel)
 
 
@@ -45,6 +47,34 @@ class AdmissionLimits(BaseModel):
         64, ge=0, description="Requests allowed to wait; 0 means no queue (reject when full)."
     )
     queue_timeout_s: float = Field(30.0, gt=0, description="Longest wait for a slot, then 503.")
+    limit_mode: LimitMode = Field(
+        "static",
+        description="`static`: MAX_ACTIVE stays as set; `adaptive`: the gateway moves it within "
+        "[adaptive_min, adaptive_max] to keep the adaptive SLO (docs/gateway.md).",
+    )
+    adaptive_min: int = Field(1, ge=1, description="Adaptive mode: the lowest MAX_ACTIVE.")
+    adaptive_max: int = Field(64, ge=1, description="Adaptive mode: the highest MAX_ACTIVE.")
+    adaptive_ttft_s: float | None = Field(
+        2.0, gt=0, description="Adaptive mode: p95 TTFT target of admitted requests, seconds."
+    )
+    adaptive_itl_s: float | None = Field(
+        None, gt=0, description="Adaptive mode: p95 inter-token latency target, seconds."
+    )
+    adaptive_interval_s: float = Field(
+        1.0, ge=0.05, le=60, description="Adaptive mode: seconds between decisions."
+    )
+
+    @model_validator(mode="after")
+    def _adaptive_bounds(self) -> AdmissionLimits:
+        if self.adaptive_min > self.adaptive_max:
+            raise ValueError(
+                f"adaptive_min ({self.adaptive_min}) is above adaptive_max ({self.adaptive_max})"
+            )
+        return self
+
+    @property
+    def adaptive_slo(self) -> SLO:
+        return SLO(ttft_s=self.adaptive_ttft_s, itl_s=self.adaptive_itl_s)
 
 
 class GatewaySettings(AdmissionLimits):
@@ -179,6 +209,7 @@ GATEWAY_ENV = {
     "LLMCTL_UPSTREAM_DNS": "upstream_dns",
     "MODEL_NAME": "model_name",
     "MAX_ACTIVE": "max_active",
+    "LLMCTL_LIMIT_MODE": "limit_mode",
     "QUEUE_MODE": "queue_mode",
     "QUEUE_MAX": "queue_max",
     "QUEUE_TIMEOUT_S": "queue_timeout_s",
@@ -207,6 +238,12 @@ GATEWAY_FLAGS = {
     "model_name": "--model",
     "max_active": "--max-active",
     "max_active_total": "--max-active-total",
+    "limit_mode": "--limit-mode",
+    "adaptive_min": "--adaptive-min",
+    "adaptive_max": "--adaptive-max",
+    "adaptive_ttft_s": "--adaptive-ttft",
+    "adaptive_itl_s": "--adaptive-itl",
+    "adaptive_interval_s": "--adaptive-interval",
     "queue_mode": "--queue-mode",
     "queue_max": "--queue-max",
     "queue_timeout_s": "--queue-timeout",

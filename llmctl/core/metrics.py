@@ -196,6 +196,37 @@ GATEWAY_RETRIES = MetricSpec(
     ("kind",),
 )
 
+# The limit and who moved it (adaptive mode, the admin API, tune).
+LIMIT_SOURCES = ("adaptive", "admin", "tune")
+LIMIT_REASONS = ("ttft", "itl", "preemptions", "engine_queue", "headroom", "bounds", "hold", "set")
+GATEWAY_LIMIT_CHANGES = MetricSpec(
+    "llmctl_gateway_limit_changes",
+    "counter",
+    "Changes of MAX_ACTIVE by source (adaptive, admin, tune), direction and reason.",
+    ("source", "direction", "reason"),
+)
+GATEWAY_LIMIT_ADAPTIVE = MetricSpec(
+    "llmctl_gateway_limit_adaptive",
+    "gauge",
+    "1 while the limit is adaptive, 0 while it is static.",
+)
+GATEWAY_LIMIT_DECISION = MetricSpec(
+    "llmctl_gateway_limit_decision",
+    "gauge",
+    "The adaptive limit's last decision: 1 on its direction and reason.",
+    ("direction", "reason"),
+)
+GATEWAY_ADAPTIVE_TTFT = MetricSpec(
+    "llmctl_gateway_adaptive_ttft_p95_seconds",
+    "gauge",
+    "p95 TTFT of requests admitted under the current limit (what adaptive mode steers on).",
+)
+GATEWAY_ADAPTIVE_ITL = MetricSpec(
+    "llmctl_gateway_adaptive_itl_p95_seconds",
+    "gauge",
+    "p95 inter-token latency (per-request TPOT) under the current limit.",
+)
+
 # Tenants and classes (labels from the tenants file: bounded by it, never raw keys).
 GATEWAY_TENANT_REQUESTS = MetricSpec(
     "llmctl_gateway_tenant_requests",
@@ -250,6 +281,11 @@ GATEWAY_METRICS = (
     GATEWAY_ENGINE_UP,
     GATEWAY_ROUTED,
     GATEWAY_RETRIES,
+    GATEWAY_LIMIT_CHANGES,
+    GATEWAY_LIMIT_ADAPTIVE,
+    GATEWAY_LIMIT_DECISION,
+    GATEWAY_ADAPTIVE_TTFT,
+    GATEWAY_ADAPTIVE_ITL,
     GATEWAY_TENANT_REQUESTS,
     GATEWAY_TENANT_TOKENS,
     GATEWAY_RATE_LIMITED,

@@ -14,6 +14,7 @@ from llmctl.core import metrics as m
 from llmctl.gateway.admission import AdmissionController
 from llmctl.gateway.fairness import FairQueue, Queue
 from llmctl.gateway.histogram import LatencyHistogram
+from llmctl.gateway.limiter import Measurements, p95
 
 
 class Outcome:
@@ -59,6 +60,25 @@ class GatewayMetrics:
         self.rate_limited = m.counter(m.GATEWAY_RATE_LIMITED, registry)
         registry.register(_EngineGauges(admission))
         registry.register(ClassGauges(admission.queue))
+        self.limit_changes = m.counter(m.GATEWAY_LIMIT_CHANGES, registry)
+        for source in m.LIMIT_SOURCES:
+            for direction in ("up", "down"):
+                self.limit_changes.labels(
+                    source, direction, "set" if source != "adaptive" else "hold"
+                )
+        m.gauge(m.GATEWAY_LIMIT_ADAPTIVE, registry).set_function(
+            lambda: 1.0 if admission.limits.limit_mode == "adaptive" else 0.0
+        )
+        self.measurements = Measurements()
+        self.admitted_ttft.tap = self.measurements.first_token
+        self.tpot.tap = self.measurements.per_token
+        m.gauge(m.GATEWAY_ADAPTIVE_TTFT, registry).set_function(
+            lambda: p95(list(self.measurements.ttft)) or float("nan")
+        )
+        m.gauge(m.GATEWAY_ADAPTIVE_ITL, registry).set_function(
+            lambda: p95(list(self.measurements.tpot)) or float("nan")
+        )
+        self.decision = m.gauge(m.GATEWAY_LIMIT_DECISION, registry)
 
         # Live values are read at scrape time, so the request path never touches these gauges.
         live = {
@@ -78,6 +98,14 @@ class GatewayMetrics:
             self.upstream_errors.labels(kind)
             self.retries.labels(kind)
         self._request_children: dict[tuple[str, int, str], Any] = {}
+
+    def count_limit_change(self, source: str, direction: str, reason: str) -> None:
+        self.limit_changes.labels(source, direction, reason).inc()
+
+    def show_decision(self, direction: str, reason: str) -> None:
+        """The adaptive limit's last decision: 1 on it, 0 on every other."""
+        self.decision.clear()
+        self.decision.labels(direction, reason).set(1)
 
     def precreate_tenant(self, tenant: str) -> None:
         """Zeros for a tenant's counters, so dashboards show it before its first request."""

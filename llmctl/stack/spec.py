@@ -240,6 +240,16 @@ class StackSpec(_Spec):
     alerts: AlertThresholds = Field(default_factory=AlertThresholds)
 
     @model_validator(mode="after")
+    def _adaptive_slo(self) -> StackSpec:
+        # The adaptive limit keeps the stack's own alert SLOs unless told otherwise.
+        gw = self.gateway
+        if "adaptive_ttft_s" not in gw.model_fields_set:
+            gw.adaptive_ttft_s = self.alerts.slo_p95_ttft_s
+        if "adaptive_itl_s" not in gw.model_fields_set:
+            gw.adaptive_itl_s = self.alerts.slo_p95_itl_s
+        return self
+
+    @model_validator(mode="after")
     def _priority(self) -> StackSpec:
         # The engine orders its batch by the gateway's classes only if the gateway says them.
         if self.engine.scheduling_policy == "priority":

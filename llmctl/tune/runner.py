@@ -12,6 +12,7 @@ from llmctl.bench.progress import LevelProgress
 from llmctl.bench.report import LevelReport
 from llmctl.bench.strategies import ConcurrentStrategy, RateStrategy
 from llmctl.core.config import AdmissionLimits
+from llmctl.core.errors import TargetError
 from llmctl.tune.limits import GatewayAdmin
 from llmctl.tune.report import TrialReport, TuneReport, TuneSettings, explain
 from llmctl.tune.search import GridSweep, GrowBisect, SearchPolicy, recommend
@@ -101,6 +102,12 @@ def tune_max_active(
     hooks: TuneProgress = progress or NullTuneProgress()
     started = datetime.now(UTC)
     original = admin.get()
+    if original.limit_mode == "adaptive" and not settings.switch_adaptive:
+        raise TargetError(
+            f"the gateway's limit is adaptive (MAX_ACTIVE {original.max_active} now, moving within "
+            f"[{original.adaptive_min}, {original.adaptive_max}]): trials need a fixed limit. "
+            "Pass --switch-adaptive to make it static for the run (it is adaptive again after)"
+        )
     hooks.on_start(settings, original)
     trials: list[TrialReport] = []
     applied, applied_to = False, None

@@ -37,6 +37,12 @@ def test_admin_api_needs_the_admin_key(make_gateway: MakeGateway) -> None:
         "queue_mode": "queue",
         "queue_max": 64,
         "queue_timeout_s": 30.0,
+        "limit_mode": "static",
+        "adaptive_min": 1,
+        "adaptive_max": 64,
+        "adaptive_ttft_s": 2.0,
+        "adaptive_itl_s": None,
+        "adaptive_interval_s": 1.0,
     }
 
 
