@@ -198,7 +198,9 @@ GATEWAY_RETRIES = MetricSpec(
 
 # The limit and who moved it (adaptive mode, the admin API, tune).
 LIMIT_SOURCES = ("adaptive", "admin", "tune")
-LIMIT_REASONS = ("ttft", "itl", "preemptions", "engine_queue", "headroom", "bounds", "hold", "set")
+# Why the limit moved (changes), and why adaptive mode held it (the last decision's gauge).
+LIMIT_REASONS = ("ttft", "itl", "preemptions", "engine_queue", "headroom", "bounds", "set")
+HOLD_REASONS = ("minimum", "near_slo", "slo_ok", "idle", "kv", "cooldown", "samples", "hold")
 GATEWAY_LIMIT_CHANGES = MetricSpec(
     "llmctl_gateway_limit_changes",
     "counter",
@@ -213,7 +215,7 @@ GATEWAY_LIMIT_ADAPTIVE = MetricSpec(
 GATEWAY_LIMIT_DECISION = MetricSpec(
     "llmctl_gateway_limit_decision",
     "gauge",
-    "The adaptive limit's last decision: 1 on its direction and reason.",
+    "The adaptive limit's last decision (up, down or hold): 1 on its direction and reason.",
     ("direction", "reason"),
 )
 GATEWAY_ADAPTIVE_TTFT = MetricSpec(
@@ -225,6 +227,13 @@ GATEWAY_ADAPTIVE_ITL = MetricSpec(
     "llmctl_gateway_adaptive_itl_p95_seconds",
     "gauge",
     "p95 inter-token latency (per-request TPOT) under the current limit.",
+)
+ADAPTIVE_SIGNALS = ("ttft", "itl")
+GATEWAY_ADAPTIVE_SLO = MetricSpec(
+    "llmctl_gateway_adaptive_slo_seconds",
+    "gauge",
+    "The p95 targets adaptive mode steers to (ttft: admitted time to first token, itl).",
+    ("signal",),
 )
 
 # Tenants and classes (labels from the tenants file: bounded by it, never raw keys).
@@ -286,6 +295,7 @@ GATEWAY_METRICS = (
     GATEWAY_LIMIT_DECISION,
     GATEWAY_ADAPTIVE_TTFT,
     GATEWAY_ADAPTIVE_ITL,
+    GATEWAY_ADAPTIVE_SLO,
     GATEWAY_TENANT_REQUESTS,
     GATEWAY_TENANT_TOKENS,
     GATEWAY_RATE_LIMITED,

@@ -103,8 +103,9 @@ class Gateway:
         self.limiter.start()
         log.info("limit: MAX_ACTIVE %d (%s, start-up)", config.max_active, config.limit_mode)
 
-    def _adapted(self, decision: Decision, reason: str) -> None:
-        self.metrics.count_limit_change("adaptive", decision.direction, reason)
+    def _adapted(self, decision: Decision, reason: str, changed: bool) -> None:
+        if changed:
+            self.metrics.count_limit_change("adaptive", decision.direction, reason)
         self.metrics.show_decision(decision.direction, reason)
 
     def _choosing(self) -> bool:

@@ -6,8 +6,9 @@ requests admitted under the current limit count; and the engines' own signals, p
 `/metrics` (waiting requests, KV-cache use, the preemption counter): with several engines the worst
 one speaks for all, since one MAX_ACTIVE applies to each.
 
-Every change is logged with its reason, counted in llmctl_gateway_limit_changes_total{source,
-direction, reason}, and kept as the last decision (GET /admin/limits, gauges for `top`). When the
+Every change is logged with its reason and counted in llmctl_gateway_limit_changes_total{source,
+direction, reason}; every decision (holds too) is kept as the last one (GET /admin/limits, and the
+llmctl_gateway_limit_decision gauge that `top` and the dashboards show). When the
 engines report nothing at all (no /metrics, or nonsense), the loop still steers on latency; when it
 has no latency samples either it holds, and says so.
 """
@@ -43,19 +44,33 @@ class LastDecision:
     reason_kind: str
 
 
+_HOLD_KINDS = (
+    ("at the minimum", "minimum"),
+    ("near the SLO", "near_slo"),
+    ("SLO holds", "slo_ok"),
+    ("not in use", "idle"),
+    ("KV", "kv"),
+    ("settling", "cooldown"),
+    ("samples", "samples"),
+)
+_CHANGE_KINDS = (
+    ("preempts", "preemptions"),
+    ("queues", "engine_queue"),
+    ("bounds", "bounds"),
+)
+
+
 def reason_kind(decision: Decision) -> str:
     """A bounded label for a decision's reason (the text itself is unbounded)."""
     text = decision.reason
-    for needle, kind in (
-        ("preempts", "preemptions"),
-        ("queues", "engine_queue"),
-        ("TTFT p95", "ttft" if decision.direction == "down" else "headroom"),
-        ("ITL p95", "itl" if decision.direction == "down" else "headroom"),
-        ("bounds", "bounds"),
-    ):
+    if decision.direction == "hold":
+        return next((kind for needle, kind in _HOLD_KINDS if needle in text), "hold")
+    for needle, kind in _CHANGE_KINDS:
         if needle in text:
             return kind
-    return "hold"
+    if decision.direction == "up":
+        return "headroom"
+    return "ttft" if "TTFT p95" in text else "itl"
 
 
 def p95(values: list[float]) -> float | None:
@@ -91,7 +106,7 @@ class AdaptiveLimiter:
         admission: AdmissionController,
         pool: EnginePool,
         measurements: Measurements,
-        on_change: Callable[[Decision, str], None] | None = None,
+        on_decision: Callable[[Decision, str, bool], None] | None = None,
     ) -> None:
         self.admission = admission
         self.pool = pool
@@ -101,7 +116,7 @@ class AdaptiveLimiter:
         self._since_decrease = 999
         self._preemptions: dict[str, tuple[float, float]] = {}  # engine -> (time, counter)
         self._task: asyncio.Task[None] | None = None
-        self._on_change = on_change
+        self._on_decision = on_decision
 
     def start(self) -> None:
         self._task = asyncio.get_running_loop().create_task(self._run())
@@ -163,7 +178,8 @@ class AdaptiveLimiter:
             self._since_decrease = 0
         else:
             self._since_decrease += 1
-        if decision.limit != limits.max_active:
+        changed = decision.limit != limits.max_active
+        if changed:
             key = (decision.direction, kind)
             self.changes[key] = self.changes.get(key, 0) + 1
             log.info(
@@ -171,8 +187,8 @@ class AdaptiveLimiter:
             )
             self.admission.update({"max_active": decision.limit})
             self.measurements.reset()  # judge the new limit on its own requests
-            if self._on_change is not None:
-                self._on_change(decision, kind)
+        if self._on_decision is not None:
+            self._on_decision(decision, kind, changed)
         return decision
 
     async def _run(self) -> None:

@@ -62,9 +62,9 @@ class GatewayMetrics:
         registry.register(ClassGauges(admission.queue))
         self.limit_changes = m.counter(m.GATEWAY_LIMIT_CHANGES, registry)
         for source in m.LIMIT_SOURCES:
-            for direction in ("up", "down"):
+            for direction, adaptive_reason in (("up", "headroom"), ("down", "ttft")):
                 self.limit_changes.labels(
-                    source, direction, "set" if source != "adaptive" else "hold"
+                    source, direction, "set" if source != "adaptive" else adaptive_reason
                 )
         m.gauge(m.GATEWAY_LIMIT_ADAPTIVE, registry).set_function(
             lambda: 1.0 if admission.limits.limit_mode == "adaptive" else 0.0
@@ -78,6 +78,9 @@ class GatewayMetrics:
         m.gauge(m.GATEWAY_ADAPTIVE_ITL, registry).set_function(
             lambda: p95(list(self.measurements.tpot)) or float("nan")
         )
+        slo = m.gauge(m.GATEWAY_ADAPTIVE_SLO, registry)
+        slo.labels("ttft").set_function(lambda: _or_nan(admission.limits.adaptive_slo.ttft_s))
+        slo.labels("itl").set_function(lambda: _or_nan(admission.limits.adaptive_slo.itl_s))
         self.decision = m.gauge(m.GATEWAY_LIMIT_DECISION, registry)
 
         # Live values are read at scrape time, so the request path never touches these gauges.
@@ -178,3 +181,7 @@ class ClassGauges(Collector):
             active.add_metric([klass.policy.name], klass.holding)
         yield depth
         yield active
+
+
+def _or_nan(value: float | None) -> float:
+    return float("nan") if value is None else value

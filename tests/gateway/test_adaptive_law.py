@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import pytest
 
+from llmctl.core import metrics as m
 from llmctl.core.slo import SLO
 from llmctl.gateway.adaptive import COOLDOWN, MIN_SAMPLES, Decision, Signals, decide
+from llmctl.gateway.limiter import reason_kind
 
 SLO_ = SLO(ttft_s=1.0, itl_s=0.05)
 BUSY = {"queued": 5, "active": 8}  # the limit is in use: requests wait at the gateway
@@ -83,3 +85,29 @@ def test_a_steady_workload_does_not_oscillate() -> None:
     steady = seen[30:]
     assert max(steady) - min(steady) <= 1, seen
     assert 11 <= sum(steady) / len(steady) <= 14
+
+
+@pytest.mark.parametrize(
+    ("decision", "kind"),
+    [
+        (Decision(4, "down", "TTFT p95 2.00 s > 1.00 s"), "ttft"),
+        (Decision(4, "down", "ITL p95 300 ms > 100 ms"), "itl"),
+        (Decision(4, "down", "TTFT p95 2.00 s > 1.00 s, ITL p95 300 ms > 100 ms"), "ttft"),
+        (Decision(7, "down", "engine preempts 0.5/s"), "preemptions"),
+        (Decision(6, "down", "engine queues 2 itself"), "engine_queue"),
+        (Decision(9, "up", "TTFT p95 200 ms < 1.00 s, KV 40 %"), "headroom"),
+        (Decision(9, "up", "TTFT p95 200 ms < 1.00 s; no engine signals"), "headroom"),
+        (Decision(4, "down", "bounds [1, 4]"), "bounds"),
+        (Decision(2, "hold", "TTFT p95 2.00 s > 1.00 s; at the minimum 2"), "minimum"),
+        (Decision(8, "hold", "SLO holds"), "slo_ok"),
+        (Decision(8, "hold", "near the SLO"), "near_slo"),
+        (Decision(8, "hold", "limit not in use"), "idle"),
+        (Decision(8, "hold", "KV 95 %"), "kv"),
+        (Decision(8, "hold", "settling after a decrease"), "cooldown"),
+        (Decision(8, "hold", "3 samples; no engine signals"), "samples"),
+        (Decision(8, "hold", "no samples"), "samples"),
+    ],
+)
+def test_every_decision_has_a_bounded_reason_label(decision: Decision, kind: str) -> None:
+    assert reason_kind(decision) == kind
+    assert kind in (*m.LIMIT_REASONS, *m.HOLD_REASONS)
