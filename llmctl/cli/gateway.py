@@ -72,6 +72,31 @@ def serve(
     health_interval: float | None = typer.Option(
         None, "--health-interval", help="Seconds between engine readiness probes \\[2]."
     ),
+    idle_timeout: float | None = typer.Option(
+        None,
+        "--idle-timeout",
+        help="Seconds an idle connection stays open \\[env LLMCTL_IDLE_TIMEOUT_S; 30].",
+    ),
+    header_timeout: float | None = typer.Option(
+        None,
+        "--header-timeout",
+        help="Seconds for a request head to arrive, else 408 \\[env LLMCTL_HEADER_TIMEOUT_S; 10].",
+    ),
+    body_timeout: float | None = typer.Option(
+        None,
+        "--body-timeout",
+        help="Seconds for a request body to arrive, else 408 \\[env LLMCTL_BODY_TIMEOUT_S; 60].",
+    ),
+    max_connections: int | None = typer.Option(
+        None,
+        "--max-connections",
+        help="Open client connections at most; more get 503 \\[env LLMCTL_MAX_CONNECTIONS; 1024].",
+    ),
+    fd_reserve: int | None = typer.Option(
+        None,
+        "--fd-reserve",
+        help="File descriptors kept free of client connections \\[env LLMCTL_FD_RESERVE; 128].",
+    ),
     api_keys_file: Path | None = typer.Option(
         None,
         "--api-keys-file",
@@ -105,6 +130,11 @@ def serve(
         "host": host,
         "port": port,
         "health_interval_s": health_interval,
+        "idle_timeout_s": idle_timeout,
+        "header_timeout_s": header_timeout,
+        "body_timeout_s": body_timeout,
+        "max_connections": max_connections,
+        "fd_reserve": fd_reserve,
         "api_keys": _read_keys(api_keys_file, "API keys"),
         "admin_key": admin_keys[0] if admin_keys else None,
     }

@@ -19,6 +19,12 @@ from llmctl.core.validation import explain
 QueueMode = Literal["queue", "reject"]
 BaseModelT = TypeVar("BaseModelT", bound=BaseModel)
 
+# Upper bounds of the limits: far above any real engine's batch or any sane wait, low enough that a
+# typo (or a hostile admin call) cannot ask for a queue that fills memory or a wait of 1e308 s.
+MAX_ACTIVE_MAX = 10_000
+QUEUE_MAX_MAX = 100_000
+DAY_S = 86_400.0
+
 
 class AdmissionLimits(BaseModel):
     """The live-tunable admission settings (what `GET/PUT /admin/limits` reads and writes)."""
@@ -26,12 +32,19 @@ class AdmissionLimits(BaseModel):
     # No infinite or NaN timeouts: "inf" would turn a deadline off and serialize as invalid JSON.
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
-    max_active: int = Field(4, ge=1, description="Requests allowed at the engine at once.")
+    max_active: int = Field(
+        4, ge=1, le=MAX_ACTIVE_MAX, description="Requests allowed at the engine at once."
+    )
     queue_mode: QueueMode = Field("queue", description="`queue`: wait for a slot; `reject`: 429.")
     queue_max: int = Field(
-        64, ge=0, description="Requests allowed to wait; 0 means no queue (reject when full)."
+        64,
+        ge=0,
+        le=QUEUE_MAX_MAX,
+        description="Requests allowed to wait; 0 means no queue (reject when full).",
     )
-    queue_timeout_s: float = Field(30.0, gt=0, description="Longest wait for a slot, then 503.")
+    queue_timeout_s: float = Field(
+        30.0, gt=0, le=DAY_S, description="Longest wait for a slot, then 503."
+    )
 
 
 class GatewaySettings(AdmissionLimits):
@@ -39,10 +52,34 @@ class GatewaySettings(AdmissionLimits):
     file's `[gateway]` table (the stack's GatewaySpec): declared once, here."""
 
     request_timeout_s: float = Field(
-        600.0, gt=0, description="Deadline from admission to the last byte, seconds."
+        600.0, gt=0, le=DAY_S, description="Deadline from admission to the last byte, seconds."
     )
     max_body_bytes: int = Field(1 << 20, ge=1024, description="Larger request bodies get 413.")
     health_interval_s: float = Field(2.0, gt=0, description="Seconds between engine probes.")
+    idle_timeout_s: float = Field(
+        30.0, gt=0, le=DAY_S, description="A connection with no request in progress closes after."
+    )
+    header_timeout_s: float = Field(
+        10.0,
+        gt=0,
+        le=DAY_S,
+        description="A request head must be complete this long after its start.",
+    )
+    body_timeout_s: float = Field(
+        60.0,
+        gt=0,
+        le=DAY_S,
+        description="A request body must be complete this long after its head.",
+    )
+    max_connections: int = Field(
+        1024, ge=1, le=1_000_000, description="Open client connections at most; more get 503."
+    )
+    fd_reserve: int = Field(
+        128,
+        ge=0,
+        le=1_000_000,
+        description="File descriptors kept free of client connections (engine pool, logs).",
+    )
 
 
 class GatewayConfig(GatewaySettings):
@@ -86,6 +123,11 @@ GATEWAY_ENV = {
     "REQUEST_TIMEOUT_S": "request_timeout_s",
     "LLMCTL_MAX_BODY_BYTES": "max_body_bytes",
     "LLMCTL_HEALTH_INTERVAL_S": "health_interval_s",
+    "LLMCTL_IDLE_TIMEOUT_S": "idle_timeout_s",
+    "LLMCTL_HEADER_TIMEOUT_S": "header_timeout_s",
+    "LLMCTL_BODY_TIMEOUT_S": "body_timeout_s",
+    "LLMCTL_MAX_CONNECTIONS": "max_connections",
+    "LLMCTL_FD_RESERVE": "fd_reserve",
     "LLMCTL_API_KEYS": "api_keys",
     "LLMCTL_ADMIN_KEY": "admin_key",
     "LLMCTL_GATEWAY_HOST": "host",
@@ -105,6 +147,11 @@ GATEWAY_FLAGS = {
     "request_timeout_s": "--request-timeout",
     "max_body_bytes": "--max-body-bytes",
     "health_interval_s": "--health-interval",
+    "idle_timeout_s": "--idle-timeout",
+    "header_timeout_s": "--header-timeout",
+    "body_timeout_s": "--body-timeout",
+    "max_connections": "--max-connections",
+    "fd_reserve": "--fd-reserve",
     "host": "--host",
     "port": "--port",
 }

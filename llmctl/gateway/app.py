@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import math
 import time
 from collections.abc import AsyncIterator
@@ -14,10 +13,19 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import ValidationError
 
 from llmctl.core.config import AdmissionLimits, GatewayConfig
-from llmctl.core.openai import CHAT, COMPLETIONS, MODELS_PATH, Route
+from llmctl.core.openai import (
+    CHAT,
+    COMPLETIONS,
+    MODELS_PATH,
+    NonStandardNumberError,
+    Route,
+    parse_json,
+)
 from llmctl.core.validation import explain
 from llmctl.gateway.admission import AdmissionController, AdmissionRefusedError
 from llmctl.gateway.auth import KeyRing, readable
+from llmctl.gateway.body import BodyError, ClientGoneError, read_body
+from llmctl.gateway.connections import ConnectionGuard, install
 from llmctl.gateway.errors import error_response
 from llmctl.gateway.health import EngineProbe
 from llmctl.gateway.metrics import GatewayMetrics, Outcome
@@ -99,17 +107,20 @@ class Gateway:
             outcome.set(401, "unauthorized")
             return denied
         try:
-            raw = await request.read()
+            raw = await self._read_body(request)
             parsed = parse_completion(raw, route, self.config.model_name)
-        except web.HTTPRequestEntityTooLarge:
-            outcome.set(413, "bad_request")
-            limit = self.config.max_body_bytes
-            return error_response(
-                413, f"request body is larger than {limit} bytes", "request_too_large", headers
-            )
+        except BodyError as exc:
+            outcome.set(exc.status, "bad_request")
+            return exc.response(headers)
         except BadRequestError as exc:
             outcome.set(400, "bad_request")
             return error_response(400, str(exc), "bad_request", headers, param=exc.param)
+        except (ClientGoneError, asyncio.CancelledError):
+            # The client left mid-upload (aiohttp cancels the handler, or the read finds the
+            # connection lost): its disconnect, not an internal error.
+            metrics.disconnects.labels("upload").inc()
+            outcome.set(499, "client_disconnect")
+            raise
 
         upstream_headers = {"Content-Type": "application/json", "X-Request-Id": rid}
         if not self.keys.enabled:
@@ -145,6 +156,12 @@ class Gateway:
         finally:
             slot.release()
             metrics.duration.labels(route.path).observe(time.monotonic() - arrived)
+
+    async def _read_body(self, request: web.Request) -> bytes:
+        config = self.config
+        return await read_body(
+            request, max_bytes=config.max_body_bytes, timeout_s=config.body_timeout_s
+        )
 
     async def models(self, request: web.Request) -> web.StreamResponse:
         headers = {"X-Request-Id": request_id(request.headers.get("X-Request-Id"))}
@@ -211,8 +228,14 @@ class Gateway:
         if denied is not None:
             return denied
         try:
-            changes = json.loads(await request.read())
-        except (ValueError, RecursionError):
+            changes = parse_json(await self._read_body(request))
+        except BodyError as exc:
+            return exc.response()
+        except RecursionError:
+            return error_response(400, "body must be a JSON object", "bad_request")
+        except NonStandardNumberError as exc:
+            return error_response(400, f"invalid limits: {exc}", "bad_request", param=exc.path)
+        except ValueError:
             return error_response(400, "body must be a JSON object", "bad_request")
         if not isinstance(changes, dict):
             return error_response(400, "body must be a JSON object", "bad_request")
@@ -256,12 +279,15 @@ _REFUSAL_MESSAGES = {
 }
 
 
-def build_app(config: GatewayConfig) -> web.Application:
-    """The web application; its cleanup context starts and stops the upstream pool and probe."""
+def build_app(config: GatewayConfig, guard: ConnectionGuard | None = None) -> web.Application:
+    """The web application; its cleanup context starts and stops the upstream pool and probe.
+    `guard` (the server's) hears when each request's handler starts and ends."""
     gateway = Gateway(config)
     # aiohttp enforces the body limit itself and raises HTTPRequestEntityTooLarge, answered as 413.
     app = web.Application(client_max_size=config.max_body_bytes)
     app[GATEWAY_KEY] = gateway
+    if guard is not None:
+        install(app, guard)
 
     async def lifecycle(_: web.Application) -> AsyncIterator[None]:
         await gateway.start()
