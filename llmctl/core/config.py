@@ -196,7 +196,7 @@ def load_gateway_config(
 class AlertThresholds(BaseModel):
     """Alert thresholds, set per stack (`[alerts]` in llmctl.toml) and rendered into the rules."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     slo_p95_ttft_s: float = Field(2.0, gt=0, description="p95 time-to-first-token SLO.")
     slo_p95_itl_s: float | None = Field(None, gt=0, description="p95 inter-token latency SLO.")
@@ -207,7 +207,7 @@ class AlertThresholds(BaseModel):
     preemptions_per_s: float = Field(0.1, ge=0, description="Sustained preemption rate.")
     gpu_memory_near_full_ratio: float = Field(0.97, gt=0, le=1, description="FB used / total.")
     gpu_temp_c: float = Field(85.0, gt=0, description="GPU temperature.")
-    for_duration: str = Field("5m", pattern=r"^\d+[smh]$", description="How long before firing.")
+    for_duration: str = Field("5m", pattern=r"^[0-9]+[smh]$", description="How long before firing.")
 
     @property
     def slo(self) -> SLO:
