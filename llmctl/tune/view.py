@@ -140,6 +140,12 @@ def render_report(report: TuneReport) -> RenderableType:
     if report.applied:
         where = f" and written to {report.applied_to}" if report.applied_to else ""
         after = Text(f"Applied: MAX_ACTIVE {rec.max_active} is live{where}.")
+    elif report.apply_error:
+        after = Text(
+            f"Not applied ({report.apply_error}): MAX_ACTIVE restored to {original}, "
+            "the stack file unchanged.",
+            style="red",
+        )
     else:
         after = Text(f"MAX_ACTIVE restored to {original} (use --apply to keep the recommendation).")
     parts: list[RenderableType] = [trials_table(report.trials, rec.max_active)]

@@ -279,6 +279,54 @@ def test_apply_keeps_the_recommendation_live_and_writes_the_stack_file(
         stack.admin.restore(ORIGINAL)
 
 
+def test_a_failed_apply_keeps_the_report_and_restores_the_limits(
+    fresh_stack: Stack, tmp_path: Path
+) -> None:
+    """The stack file turns read-only while the trials run: the write at the end fails, the
+    --json report is still written (saying why), the original limits are live, exit code 1."""
+    stack = fresh_stack
+    config = tmp_path / "llmctl.toml"
+    port = stack.gateway.rsplit(":", 1)[1]
+    original_text = f'name = "t"\n\n[ports]\ngateway = {port}\n\n[gateway]\nmax_active = 3\n'
+    config.write_text(original_text)
+    out_json = tmp_path / "tune.json"
+    env = {**os.environ, "TUNE_TEST_ADMIN": ADMIN_KEY}
+    args = [
+        sys.executable, "-m", "llmctl", "tune", "max-active", "--apply", "--json", str(out_json),
+        "--admin-key-env", "TUNE_TEST_ADMIN", "--engine-metrics", f"{stack.engine}/metrics",
+        "--slo", "e2e=2s", "--grid", "--min", "2", "--max", "3", "--trial-duration", "1",
+        "--warmup", "0.2", "--input-len", str(INPUT_LEN), "--output-len", str(OUTPUT_LEN),
+    ]  # fmt: skip
+    log = (tmp_path / "tune.log").open("wb")
+    proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=tmp_path)
+    try:
+        deadline = time.monotonic() + 20
+        while stack.limits() == ORIGINAL:
+            assert proc.poll() is None, (tmp_path / "tune.log").read_text()
+            assert time.monotonic() < deadline, "the first trial never changed the limits"
+            time.sleep(0.05)
+        config.chmod(0o444)
+        code = proc.wait(60)
+        limits_after = stack.limits()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        log.close()
+        stack.admin.restore(ORIGINAL)  # for the next test, whatever happened
+    output = (tmp_path / "tune.log").read_text()
+    assert code == 1, output
+    assert "read-only" in output
+    assert "Traceback" not in output
+    report = TuneReport.from_json(out_json.read_text())
+    assert [t.max_active for t in report.trials] == [2, 3]
+    assert not report.applied
+    assert report.apply_error is not None
+    assert "read-only" in report.apply_error
+    assert limits_after == ORIGINAL
+    assert config.read_text() == original_text
+
+
 def test_cli_prints_trials_chart_and_recommendation_and_writes_json(
     fresh_stack: Stack,
     tmp_path: Path,
