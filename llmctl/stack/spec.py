@@ -252,6 +252,15 @@ class PortsSpec(_Spec):
         return value
 
 
+class LogsSpec(_Spec):
+    """The local runtime's service logs (`.llmctl/<stack>/run/<service>.log`), rotated by size."""
+
+    max_bytes: int = Field(
+        10 << 20, ge=4096, description="A log file rotates when it would grow past this."
+    )
+    keep: int = Field(3, ge=0, le=100, description="Rotated parts kept (`.log.1` newest).")
+
+
 class StackSpec(_Spec):
     """One stack: what `llmctl render/up` builds."""
 
@@ -263,6 +272,7 @@ class StackSpec(_Spec):
     observability: ObservabilitySpec = Field(default_factory=ObservabilitySpec)
     ports: PortsSpec = Field(default_factory=PortsSpec)
     alerts: AlertThresholds = Field(default_factory=AlertThresholds)
+    logs: LogsSpec = Field(default_factory=LogsSpec)
 
     @model_validator(mode="after")
     def _distinct_ports(self) -> StackSpec:
