@@ -48,7 +48,8 @@ def _rendered(tmp_path: Path, preset: str, *sets: str) -> Path:
     return out
 
 
-def _compose_config(out: Path, *profiles: str) -> dict[str, Any]:
+def _compose_config(out: Path, *profiles: str, env: dict[str, str] | None = None) -> dict[str, Any]:
+    """What `docker compose config` reads from the rendered files (in `env`, when given)."""
     assert COMPOSE is not None
     args = [a for p in profiles for a in ("--profile", p)]
     done = subprocess.run(
@@ -57,6 +58,7 @@ def _compose_config(out: Path, *profiles: str) -> dict[str, Any]:
         text=True,
         check=False,
         cwd=out,
+        env=env,
     )
     assert done.returncode == 0, done.stderr
     config: dict[str, Any] = json.loads(done.stdout)

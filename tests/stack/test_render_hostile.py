@@ -10,7 +10,7 @@ are slow per call.
 from __future__ import annotations
 
 import io
-import json
+import os
 import shutil
 import subprocess
 from dataclasses import dataclass, field
@@ -28,7 +28,7 @@ from llmctl.stack.credentials import StackSecrets, read_env_file
 from llmctl.stack.render import render
 from llmctl.stack.settings import load_stack
 from llmctl.stack.spec import StackSpec
-from tests.stack.test_render import COMPOSE
+from tests.stack.test_render import COMPOSE, _compose_config
 
 # Pieces that break naive quoting in YAML, TOML, .env, compose interpolation or a shell.
 SPECIALS = [
@@ -352,21 +352,14 @@ def _check_with_tools(spec: Any, files: dict[str, str], out: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(text)
     if COMPOSE is not None:
-        profiles = ["--profile", "dcgm", "--profile", "webui"]
-        done = subprocess.run(
-            [*COMPOSE, "-f", str(out / "compose.yaml"), *profiles, "config", "--format", "json"],
-            capture_output=True,
-            text=True,
-            check=False,
-            cwd=out,
-        )
-        assert done.returncode == 0, done.stderr
-        config = json.loads(done.stdout)
+        # Only PATH from this environment: a ${VAR} reference then reads .env or nothing.
+        config = _compose_config(out, "dcgm", "webui", env={"PATH": os.environ["PATH"]})
         engine = config["services"]["engine"]
         env = {k: _unescape(v) for k, v in (engine.get("environment") or {}).items()}
         want = _expected_env(spec)
-        if "HF_TOKEN" in want:
-            want["HF_TOKEN"] = ""  # compose interpolates the reference (the variable is unset)
+        if "HF_TOKEN" in want:  # compose interpolates the reference: from .env, or empty
+            dotenv = dotenv_values(out / ".env")
+            want["HF_TOKEN"] = dotenv.get(spec.engine.hf_token_env or "") or ""
         assert env == want
         command = [_unescape(a) for a in engine["command"]]
         vllm = spec.engine.kind == "vllm"
