@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator
 
 import aiohttp
 from aiohttp import web
+from aiohttp.typedefs import Handler
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import ValidationError
 
@@ -25,7 +26,7 @@ from llmctl.core.validation import explain
 from llmctl.gateway.admission import AdmissionController, AdmissionRefusedError
 from llmctl.gateway.auth import KeyRing, readable
 from llmctl.gateway.body import BodyError, ClientGoneError, read_body
-from llmctl.gateway.connections import ConnectionGuard, install
+from llmctl.gateway.connections import ConnectionGuard
 from llmctl.gateway.errors import error_response
 from llmctl.gateway.health import EngineProbe
 from llmctl.gateway.metrics import GatewayMetrics, Outcome
@@ -286,8 +287,7 @@ def build_app(config: GatewayConfig, guard: ConnectionGuard | None = None) -> we
     # aiohttp enforces the body limit itself and raises HTTPRequestEntityTooLarge, answered as 413.
     app = web.Application(client_max_size=config.max_body_bytes)
     app[GATEWAY_KEY] = gateway
-    if guard is not None:
-        install(app, guard)
+    track = guard.tracked if guard is not None else _as_is
 
     async def lifecycle(_: web.Application) -> AsyncIterator[None]:
         await gateway.start()
@@ -295,16 +295,20 @@ def build_app(config: GatewayConfig, guard: ConnectionGuard | None = None) -> we
         await gateway.stop()
 
     app.cleanup_ctx.append(lifecycle)
-    app.router.add_post(CHAT.path, gateway.chat)
-    app.router.add_post(COMPLETIONS.path, gateway.completions)
-    app.router.add_get(MODELS_PATH, gateway.models)
-    app.router.add_get("/health", gateway.health)
-    app.router.add_get("/livez", gateway.livez)
-    app.router.add_get("/metrics", gateway.prometheus)
-    app.router.add_get("/admin/limits", gateway.get_limits)
-    app.router.add_put("/admin/limits", gateway.put_limits)
-    app.router.add_route("*", "/{tail:.*}", _unrouted)
+    app.router.add_post(CHAT.path, track(gateway.chat))
+    app.router.add_post(COMPLETIONS.path, track(gateway.completions))
+    app.router.add_get(MODELS_PATH, track(gateway.models))
+    app.router.add_get("/health", track(gateway.health))
+    app.router.add_get("/livez", track(gateway.livez))
+    app.router.add_get("/metrics", track(gateway.prometheus))
+    app.router.add_get("/admin/limits", track(gateway.get_limits))
+    app.router.add_put("/admin/limits", track(gateway.put_limits))
+    app.router.add_route("*", "/{tail:.*}", track(_unrouted))
     return app
+
+
+def _as_is(handler: Handler) -> Handler:
+    return handler
 
 
 __all__ = ["GATEWAY_KEY", "Gateway", "build_app"]

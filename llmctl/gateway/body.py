@@ -41,6 +41,8 @@ async def read_body(request: web.Request, *, max_bytes: int, timeout_s: float) -
     if declared is not None and declared > max_bytes:
         raise _too_large(max_bytes)
     try:
+        if request.content.is_eof():  # the whole body came with the head: nothing to wait for
+            return await request.read()
         async with asyncio.timeout(timeout_s):
             return await request.read()
     except web.HTTPRequestEntityTooLarge:

@@ -13,8 +13,8 @@ bytes that come in (never those that go out, so streaming costs nothing extra) a
 - **half-close**: a client that shuts down its sending side after a complete request head still gets
   its answer; the connection closes after it (asyncio would close it at once).
 
-The app's middleware tells each connection when a request's handler starts and ends, so a request
-in progress is never cut by the head deadline, whatever its bytes look like.
+Every route handler is wrapped (`ConnectionGuard.tracked`) to tell its connection when it starts
+and ends, so a request in progress is never cut by the head deadline, whatever its bytes look like.
 """
 
 from __future__ import annotations
@@ -142,8 +142,22 @@ class ConnectionGuard:
         """A protocol factory for `loop.create_server` that guards what `factory` makes."""
         return lambda: GuardedConnection(self, factory())
 
-    def track(self, transport: asyncio.BaseTransport | None) -> GuardedConnection | None:
-        return self.open.get(transport) if transport is not None else None
+    def tracked(self, handler: Handler) -> Handler:
+        """`handler`, telling its request's connection when it starts and ends. (A wrapper per
+        route, not a middleware: aiohttp rebuilds the middleware chain on every request.)"""
+
+        async def run(request: web.Request) -> web.StreamResponse:
+            transport = request.transport
+            conn = self.open.get(transport) if transport is not None else None
+            if conn is None:
+                return await handler(request)
+            conn.request_started(request)
+            try:
+                return await handler(request)
+            finally:
+                conn.request_done()
+
+        return run
 
 
 class GuardedConnection(asyncio.Protocol):
@@ -156,7 +170,7 @@ class GuardedConnection(asyncio.Protocol):
         self.refused = False
         self.in_request = False  # a handler runs (told by the middleware)
         self.head_done = False  # the current request's head is complete
-        self.answering = False  # its response has begun (told by on_response_prepare)
+        self.request: web.BaseRequest | None = None  # the one whose handler runs
         self._line = b""  # the request line so far (its version decides the half-close probe)
         self._tail = b""  # the last bytes of a head still coming in (to find HEAD_END across reads)
         self._timer: asyncio.TimerHandle | None = None
@@ -188,7 +202,7 @@ class GuardedConnection(asyncio.Protocol):
         if self.refused:
             self._close()
             return None
-        if not self.head_done or self.answering:
+        if not self.head_done or self._answering():
             return self.inner.eof_received()  # nothing to answer, or a stream's reader left
         close = getattr(self.inner, "close", None)
         if close is not None:
@@ -214,20 +228,22 @@ class GuardedConnection(asyncio.Protocol):
         if not self.refused:
             self.inner.resume_writing()
 
-    # --- requests (told by the app) --------------------------------------------------------------
+    # --- requests (told by the route handlers' wrapper) --------------------------------------------------------------
 
-    def request_started(self) -> None:
+    def request_started(self, request: web.BaseRequest) -> None:
         self.in_request = self.head_done = True
+        self.request = request
         self._cancel_timer()
 
-    def response_started(self) -> None:
-        # A plain Response is prepared after the handler (and request_done) returned: no matter,
-        # it is written in the same step, before any FIN can be read.
-        self.answering = self.in_request
-
     def request_done(self) -> None:
-        self.in_request = self.head_done = self.answering = False
+        self.in_request = self.head_done = False
+        self.request = None
         self._line = self._tail = b""
+
+    def _answering(self) -> bool:
+        """Whether any byte of the answer has reached the socket (a plain Response is written
+        after its handler returns, in the same step: no FIN can be read in between)."""
+        return self.request is not None and self.request.writer.output_size > 0
 
     # --- the rules -------------------------------------------------------------------------------
 
@@ -321,29 +337,6 @@ def _peer(transport: asyncio.BaseTransport) -> str:
     return f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) and len(peer) >= 2 else "?"
 
 
-def install(app: web.Application, guard: ConnectionGuard) -> None:
-    """Let `guard` hear when each request's handler starts and ends and its response begins."""
-
-    @web.middleware
-    async def track_requests(request: web.Request, handler: Handler) -> web.StreamResponse:
-        conn = guard.track(request.transport)
-        if conn is None:
-            return await handler(request)
-        conn.request_started()
-        try:
-            return await handler(request)
-        finally:
-            conn.request_done()
-
-    async def response_begins(request: web.Request, _: web.StreamResponse) -> None:
-        conn = guard.track(request.transport)
-        if conn is not None:
-            conn.response_started()
-
-    app.middlewares.append(track_requests)
-    app.on_response_prepare.append(response_begins)
-
-
 class GuardedSite(web.TCPSite):
     """aiohttp's TCP site, with every accepted connection under `guard`."""
 
@@ -374,6 +367,5 @@ __all__ = [
     "ConnectionLimits",
     "GuardedSite",
     "connection_cap",
-    "install",
     "limits_for",
 ]
