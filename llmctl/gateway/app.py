@@ -116,12 +116,15 @@ class Gateway:
         except BadRequestError as exc:
             outcome.set(400, "bad_request")
             return error_response(400, str(exc), "bad_request", headers, param=exc.param)
-        except (ClientGoneError, asyncio.CancelledError):
+        except (ClientGoneError, asyncio.CancelledError) as exc:
             # The client left mid-upload (aiohttp cancels the handler, or the read finds the
             # connection lost): its disconnect, not an internal error.
             metrics.disconnects.labels("upload").inc()
             outcome.set(499, "client_disconnect")
-            raise
+            if isinstance(exc, asyncio.CancelledError):
+                raise
+            # Returned, not raised: aiohttp would log an exception as a 500 with a traceback.
+            return web.Response(status=499)
 
         upstream_headers = {"Content-Type": "application/json", "X-Request-Id": rid}
         if not self.keys.enabled:
