@@ -9,7 +9,7 @@ import typer
 
 from llmctl.cli.console import console, fail
 from llmctl.cli.options import check_output, env_secret, write_output
-from llmctl.core.errors import UsageError
+from llmctl.core.errors import LlmctlError, UsageError
 from llmctl.stack.endpoints import DEFAULT_URLS, resolve
 from llmctl.stack.settings import edit_stack_file
 from llmctl.tune.limits import GatewayAdmin
@@ -107,6 +107,8 @@ def max_active(
             "--apply needs a stack file to write: run in a folder with llmctl.toml "
             "or pass --config PATH"
         )
+    if apply and defaults.config_path is not None:
+        check_output(defaults.config_path, "--apply")  # now, not after the whole run
     if apply and not ours:
         raise UsageError(
             f"--apply writes {defaults.config_path}, whose gateway is {defaults.gateway_url}, "
@@ -156,3 +158,5 @@ def max_active(
     if json_out is not None:
         write_output(json_out, report.to_json() + "\n")
         console.print(f"Report written to {json_out}", highlight=False)
+    if report.apply_error:
+        raise LlmctlError(f"--apply failed: {report.apply_error}; the original limits are live")

@@ -50,7 +50,7 @@ REASONS = (
     "rate_limited",
 )
 # Where a client went away, the `stage` label of GATEWAY_CLIENT_DISCONNECTS.
-DISCONNECT_STAGES = ("queued", "waiting", "streaming")
+DISCONNECT_STAGES = ("upload", "queued", "waiting", "streaming")
 # Kinds of upstream failure, the `kind` label of GATEWAY_UPSTREAM_ERRORS.
 UPSTREAM_ERROR_KINDS = ("connect", "status", "timeout", "stream", "protocol")
 

@@ -6,7 +6,6 @@ X-Llmctl-Source header) or `admin`; the adaptive limit's own changes are counted
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from typing import TYPE_CHECKING
@@ -15,8 +14,10 @@ from aiohttp import web
 from pydantic import ValidationError
 
 from llmctl.core.config import AdmissionLimits
+from llmctl.core.openai import NonStandardNumberError, parse_json
 from llmctl.core.validation import explain
 from llmctl.gateway.auth import readable
+from llmctl.gateway.body import BodyError
 from llmctl.gateway.errors import error_response
 
 if TYPE_CHECKING:
@@ -52,7 +53,11 @@ async def put_limits(gateway: Gateway, request: web.Request) -> web.Response:
     if denied is not None:
         return denied
     try:
-        changes = json.loads(await request.read())
+        changes = parse_json(await gateway.read_body(request))
+    except BodyError as exc:
+        return exc.response()
+    except NonStandardNumberError as exc:
+        return error_response(400, f"invalid limits: {exc}", "bad_request", param=exc.path)
     except (ValueError, RecursionError):
         return error_response(400, "body must be a JSON object", "bad_request")
     if not isinstance(changes, dict):

@@ -12,15 +12,23 @@ from collections.abc import AsyncIterator
 
 import aiohttp
 from aiohttp import web
+from aiohttp.typedefs import Handler
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from llmctl.core.config import GatewayConfig
-from llmctl.core.openai import CHAT, COMPLETIONS, MODELS_PATH, Route
+from llmctl.core.openai import (
+    CHAT,
+    COMPLETIONS,
+    MODELS_PATH,
+    Route,
+)
 from llmctl.gateway import admin, quota
 from llmctl.gateway.adaptive import Decision
 from llmctl.gateway.admission import AdmissionController, AdmissionRefusedError, Slot
 from llmctl.gateway.affinity import prompt_text
 from llmctl.gateway.auth import KeyRing, bearer_token, readable
+from llmctl.gateway.body import BodyError, ClientGoneError, read_body
+from llmctl.gateway.connections import ConnectionGuard
 from llmctl.gateway.engines import EnginePool
 from llmctl.gateway.errors import error_response
 from llmctl.gateway.fairness import FairQueue
@@ -164,17 +172,23 @@ class Gateway:
                 outcome.set(401, "unauthorized")
                 return denied
         try:
-            raw = await request.read()
+            raw = await self.read_body(request)
             parsed = parse_completion(raw, route, self.config.model_name)
-        except web.HTTPRequestEntityTooLarge:
-            outcome.set(413, "bad_request")
-            limit = self.config.max_body_bytes
-            return error_response(
-                413, f"request body is larger than {limit} bytes", "request_too_large", headers
-            )
+        except BodyError as exc:
+            outcome.set(exc.status, "bad_request")
+            return exc.response(headers)
         except BadRequestError as exc:
             outcome.set(400, "bad_request")
             return error_response(400, str(exc), "bad_request", headers, param=exc.param)
+        except (ClientGoneError, asyncio.CancelledError) as exc:
+            # The client left mid-upload (aiohttp cancels the handler, or the read finds the
+            # connection lost): its disconnect, not an internal error.
+            metrics.disconnects.labels("upload").inc()
+            outcome.set(499, "client_disconnect")
+            if isinstance(exc, asyncio.CancelledError):
+                raise
+            # Returned, not raised: aiohttp would log an exception as a 500 with a traceback.
+            return web.Response(status=499)
 
         claim: quota.Claim | None = None
         if tenant is not None and (tenant.requests or tenant.tokens):
@@ -335,6 +349,12 @@ class Gateway:
             outcome.set(499, "client_disconnect")
             raise
 
+    async def read_body(self, request: web.Request) -> bytes:
+        config = self.config
+        return await read_body(
+            request, max_bytes=config.max_body_bytes, timeout_s=config.body_timeout_s
+        )
+
     async def models(self, request: web.Request) -> web.StreamResponse:
         headers = {"X-Request-Id": request_id(request.headers.get("X-Request-Id"))}
         authorization = request.headers.get("Authorization")
@@ -424,12 +444,14 @@ _REFUSAL_MESSAGES = {
 }
 
 
-def build_app(config: GatewayConfig) -> web.Application:
-    """The web application; its cleanup context starts and stops the upstream pool and probe."""
+def build_app(config: GatewayConfig, guard: ConnectionGuard | None = None) -> web.Application:
+    """The web application; its cleanup context starts and stops the upstream pool and probe.
+    `guard` (the server's) hears when each request's handler starts and ends."""
     gateway = Gateway(config)
     # aiohttp enforces the body limit itself and raises HTTPRequestEntityTooLarge, answered as 413.
     app = web.Application(client_max_size=config.max_body_bytes)
     app[GATEWAY_KEY] = gateway
+    track = guard.tracked if guard is not None else _as_is
 
     async def lifecycle(_: web.Application) -> AsyncIterator[None]:
         await gateway.start()
@@ -437,16 +459,20 @@ def build_app(config: GatewayConfig) -> web.Application:
         await gateway.stop()
 
     app.cleanup_ctx.append(lifecycle)
-    app.router.add_post(CHAT.path, gateway.chat)
-    app.router.add_post(COMPLETIONS.path, gateway.completions)
-    app.router.add_get(MODELS_PATH, gateway.models)
-    app.router.add_get("/health", gateway.health)
-    app.router.add_get("/livez", gateway.livez)
-    app.router.add_get("/metrics", gateway.prometheus)
-    app.router.add_get("/admin/limits", functools.partial(admin.get_limits, gateway))
-    app.router.add_put("/admin/limits", functools.partial(admin.put_limits, gateway))
-    app.router.add_route("*", "/{tail:.*}", _unrouted)
+    app.router.add_post(CHAT.path, track(gateway.chat))
+    app.router.add_post(COMPLETIONS.path, track(gateway.completions))
+    app.router.add_get(MODELS_PATH, track(gateway.models))
+    app.router.add_get("/health", track(gateway.health))
+    app.router.add_get("/livez", track(gateway.livez))
+    app.router.add_get("/metrics", track(gateway.prometheus))
+    app.router.add_get("/admin/limits", track(functools.partial(admin.get_limits, gateway)))
+    app.router.add_put("/admin/limits", track(functools.partial(admin.put_limits, gateway)))
+    app.router.add_route("*", "/{tail:.*}", track(_unrouted))
     return app
+
+
+def _as_is(handler: Handler) -> Handler:
+    return handler
 
 
 __all__ = ["GATEWAY_KEY", "Gateway", "build_app"]

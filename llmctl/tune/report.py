@@ -137,6 +137,7 @@ class TuneReport(_Model):
     recommendation: Recommendation
     applied: bool = False
     applied_to: str | None = None  # the stack config file written by --apply, if any
+    apply_error: str | None = None  # why --apply could not write it (the limits were restored)
 
     def to_json(self) -> str:
         return self.model_dump_json(indent=2)

@@ -145,6 +145,12 @@ def render_report(report: TuneReport) -> RenderableType:
     if report.applied:
         where = f" and written to {report.applied_to}" if report.applied_to else ""
         after = Text(f"Applied: MAX_ACTIVE {rec.max_active} is live{where}.")
+    elif report.apply_error:
+        after = Text(
+            f"Not applied ({report.apply_error}): MAX_ACTIVE restored to {original}, "
+            "the stack file unchanged.",
+            style="red",
+        )
     else:
         again = ", adaptive again" if report.original_limits.limit_mode == "adaptive" else ""
         after = Text(
