@@ -207,6 +207,9 @@ def _compute(now: Scrape, base: Scrape, url: str, note: str) -> StackSnapshot:
         return finite(histogram_quantile(q, delta))
 
     requests = m.GATEWAY_REQUESTS.series
+    decision = next(
+        (lab for lab, v in now.samples.get(m.GATEWAY_LIMIT_DECISION.series, []) if v == 1.0), {}
+    )
     return StackSnapshot(
         source="direct",
         source_url=url,
@@ -235,10 +238,21 @@ def _compute(now: Scrape, base: Scrape, url: str, note: str) -> StackSnapshot:
         preemptions_per_s=rate(m.VLLM_PREEMPTIONS.series, job=m.JOB_ENGINE),
         prompt_tokens_per_s=rate(m.VLLM_PROMPT_TOKENS.series, job=m.JOB_ENGINE),
         generation_tokens_per_s=rate(m.VLLM_GENERATION_TOKENS.series, job=m.JOB_ENGINE),
+        limit_adaptive=now.total(m.GATEWAY_LIMIT_ADAPTIVE.series),
+        limit_direction=decision.get("direction"),
+        limit_reason=decision.get("reason"),
+        adaptive_ttft_p95_s=finite(now.total(m.GATEWAY_ADAPTIVE_TTFT.series)),
+        adaptive_itl_p95_s=finite(now.total(m.GATEWAY_ADAPTIVE_ITL.series)),
+        adaptive_slo_ttft_s=finite(now.total(m.GATEWAY_ADAPTIVE_SLO.series, _signal("ttft"))),
+        adaptive_slo_itl_s=finite(now.total(m.GATEWAY_ADAPTIVE_SLO.series, _signal("itl"))),
         gpus=_gpus(now),
         engines=_engines(now),
         classes=_classes(now),
     )
+
+
+def _signal(name: str) -> Match:
+    return lambda lab: lab.get("signal") == name
 
 
 def _max(scrape: Scrape, name: str) -> float | None:

@@ -10,7 +10,6 @@ once (empty, or with the admin key llmctl generated) and never reads a key the u
 
 from __future__ import annotations
 
-import json
 import math
 import re
 from collections.abc import Mapping
@@ -87,6 +86,12 @@ def gateway_settings(spec: StackSpec) -> dict[str, str]:
     A field the gateway reads from the environment keeps that variable's name (MAX_ACTIVE, ...);
     the others are LLMCTL_GATEWAY_<FIELD>. Plain on/off flags are not settings with a value, so
     they stay on the command line (see gateway_command)."""
+    if not spec.engine.name.isprintable():
+        # kustomize reads gateway-settings.env line by line, each value taken as written.
+        raise ConfigError(
+            f"engine.served_name / engine.model {spec.engine.name!r}: the kubernetes target "
+            "writes it into a ConfigMap (gateway-settings.env), which takes printable text only"
+        )
     values = commands.gateway_values(
         spec.gateway,
         host="0.0.0.0",
@@ -158,7 +163,7 @@ def context(spec: StackSpec, stack_secrets: StackSecrets, dashboards: list[str])
         "hf_home": HF_HOME,
         "gateway_resources": GATEWAY_RESOURCES,
         "gateway_command": gateway_command(spec),
-        "gateway_settings": _env_file_values(gateway_settings(spec)),
+        "gateway_settings": gateway_settings(spec),
         "tenants_dir": TENANTS_DIR,
         "uid": LLMCTL_UID,
         "rule_groups": _rule_groups(spec),
@@ -258,14 +263,6 @@ def _literal(arg: str) -> str:
     return arg.replace("$", "$$")
 
 
-def _env_file_values(values: dict[str, str]) -> dict[str, str]:
-    """Values fit for a KEY=VALUE line: one line each, no edge spaces kustomize would drop."""
-    for key, value in values.items():
-        if value != value.strip() or any(ord(c) < 32 for c in value):
-            raise ConfigError(f"the gateway setting {key}={value!r} cannot go into a ConfigMap")
-    return values
-
-
 def _ours(name: str) -> bool:
     return name.startswith(TEMPLATES + "/") and name.endswith(".j2")
 
@@ -342,7 +339,8 @@ def _yaml_block(value: object, indent: int = 0) -> str:
 
 
 def _flow(values: list[str]) -> str:
-    return json.dumps(values)
+    """A YAML flow list of quoted strings that no value can break out of."""
+    return "[" + ", ".join(render.yaml_str(value) for value in values) + "]"
 
 
 def _dashboards(folder: Path | None) -> list[Path]:
