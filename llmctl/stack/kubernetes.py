@@ -10,6 +10,7 @@ once (empty, or with the admin key llmctl generated) and never reads a key the u
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 from collections.abc import Mapping
@@ -125,8 +126,11 @@ def _setting_var(field: str) -> str:
     return known.get(field) or f"LLMCTL_GATEWAY_{field.upper()}"
 
 
-def context(spec: StackSpec, stack_secrets: StackSecrets, dashboards: list[str]) -> dict[str, Any]:
-    """What the kubernetes templates see (`dashboards`: the file names shipped as ConfigMaps)."""
+def context(
+    spec: StackSpec, stack_secrets: StackSecrets, dashboards: list[str], env: jinja2.Environment
+) -> dict[str, Any]:
+    """What the kubernetes templates see (`dashboards`: the file names shipped as ConfigMaps;
+    `env` renders the compose rule templates the PrometheusRule carries)."""
     eng, kube = spec.engine, spec.kubernetes
     cpu, memory = ENGINE_DEFAULTS[eng.kind]
     cpu, memory = kube.engine_cpu or cpu, kube.engine_memory or memory
@@ -166,8 +170,8 @@ def context(spec: StackSpec, stack_secrets: StackSecrets, dashboards: list[str])
         "gateway_settings": gateway_settings(spec),
         "tenants_dir": TENANTS_DIR,
         "uid": LLMCTL_UID,
-        "rule_groups": _rule_groups(spec),
         "dashboards": dashboards,
+        "rule_groups": _rule_groups(spec, env),
         "datasource_uid": metrics.GRAFANA_DATASOURCE_UID,
         "demand_query": _demand_query(spec),
         "secrets": _secret_files(spec, stack_secrets),
@@ -183,10 +187,9 @@ def render_kubernetes(
 ) -> dict[str, str]:
     """Every file of the kustomize base, relative path -> text. Nothing touches the disk."""
     stack_secrets = stack_secrets or StackSecrets.generate(spec)
-    env = render.environment(templates)
-    env.filters.update(yml=_yaml_block, flow=_flow)
+    env = _environment(templates)
     shipped = _dashboards(dashboards) if spec.observability.grafana else []
-    ctx = context(spec, stack_secrets, [path.name for path in shipped])
+    ctx = context(spec, stack_secrets, [path.name for path in shipped], env)
     files: dict[str, str] = {}
     for name in sorted(env.list_templates(filter_func=_ours)):
         try:
@@ -263,6 +266,14 @@ def _literal(arg: str) -> str:
     return arg.replace("$", "$$")
 
 
+@functools.lru_cache(maxsize=4)
+def _environment(templates: Path | None) -> jinja2.Environment:
+    """render's environment with this target's filters, kept so each template compiles once."""
+    env = render.environment(templates)
+    env.filters.update(yml=_yaml_block, flow=_flow)
+    return env
+
+
 def _ours(name: str) -> bool:
     return name.startswith(TEMPLATES + "/") and name.endswith(".j2")
 
@@ -284,9 +295,8 @@ def _secret_files(spec: StackSpec, stack_secrets: StackSecrets) -> dict[str, str
     return files
 
 
-def _rule_groups(spec: StackSpec) -> list[Any]:
+def _rule_groups(spec: StackSpec, env: jinja2.Environment) -> list[Any]:
     """The compose stack's alert and recording rule groups, rendered from the same templates."""
-    env = render.environment()
     ctx = render.context(spec)
     groups: list[Any] = []
     for name in RULE_TEMPLATES:
