@@ -98,7 +98,8 @@ def test_gateway_rejections_are_counted_apart(tiny_gateway: Stack) -> None:
 
 
 def test_server_series_are_recorded_over_time_and_bounded(tiny_gateway: Stack) -> None:
-    """Both /metrics pages read every 20 ms: ~60 readings per level, kept as at most 12 points."""
+    """Both /metrics pages read every 20 ms: ~60 readings per level, kept as at most 6 points
+    (a machine so busy that the loop reads them 5 times slower still downsamples)."""
     config = BenchConfig(
         target=tiny_gateway.gateway,
         api_key="bench-key",
@@ -107,7 +108,7 @@ def test_server_series_are_recorded_over_time_and_bounded(tiny_gateway: Stack) -
         prompts=PromptSpec(input_len=32, output_len=16),
         metrics_urls=[f"{tiny_gateway.engine}/metrics"],
         sample_interval_s=0.02,
-        series_points=12,
+        series_points=6,
     )
     report = run_bench(config)
     level_end = 0.0
@@ -117,13 +118,15 @@ def test_server_series_are_recorded_over_time_and_bounded(tiny_gateway: Stack) -
         assert server.span_s is not None
         series = server.series
         assert series is not None
-        assert server.samples > 24
-        assert len(series.t_s) == 12
+        assert server.samples > 6
+        assert len(series.t_s) == 6
         assert series.t_s == sorted(series.t_s)
         assert series.t_s[-1] == pytest.approx(server.span_s, abs=0.001)
-        # Points spread over the level (the dense start merged first), not bunched at its start.
+        # Points spread over the level, not bunched at its start (a gap between two readings,
+        # when the loop stalled, cannot be split).
+        assert server.max_sample_gap_s is not None
         gaps = [b - a for a, b in zip(series.t_s, series.t_s[1:], strict=False)]
-        assert max(gaps) < 3 * server.span_s / 12
+        assert max(gaps) < 3 * server.span_s / 6 + server.max_sample_gap_s
         # Levels follow each other on the run's clock.
         assert series.start_s >= level_end - 0.001
         level_end = series.start_s + server.span_s
@@ -143,7 +146,7 @@ def test_server_series_are_recorded_over_time_and_bounded(tiny_gateway: Stack) -
     assert max(v or 0 for v in busy.series.kv_cache_usage_perc) > 0
     # The JSON keeps each list on one line, and reads back the same.
     text = report.to_json()
-    assert re.search(r'"t_s": \[[0-9.]+(,[0-9.]+){11}\]', text)
+    assert re.search(r'"t_s": \[[0-9.]+(,[0-9.]+){5}\]', text)
     assert BenchReport.from_json(text) == report
 
 
