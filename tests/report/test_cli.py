@@ -194,6 +194,6 @@ def test_the_docs_figures_are_what_this_command_draws(
     assert _run(capsys, *bench, "--figures", str(tmp_path))[0] == 0
     assert _run(capsys, str(runs / "tune.json"), "--figures", str(tmp_path))[0] == 0
     committed = sorted(docs.glob("*.svg"))
-    assert len(committed) == 4
+    assert len(committed) == 5
     for figure in committed:
         assert figure.read_text() == (tmp_path / figure.name).read_text(), figure.name
