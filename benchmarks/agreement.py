@@ -56,9 +56,9 @@ class Shape:
 
 
 SHAPES = {
-    "short, no queue": Shape("short, no queue", 6, 8, 32, 0.0, 16),
+    "short, no queue": Shape("short, no queue", 10, 12, 32, 0.0, 16),
     "short, queued": Shape("short, queued", 12, 6, 32, 0.0, 16),
-    "mixed, no queue": Shape("mixed, no queue", 8, 10, 512, 0.9, 48, 0.6),
+    "mixed, no queue": Shape("mixed, no queue", 12, 14, 512, 0.9, 48, 0.6),
     "mixed, queued": Shape("mixed, queued", 12, 4, 512, 0.9, 48, 0.6),
     "long, queued": Shape("long, queued", 16, 4, 1024, 0.5, 96, 0.5),
 }

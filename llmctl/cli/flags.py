@@ -31,7 +31,13 @@ def _option_type(annotation: Any) -> Any:
     return str
 
 
-_METAVARS: dict[Any, str] = {int: "INTEGER", float: "FLOAT", str: "TEXT", list[str]: "TEXT"}
+_METAVARS: dict[Any, str | None] = {
+    int: "INTEGER",
+    float: "FLOAT",
+    str: "TEXT",
+    list[str]: "TEXT",
+    bool: None,  # a plain flag takes no value
+}
 
 
 def _shown_default(value: Any) -> str:
@@ -57,7 +63,8 @@ def setting_options(
         if field_name in env:
             help_text += escape(f" [env: {env[field_name]}]")
         kind = _option_type(info.annotation)
-        option = typer.Option(flag, help=help_text, show_default=False, metavar=_METAVARS[kind])
+        metavar = _METAVARS.get(kind)
+        option = typer.Option(flag, help=help_text, show_default=False, metavar=metavar)
         annotation: Any = Annotated.__class_getitem__((kind | None, option))  # type: ignore[attr-defined]
         params.append(
             inspect.Parameter(

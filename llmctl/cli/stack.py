@@ -5,7 +5,6 @@ from __future__ import annotations
 import functools
 import inspect
 import os
-import shutil
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Annotated, Any
@@ -16,6 +15,7 @@ from rich.table import Table
 
 from llmctl.cli.console import console, err_console
 from llmctl.core.errors import ConfigError, RuntimeBackendError
+from llmctl.core.files import write_file
 from llmctl.stack import chat as chat_api
 from llmctl.stack import lifecycle
 from llmctl.stack.doctor import diagnose
@@ -167,12 +167,13 @@ def init(
     """Write llmctl.toml from a preset (default: local-sim)."""
     name = preset or "local-sim"
     source = preset_path(name)
-    if path.exists() and not force:
+    if (path.exists() or path.is_symlink()) and not force:
         raise ConfigError(f"{path} exists; use --force to overwrite it")
     try:
-        shutil.copyfile(source, path)
+        text = source.read_bytes()
     except OSError as exc:
-        raise ConfigError(f"cannot write {path}: {exc.strerror}") from exc
+        raise ConfigError(f"cannot read the preset {source}: {exc.strerror}") from exc
+    write_file(path, text)
     console.print(
         f"wrote {path} from preset [bold]{name}[/bold]; presets: {', '.join(list_presets())}"
     )

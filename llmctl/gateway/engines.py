@@ -42,6 +42,8 @@ class Engine:
     detail: str = "not probed yet"
     waiting: float = 0.0
     kv_usage: float = 0.0
+    preemptions: float | None = None  # vllm:num_preemptions_total as last polled
+    polled: bool = False  # its /metrics answered the last poll with the load signals
     member: bool = True  # False once DNS no longer lists it (it drains)
     back_at: float | None = None  # monotonic time it last became ready (the ramp starts there)
     routed: int = 0
@@ -107,14 +109,20 @@ class EnginePool:
         """Whether any member engine answered its last probe ready (what /health reports)."""
         return any(e.ready is True and e.member for e in self.engines)
 
+    def routable(self) -> list[Engine]:
+        """Engines a request may go to: those in rotation; when none is (every probe failed), all
+        members, since a probe can be wrong and a refused connection answers just as fast."""
+        members = [e for e in self.engines if e.member]
+        in_rotation = [e for e in members if e.in_rotation()]
+        return in_rotation or members
+
     def candidates(self, default_limit: int, exclude: frozenset[str] = frozenset()) -> list[Engine]:
         """Engines that can take one more request now."""
         now = time.monotonic()
         return [
             e
-            for e in self.engines
-            if e.in_rotation()
-            and e.name not in exclude
+            for e in self.routable()
+            if e.name not in exclude
             and e.active < e.effective_limit(default_limit, now, self.ramp_s)
         ]
 
@@ -128,8 +136,8 @@ class EnginePool:
         ]
 
     def capacity(self, default_limit: int) -> int:
-        """Requests the engines in rotation may hold at once (full limits, no ramp)."""
-        return sum(e.limit(default_limit) for e in self.engines if e.in_rotation())
+        """Requests the routable engines may hold at once (full limits, no ramp)."""
+        return sum(e.limit(default_limit) for e in self.routable())
 
     def reconcile(self, urls: Iterable[str]) -> tuple[list[Engine], list[Engine]]:
         """Make the members exactly `urls` (a DNS answer): returns (joined, left). A leaving

@@ -12,18 +12,23 @@ from prometheus_client.registry import Collector
 
 from llmctl.core import metrics as m
 from llmctl.gateway.admission import AdmissionController
+from llmctl.gateway.fairness import FairQueue, Queue
 from llmctl.gateway.histogram import LatencyHistogram
+from llmctl.gateway.limiter import Measurements, p95
 
 
 class Outcome:
     """How one request ended. The first verdict wins (a client that leaves while the gateway
     writes an error event does not make a second one); the request handler counts it once."""
 
-    __slots__ = ("reason", "status")
+    __slots__ = ("class_name", "reason", "status", "tenant", "usage")
 
     def __init__(self) -> None:
         self.status = 500
         self.reason: str | None = None
+        self.usage: tuple[int, int] | None = None  # (prompt, completion) the engine reported
+        self.tenant: str | None = None
+        self.class_name: str | None = None
 
     def set(self, status: int, reason: str) -> None:
         if self.reason is None:
@@ -50,7 +55,33 @@ class GatewayMetrics:
         self.engine_ready.set_function(lambda: 1.0 if admission.pool.ready() else 0.0)
         self.routed = m.counter(m.GATEWAY_ROUTED, registry)
         self.retries = m.counter(m.GATEWAY_RETRIES, registry)
+        self.tenant_requests = m.counter(m.GATEWAY_TENANT_REQUESTS, registry)
+        self.tenant_tokens = m.counter(m.GATEWAY_TENANT_TOKENS, registry)
+        self.rate_limited = m.counter(m.GATEWAY_RATE_LIMITED, registry)
         registry.register(_EngineGauges(admission))
+        registry.register(ClassGauges(admission.queue))
+        self.limit_changes = m.counter(m.GATEWAY_LIMIT_CHANGES, registry)
+        for source in m.LIMIT_SOURCES:
+            for direction, adaptive_reason in (("up", "headroom"), ("down", "ttft")):
+                self.limit_changes.labels(
+                    source, direction, "set" if source != "adaptive" else adaptive_reason
+                )
+        m.gauge(m.GATEWAY_LIMIT_ADAPTIVE, registry).set_function(
+            lambda: 1.0 if admission.limits.limit_mode == "adaptive" else 0.0
+        )
+        self.measurements = Measurements()
+        self.admitted_ttft.tap = self.measurements.first_token
+        self.tpot.tap = self.measurements.per_token
+        m.gauge(m.GATEWAY_ADAPTIVE_TTFT, registry).set_function(
+            lambda: p95(list(self.measurements.ttft)) or float("nan")
+        )
+        m.gauge(m.GATEWAY_ADAPTIVE_ITL, registry).set_function(
+            lambda: p95(list(self.measurements.tpot)) or float("nan")
+        )
+        slo = m.gauge(m.GATEWAY_ADAPTIVE_SLO, registry)
+        slo.labels("ttft").set_function(lambda: _or_nan(admission.limits.adaptive_slo.ttft_s))
+        slo.labels("itl").set_function(lambda: _or_nan(admission.limits.adaptive_slo.itl_s))
+        self.decision = m.gauge(m.GATEWAY_LIMIT_DECISION, registry)
 
         # Live values are read at scrape time, so the request path never touches these gauges.
         live = {
@@ -71,12 +102,35 @@ class GatewayMetrics:
             self.retries.labels(kind)
         self._request_children: dict[tuple[str, int, str], Any] = {}
 
-    def count_request(self, route: str, status: int, reason: str) -> None:
-        key = (route, status, reason)
+    def count_limit_change(self, source: str, direction: str, reason: str) -> None:
+        self.limit_changes.labels(source, direction, reason).inc()
+
+    def show_decision(self, direction: str, reason: str) -> None:
+        """The adaptive limit's last decision: 1 on it, 0 on every other."""
+        self.decision.clear()
+        self.decision.labels(direction, reason).set(1)
+
+    def precreate_tenant(self, tenant: str) -> None:
+        """Zeros for a tenant's counters, so dashboards show it before its first request."""
+        for kind in ("prompt", "completion"):
+            self.tenant_tokens.labels(tenant, kind)
+        for limit in ("requests", "tokens"):
+            self.rate_limited.labels(tenant, limit)
+
+    def count_request(self, route: str, outcome: Outcome) -> None:
+        reason = outcome.reason or "internal_error"
+        key = (route, outcome.status, reason)
         child = self._request_children.get(key)
         if child is None:
-            child = self._request_children[key] = self.requests.labels(route, str(status), reason)
+            child = self._request_children[key] = self.requests.labels(
+                route, str(outcome.status), reason
+            )
         child.inc()
+        if outcome.tenant is not None:
+            self.tenant_requests.labels(outcome.tenant, outcome.class_name or "", reason).inc()
+            if outcome.usage is not None:
+                self.tenant_tokens.labels(outcome.tenant, "prompt").inc(outcome.usage[0])
+                self.tenant_tokens.labels(outcome.tenant, "completion").inc(outcome.usage[1])
 
     def exposition(self) -> bytes:
         """Every gateway series in Prometheus' text format (what GET /metrics answers)."""
@@ -106,3 +160,28 @@ class _EngineGauges(Collector):
             )
             families[m.GATEWAY_ENGINE_UP].add_metric(name, 1.0 if engine.in_rotation() else 0.0)
         yield from families.values()
+
+
+class ClassGauges(Collector):
+    """Per-class queue depth and slots held, read from the fair queue at scrape time."""
+
+    def __init__(self, queue: Queue) -> None:
+        self._queue = queue
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        depth = GaugeMetricFamily(
+            m.GATEWAY_CLASS_QUEUE.name, m.GATEWAY_CLASS_QUEUE.help, labels=["class"]
+        )
+        active = GaugeMetricFamily(
+            m.GATEWAY_CLASS_ACTIVE.name, m.GATEWAY_CLASS_ACTIVE.help, labels=["class"]
+        )
+        queue = self._queue
+        for klass in queue.classes if isinstance(queue, FairQueue) else ():
+            depth.add_metric([klass.policy.name], klass.waiting)
+            active.add_metric([klass.policy.name], klass.holding)
+        yield depth
+        yield active
+
+
+def _or_nan(value: float | None) -> float:
+    return float("nan") if value is None else value

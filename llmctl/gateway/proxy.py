@@ -17,7 +17,15 @@ from collections.abc import Callable
 import aiohttp
 from aiohttp import web
 
-from llmctl.core.openai import DONE, DONE_EVENT, Route, sse_error_event, text_frames, usage_tokens
+from llmctl.core.openai import (
+    DONE,
+    DONE_EVENT,
+    Route,
+    drop_usage_events,
+    sse_error_event,
+    text_frames,
+    usage_tokens,
+)
 from llmctl.gateway.admission import Slot
 from llmctl.gateway.errors import error_response
 from llmctl.gateway.metrics import GatewayMetrics, Outcome
@@ -85,11 +93,13 @@ class Proxy:
         arrived: float,
         *,
         can_retry: bool = False,
+        strip_usage: bool = False,
     ) -> web.StreamResponse:
         """Forward one admitted request to its slot's engine; it arrived at `arrived` (monotonic
         clock). How it ended goes into `outcome` (set exactly once). With `can_retry`, a failure
         of the engine before the client got a byte raises EngineFailedError instead of answering,
-        so the caller can send the request to another engine."""
+        so the caller can send the request to another engine. `strip_usage`: the gateway asked the
+        engine for usage the client did not ask for; it is counted, then dropped from the stream."""
         metrics = self._metrics
         remaining = self.request_timeout_s - (time.monotonic() - slot.admitted_at)
         upstream: aiohttp.ClientResponse | None = None
@@ -144,7 +154,7 @@ class Proxy:
                         # The client's mistake (unknown model, prompt too long), not the engine's.
                         outcome.set(status, "bad_request")
                     else:
-                        self._count_usage(usage_tokens(payload), 0)
+                        self._count_usage(usage_tokens(payload), 0, outcome)
                         # A whole answer's first token is its end (as bench and vLLM count it).
                         now = time.monotonic()
                         metrics.ttft.observe(now - arrived)
@@ -171,7 +181,9 @@ class Proxy:
                 out = web.StreamResponse(status=upstream.status, headers={**headers, **SSE_HEADERS})
                 await out.prepare(request)
                 stage = "streaming"
-                state = await self._pump(route, upstream, out, slot, outcome, arrived, first)
+                state = await self._pump(
+                    route, upstream, out, slot, outcome, arrived, first, strip_usage
+                )
         except TimeoutError:
             metrics.upstream_errors.labels("timeout").inc()
             if out is None:
@@ -231,6 +243,7 @@ class Proxy:
         outcome: Outcome,
         arrived: float,
         first: bytes,
+        strip_usage: bool = False,
     ) -> str:
         """Copy SSE bytes as they arrive, `first` (already read) first; returns the stream's state
         (see `forward`)."""
@@ -247,13 +260,14 @@ class Proxy:
                 break
             prev, last = last, chunk
             final = chunk.endswith(DONE_EVENT)
+            sent = drop_usage_events(chunk) if strip_usage else chunk
             if final:
                 # The last event: send it with the chunked-encoding terminator in one write (one
                 # syscall less per request); the engine's own terminator is read afterwards.
-                await out.write_eof(chunk)
+                await out.write_eof(sent)
                 state = "drain"
-            else:
-                await out.write(chunk)
+            elif sent:
+                await out.write(sent)
             # Frames with text only: chat's role frame and the finish frame are not tokens, and
             # time to first token is when the first text is handed to the client's socket (what
             # the client feels, this process's own delay included), not the first byte.
@@ -282,7 +296,7 @@ class Proxy:
             return "failed"
         # Usage, when asked for, is the last event before [DONE]; a short tail holds it.
         usage = usage_tokens(prev[-4096:] + last)
-        self._count_usage(usage, tokens)
+        self._count_usage(usage, tokens, outcome)
         generated = usage[1] if usage is not None else tokens
         if generated >= 2 and last_text > first_text:
             metrics.tpot.observe((last_text - first_text) / (generated - 1))
@@ -301,10 +315,13 @@ class Proxy:
         except (aiohttp.ClientError, TimeoutError):
             return False
 
-    def _count_usage(self, usage: tuple[int, int] | None, counted_chunks: int) -> None:
+    def _count_usage(
+        self, usage: tuple[int, int] | None, counted_chunks: int, outcome: Outcome
+    ) -> None:
         if usage is not None:
             self._metrics.prompt_tokens.inc(usage[0])
             self._metrics.completion_tokens.inc(usage[1])
+            outcome.usage = usage
         elif counted_chunks:
             self._metrics.completion_tokens.inc(counted_chunks)
 

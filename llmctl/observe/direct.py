@@ -19,7 +19,15 @@ from prometheus_client.parser import text_string_to_metric_families
 from llmctl.core import http
 from llmctl.core import metrics as m
 from llmctl.observe.queries import MIN_WINDOW_S
-from llmctl.observe.snapshot import HISTORY_POINTS, GpuSnapshot, History, StackSnapshot, finite
+from llmctl.observe.snapshot import (
+    HISTORY_POINTS,
+    ClassSnapshot,
+    EngineSnapshot,
+    GpuSnapshot,
+    History,
+    StackSnapshot,
+    finite,
+)
 
 Labels = dict[str, str]
 Match = Callable[[Labels], bool]
@@ -199,6 +207,9 @@ def _compute(now: Scrape, base: Scrape, url: str, note: str) -> StackSnapshot:
         return finite(histogram_quantile(q, delta))
 
     requests = m.GATEWAY_REQUESTS.series
+    decision = next(
+        (lab for lab, v in now.samples.get(m.GATEWAY_LIMIT_DECISION.series, []) if v == 1.0), {}
+    )
     return StackSnapshot(
         source="direct",
         source_url=url,
@@ -227,8 +238,21 @@ def _compute(now: Scrape, base: Scrape, url: str, note: str) -> StackSnapshot:
         preemptions_per_s=rate(m.VLLM_PREEMPTIONS.series, job=m.JOB_ENGINE),
         prompt_tokens_per_s=rate(m.VLLM_PROMPT_TOKENS.series, job=m.JOB_ENGINE),
         generation_tokens_per_s=rate(m.VLLM_GENERATION_TOKENS.series, job=m.JOB_ENGINE),
+        limit_adaptive=now.total(m.GATEWAY_LIMIT_ADAPTIVE.series),
+        limit_direction=decision.get("direction"),
+        limit_reason=decision.get("reason"),
+        adaptive_ttft_p95_s=finite(now.total(m.GATEWAY_ADAPTIVE_TTFT.series)),
+        adaptive_itl_p95_s=finite(now.total(m.GATEWAY_ADAPTIVE_ITL.series)),
+        adaptive_slo_ttft_s=finite(now.total(m.GATEWAY_ADAPTIVE_SLO.series, _signal("ttft"))),
+        adaptive_slo_itl_s=finite(now.total(m.GATEWAY_ADAPTIVE_SLO.series, _signal("itl"))),
         gpus=_gpus(now),
+        engines=_engines(now),
+        classes=_classes(now),
     )
+
+
+def _signal(name: str) -> Match:
+    return lambda lab: lab.get("signal") == name
 
 
 def _max(scrape: Scrape, name: str) -> float | None:
@@ -255,3 +279,37 @@ def _gpus(scrape: Scrape) -> list[GpuSnapshot]:
         if found is not None and isinstance(used, float):
             found["mem_total_mib"] = used + free
     return [GpuSnapshot.model_validate(gpus[g]) for g in sorted(gpus)]
+
+
+def _by_label(scrape: Scrape, fields: dict[str, str], label: str) -> dict[str, dict[str, float]]:
+    found: dict[str, dict[str, float]] = {}
+    for attr, name in fields.items():
+        for lab, value in scrape.samples.get(name, []):
+            key = lab.get(label, "?")
+            row = found.setdefault(key, {})
+            row[attr] = row.get(attr, 0.0) + value
+    return found
+
+
+def _engines(scrape: Scrape) -> list[EngineSnapshot]:
+    fields = {
+        "active": m.GATEWAY_ENGINE_ACTIVE.series,
+        "limit": m.GATEWAY_ENGINE_LIMIT.series,
+        "up": m.GATEWAY_ENGINE_UP.series,
+    }
+    rows = _by_label(scrape, fields, "engine")
+    return [
+        EngineSnapshot(
+            engine=name,
+            active=v.get("active"),
+            limit=v.get("limit"),
+            up=None if "up" not in v else v["up"] == 1.0,
+        )
+        for name, v in sorted(rows.items())
+    ]
+
+
+def _classes(scrape: Scrape) -> list[ClassSnapshot]:
+    fields = {"queued": m.GATEWAY_CLASS_QUEUE.series, "active": m.GATEWAY_CLASS_ACTIVE.series}
+    rows = _by_label(scrape, fields, "class")
+    return [ClassSnapshot(name=name, **v) for name, v in sorted(rows.items())]

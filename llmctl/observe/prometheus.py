@@ -15,6 +15,8 @@ from llmctl.observe import queries
 from llmctl.observe.snapshot import (
     HISTORY_POINTS,
     HISTORY_STEP_S,
+    ClassSnapshot,
+    EngineSnapshot,
     GpuSnapshot,
     History,
     StackSnapshot,
@@ -85,6 +87,31 @@ class PrometheusSource:
                 by_gpu[gpu]["name"] = sample["metric"].get("modelName")
         return [GpuSnapshot(**by_gpu[g]) for g in sorted(by_gpu, key=_gpu_order)]
 
+    def labelled(self, fields: dict[str, str], label: str) -> dict[str, dict[str, float | None]]:
+        """label value -> field -> value, for queries returning one series per `label` value."""
+        found: dict[str, dict[str, float | None]] = {}
+        for field, query in fields.items():
+            for sample in self.vector(query):
+                key = sample["metric"].get(label, "?")
+                found.setdefault(key, {})[field] = finite(float(sample["value"][1]))
+        return found
+
+    def engines(self) -> list[EngineSnapshot]:
+        rows = self.labelled(queries.ENGINES, "engine")
+        return [
+            EngineSnapshot(
+                engine=name,
+                active=v.get("active"),
+                limit=v.get("limit"),
+                up=None if v.get("up") is None else v.get("up") == 1.0,
+            )
+            for name, v in sorted(rows.items())
+        ]
+
+    def classes(self) -> list[ClassSnapshot]:
+        rows = self.labelled(queries.CLASSES, "class")
+        return [ClassSnapshot(name=name, **v) for name, v in sorted(rows.items())]
+
     def snapshot(self) -> StackSnapshot:
         # Another Prometheus on the port (Debian's, say) answers but has none of our series.
         if self.scalar(queries.GATEWAY_TARGETS) is None:
@@ -94,7 +121,13 @@ class PrometheusSource:
         if self.window_s is None:
             self.window_s = queries.window_for(self.scrape_interval_s())
         window = queries.window_text(self.window_s)
-        values = {field: self.scalar(query) for field, query in queries.scalars(window).items()}
+        values: dict[str, Any] = {
+            field: self.scalar(query) for field, query in queries.scalars(window).items()
+        }
+        decision = self.vector(queries.LIMIT_DECISION)
+        if decision:
+            values["limit_direction"] = decision[0]["metric"].get("direction")
+            values["limit_reason"] = decision[0]["metric"].get("reason")
         history = History(**{field: self.series(q) for field, q in queries.HISTORY.items()})
         return StackSnapshot(
             source="prometheus",
@@ -103,6 +136,8 @@ class PrometheusSource:
             window_s=self.window_s,
             history_span_s=HISTORY_POINTS * HISTORY_STEP_S,
             gpus=self.gpus(),
+            engines=self.engines(),
+            classes=self.classes(),
             history=history,
             **values,
         )

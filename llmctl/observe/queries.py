@@ -78,7 +78,16 @@ def scalars(window: str) -> dict[str, str]:
         "preemptions_per_s": engine_rate(m.VLLM_PREEMPTIONS),
         "prompt_tokens_per_s": engine_rate(m.VLLM_PROMPT_TOKENS),
         "generation_tokens_per_s": engine_rate(m.VLLM_GENERATION_TOKENS),
+        "limit_adaptive": f"max({m.GATEWAY_LIMIT_ADAPTIVE.series})",
+        "adaptive_ttft_p95_s": f"max({m.GATEWAY_ADAPTIVE_TTFT.series})",
+        "adaptive_itl_p95_s": f"max({m.GATEWAY_ADAPTIVE_ITL.series})",
+        "adaptive_slo_ttft_s": f'max({m.GATEWAY_ADAPTIVE_SLO.series}{{signal="ttft"}})',
+        "adaptive_slo_itl_s": f'max({m.GATEWAY_ADAPTIVE_SLO.series}{{signal="itl"}})',
     }
+
+
+# The adaptive limit's last change: one series, labels direction and reason.
+LIMIT_DECISION = f"max by (direction, reason) ({m.GATEWAY_LIMIT_DECISION.series} == 1)"
 
 
 # Whether this Prometheus scrapes a gateway at all (else `top` reads the endpoints directly).
@@ -94,6 +103,18 @@ GPU: dict[str, str] = {
 }
 GPU_NAME = f"max by (gpu, modelName) ({m.DCGM_GPU_UTIL.series})"
 
+# EngineSnapshot field -> a query returning one series per engine (label `engine`).
+ENGINES: dict[str, str] = {
+    "active": f"sum by (engine) ({m.GATEWAY_ENGINE_ACTIVE.series})",
+    "limit": f"sum by (engine) ({m.GATEWAY_ENGINE_LIMIT.series})",
+    "up": f"min by (engine) ({m.GATEWAY_ENGINE_UP.series})",
+}
+# ClassSnapshot field -> a query returning one series per class (label `class`).
+CLASSES: dict[str, str] = {
+    "queued": f"sum by (class) ({m.GATEWAY_CLASS_QUEUE.series})",
+    "active": f"sum by (class) ({m.GATEWAY_CLASS_ACTIVE.series})",
+}
+
 # History field -> a query read as a range (the sparklines): the recording rules, over
 # m.RECORDING_WINDOW each, so history is the smoothed view the dashboards show.
 HISTORY: dict[str, str] = {
@@ -106,4 +127,13 @@ HISTORY: dict[str, str] = {
 
 def all_queries(window: str = "10s") -> list[str]:
     """Every query string above, for tests that run them all."""
-    return [GATEWAY_TARGETS, *scalars(window).values(), *GPU.values(), GPU_NAME, *HISTORY.values()]
+    return [
+        GATEWAY_TARGETS,
+        LIMIT_DECISION,
+        *scalars(window).values(),
+        *GPU.values(),
+        GPU_NAME,
+        *ENGINES.values(),
+        *CLASSES.values(),
+        *HISTORY.values(),
+    ]

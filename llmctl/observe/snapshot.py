@@ -30,6 +30,23 @@ class GpuSnapshot(_Model):
     power_w: float | None = None
 
 
+class EngineSnapshot(_Model):
+    """One engine behind the gateway, as the gateway sees it."""
+
+    engine: str
+    active: float | None = None
+    limit: float | None = None
+    up: bool | None = None
+
+
+class ClassSnapshot(_Model):
+    """One priority class (with a tenants file): requests waiting and holding slots."""
+
+    name: str
+    queued: float | None = None
+    active: float | None = None
+
+
 class History(_Model):
     """Recent series for the sparklines, oldest first (a longer span than the live numbers)."""
 
@@ -78,7 +95,19 @@ class StackSnapshot(_Model):
     prompt_tokens_per_s: float | None = None
     generation_tokens_per_s: float | None = None
 
+    # The limit: 1 while adaptive; the last adaptive change (direction up/down, reason label); the
+    # p95s adaptive mode steers on (requests admitted under the current limit) and their targets.
+    limit_adaptive: float | None = None
+    limit_direction: str | None = None
+    limit_reason: str | None = None
+    adaptive_ttft_p95_s: float | None = None
+    adaptive_itl_p95_s: float | None = None
+    adaptive_slo_ttft_s: float | None = None
+    adaptive_slo_itl_s: float | None = None
+
     gpus: list[GpuSnapshot] = Field(default_factory=list)
+    engines: list[EngineSnapshot] = Field(default_factory=list)
+    classes: list[ClassSnapshot] = Field(default_factory=list)
     history: History = Field(default_factory=History)
 
     @property

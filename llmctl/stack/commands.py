@@ -64,6 +64,8 @@ def vllm_args(engine: EngineSpec, *, host: str, port: int, model: str | None = N
     args += ["--gpu-memory-utilization", _fmt(engine.gpu_memory_utilization)]
     if engine.max_num_seqs is not None:
         args += ["--max-num-seqs", str(engine.max_num_seqs)]
+    if engine.scheduling_policy != "fcfs":
+        args += ["--scheduling-policy", engine.scheduling_policy]
     return args + list(engine.extra_args)
 
 
@@ -83,9 +85,13 @@ def gateway_args(
     }
     args = ["gateway", "serve"]
     for name, value in values.items():
-        if value is not None:
-            text = _fmt(value) if isinstance(value, float | int) else str(value)
-            args += [GATEWAY_FLAGS[name], text]
+        if value is None or value is False:
+            continue
+        if value is True:
+            args.append(GATEWAY_FLAGS[name])  # a plain flag
+            continue
+        text = _fmt(value) if isinstance(value, float | int) else str(value)
+        args += [GATEWAY_FLAGS[name], text]
     return args
 
 

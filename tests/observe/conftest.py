@@ -17,6 +17,7 @@ import pytest
 
 from llmctl.core import metrics as m
 from llmctl.core.config import AlertThresholds
+from llmctl.gateway.tenants import key_hash
 from llmctl.observe.prometheus import PrometheusSource
 from llmctl.stack import processes
 from llmctl.stack.render import environment
@@ -78,12 +79,15 @@ class Load:
 
     url: str
     workers: int = 6
+    keys: tuple[str, ...] = ("",)  # Bearer keys the workers take turns with ("" sends none)
     stop: threading.Event = field(default_factory=threading.Event)
     statuses: dict[int, int] = field(default_factory=dict)
     _threads: list[threading.Thread] = field(default_factory=list)
 
     def _run(self, worker: int) -> None:
-        with httpx.Client(base_url=self.url, timeout=30.0) as client:
+        key = self.keys[worker % len(self.keys)]
+        headers = {"Authorization": f"Bearer {key}"} if key else {}
+        with httpx.Client(base_url=self.url, timeout=30.0, headers=headers) as client:
             n = 0
             while not self.stop.is_set():
                 n += 1
@@ -179,14 +183,26 @@ def live_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveStack]:
         pytest.skip("prometheus binary not installed (apt-get install prometheus)")
     cwd = tmp_path_factory.mktemp("stack")
     gw, engine, prom = free_port(), free_port(), free_port()
+    # Two tenants in two classes, so the tenant and class panels have series; one has a token
+    # limit low enough that the load meets it.
+    tenants = cwd / "tenants.toml"
+    tenants.write_text(
+        f'[[tenants]]\nname = "chat"\nkeys = ["{key_hash("sk-chat")}"]\n'
+        f'[[tenants]]\nname = "nightly"\nclass = "batch"\ntokens_per_minute = 2000\n'
+        f'keys = ["{key_hash("sk-nightly")}"]\n'
+    )
     flags = [
         "--gateway-port", str(gw), "--engine-port", str(engine), "--prometheus-port", str(prom),
         "--scrape-interval", "1s", "--max-active", str(MAX_ACTIVE), "--queue-max", str(QUEUE_MAX),
         "--queue-timeout", "0.5", "--set", "engine.sim.time_scale=4",
+        "--set", f"gateway.tenants_file='{tenants}'",
+        # Adaptive mode pinned at MAX_ACTIVE (min = max): its gauges have series, the limit holds.
+        "--set", "gateway.limit_mode='adaptive'", "--set", f"gateway.adaptive_min={MAX_ACTIVE}",
+        "--set", f"gateway.adaptive_max={MAX_ACTIVE}", "--set", "gateway.adaptive_interval_s=0.5",
     ]  # fmt: skip
     up = _llmctl(cwd, "up", *flags)
     records = [r for r in map(processes.read_pidfile, (cwd / RUN).glob("*.pid")) if r]
-    load = Load(f"http://127.0.0.1:{gw}")
+    load = Load(f"http://127.0.0.1:{gw}", keys=("sk-chat", "sk-nightly"))
     try:
         assert up.returncode == 0, up.stdout + up.stderr
         prometheus = f"http://127.0.0.1:{prom}"
@@ -196,6 +212,7 @@ def live_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveStack]:
             [
                 m.REC_E2E_P95,
                 m.REC_TTFT_P95,
+                m.REC_REQUEST_RATE,
                 f'{m.GATEWAY_REQUESTS.series}{{status="429"}}',
                 f"rate({m.VLLM_GENERATION_TOKENS.series}[1m]) > 0",
                 m.DCGM_GPU_UTIL.series,
