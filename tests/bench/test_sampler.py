@@ -151,3 +151,15 @@ def test_a_short_level_catches_a_short_spike_and_counts_from_histograms() -> Non
     assert report.mean_num_requests_running == pytest.approx(3.0 / report.span_s)
     assert report.mean_num_requests_waiting == 0.0
     assert limits == TargetLimits(max_active=4, queue_max=64, queue_timeout_s=30.0)
+    # Every sample over time, the spike included; the page carries no engine gauge.
+    series = report.series
+    assert series is not None
+    assert len(series.t_s) == report.samples  # far below the 300 points kept at most
+    assert series.t_s[0] == 0.0
+    assert series.t_s == sorted(series.t_s)
+    assert series.t_s[-1] == pytest.approx(report.span_s, abs=0.001)
+    assert series.gateway_queue_depth is not None
+    assert max(v or 0 for v in series.gateway_queue_depth) == 7
+    assert series.gateway_queue_depth[0] == 0
+    assert series.num_requests_running is None
+    assert series.kv_cache_usage_perc is None
