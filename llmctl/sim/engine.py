@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import heapq
+import itertools
 import logging
 import random
 import time
@@ -13,6 +15,7 @@ from llmctl.sim.metrics import EngineMetrics
 from llmctl.sim.profiles import EngineProfile
 from llmctl.sim.scheduler import FINISHED, Scheduler, SimRequest, StepResult
 from llmctl.sim.text import TokenStream
+from llmctl.sim.timing import step_seconds
 
 log = logging.getLogger(__name__)
 
@@ -20,6 +23,10 @@ log = logging.getLogger(__name__)
 # (timer granularity and a busy CPU make single steps late; the average rate stays right).
 _MAX_LAG_S = 0.05
 _MAX_STEPS_WITHOUT_YIELD = 8
+# The per-request overhead varies by +-50 % around the profile's request_s (seeded per request):
+# with a fixed overhead, a closed loop's requests would reach the engine at the same phase of every
+# step, and the time to first token would hinge on that phase instead of averaging over it.
+_REQUEST_JITTER = 0.5
 
 
 def _notify(req: SimRequest) -> None:
@@ -58,6 +65,10 @@ class Engine:
         self._wake = asyncio.Event()
         self._requests = 0
         self._vclock = 0.0
+        # Requests still in the API server (paying request_s), by when they reach the scheduler.
+        self._arrivals: list[tuple[float, int, SimRequest]] = []
+        self._pending: set[SimRequest] = set()
+        self._order = itertools.count()  # breaks ties between equal arrival times, FCFS
         self._task: asyncio.Task[None] | None = None
         self.failure: str | None = None  # why the engine loop died, if it did
 
@@ -73,7 +84,7 @@ class Engine:
             log.exception("the simulated engine loop died")
             self.failure = f"{type(exc).__name__}: {exc}"
             sched = self.scheduler
-            for req in [*sched.running, *sched.waiting]:
+            for req in [*sched.running, *sched.waiting, *self._pending]:
                 waiter = req.waiter
                 if waiter is not None and not waiter.done():
                     req.waiter = None
@@ -90,23 +101,27 @@ class Engine:
         number = self._requests
         self._requests += 1
         p = self.profile
-        natural = random.Random(self.seed * 7919 + number).randint(
-            p.eos_min_tokens, p.eos_max_tokens
-        )
+        rng = random.Random(self.seed * 7919 + number)
+        natural = rng.randint(p.eos_min_tokens, p.eos_max_tokens)
+        overhead = p.costs.request_s * rng.uniform(1 - _REQUEST_JITTER, 1 + _REQUEST_JITTER)
         stop_early = not ignore_eos and natural < max_tokens
+        arrival = self.clock()
         return SimRequest(
             prompt_tokens=prompt_tokens,
             target_tokens=natural if stop_early else max_tokens,
             target_reason="stop" if stop_early else "length",
-            arrival=self.clock(),
+            arrival=arrival,
+            queued=arrival + overhead / self.time_scale,
             text_offset=self.tokens.offset(number),
         )
 
     def submit(self, req: SimRequest) -> None:
+        """Hand `req` to the API server: it reaches the scheduler at `req.queued`."""
         if self.failure is not None:
             raise EngineFailed(self.failure)
-        self.scheduler.add(req)
-        self._update_gauges()
+        queued = req.queued if req.queued is not None else req.arrival
+        heapq.heappush(self._arrivals, (queued, next(self._order), req))
+        self._pending.add(req)
         self._wake.set()
 
     def abort(self, req: SimRequest) -> None:
@@ -115,7 +130,13 @@ class Engine:
         Like vLLM 0.32's API server, a client abort records no request stats: it is not counted in
         vllm:request_success_total (checked against live vLLM in tests/vllm/test_metrics_parity.py).
         """
-        if self.scheduler.abort(req):
+        if req in self._pending:
+            self._pending.discard(req)  # its heap entry is skipped when it comes up
+            req.status = FINISHED
+            req.finished_reason = "abort"
+            req.finished_at = self.clock()
+            _notify(req)
+        elif self.scheduler.abort(req):
             req.finished_at = self.clock()
             self._update_gauges()
             _notify(req)
@@ -124,24 +145,70 @@ class Engine:
         s = self.scheduler
         self.metrics.update_state(len(s.running), len(s.waiting), s.kv_usage)
 
+    def _admit(self, cutoff: float) -> None:
+        """Move the requests that reached the engine by `cutoff` into the scheduler's queue."""
+        arrivals = self._arrivals
+        while arrivals and arrivals[0][0] <= cutoff:
+            req = heapq.heappop(arrivals)[2]
+            if req in self._pending:
+                self._pending.discard(req)
+                self.scheduler.add(req)
+
+    async def _next_arrival(self) -> float:
+        """Wait, idle, until a request reaches the engine; the simulated time at which it did."""
+        arrivals = self._arrivals
+        while True:
+            while arrivals and arrivals[0][2] not in self._pending:
+                heapq.heappop(arrivals)  # aborted while in the API server
+            self._wake.clear()
+            if not arrivals:
+                await self._wake.wait()
+                continue
+            ready = arrivals[0][0]
+            now = self.clock()
+            if ready <= now:
+                # Start at the arrival, not at the late wake-up (up to _MAX_LAG_S), and never
+                # before the previous step ended.
+                return max(ready if ready > now - _MAX_LAG_S else now, self._vclock)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), ready - now)
+
     async def _run(self) -> None:
         clock = self.clock
         sched = self.scheduler
-        profile = self.profile
+        costs = self.profile.costs
+        pipelined = self.profile.async_scheduling
         streak = 0
+        previous: float | None = None  # start of the previous step, while steps run back to back
         while True:
-            idle = not sched.has_work()
-            if idle:
-                self._wake.clear()
-                await self._wake.wait()
-            now = clock()
-            # Catch up with a late virtual clock only while busy: after an idle wait the GPU was
-            # free, so the step starts now (starting it in the past would hide part of the TTFT).
-            start = self._vclock if not idle and self._vclock > now - _MAX_LAG_S else now
+            if sched.has_work():
+                now = clock()
+                # Catch up with a late virtual clock only while busy.
+                start = self._vclock if self._vclock > now - _MAX_LAG_S else now
+                # With async scheduling this step was planned when the previous one started: it
+                # sees only the requests that had reached the engine by then.
+                cutoff = previous if pipelined and previous is not None else start
+            else:
+                # After an idle wait the GPU was free: the step starts when the request arrived.
+                start = cutoff = await self._next_arrival()
+            self._admit(cutoff)
+            if not sched.has_work():
+                previous = None
+                continue
             plan = sched.schedule(start)
-            step = profile.step_seconds(plan.prefill_tokens, len(plan.scheduled)) / self.time_scale
+            step = (
+                step_seconds(
+                    costs,
+                    seqs=len(plan.scheduled),
+                    tokens=plan.tokens,
+                    pairs=plan.prefill_pairs,
+                    context=plan.decode_context,
+                )
+                / self.time_scale
+            )
             end = start + step
             self._vclock = end
+            previous = start
             delay = end - clock()
             if delay > 0:
                 await asyncio.sleep(delay)
