@@ -9,6 +9,7 @@ import itertools
 import logging
 import random
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 from llmctl.sim.gpu import GpuTelemetry
 from llmctl.sim.metrics import EngineMetrics
@@ -27,6 +28,10 @@ _MAX_STEPS_WITHOUT_YIELD = 8
 # with a fixed overhead, a closed loop's requests would reach the engine at the same phase of every
 # step, and the time to first token would hinge on that phase instead of averaging over it.
 _REQUEST_JITTER = 0.5
+# The event loop's timers fire on whole milliseconds (uvloop), which would put a +-0.5 ms error
+# on every token of a 7 ms step: the loop sleeps all but the last _FINE_S of a wait and a helper
+# thread (time.sleep, ~0.1 ms precise) the rest.
+_FINE_S = 0.002
 
 
 def _notify(req: SimRequest) -> None:
@@ -70,6 +75,7 @@ class Engine:
         self._pending: set[SimRequest] = set()
         self._order = itertools.count()  # breaks ties between equal arrival times, FCFS
         self._task: asyncio.Task[None] | None = None
+        self._sleeper = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sim-clock")
         self.failure: str | None = None  # why the engine loop died, if it did
 
     def start(self) -> None:
@@ -95,6 +101,16 @@ class Engine:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
+        self._sleeper.shutdown(wait=False, cancel_futures=True)
+
+    async def _sleep_until(self, deadline: float) -> None:
+        """Wait until `deadline` (self.clock) to within about 0.1 ms."""
+        delay = deadline - self.clock() - _FINE_S
+        if delay > 0:
+            await asyncio.sleep(delay)
+        delay = deadline - self.clock()
+        if delay > 0:
+            await asyncio.get_running_loop().run_in_executor(self._sleeper, time.sleep, delay)
 
     def new_request(self, prompt_tokens: int, max_tokens: int, ignore_eos: bool) -> SimRequest:
         """A request numbered in arrival order; its text and simulated EOS follow from the seed."""
@@ -209,9 +225,8 @@ class Engine:
             end = start + step
             self._vclock = end
             previous = start
-            delay = end - clock()
-            if delay > 0:
-                await asyncio.sleep(delay)
+            if end > clock():
+                await self._sleep_until(end)
                 streak = 0
             elif streak < _MAX_STEPS_WITHOUT_YIELD:
                 # Behind the wall clock: run the next step before the clients write, so a
