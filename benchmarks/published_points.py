@@ -38,6 +38,7 @@ class PublishedPoint:
     excluded: tuple[str, ...] = ()  # metrics of this point left out of the acceptance check
     note: str = ""
     time_scale: float = 10.0  # how much faster than real time the replay runs
+    duration_s: float | None = None  # replay for this long (after a 3 s warm-up), not `requests`
 
 
 def _fig2(input_len: int, ttft_ms: float, role: Role) -> PublishedPoint:

@@ -9,7 +9,10 @@ import itertools
 import logging
 import random
 import time
+from collections import deque
+from collections.abc import Coroutine
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 from llmctl.sim.gpu import GpuTelemetry
 from llmctl.sim.metrics import EngineMetrics
@@ -74,18 +77,25 @@ class Engine:
         self._arrivals: list[tuple[float, int, SimRequest]] = []
         self._pending: set[SimRequest] = set()
         self._order = itertools.count()  # breaks ties between equal arrival times, FCFS
-        self._task: asyncio.Task[None] | None = None
-        self._sleeper = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sim-clock")
+        self._api_free = 0.0  # when the simulated API server has worked through its queue
+        # Steps whose tokens wait for the API server, with when it has processed them.
+        self._outbox: deque[tuple[float, StepResult, int]] = deque()
+        self._outbox_ready = asyncio.Event()
+        self._tasks: list[asyncio.Task[None]] = []
+        self._sleeper = ThreadPoolExecutor(max_workers=2, thread_name_prefix="sim-clock")
         self.failure: str | None = None  # why the engine loop died, if it did
 
     def start(self) -> None:
-        self._task = asyncio.create_task(self._guarded(), name="sim-engine")
+        self._tasks = [
+            asyncio.create_task(self._guarded(self._run()), name="sim-engine"),
+            asyncio.create_task(self._guarded(self._deliver()), name="sim-api-server"),
+        ]
 
-    async def _guarded(self) -> None:
-        """Run the loop; if it dies, say so loudly and fail every waiting client at once (a real
+    async def _guarded(self, loop: Coroutine[Any, Any, None]) -> None:
+        """Run a loop; if it dies, say so loudly and fail every waiting client at once (a real
         engine that crashes drops its requests; it does not leave them hanging)."""
         try:
-            await self._run()
+            await loop
         except Exception as exc:
             log.exception("the simulated engine loop died")
             self.failure = f"{type(exc).__name__}: {exc}"
@@ -97,10 +107,10 @@ class Engine:
                     waiter.set_exception(EngineFailed(self.failure))
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
+        for task in self._tasks:
+            task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+                await task
         self._sleeper.shutdown(wait=False, cancel_futures=True)
 
     async def _sleep_until(self, deadline: float) -> None:
@@ -132,10 +142,13 @@ class Engine:
         )
 
     def submit(self, req: SimRequest) -> None:
-        """Hand `req` to the API server: it reaches the scheduler at `req.queued`."""
+        """Hand `req` to the API server, which handles it after the work already queued there;
+        it reaches the scheduler at `req.queued`."""
         if self.failure is not None:
             raise EngineFailed(self.failure)
         queued = req.queued if req.queued is not None else req.arrival
+        queued += max(0.0, self._api_free - req.arrival)
+        req.queued = self._api_free = queued
         heapq.heappush(self._arrivals, (queued, next(self._order), req))
         self._pending.add(req)
         self._wake.set()
@@ -237,7 +250,27 @@ class Engine:
                 streak = 0
             result = sched.complete(plan, end)
             self.gpu.add_busy(step, end)
-            self._publish(result, plan.preempted)
+            if costs.output_s and result.emitted:
+                # The API server detokenises and streams the tokens after the work queued ahead
+                # of them; the engine does not wait for it (vLLM runs them as two processes).
+                work = len(result.emitted) * costs.output_s / self.time_scale
+                self._api_free = max(self._api_free, end) + work
+                self._outbox.append((self._api_free, result, plan.preempted))
+                self._outbox_ready.set()
+            else:
+                self._publish(result, plan.preempted)
+
+    async def _deliver(self) -> None:
+        """The API server's side: hand each step's tokens to the clients once it processed them."""
+        outbox = self._outbox
+        while True:
+            while not outbox:
+                self._outbox_ready.clear()
+                await self._outbox_ready.wait()
+            ready, result, preempted = outbox.popleft()
+            if ready > self.clock():
+                await self._sleep_until(ready)
+            self._publish(result, preempted)
 
     def _publish(self, result: StepResult, preempted: int) -> None:
         metrics = self.metrics

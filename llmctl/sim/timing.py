@@ -11,10 +11,12 @@ One step of vLLM on a GPU costs, in seconds,
                                                it and itself: quadratic in the prompt
   + context_s   x decode context               each decoding sequence reads its whole KV cache
 
-and every request pays `request_s` (API server, tokenisation, hand-off to the engine) before the
-scheduler sees it. So decode is flat in the batch size until the batch's compute outweighs the
-weight reads, grows with the context of the decoding sequences, and long prompts cost more than
-linearly. The constants are per profile (profiles.py); docs/simulator.md gives their sources and
+Around the engine sits vLLM's API server, one process that works through its jobs in order:
+`request_s` per request (HTTP, tokenisation, hand-off) before the scheduler sees it, and
+`output_s` per output token (detokenising, streaming) before the client sees the token. So decode
+is flat in the batch size until the batch's compute outweighs the weight reads, grows with the
+context of the decoding sequences, long prompts cost more than linearly, and a busy API server
+delays new requests. The constants are per profile (profiles.py); docs/simulator.md gives their sources and
 the fits that produced them. Pure arithmetic, no clock and no I/O, so policies can ask what a step
 would cost.
 """
@@ -35,6 +37,7 @@ class StepCosts:
     pair_s: float = 0.0
     context_s: float = 0.0
     request_s: float = 0.0
+    output_s: float = 0.0
 
     def __post_init__(self) -> None:
         for f in fields(self):
