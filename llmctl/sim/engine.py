@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import heapq
-import itertools
 import logging
 import random
 import time
@@ -73,11 +71,12 @@ class Engine:
         self._wake = asyncio.Event()
         self._requests = 0
         self._vclock = 0.0
-        # Requests still in the API server (paying request_s), by when they reach the scheduler.
-        self._arrivals: list[tuple[float, int, SimRequest]] = []
+        # The simulated API server works through its jobs in order: `_api_free` is when it is done
+        # with the ones queued so far. `_arrivals` holds the requests it is handling, in the order
+        # they reach the scheduler (so their times never decrease); aborted ones leave `_pending`.
+        self._api_free = 0.0
+        self._arrivals: deque[tuple[float, SimRequest]] = deque()
         self._pending: set[SimRequest] = set()
-        self._order = itertools.count()  # breaks ties between equal arrival times, FCFS
-        self._api_free = 0.0  # when the simulated API server has worked through its queue
         # Steps whose tokens wait for the API server, with when it has processed them.
         self._outbox: deque[tuple[float, StepResult, int]] = deque()
         self._outbox_ready = asyncio.Event()
@@ -147,9 +146,8 @@ class Engine:
         if self.failure is not None:
             raise EngineFailed(self.failure)
         queued = req.queued if req.queued is not None else req.arrival
-        queued += max(0.0, self._api_free - req.arrival)
-        req.queued = self._api_free = queued
-        heapq.heappush(self._arrivals, (queued, next(self._order), req))
+        req.queued = self._api_free = queued + max(0.0, self._api_free - req.arrival)
+        self._arrivals.append((req.queued, req))
         self._pending.add(req)
         self._wake.set()
 
@@ -160,7 +158,7 @@ class Engine:
         vllm:request_success_total (checked against live vLLM in tests/vllm/test_metrics_parity.py).
         """
         if req in self._pending:
-            self._pending.discard(req)  # its heap entry is skipped when it comes up
+            self._pending.discard(req)  # _arrivals skips it when it comes up
             req.status = FINISHED
             req.finished_reason = "abort"
             req.finished_at = self.clock()
@@ -178,7 +176,7 @@ class Engine:
         """Move the requests that reached the engine by `cutoff` into the scheduler's queue."""
         arrivals = self._arrivals
         while arrivals and arrivals[0][0] <= cutoff:
-            req = heapq.heappop(arrivals)[2]
+            req = arrivals.popleft()[1]
             if req in self._pending:
                 self._pending.discard(req)
                 self.scheduler.add(req)
@@ -187,8 +185,8 @@ class Engine:
         """Wait, idle, until a request reaches the engine; the simulated time at which it did."""
         arrivals = self._arrivals
         while True:
-            while arrivals and arrivals[0][2] not in self._pending:
-                heapq.heappop(arrivals)  # aborted while in the API server
+            while arrivals and arrivals[0][1] not in self._pending:
+                arrivals.popleft()  # aborted while in the API server
             self._wake.clear()
             if not arrivals:
                 await self._wake.wait()
