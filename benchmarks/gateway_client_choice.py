@@ -27,6 +27,8 @@ import aiohttp
 # Run as `python benchmarks/gateway_client_choice.py`, so this folder is on sys.path.
 from _common import free_port, started
 
+from llmctl.core import aio
+
 MODEL = "bench-model"
 
 _PROXY = """
@@ -132,12 +134,6 @@ def main() -> None:
     parser.add_argument("--time-scale", default="50")
     parser.add_argument("--gap-ms", type=float, default=0.0, help="Pause between latency samples.")
     args = parser.parse_args()
-    try:
-        import uvloop
-
-        uvloop.install()
-    except ImportError:
-        pass
     ports = {name: free_port() for name in ("direct", "gateway", "aiohttp", "httpx")}
     direct = f"http://127.0.0.1:{ports['direct']}"
     py = [sys.executable, "-m", "llmctl"]
@@ -161,9 +157,9 @@ def main() -> None:
         for name, argv in commands.items():
             url = f"http://127.0.0.1:{ports[name]}/v1/completions"
             children.enter_context(started(argv, url, post_json=probe, stderr=subprocess.DEVNULL))
-        lat = asyncio.run(_latency(targets, args.samples, args.gap_ms / 1000))
+        lat = aio.run(_latency(targets, args.samples, args.gap_ms / 1000))
         tput = {
-            name: asyncio.run(_throughput(url, args.streams, args.max_tokens))
+            name: aio.run(_throughput(url, args.streams, args.max_tokens))
             for name, url in targets.items()
         }
     base = statistics.median(lat["direct"]) * 1000

@@ -29,6 +29,8 @@ import aiohttp
 # Run as `python benchmarks/gateway_overhead.py`, so this folder is on sys.path.
 from _common import free_port, process_cpu_seconds, started
 
+from llmctl.core import aio
+
 MODEL = "bench-model"
 _COMPLETION_TOKENS = re.compile(rb'"completion_tokens":\s*(\d+)')
 
@@ -122,13 +124,6 @@ def main() -> None:
     args = parser.parse_args()
     stream_counts = [int(s) for s in args.streams.split(",")]
 
-    try:
-        import uvloop
-
-        uvloop.install()
-    except ImportError:
-        pass
-
     sim_port, gw_port = free_port(), free_port()
     direct = f"http://127.0.0.1:{sim_port}"
     via = f"http://127.0.0.1:{gw_port}"
@@ -148,9 +143,7 @@ def main() -> None:
             for _ in range(args.rounds):
                 for target, base in (("direct", direct), ("via", via)):
                     cpu0 = process_cpu_seconds(gateway.pid)
-                    tokens, seconds = asyncio.run(
-                        _round(base, streams, args.requests, args.max_tokens)
-                    )
+                    tokens, seconds = aio.run(_round(base, streams, args.requests, args.max_tokens))
                     cpu = process_cpu_seconds(gateway.pid) - cpu0
                     rounds.append(Round(target, streams, tokens, seconds, cpu))
                     print(
@@ -158,7 +151,7 @@ def main() -> None:
                         f"({tokens} tokens in {seconds:.2f} s, gateway cpu {cpu:.2f} s)",
                         file=sys.stderr,
                     )
-        ttft = asyncio.run(_ttft_samples(direct, via, args.ttft_samples))
+        ttft = aio.run(_ttft_samples(direct, via, args.ttft_samples))
 
     report = _report(args, stream_counts, rounds, ttft)
     print(json.dumps(report))

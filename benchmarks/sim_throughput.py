@@ -21,6 +21,8 @@ import time
 # Run as `python benchmarks/sim_throughput.py`, so this folder is on sys.path.
 from _common import free_port, process_cpu_seconds, started
 
+from llmctl.core import aio
+
 # One token frame of a streamed completion carries exactly one of these (the finish frame has a
 # finish_reason, the usage frame has no choices).
 _MARKER = b'"finish_reason":null'
@@ -83,13 +85,7 @@ async def _client(args: argparse.Namespace) -> None:
 
 
 def _run_client(args: argparse.Namespace) -> None:
-    try:
-        import uvloop
-
-        run = uvloop.run
-    except ImportError:
-        run = asyncio.run
-    run(_client(args))
+    aio.run(_client(args))
 
 
 def main() -> None:

@@ -97,7 +97,30 @@ MODEL = variable("model", "model", f"label_values({m.VLLM_RUNNING.series}, model
 GPU_VAR = variable("gpu", "GPU", f"label_values({m.DCGM_GPU_UTIL.series}, gpu)")
 
 
-def dashboard(uid: str, title: str, rows: list[list[Json]], variables: list[Json]) -> Json:
+def limit_changes_annotation() -> Json:
+    """A marker on every panel's time axis where MAX_ACTIVE moved (adaptive, admin or tune)."""
+    return {
+        "name": "limit changes",
+        "datasource": DS,
+        "enable": True,
+        "iconColor": "orange",
+        "expr": f"sum by (source, direction, reason) "
+        f"(increase({m.GATEWAY_LIMIT_CHANGES.series}{{{GW}}}[1m])) > 0",
+        "step": "15s",
+        "titleFormat": "limit {{direction}} ({{source}})",
+        "textFormat": "reason: {{reason}}",
+        "tagKeys": "source,direction,reason",
+        "useValueForTime": False,
+    }
+
+
+def dashboard(
+    uid: str,
+    title: str,
+    rows: list[list[Json]],
+    variables: list[Json],
+    annotations: list[Json] | None = None,
+) -> Json:
     """Lay panels out in rows (each row shares the 24-column width), ids in order."""
     panels: list[Json] = []
     y = 0
@@ -120,7 +143,7 @@ def dashboard(uid: str, title: str, rows: list[list[Json]], variables: list[Json
         "refresh": "10s",
         "time": {"from": "now-1h", "to": "now"},
         "templating": {"list": variables},
-        "annotations": {"list": []},
+        "annotations": {"list": annotations or []},
         "links": [
             {"type": "dashboards", "tags": ["llmctl"], "asDropdown": True, "title": "llmctl"}
         ],
@@ -146,16 +169,17 @@ def overview() -> Json:
                 stat("Requests", q(rate(REQ, GW)), REQPS, "Finished requests per second."),
                 stat("Rejected", q(f"{rate(REQ, REJECTED)} / {rate(REQ, GW)}"),
                      "percentunit", "Share of answers that are 429 or 503.", min=0, max=1),
-                stat("p95 latency", q(f"max({m.REC_LATENCY_P95}{{{GW}}})"), "s",
-                     "Gateway request duration, p95 over 1m."),
+                stat("p95 TTFT", q(f"max({m.REC_TTFT_P95}{{{GW}}})"), "s",
+                     "Time to first token users feel (from arrival, queue included), p95 over 1m."),
                 stat("GPU utilisation", q(f"avg({m.DCGM_GPU_UTIL.series})"), "percent",
                      "Mean DCGM GPU utilisation.", min=0, max=100),
             ],
             [
                 ts("Requests by outcome", [q(rate(REQ, GW, "reason"), "{{reason}}")], REQPS,
                    "Finished requests per second by reason (ok, queue_full, ...)."),
-                ts("Latency", quantiles(m.GATEWAY_REQUEST_DURATION, GW), "s",
-                   "Gateway request duration percentiles (recording rules)."),
+                ts("End-to-end latency", quantiles(m.GATEWAY_E2E, GW), "s",
+                   "What users feel: arrival at the gateway to the last byte, queue included "
+                   "(recording rules, 1m)."),
             ],
             [
                 ts("Active vs MAX_ACTIVE", [q(f"sum({ACTIVE}{{{GW}}})", "active"),
@@ -168,6 +192,7 @@ def overview() -> Json:
             ],
         ],
         [INSTANCE_GW, MODEL],
+        [limit_changes_annotation()],
     )  # fmt: skip
 
 
@@ -198,13 +223,59 @@ def gateway() -> Json:
                                                            "{{reason}}")],
                    REQPS, "Requests that did not end ok, per second, by reason."),
                 ts("Queue wait", quantiles(m.GATEWAY_QUEUE_WAIT, GW), "s",
-                   "Time from arrival to admission (or giving up; recording rules)."),
+                   "Time from arrival to the slot's grant, per admitted request (recording rules)."),
             ],
             [
-                ts("Request latency", quantiles(m.GATEWAY_REQUEST_DURATION, GW), "s",
-                   "Arrival to last byte, per admitted request (recording rules)."),
+                ts("End-to-end latency", quantiles(m.GATEWAY_E2E, GW), "s",
+                   "What users feel: arrival to last byte, queue included (recording rules)."),
                 ts("Time to first token", quantiles(m.GATEWAY_TTFT, GW), "s",
-                   "Admission to first streamed token, as the gateway sees it."),
+                   "What users feel: arrival to first generated text, queue included."),
+            ],
+            [
+                ts("Time to first token at the engine", quantiles(m.GATEWAY_ADMITTED_TTFT, GW), "s",
+                   "From the slot's grant to first text: the engine's part, without the queue."),
+                ts("Time per output token", quantiles(m.GATEWAY_TPOT, GW), "s",
+                   "Per streamed request: its mean gap between tokens."),
+            ],
+            [
+                ts("Limit and its changes", [
+                    q(f"sum({MAX_ACTIVE}{{{GW}}})", "max_active"),
+                    q(f"max({m.GATEWAY_LIMIT_ADAPTIVE.series}{{{GW}}})", "adaptive (1) / static (0)"),
+                    q(f"sum by (source, direction, reason) (increase({m.GATEWAY_LIMIT_CHANGES.series}"
+                      f"{{{GW}}}[{RI}]))", "{{source}} {{direction}}: {{reason}}")],
+                   "short", "MAX_ACTIVE over time and every change by who made it (adaptive, admin, "
+                   "tune), direction and reason; the orange markers are the same changes."),
+                ts("Adaptive limit: what it steers on", [
+                    q(f"max({m.GATEWAY_ADAPTIVE_TTFT.series}{{{GW}}})", "TTFT p95"),
+                    q(f'max({m.GATEWAY_ADAPTIVE_SLO.series}{{{GW}, signal="ttft"}})', "TTFT target"),
+                    q(f"max({m.GATEWAY_ADAPTIVE_ITL.series}{{{GW}}})", "ITL p95"),
+                    q(f'max({m.GATEWAY_ADAPTIVE_SLO.series}{{{GW}, signal="itl"}})', "ITL target")],
+                   "s", "p95 TTFT (from the slot's grant) and inter-token latency of the requests "
+                   "admitted under the current limit, against adaptive mode's targets."),
+            ],
+            [
+                ts("Engines: slots in use", [
+                    q(f"sum by (engine) ({m.GATEWAY_ENGINE_ACTIVE.series}{{{GW}}})", "{{engine}} active"),
+                    q(f"sum by (engine) ({m.GATEWAY_ENGINE_LIMIT.series}{{{GW}}})", "{{engine}} limit"),
+                    q(f"min by (engine) ({m.GATEWAY_ENGINE_UP.series}{{{GW}}})", "{{engine}} up")],
+                   "short", "Requests at each engine against its own limit (it ramps up after a "
+                   "comeback); up = 1 while in rotation."),
+                ts("Engines: routing", [
+                    q(rate(m.GATEWAY_ROUTED.series, GW, "engine, reason"), "{{engine}} {{reason}}")],
+                   PERS, "Requests sent to each engine per second, by why it was chosen."),
+            ],
+            [
+                ts("Classes: waiting and active", [
+                    q(f"sum by (class) ({m.GATEWAY_CLASS_QUEUE.series}{{{GW}}})", "{{class}} waiting"),
+                    q(f"sum by (class) ({m.GATEWAY_CLASS_ACTIVE.series}{{{GW}}})", "{{class}} active")],
+                   "short", "Per priority class (with a tenants file): requests in the queue and holding slots."),
+                ts("Tenants: requests", [
+                    q(rate(m.GATEWAY_TENANT_REQUESTS.series, GW, "tenant, reason"), "{{tenant}} {{reason}}"),
+                    q(rate(m.GATEWAY_RATE_LIMITED.series, GW, "tenant, limit"), "{{tenant}} limited ({{limit}})")],
+                   REQPS, "Finished requests per second by tenant and reason, and refusals at a tenant's limits."),
+                ts("Tenants: tokens", [q(rate(m.GATEWAY_TENANT_TOKENS.series, GW, "tenant, kind"),
+                                         "{{tenant}} {{kind}}")],
+                   TOKPS, "Prompt and completion tokens per second by tenant (the engine's usage)."),
             ],
             [
                 ts("Tokens", [q(rate(m.GATEWAY_PROMPT_TOKENS.series, GW), "prompt"),
@@ -217,11 +288,12 @@ def gateway() -> Json:
             ],
         ],
         [INSTANCE_GW, MODEL],
+        [limit_changes_annotation()],
     )  # fmt: skip
 
 
 def capacity() -> Json:
-    completions = f"sum(rate({m.GATEWAY_REQUEST_DURATION.name}_count{{{GW}}}[{RI}]))"
+    completions = f"sum(rate({m.GATEWAY_E2E.name}_count{{{GW}}}[{RI}]))"
     return dashboard(
         "llmctl-capacity",
         "llmctl / Capacity & saturation",
@@ -265,6 +337,7 @@ def capacity() -> Json:
             ],
         ],
         [INSTANCE_GW, MODEL],
+        [limit_changes_annotation()],
     )  # fmt: skip
 
 

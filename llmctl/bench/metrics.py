@@ -8,10 +8,10 @@ from bisect import bisect_left, bisect_right
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from llmctl.bench.config import SLOSpec
 from llmctl.bench.record import FAILURE_CLASSES, RequestRecord
 from llmctl.bench.report import LevelReport, ServerReport, TokenSource
 from llmctl.bench.strategies import ConcurrentStrategy, RateStrategy
+from llmctl.core.slo import SLO
 
 
 def percentile(sorted_values: Sequence[float], q: float) -> float:
@@ -24,20 +24,31 @@ def percentile(sorted_values: Sequence[float], q: float) -> float:
     return sorted_values[low] + (sorted_values[high] - sorted_values[low]) * (rank - low)
 
 
-def summarize(values: list[float], name: str) -> dict[str, float | None]:
-    """mean/median/p90/p95/p99/max of `values` as `{mean_<name>_ms: ...}` (None when empty)."""
-    keys = ("mean", "median", "p90", "p95", "p99", "max")
+STATS = ("mean", "std", "median", "p90", "p95", "p99", "max")
+_QUANTILES = {"median": 50.0, "p90": 90.0, "p95": 95.0, "p99": 99.0}
+
+
+def summarize(
+    values: list[float], name: str, stats: Sequence[str] = STATS
+) -> dict[str, float | None]:
+    """`stats` of `values` as `{mean_<name>_ms: ...}` (None when empty); std is the population's,
+    as numpy's (and vLLM's) default."""
     if not values:
-        return {f"{k}_{name}_ms": None for k in keys}
+        return {f"{k}_{name}_ms": None for k in stats}
     values.sort()
-    return {
-        f"mean_{name}_ms": sum(values) / len(values),
-        f"median_{name}_ms": percentile(values, 50),
-        f"p90_{name}_ms": percentile(values, 90),
-        f"p95_{name}_ms": percentile(values, 95),
-        f"p99_{name}_ms": percentile(values, 99),
-        f"max_{name}_ms": values[-1],
-    }
+    mean = sum(values) / len(values)
+    out: dict[str, float | None] = {}
+    for k in stats:
+        if k == "mean":
+            value = mean
+        elif k == "std":
+            value = math.sqrt(sum((v - mean) ** 2 for v in values) / len(values))
+        elif k == "max":
+            value = values[-1]
+        else:
+            value = percentile(values, _QUANTILES[k])
+        out[f"{k}_{name}_ms"] = value
+    return out
 
 
 @dataclass
@@ -59,16 +70,17 @@ def tpot_ms(record: RequestRecord) -> float | None:
     return (record.end - record.first_token) * 1000.0 / (record.output_tokens - 1)
 
 
-def meets_slo(record: RequestRecord, slo: SLOSpec) -> bool:
+def meets_slo(record: RequestRecord, slo: SLO) -> bool:
+    """Whether one request met every target (its ITL judged by its TPOT; see core.slo)."""
     if record.first_token is None:
         return False
-    if slo.ttft_ms is not None and (record.first_token - record.sent) * 1000.0 > slo.ttft_ms:
+    if slo.ttft_s is not None and record.first_token - record.sent > slo.ttft_s:
         return False
-    if slo.e2e_ms is not None and (record.end - record.sent) * 1000.0 > slo.e2e_ms:
+    if slo.e2e_s is not None and record.end - record.sent > slo.e2e_s:
         return False
-    if slo.itl_ms is not None:
+    if slo.itl_s is not None:
         tpot = tpot_ms(record)
-        if tpot is not None and tpot > slo.itl_ms:
+        if tpot is not None and tpot > slo.itl_s * 1000.0:
             return False
     return True
 
@@ -82,6 +94,25 @@ def _tokens_in(record: RequestRecord, window: Window) -> float:
     if inside <= 0:
         return 0.0
     return inside * record.output_tokens / len(times)
+
+
+def busiest_second(records: Sequence[RequestRecord], window: Window) -> float | None:
+    """Output tokens in the window's busiest whole second (vLLM's peak output token throughput);
+    the window's own rate when it is shorter than a second, None when nothing arrived."""
+    buckets = [0.0] * max(1, int(window.seconds))
+    arrived = False
+    for r in records:
+        if not r.ok or not r.token_times:
+            continue
+        scale = r.output_tokens / len(r.token_times)  # chunks to `usage` tokens
+        for t in r.token_times:
+            second = int(t - window.start)
+            if window.start <= t <= window.end and second < len(buckets):
+                buckets[second] += scale
+                arrived = True
+    if not arrived:
+        return None
+    return buckets[0] / window.seconds if window.seconds < 1 else max(buckets)
 
 
 def _token_source(records: Sequence[RequestRecord]) -> TokenSource:
@@ -99,8 +130,8 @@ def level_report(
     everything: Sequence[RequestRecord],
     window: Window,
     *,
-    slo: SLOSpec,
-    max_concurrency: int,
+    slo: SLO,
+    max_concurrent_requests: int,
     server: ServerReport | None = None,
 ) -> LevelReport:
     """Latencies come from `measured` (requests sent inside the window); rates from what happened
@@ -139,8 +170,6 @@ def level_report(
     stats: dict[str, float | None] = {}
     for name, values in (("ttft", ttft), ("tpot", tpot), ("itl", itl), ("e2el", e2el)):
         stats.update(summarize(values, name))
-    wait_stats = summarize(waits, "queue_wait")
-    lag_stats = summarize(lag, "sched_lag")
     fields: dict[str, object] = {
         "strategy": strategy,
         "duration": seconds,
@@ -155,15 +184,13 @@ def level_report(
         "request_goodput": goodput,
         "output_throughput": output_inside / seconds,
         "total_token_throughput": (output_inside + input_inside) / seconds,
-        "max_concurrency": max_concurrency,
+        "max_output_tokens_per_s": busiest_second(everything, window),
+        "max_concurrent_requests": max_concurrent_requests,
         "server": server,
         **stats,
     }
-    fields.update((k, v) for k, v in wait_stats.items() if not k.startswith(("median", "p90")))
+    fields.update(summarize(waits, "queue_wait", ("mean", "p95", "p99", "max")))
     for name, values in (("admitted_ttft", admitted_ttft), ("admitted_e2el", admitted_e2el)):
-        stats = summarize(values, name)
-        fields.update((k, v) for k, v in stats.items() if not k.startswith(("p90", "max")))
-    fields.update(
-        (k, v) for k, v in lag_stats.items() if k.split("_", 1)[0] in ("mean", "p99", "max")
-    )
+        fields.update(summarize(values, name, ("mean", "median", "p95", "p99")))
+    fields.update(summarize(lag, "sched_lag", ("mean", "p99", "max")))
     return LevelReport.model_validate(fields)

@@ -9,12 +9,7 @@ from typing import Any
 
 from llmctl.bench.config import PromptSpec
 from llmctl.core.errors import UsageError
-
-# endpoint -> (path, the key whose non-empty string value marks a token chunk, the prompt field)
-ENDPOINTS = {
-    "chat": ("/v1/chat/completions", b'"content":', "messages"),
-    "completions": ("/v1/completions", b'"text":', "prompt"),
-}
+from llmctl.core.openai import ENDPOINTS
 
 # Short common words: each is one token (with its leading space) in the Llama, Qwen and GPT
 # tokenizers, so N words make a prompt of about N tokens without shipping a tokenizer.
@@ -60,7 +55,12 @@ class PromptSource:
         self.spec = spec
         self.model = model
         self._rng = random.Random(seed)
-        self.path, self.token_key, self._field = ENDPOINTS[spec.endpoint]
+        self.route = ENDPOINTS[spec.endpoint]
+        self.path, self.token_key, self._field = (
+            self.route.path,
+            self.route.text_key,
+            self.route.body_key,
+        )
         dataset = spec.dataset
         self._dataset = load_dataset(dataset, self._field) if dataset is not None else None
         self._next = 0
@@ -76,7 +76,7 @@ class PromptSource:
             length = self.input_len()
             text = self.synthetic_text(length)
             prompt: Any = text if self._field == "prompt" else [{"role": "user", "content": text}]
-            body = {self._field: prompt, "max_tokens": self.spec.output_len}
+            body = {self._field: prompt, "max_tokens": self.output_len()}
             estimate = length
             if self.spec.ignore_eos:
                 body["ignore_eos"] = True
@@ -86,8 +86,16 @@ class PromptSource:
         return json.dumps(body, separators=(",", ":")).encode(), estimate
 
     def input_len(self) -> int:
-        """A target length drawn uniformly within mean x (1 +- spread), as vLLM's random dataset."""
-        mean, spread = self.spec.input_len, self.spec.input_spread
+        """A prompt length drawn uniformly within mean x (1 +- spread), as vLLM's random dataset."""
+        return self._draw(self.spec.input_len, self.spec.input_spread)
+
+    def output_len(self) -> int:
+        """A max_tokens drawn the same way (the spread 0 keeps the seeded prompt sequence)."""
+        if not self.spec.output_spread:
+            return self.spec.output_len
+        return self._draw(self.spec.output_len, self.spec.output_spread)
+
+    def _draw(self, mean: int, spread: float) -> int:
         low = max(1, round(mean * (1 - spread)))
         high = max(low, round(mean * (1 + spread)))
         return self._rng.randint(low, high)

@@ -12,9 +12,10 @@ import asyncio
 import contextlib
 import json
 import time
-from typing import Any
+from typing import Any, cast
 
 from llmctl.bench.record import RequestRecord, failure_class
+from llmctl.core.openai import CHAT, DONE, has_text
 
 _HEAD, _CHUNK_SIZE, _CHUNK_DATA, _LENGTH, _UNTIL_CLOSE, _DONE = range(6)
 
@@ -34,13 +35,13 @@ class Connection(asyncio.Protocol):
         self.sse_buf = b""
         self.body = b""
         self.keep_alive = True
-        self.token_key = b'"content":'
+        self.token_key = CHAT.text_key
         self.got_head = False
         self.lost: asyncio.Future[None] | None = None  # done once the socket is gone
 
     # -- asyncio.Protocol ---------------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]
+        self.transport = cast(asyncio.Transport, transport)
         self.lost = asyncio.get_running_loop().create_future()
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -246,9 +247,9 @@ class Connection(asyncio.Protocol):
             if not line.startswith(b"data:"):
                 continue
             payload = line[5:].strip()
-            if payload == b"[DONE]":
+            if payload == DONE:
                 continue
-            if _has_text(payload, self.token_key):
+            if has_text(payload, self.token_key):
                 record.token_times.append(now)
                 if record.first_token is None:
                     record.first_token = now
@@ -282,19 +283,6 @@ class Connection(asyncio.Protocol):
         self._resolve(reusable)
 
 
-def _has_text(payload: bytes, key: bytes) -> bool:
-    """True when `key` (e.g. `"content":`) is followed by a non-empty JSON string."""
-    i = payload.find(key)
-    while i >= 0:
-        j = i + len(key)
-        while payload[j : j + 1] == b" ":
-            j += 1
-        if payload[j : j + 1] == b'"':
-            return payload[j + 1 : j + 2] != b'"'
-        i = payload.find(key, j)
-    return False
-
-
 def _take_usage(record: RequestRecord, usage: Any) -> None:
     if isinstance(usage, dict):
         if isinstance(usage.get("completion_tokens"), int):
@@ -315,7 +303,7 @@ def _take_json_answer(record: RequestRecord, body: bytes, key: bytes) -> None:
         return
     if isinstance(obj, dict):
         _take_usage(record, obj.get("usage"))
-    if _has_text(body, key):
+    if has_text(body, key):
         record.first_token = record.end
         record.token_times.append(record.end)
 

@@ -6,10 +6,10 @@ import asyncio
 import contextlib
 import resource
 import time
-from collections.abc import Callable, Coroutine
+from collections.abc import Coroutine
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, TypeVar
+from typing import Any
 
 import httpx
 
@@ -23,16 +23,16 @@ from llmctl.bench.record import RequestRecord
 from llmctl.bench.report import BenchReport, LevelReport
 from llmctl.bench.sampler import ServerSampler
 from llmctl.bench.strategies import ConcurrentStrategy, RateStrategy, planned_offsets
+from llmctl.core import aio, http
 from llmctl.core.errors import TargetError
 
-T = TypeVar("T")
 _TICK_S = 0.25
 
 
 def run_bench(config: BenchConfig, progress: BenchProgress | None = None) -> BenchReport:
     """Run every level of `config` in a fresh event loop (uvloop when installed)."""
     _raise_fd_limit()
-    return _run(arun_bench(config, progress))
+    return aio.run(arun_bench(config, progress))
 
 
 async def arun_bench(config: BenchConfig, progress: BenchProgress | None = None) -> BenchReport:
@@ -41,7 +41,7 @@ async def arun_bench(config: BenchConfig, progress: BenchProgress | None = None)
     target = Target(config.target)
     headers = {"Authorization": f"Bearer {config.api_key}"} if config.api_key else {}
     model = config.model or await discover_model(target, headers)
-    started = datetime.now(UTC)
+    started, epoch = datetime.now(UTC), time.perf_counter()
     client = StreamingClient(target, api_key=config.api_key, timeout_s=config.request_timeout_s)
     prompts = PromptSource(config.prompts, model, config.seed)
     sampler = ServerSampler(
@@ -49,6 +49,8 @@ async def arun_bench(config: BenchConfig, progress: BenchProgress | None = None)
         config.sample_interval_s,
         headers,
         trusted=config.target,
+        points=config.series_points,
+        epoch=epoch,
     )
     levels: list[LevelReport] = []
     sampler.open()
@@ -69,6 +71,7 @@ async def arun_bench(config: BenchConfig, progress: BenchProgress | None = None)
         started_at=started,
         target=config.target,
         model=model,
+        limits=sampler.limits,
         config=config.model_copy(update={"api_key": None, "model": model}),
         levels=levels,
     )
@@ -78,8 +81,8 @@ async def discover_model(target: Target, headers: dict[str, str]) -> str:
     """The first model id the target lists at /v1/models."""
     url = target.api_url("/v1/models")
     try:
-        async with httpx.AsyncClient(timeout=10.0, headers=headers) as http:
-            resp = await http.get(url)
+        async with http.async_client(headers=headers) as client:
+            resp = await client.get(url)
     except httpx.HTTPError as exc:
         raise TargetError(f"cannot reach {url}: {exc or type(exc).__name__}") from exc
     if resp.status_code != 200:
@@ -162,7 +165,7 @@ class _LevelRun:
             records,
             Window(self.t0, end),
             slo=self.config.slo,
-            max_concurrency=self.max_in_flight_measured,
+            max_concurrent_requests=self.max_in_flight_measured,
             server=server,
         )
 
@@ -268,16 +271,6 @@ class _LevelRun:
                 output_tokens=counts.output_tokens,
             )
         )
-
-
-def _run(coro: Coroutine[Any, Any, T]) -> T:
-    factory: Callable[[], asyncio.AbstractEventLoop] | None = None
-    with contextlib.suppress(ImportError):
-        import uvloop
-
-        factory = uvloop.new_event_loop
-    with asyncio.Runner(loop_factory=factory) as runner:
-        return runner.run(coro)
 
 
 def _raise_fd_limit() -> None:

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 import typer
 
 from llmctl import __version__
-from llmctl.cli import bench, gateway, models, sim, stack, top, tune
+from llmctl.cli import bench, gateway, models, report, sim, stack, tenants, top, tune
 from llmctl.cli.console import console, fail
 from llmctl.core.errors import LlmctlError
 
@@ -40,8 +40,10 @@ app.add_typer(gateway.app, name="gateway")
 app.add_typer(bench.app, name="bench")
 app.add_typer(tune.app, name="tune")
 app.add_typer(models.app, name="models")
+app.add_typer(tenants.app, name="tenants")
 stack.register(app)
 top.register(app)
+report.register(app)
 
 
 def main(argv: Sequence[str] | None = None) -> None:

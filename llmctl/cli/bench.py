@@ -2,21 +2,27 @@
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
 import typer
 from pydantic import ValidationError
+from rich.console import Console, RenderableType
 
 from llmctl.bench.compare import compare_reports
-from llmctl.bench.config import BenchConfig, PromptSpec, SLOSpec, parse_slo
-from llmctl.bench.live import ConsoleProgress, compare_table, levels_table, server_table
-from llmctl.bench.report import BenchReport, load_report, to_csv
+from llmctl.bench.config import BenchConfig, PromptSpec
+from llmctl.bench.export import COMPARE_FORMATS, render_comparison, to_csv
+from llmctl.bench.live import ConsoleProgress
+from llmctl.bench.report import BenchReport, load_report
 from llmctl.bench.runner import run_bench
 from llmctl.bench.strategies import ConcurrentStrategy, RateStrategy
+from llmctl.bench.view import compare_view, natural_width, report_view
 from llmctl.cli.console import console
-from llmctl.cli.endpoints import current_stack, stack_addresses
-from llmctl.cli.options import check_output, env_secret, write_output
+from llmctl.cli.options import check_distinct_outputs, check_output, env_secret, write_output
 from llmctl.core.errors import LlmctlError, TargetError, UsageError
+from llmctl.core.slo import SLO, parse_slo
+from llmctl.core.validation import first_problem
+from llmctl.stack.endpoints import resolve
 
 app = typer.Typer(
     help="Load-test an OpenAI-compatible target (gateway or engine) and measure what users feel.",
@@ -24,6 +30,20 @@ app = typer.Typer(
 )
 
 ARRIVALS = ("poisson", "constant", "gamma")
+# BenchConfig field -> the flag that sets it, so errors speak in flags.
+_FLAGS = {
+    "duration_s": "--duration",
+    "requests": "--requests",
+    "warmup_s": "--warmup",
+    "prompts.input_len": "--input-len",
+    "prompts.input_spread": "--input-spread",
+    "prompts.output_len": "--output-len",
+    "prompts.output_spread": "--output-spread",
+    "prompts.dataset": "--dataset",
+    "request_timeout_s": "--timeout",
+    "reject_backoff_s": "--reject-backoff",
+    "target": "--target",
+}
 
 
 def _numbers(text: str, flag: str, kind: type[int] | type[float]) -> list[float]:
@@ -67,10 +87,27 @@ def _levels(
     ]
 
 
-def _first_error(exc: ValidationError) -> str:
-    first = exc.errors()[0]
-    where = ".".join(str(p) for p in first["loc"])
-    return f"{where}: {first['msg']}" if where else str(first["msg"])
+def _metadata(items: list[str]) -> dict[str, str]:
+    """`--metadata KEY=VALUE` (repeatable), as vLLM's: both sides stripped, the last one wins."""
+    out: dict[str, str] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise UsageError(f"--metadata takes KEY=VALUE, e.g. --metadata gpu=h100 (got {item!r})")
+        out[key.strip()] = value.strip()
+    return out
+
+
+def _print_whole(renderable: RenderableType) -> None:
+    """Print so that no value is cut: piped, rich would squeeze a table into 80 columns."""
+    if console.is_terminal:
+        console.print(renderable)
+        return
+    out = io.StringIO()
+    width = max(console.width, natural_width(renderable))
+    Console(file=out, width=width, highlight=False).print(renderable)
+    # rich pads every line to the table's width; a log is easier to read and diff without that
+    console.file.write("".join(line.rstrip() + "\n" for line in out.getvalue().splitlines()))
 
 
 @app.callback(invoke_without_command=True)
@@ -110,7 +147,10 @@ def bench(
     input_spread: float = typer.Option(
         0.0, "--input-spread", help="Prompt lengths vary uniformly within mean x (1 +- spread)."
     ),
-    output_len: int = typer.Option(128, "--output-len", help="max_tokens of every request."),
+    output_len: int = typer.Option(128, "--output-len", help="max_tokens of a request (mean)."),
+    output_spread: float = typer.Option(
+        0.0, "--output-spread", help="max_tokens vary uniformly within mean x (1 +- spread)."
+    ),
     ignore_eos: bool = typer.Option(
         True, "--ignore-eos/--no-ignore-eos", help="Ask the engine to generate all max_tokens."
     ),
@@ -137,6 +177,15 @@ def bench(
         0.1, "--reject-backoff", help="Closed loop: seconds a worker pauses after a 429/503."
     ),
     seed: int = typer.Option(0, "--seed", help="Seed for prompts and arrival times."),
+    label: str | None = typer.Option(
+        None, "--label", help="A name for this run, kept in the JSON and shown by compare."
+    ),
+    metadata: list[str] = typer.Option(
+        [], "--metadata", help="KEY=VALUE kept in the JSON (repeatable), e.g. gpu=h100."
+    ),
+    verbose: bool = typer.Option(
+        False, "--verbose", "-v", help="Also print every number of every level (the full table)."
+    ),
     json_out: Path | None = typer.Option(None, "--json", help="Write the result as JSON here."),
     csv_out: Path | None = typer.Option(None, "--csv", help="Write one CSV row per level here."),
 ) -> None:
@@ -144,20 +193,21 @@ def bench(
     if ctx.invoked_subcommand is not None:
         return
     levels = _levels(concurrency, rate, arrival, burstiness, max_concurrency)
+    notes = _metadata(metadata)
     check_output(json_out, "--json")
     check_output(csv_out, "--csv")
-    stack = current_stack()
+    check_distinct_outputs({"--json": json_out, "--csv": csv_out})
+    stack = resolve()
     if target is None:
-        urls = stack_addresses(stack)
+        urls = stack.urls
         target = urls["gateway"]
         # A docker stack publishes no engine: then only the gateway is sampled.
         if not engine_metrics and "engine" in urls:
             engine_metrics = [f"{urls['engine']}/metrics"]
         console.print(f"[dim]target: the stack's gateway {target}[/dim]")
     # The stack's API key belongs to the stack's gateway, not to any --target.
-    ours = target.rstrip("/") == stack.gateway_url
     api_key = env_secret(api_key_env, "--api-key-env") if api_key_env else None
-    if api_key is None and ours:
+    if api_key is None and stack.owns(target):
         api_key = stack.api_key
     if endpoint not in ("chat", "completions"):
         raise UsageError(f"--endpoint must be chat or completions (got {endpoint!r})")
@@ -176,24 +226,26 @@ def bench(
                 input_len=input_len,
                 input_spread=input_spread,
                 output_len=output_len,
+                output_spread=output_spread,
                 ignore_eos=ignore_eos,
                 dataset=dataset,
                 endpoint=endpoint,
             ),
-            slo=parse_slo(slo) if slo else SLOSpec(),
+            slo=parse_slo(slo) if slo else SLO(),
             request_timeout_s=timeout,
             reject_backoff_s=reject_backoff,
             metrics_urls=engine_metrics,
             seed=seed,
         )
     except ValidationError as exc:
-        raise UsageError(f"bad bench settings: {_first_error(exc)}") from None
+        raise UsageError(f"bad bench settings: {first_problem(exc, names=_FLAGS)}") from None
     progress = ConsoleProgress(console)
     try:
         report = run_bench(config, progress)
     finally:
         progress.close()
-    _show(report)
+    report = report.model_copy(update={"label": label, "metadata": notes})
+    _print_whole(report_view(report, verbose=verbose))
     _write(report, json_out, csv_out)
     if all(level.completed == 0 for level in report.levels):
         samples = {k: v for level in report.levels for k, v in level.error_samples.items()}
@@ -220,25 +272,20 @@ def _write(report: BenchReport, json_out: Path | None, csv_out: Path | None) -> 
         raise LlmctlError("; ".join(failed))
 
 
-def _show(report: BenchReport) -> None:
-    console.print(levels_table(report))
-    server = server_table(report)
-    if server is not None:
-        console.print(server)
-    token_sources = {level.token_source for level in report.levels} - {"none"}
-    if token_sources:
-        console.print(f"[dim]token counts from: {', '.join(sorted(token_sources))}[/dim]")
-
-
 @app.command()
 def compare(
     a: Path = typer.Argument(..., help="The baseline result (JSON from --json)."),
     b: Path = typer.Argument(..., help="The result to compare with it."),
+    form: str = typer.Option(
+        "table", "--format", help="table (coloured), md, csv or json (plain text to pipe)."
+    ),
 ) -> None:
-    """Compare two results level by level (B/A ratios; green where B is better)."""
+    """Compare two results: the settings that differ, then the headline numbers per level with
+    their % change (green and "better" where B is better)."""
+    if form not in COMPARE_FORMATS:
+        raise UsageError(f"--format must be one of {', '.join(COMPARE_FORMATS)} (got {form!r})")
     comparison = compare_reports(load_report(a), load_report(b), a.name, b.name)
-    console.print(compare_table(comparison))
-    if comparison.unmatched:
-        console.print(
-            f"[yellow]levels only in one report:[/yellow] {', '.join(comparison.unmatched)}"
-        )
+    if form == "table":
+        _print_whole(compare_view(comparison))
+    else:
+        typer.echo(render_comparison(comparison, form), nl=False)

@@ -5,11 +5,13 @@ from __future__ import annotations
 import logging
 import os
 from pathlib import Path
+from typing import Any
 
 import typer
 
 from llmctl.cli.console import console
-from llmctl.core.config import load_gateway_config
+from llmctl.cli.flags import setting_options, with_options
+from llmctl.core.config import GATEWAY_ENV, GATEWAY_FLAGS, GatewayConfig, load_gateway_config
 from llmctl.core.errors import ConfigError
 
 app = typer.Typer(
@@ -31,91 +33,56 @@ def _read_keys(path: Path | None, what: str) -> list[str] | None:
     return keys
 
 
-@app.command()
 def serve(
-    upstream: str | None = typer.Option(
-        None,
-        "--upstream",
-        help="Engine base URL \\[env VLLM_BASE_URL; default http://127.0.0.1:8000].",
-    ),
-    model: str | None = typer.Option(
-        None, "--model", help="Model filled into requests naming none \\[env MODEL_NAME]."
-    ),
-    max_active: int | None = typer.Option(
-        None, "--max-active", help="Requests allowed at the engine at once \\[env MAX_ACTIVE; 4]."
-    ),
-    queue_mode: str | None = typer.Option(
-        None, "--queue-mode", help="`queue` (wait for a slot) or `reject` (429) \\[env QUEUE_MODE]."
-    ),
-    queue_max: int | None = typer.Option(
-        None, "--queue-max", help="Requests allowed to wait; 0 = no queue \\[env QUEUE_MAX; 64]."
-    ),
-    queue_timeout: float | None = typer.Option(
-        None,
-        "--queue-timeout",
-        help="Longest wait for a slot, seconds \\[env QUEUE_TIMEOUT_S; 30].",
-    ),
-    request_timeout: float | None = typer.Option(
-        None,
-        "--request-timeout",
-        help="Deadline from admission to last byte, seconds \\[env REQUEST_TIMEOUT_S; 600].",
-    ),
-    max_body_bytes: int | None = typer.Option(
-        None, "--max-body-bytes", help="Larger bodies get 413 \\[env LLMCTL_MAX_BODY_BYTES; 1 MiB]."
-    ),
-    host: str | None = typer.Option(
-        None, "--host", help="Listen address \\[env LLMCTL_GATEWAY_HOST; 127.0.0.1]."
-    ),
-    port: int | None = typer.Option(
-        None, "--port", help="Listen port \\[env LLMCTL_GATEWAY_PORT; 8080]."
-    ),
-    health_interval: float | None = typer.Option(
-        None, "--health-interval", help="Seconds between engine readiness probes \\[2]."
-    ),
+    settings: dict[str, Any],
     api_keys_file: Path | None = typer.Option(
         None,
         "--api-keys-file",
-        help="File with accepted API keys, one a line \\[env LLMCTL_API_KEYS].",
+        help="File with accepted API keys, one a line \\[env: LLMCTL_API_KEYS].",
     ),
     admin_key_file: Path | None = typer.Option(
         None,
         "--admin-key-file",
-        help="File with the admin key \\[env LLMCTL_ADMIN_KEY]; none: no admin API.",
+        help="File with the admin key \\[env: LLMCTL_ADMIN_KEY]; none: no admin API.",
     ),
     workers: int = typer.Option(
         1, "--workers", help="Must be 1: limits live in one process (more would multiply them)."
     ),
 ) -> None:
-    """Serve the OpenAI API in front of the engine with exact admission control.
+    """Serve the OpenAI API in front of one or several engines with exact admission control.
 
-    One process holds the limits: run exactly one gateway per engine (no multi-worker setups)."""
+    One process holds the limits: run exactly one gateway (no multi-worker setups)."""
     from llmctl.gateway.server import check_single_worker, run
 
     check_single_worker(workers, os.environ)
     admin_keys = _read_keys(admin_key_file, "admin key")
-    overrides = {
-        "upstream_url": upstream,
-        "model_name": model,
-        "max_active": max_active,
-        "queue_mode": queue_mode,
-        "queue_max": queue_max,
-        "queue_timeout_s": queue_timeout,
-        "request_timeout_s": request_timeout,
-        "max_body_bytes": max_body_bytes,
-        "host": host,
-        "port": port,
-        "health_interval_s": health_interval,
+    overrides: dict[str, Any] = {
+        **settings,
         "api_keys": _read_keys(api_keys_file, "API keys"),
         "admin_key": admin_keys[0] if admin_keys else None,
     }
+    if overrides.get("upstreams") is not None:
+        overrides["upstreams"] = _split(overrides["upstreams"])
     config = load_gateway_config(os.environ, overrides)
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     queue = "no queue" if config.queue_max == 0 else f"queue {config.queue_max}"
+    engines = config.upstream_dns or ", ".join(config.upstreams)
     console.print(
-        f"gateway on http://{config.host}:{config.port} -> {config.upstream_url} "
-        f"(max_active {config.max_active}, {config.queue_mode}, {queue})",
+        f"gateway on http://{config.host}:{config.port} -> {engines} "
+        f"(max_active {config.max_active}, {config.queue_mode}, {queue}, {config.routing})",
         highlight=False,
     )
     run(config)
+
+
+def _split(values: list[str]) -> list[str]:
+    """`--upstream a --upstream b` and `--upstream a,b` both name two engines."""
+    return [part.strip() for value in values for part in value.split(",") if part.strip()]
+
+
+_ENV = {field: var for var, field in GATEWAY_ENV.items()}
+app.command("serve")(
+    with_options(serve, setting_options(GatewayConfig, GATEWAY_FLAGS, _ENV), "settings")
+)

@@ -9,6 +9,7 @@ import signal
 import typer
 
 from llmctl.cli.console import console
+from llmctl.core import aio
 from llmctl.sim.config import SimConfig
 from llmctl.sim.faults import FaultSpec
 from llmctl.sim.profiles import PROFILES, get_profile
@@ -100,9 +101,4 @@ def _run(config: SimConfig) -> None:
         with contextlib.suppress(asyncio.CancelledError):
             await serve_forever(config, announce)
 
-    try:
-        import uvloop
-
-        uvloop.run(main())
-    except ImportError:
-        asyncio.run(main())
+    aio.run(main())

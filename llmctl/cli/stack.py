@@ -5,21 +5,23 @@ from __future__ import annotations
 import functools
 import inspect
 import os
-import shutil
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Annotated, Any
 
-import httpx
 import typer
 from rich.live import Live
 from rich.table import Table
 
 from llmctl.cli.console import console, err_console
-from llmctl.core.errors import ConfigError, RuntimeBackendError, TargetError
+from llmctl.core.errors import ConfigError, RuntimeBackendError
+from llmctl.core.files import write_file
+from llmctl.stack import chat as chat_api
+from llmctl.stack import lifecycle
 from llmctl.stack.doctor import diagnose
+from llmctl.stack.endpoints import first_api_key
 from llmctl.stack.render import render_stack
-from llmctl.stack.runtime import ServiceStatus, make_runtime, observe, running_spec
+from llmctl.stack.runtime import ServiceStatus
 from llmctl.stack.settings import (
     CONFIG_FILE,
     LoadedStack,
@@ -28,8 +30,6 @@ from llmctl.stack.settings import (
     load_stack,
     parse_set,
     preset_path,
-    save_spec,
-    saved_spec,
     stack_dir,
 )
 from llmctl.stack.spec import StackSpec
@@ -147,13 +147,16 @@ def _load(config: Path | None, preset: str | None, flags: Sequence[Override] = (
     return loaded
 
 
+def _note(text: str) -> None:
+    err_console.print(f"[yellow]note:[/yellow] {text}", highlight=False)
+
+
 def _running_spec(config: Path | None, preset: str | None, sets: list[str] | None) -> StackSpec:
     """The spec the stack was brought up with (saved by `up`), else the current config's."""
-    spec = _load(config, preset, _sets(sets)).spec
-    running, note = running_spec(spec, stack_dir(spec))
-    if note:
-        err_console.print(f"[yellow]note:[/yellow] {note}", highlight=False)
-    return running
+    spec, notes = lifecycle.acted_on(_load(config, preset, _sets(sets)))
+    for note in notes:
+        _note(note)
+    return spec
 
 
 def init(
@@ -164,12 +167,13 @@ def init(
     """Write llmctl.toml from a preset (default: local-sim)."""
     name = preset or "local-sim"
     source = preset_path(name)
-    if path.exists() and not force:
+    if (path.exists() or path.is_symlink()) and not force:
         raise ConfigError(f"{path} exists; use --force to overwrite it")
     try:
-        shutil.copyfile(source, path)
+        text = source.read_bytes()
     except OSError as exc:
-        raise ConfigError(f"cannot write {path}: {exc.strerror}") from exc
+        raise ConfigError(f"cannot read the preset {source}: {exc.strerror}") from exc
+    write_file(path, text)
     console.print(
         f"wrote {path} from preset [bold]{name}[/bold]; presets: {', '.join(list_presets())}"
     )
@@ -221,39 +225,18 @@ def up(
 ) -> None:
     """Render the stack and start it; waits until every service is healthy."""
     spec = _load(config, preset, overrides).spec
-    directory = stack_dir(spec)
-    previous = saved_spec(directory)
-    before = observe(previous, directory) if previous is not None else None
-    if previous is not None and any(s.state == "running" for s in before or []):
-        if previous != spec:
-            err_console.print(
-                "[yellow]note:[/yellow] the stack runs with its earlier settings; "
-                "`llmctl down` then `llmctl up` to apply the new ones"
-            )
-        spec = previous
-    else:
-        render_stack(spec, directory)
-    rt = make_runtime(spec, directory)
-
-    try:
-        with Live(_status_table(spec, []), console=console, transient=True) as live:
-            result = rt.up(progress=lambda s: live.update(_status_table(spec, s)), timeout=timeout)
-    except BaseException:
-        # Record the spec only when something of it was left (containers kept for a look):
-        # `down` must find those. A runtime that never started (no Docker engine) records
-        # nothing, so later commands are not stuck on it.
-        left = observe(spec, directory)
-        if left is not None and any(s.state not in ("stopped", "skipped") for s in left):
-            save_spec(spec, directory)
-        raise
-    save_spec(spec, directory)
-    for note in result.notes:
-        console.print(f"[yellow]note:[/yellow] {note}", highlight=False)
-    if result.already_running:
+    with Live(_status_table(spec, []), console=console, transient=True) as live:
+        outcome = lifecycle.up(
+            spec, progress=lambda s: live.update(_status_table(spec, s)), timeout=timeout
+        )
+    spec = outcome.spec
+    for note in outcome.notes:
+        _note(note)
+    if outcome.result.already_running:
         console.print(f"stack [bold]{spec.name}[/bold] is already running")
     else:
         console.print(f"stack [bold]{spec.name}[/bold] is up ({spec.runtime})")
-    console.print(_status_table(spec, result.services))
+    console.print(_status_table(spec, outcome.result.services))
     console.print(f'try: llmctl chat "Hello"   (gateway {spec.endpoints()["gateway"]}/v1)')
 
 
@@ -276,14 +259,14 @@ def down(
 ) -> None:
     """Stop the stack's services (exactly those llmctl started)."""
     spec = _running_spec(config, preset, sets)
-    for line in make_runtime(spec, stack_dir(spec)).down(volumes=volumes):
+    for line in lifecycle.down(spec, volumes=volumes):
         console.print(line, highlight=False)
 
 
 def status(config: ConfigOpt = None, preset: PresetOpt = None, sets: SetOpt = None) -> None:
     """Show each service's state and health; exit 1 when any is not healthy."""
     spec = _running_spec(config, preset, sets)
-    services = make_runtime(spec, stack_dir(spec)).status()
+    services = lifecycle.status(spec)
     console.print(_status_table(spec, services))
     if not all(s.ready for s in services):
         raise typer.Exit(1)
@@ -299,7 +282,7 @@ def logs(
     """Print the stack's logs (all services, or one)."""
     spec = _running_spec(config, preset, sets)
     try:
-        for line in make_runtime(spec, stack_dir(spec)).logs(service, follow=follow):
+        for line in lifecycle.logs(spec, service, follow=follow):
             console.out(line, highlight=False)
     except KeyboardInterrupt:
         pass
@@ -329,27 +312,18 @@ def chat(
 ) -> None:
     """Send one chat message through the running stack's gateway and print the answer."""
     spec = _running_spec(config, preset, sets)
-    url = spec.endpoints()["gateway"] + "/v1/chat/completions"
-    headers = {}
-    keys_env = spec.gateway.api_keys_env
-    if keys_env and os.environ.get(keys_env):
-        headers["Authorization"] = f"Bearer {os.environ[keys_env].split(',')[0].strip()}"
-    body = {
-        "model": spec.engine.name,
-        "messages": [{"role": "user", "content": message}],
-        "max_tokens": max_tokens,
-    }
-    try:
-        resp = httpx.post(url, json=body, headers=headers, timeout=spec.gateway.request_timeout_s)
-    except httpx.HTTPError as exc:
-        raise TargetError(
-            f"gateway {url} unreachable ({exc}); is the stack up? (`llmctl up`)"
-        ) from exc
-    if resp.status_code != 200:
-        raise TargetError(f"gateway answered {resp.status_code}: {resp.text[:300]}")
-    answer = resp.json()["choices"][0]["message"]["content"]
+    request = chat_api.ChatRequest(
+        gateway_url=spec.endpoints()["gateway"],
+        model=spec.engine.name,
+        messages=[{"role": "user", "content": message}],
+        max_tokens=max_tokens,
+        stream=False,
+        api_key=first_api_key(spec, os.environ),
+        timeout_s=spec.gateway.request_timeout_s,
+    )
+    answer = chat_api.complete(request)
     console.print(f"[dim]{spec.engine.name} via {spec.endpoints()['gateway']}:[/dim]")
-    console.print(answer, highlight=False, markup=False)
+    console.print(answer["choices"][0]["message"]["content"], highlight=False, markup=False)
 
 
 def register(app: typer.Typer) -> None:

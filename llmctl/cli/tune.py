@@ -2,22 +2,22 @@
 
 from __future__ import annotations
 
-import functools
 import os
 from pathlib import Path
 
 import typer
 
 from llmctl.cli.console import console, fail
-from llmctl.cli.endpoints import DEFAULTS, current_stack
 from llmctl.cli.options import check_output, env_secret, write_output
-from llmctl.core.errors import UsageError
+from llmctl.core.errors import LlmctlError, UsageError
+from llmctl.stack.endpoints import DEFAULT_URLS, resolve
+from llmctl.stack.settings import edit_stack_file
 from llmctl.tune.limits import GatewayAdmin
-from llmctl.tune.live import ConsoleTuneProgress, render_report
-from llmctl.tune.report import TuneSettings, parse_tune_slo
+from llmctl.tune.live import ConsoleTuneProgress
+from llmctl.tune.report import TuneSettings, tune_slo
 from llmctl.tune.runner import tune_max_active
-from llmctl.tune.stackfile import write_max_active
-from llmctl.tune.trial import plan_for
+from llmctl.tune.trial import TrialPlan
+from llmctl.tune.view import render_report
 
 app = typer.Typer(
     help="Tune the stack live: the best MAX_ACTIVE under a latency target.", no_args_is_help=True
@@ -27,7 +27,9 @@ app = typer.Typer(
 @app.command("max-active")
 def max_active(
     gateway: str | None = typer.Option(
-        None, "--gateway", help=f"Gateway URL. Default: the stack's, else {DEFAULTS['gateway']}."
+        None,
+        "--gateway",
+        help=f"Gateway URL. Default: the stack's, else {DEFAULT_URLS['gateway']}.",
     ),
     admin_key_env: str | None = typer.Option(
         None,
@@ -64,6 +66,11 @@ def max_active(
     input_len: int = typer.Option(256, "--input-len", min=1, help="Prompt length, tokens."),
     output_len: int = typer.Option(128, "--output-len", min=1, help="Output length, tokens."),
     grid: bool = typer.Option(False, "--grid", help="Try every value from --min to --max."),
+    switch_adaptive: bool = typer.Option(
+        False,
+        "--switch-adaptive",
+        help="If the gateway's limit is adaptive, make it static for the trials (restored after).",
+    ),
     apply: bool = typer.Option(
         False, "--apply", help="Keep the recommendation live and write it into the stack file."
     ),
@@ -81,10 +88,10 @@ def max_active(
     if high < low:
         raise UsageError(f"--max ({high}) is below --min ({low})")
     check_output(json_out, "--json")
-    defaults = current_stack(config)
-    gateway_url = (gateway or defaults.gateway_url or DEFAULTS["gateway"]).rstrip("/")
+    defaults = resolve(config)
+    gateway_url = (gateway or defaults.gateway_url or DEFAULT_URLS["gateway"]).rstrip("/")
     # The stack's engine and keys belong to the stack's gateway, not to one named by --gateway.
-    ours = gateway_url == defaults.gateway_url
+    ours = defaults.owns(gateway_url)
     admin_key = (
         env_secret(admin_key_env, "--admin-key-env")
         if admin_key_env
@@ -100,6 +107,8 @@ def max_active(
             "--apply needs a stack file to write: run in a folder with llmctl.toml "
             "or pass --config PATH"
         )
+    if apply and defaults.config_path is not None:
+        check_output(defaults.config_path, "--apply")  # now, not after the whole run
     if apply and not ours:
         raise UsageError(
             f"--apply writes {defaults.config_path}, whose gateway is {defaults.gateway_url}, "
@@ -110,17 +119,13 @@ def max_active(
     metrics_urls = engine_metrics or ([stack_engine] if stack_engine else [])
     if max_preemptions_per_s is not None and not metrics_urls:
         raise UsageError("--max-preemptions-per-s needs the engine's metrics: --engine-metrics URL")
-    tune_slo = parse_tune_slo(
-        slo,
-        max_preemptions_per_s,
-        default_ttft_s=defaults.ttft_s,
-        default_e2e_s=defaults.e2e_s,
-        default_preemptions_per_s=defaults.preemptions_per_s if metrics_urls else None,
-    )
+    if max_preemptions_per_s is None and metrics_urls:
+        max_preemptions_per_s = defaults.preemptions_per_s
     settings = TuneSettings(
         gateway=gateway_url,
         engine_metrics=metrics_urls,
-        slo=tune_slo,
+        slo=tune_slo(slo, defaults.slo),
+        max_preemptions_per_s=max_preemptions_per_s,
         min_max_active=low,
         max_max_active=high,
         grid=grid,
@@ -129,19 +134,21 @@ def max_active(
         input_len=input_len,
         output_len=output_len,
         apply=apply,
+        switch_adaptive=switch_adaptive,
     )
-    plan = plan_for(
-        settings, env_secret(api_key_env, "--api-key-env") if api_key_env else stack_key
+    plan = TrialPlan(
+        settings, api_key=env_secret(api_key_env, "--api-key-env") if api_key_env else stack_key
     )
+    config_path = defaults.config_path
     writer = (
-        functools.partial(write_max_active, defaults.config_path)
-        if apply and defaults.config_path is not None
+        (lambda value: edit_stack_file(config_path, {"gateway.max_active": value}))
+        if apply and config_path is not None
         else None
     )
     admin = GatewayAdmin(gateway_url, admin_key)
     try:
         with ConsoleTuneProgress(console) as live:
-            report = tune_max_active(settings, plan, admin, progress=live, apply=writer)
+            report = tune_max_active(plan, admin, progress=live, apply=writer)
     except KeyboardInterrupt:
         fail("interrupted: the gateway's original limits were restored")
         raise typer.Exit(130) from None
@@ -151,3 +158,5 @@ def max_active(
     if json_out is not None:
         write_output(json_out, report.to_json() + "\n")
         console.print(f"Report written to {json_out}", highlight=False)
+    if report.apply_error:
+        raise LlmctlError(f"--apply failed: {report.apply_error}; the original limits are live")

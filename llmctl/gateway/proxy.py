@@ -17,23 +17,26 @@ from collections.abc import Callable
 import aiohttp
 from aiohttp import web
 
-from llmctl.core.openai import sse_error_event
+from llmctl.core.openai import (
+    DONE,
+    DONE_EVENT,
+    Route,
+    drop_usage_events,
+    sse_error_event,
+    text_frames,
+    usage_tokens,
+)
 from llmctl.gateway.admission import Slot
 from llmctl.gateway.errors import error_response
 from llmctl.gateway.metrics import GatewayMetrics, Outcome
-from llmctl.gateway.payload import CHAT_PATH, COMPLETIONS_PATH, content_frames, usage_tokens
 
 SSE_HEADERS = {
     "Content-Type": "text/event-stream",
     "Cache-Control": "no-cache",
     "X-Accel-Buffering": "no",
 }
-_DONE = b"[DONE]"
-_DONE_EVENT = b"data: [DONE]\n\n"
 # How long to wait for the engine to end its response after [DONE] before dropping the connection.
 _DRAIN_S = 1.0
-# The JSON key whose non-empty string marks a frame that carries generated text, per route.
-_CONTENT_KEY = {CHAT_PATH: b'"content":', COMPLETIONS_PATH: b'"text":'}
 # Upstream statuses that tell the client to come back later: they always carry Retry-After.
 _RETRY_STATUSES = (429, 503)
 
@@ -48,20 +51,30 @@ def make_session(connect_timeout_s: float = 5.0) -> aiohttp.ClientSession:
     )
 
 
+class EngineFailedError(Exception):
+    """The engine failed before the client got a byte: the request may go to another engine.
+
+    `kind` is the upstream-error kind (`connect`, `protocol`, `status`, `stream`); `refused` is
+    True when the engine could not be reached at all (it leaves rotation until its next probe)."""
+
+    def __init__(self, kind: str, message: str, *, refused: bool = False) -> None:
+        super().__init__(message)
+        self.kind = kind
+        self.refused = refused
+
+
 class Proxy:
-    """Forwards admitted requests to the engine and records how each one ended."""
+    """Forwards admitted requests to their engine and records how each one ended."""
 
     def __init__(
         self,
         session: aiohttp.ClientSession,
-        upstream_url: str,
         request_timeout_s: float,
         metrics: GatewayMetrics,
         retry_after_unavailable: int,
         retry_after: Callable[[], int],
     ) -> None:
         self._session = session
-        self._upstream = upstream_url
         self.request_timeout_s = request_timeout_s
         self._metrics = metrics
         self._retry_unavailable = retry_after_unavailable
@@ -70,15 +83,23 @@ class Proxy:
     async def forward(
         self,
         request: web.Request,
-        route: str,
+        route: Route,
         body: bytes,
         stream: bool,
         upstream_headers: dict[str, str],
         headers: dict[str, str],
         slot: Slot,
         outcome: Outcome,
+        arrived: float,
+        *,
+        can_retry: bool = False,
+        strip_usage: bool = False,
     ) -> web.StreamResponse:
-        """Forward one admitted request; how it ended goes into `outcome` (set exactly once)."""
+        """Forward one admitted request to its slot's engine; it arrived at `arrived` (monotonic
+        clock). How it ended goes into `outcome` (set exactly once). With `can_retry`, a failure
+        of the engine before the client got a byte raises EngineFailedError instead of answering,
+        so the caller can send the request to another engine. `strip_usage`: the gateway asked the
+        engine for usage the client did not ask for; it is counted, then dropped from the stream."""
         metrics = self._metrics
         remaining = self.request_timeout_s - (time.monotonic() - slot.admitted_at)
         upstream: aiohttp.ClientResponse | None = None
@@ -91,7 +112,7 @@ class Proxy:
             async with asyncio.timeout(remaining):
                 try:
                     upstream = await self._session.post(
-                        self._upstream + route, data=body, headers=upstream_headers
+                        slot.engine.url + route.path, data=body, headers=upstream_headers
                     )
                     whole = (
                         upstream.status >= 400
@@ -103,6 +124,8 @@ class Proxy:
                         state = "done"
                 except (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError):
                     metrics.upstream_errors.labels("connect").inc()
+                    if can_retry:
+                        raise EngineFailedError("connect", "unreachable", refused=True) from None
                     outcome.set(503, "engine_unavailable")
                     return error_response(
                         503,
@@ -113,12 +136,17 @@ class Proxy:
                     )
                 except aiohttp.ClientError as exc:
                     metrics.upstream_errors.labels("protocol").inc()
+                    if can_retry:
+                        raise EngineFailedError("protocol", type(exc).__name__) from None
                     outcome.set(502, "upstream_error")
                     return error_response(
                         502, f"the engine failed: {type(exc).__name__}", "upstream_error", headers
                     )
                 if whole:
                     status = upstream.status
+                    if status == 503 and can_retry:
+                        metrics.upstream_errors.labels("status").inc()
+                        raise EngineFailedError("status", "the engine answered 503")
                     if status >= 500:
                         metrics.upstream_errors.labels("status").inc()
                         outcome.set(status, "upstream_error")
@@ -126,7 +154,11 @@ class Proxy:
                         # The client's mistake (unknown model, prompt too long), not the engine's.
                         outcome.set(status, "bad_request")
                     else:
-                        self._count_usage(usage_tokens(payload), 0)
+                        self._count_usage(usage_tokens(payload), 0, outcome)
+                        # A whole answer's first token is its end (as bench and vLLM count it).
+                        now = time.monotonic()
+                        metrics.ttft.observe(now - arrived)
+                        metrics.admitted_ttft.observe(now - slot.admitted_at)
                         outcome.set(status, "ok")
                     if status in _RETRY_STATUSES:
                         given = upstream.headers.get("Retry-After")
@@ -137,10 +169,21 @@ class Proxy:
                         content_type=upstream.content_type,
                         headers=headers,
                     )
+                # The client's headers go out with the first chunk, not before: until then an
+                # engine that fails can still be replaced by another one.
+                try:
+                    first = await upstream.content.readany()
+                except aiohttp.ClientError:
+                    first = b""
+                if not first and can_retry:
+                    metrics.upstream_errors.labels("stream").inc()
+                    raise EngineFailedError("stream", "the engine ended the stream at once")
                 out = web.StreamResponse(status=upstream.status, headers={**headers, **SSE_HEADERS})
                 await out.prepare(request)
                 stage = "streaming"
-                state = await self._pump(route, upstream, out, slot, outcome)
+                state = await self._pump(
+                    route, upstream, out, slot, outcome, arrived, first, strip_usage
+                )
         except TimeoutError:
             metrics.upstream_errors.labels("timeout").inc()
             if out is None:
@@ -193,20 +236,51 @@ class Proxy:
 
     async def _pump(
         self,
-        route: str,
+        route: Route,
         upstream: aiohttp.ClientResponse,
         out: web.StreamResponse,
         slot: Slot,
         outcome: Outcome,
+        arrived: float,
+        first: bytes,
+        strip_usage: bool = False,
     ) -> str:
-        """Copy SSE bytes as they arrive; returns the stream's state (see `forward`)."""
+        """Copy SSE bytes as they arrive, `first` (already read) first; returns the stream's state
+        (see `forward`)."""
         metrics = self._metrics
         content = upstream.content
-        key = _CONTENT_KEY[route]
+        key = route.text_key
         tokens = 0
+        first_text = last_text = 0.0
         prev = last = b""
         state = "done"
+        chunk = first
         while True:
+            if not chunk:
+                break
+            prev, last = last, chunk
+            final = chunk.endswith(DONE_EVENT)
+            sent = drop_usage_events(chunk) if strip_usage else chunk
+            if final:
+                # The last event: send it with the chunked-encoding terminator in one write (one
+                # syscall less per request); the engine's own terminator is read afterwards.
+                await out.write_eof(sent)
+                state = "drain"
+            elif sent:
+                await out.write(sent)
+            # Frames with text only: chat's role frame and the finish frame are not tokens, and
+            # time to first token is when the first text is handed to the client's socket (what
+            # the client feels, this process's own delay included), not the first byte.
+            found = text_frames(chunk, key)
+            if found:
+                last_text = time.monotonic()
+                if not tokens:
+                    first_text = last_text
+                    metrics.ttft.observe(last_text - arrived)
+                    metrics.admitted_ttft.observe(last_text - slot.admitted_at)
+                tokens += found
+            if final:
+                break
             try:
                 chunk = await content.readany()
             except aiohttp.ClientError:
@@ -214,32 +288,18 @@ class Proxy:
                 outcome.set(out.status, "upstream_error")
                 await self._end_stream(out, "the engine stream broke off", "upstream_error")
                 return "failed"
-            if not chunk:
-                break
-            # Frames with text only: chat's role frame and the finish frame are not tokens, and
-            # time to first token is when the first text arrives, not the first byte.
-            found = content_frames(chunk, key)
-            if found:
-                if not tokens:
-                    metrics.ttft.labels(route).observe(time.monotonic() - slot.admitted_at)
-                tokens += found
-            prev, last = last, chunk
-            if chunk.endswith(_DONE_EVENT):
-                # The last event: send it with the chunked-encoding terminator in one write (one
-                # syscall less per request); the engine's own terminator is read afterwards.
-                await out.write_eof(chunk)
-                state = "drain"
-                break
-            await out.write(chunk)
         tail = prev[-64:] + last
-        if _DONE not in tail[-32:]:
+        if DONE not in tail[-32:]:
             metrics.upstream_errors.labels("stream").inc()
             outcome.set(out.status, "upstream_error")
             await self._end_stream(out, "the engine stream ended early", "upstream_error")
             return "failed"
         # Usage, when asked for, is the last event before [DONE]; a short tail holds it.
         usage = usage_tokens(prev[-4096:] + last)
-        self._count_usage(usage, tokens)
+        self._count_usage(usage, tokens, outcome)
+        generated = usage[1] if usage is not None else tokens
+        if generated >= 2 and last_text > first_text:
+            metrics.tpot.observe((last_text - first_text) / (generated - 1))
         outcome.set(out.status, "ok")
         return state
 
@@ -255,10 +315,13 @@ class Proxy:
         except (aiohttp.ClientError, TimeoutError):
             return False
 
-    def _count_usage(self, usage: tuple[int, int] | None, counted_chunks: int) -> None:
+    def _count_usage(
+        self, usage: tuple[int, int] | None, counted_chunks: int, outcome: Outcome
+    ) -> None:
         if usage is not None:
             self._metrics.prompt_tokens.inc(usage[0])
             self._metrics.completion_tokens.inc(usage[1])
+            outcome.usage = usage
         elif counted_chunks:
             self._metrics.completion_tokens.inc(counted_chunks)
 

@@ -1,7 +1,8 @@
 """Fallback when Prometheus is unreachable: scrape the gateway's and engine's /metrics directly.
 
-Rates and percentiles are computed here the way PromQL would: counter and histogram-bucket deltas
-between now and the oldest kept scrape (a sliding window like `rate(...[1m])`).
+Rates and percentiles are computed here the way PromQL would over `top`'s window: counter and
+histogram-bucket deltas between now and the newest kept scrape at least `window_s` old (the oldest
+one while fewer seconds have been seen; the snapshot's `window_s` says which span it was).
 """
 
 from __future__ import annotations
@@ -15,12 +16,21 @@ from dataclasses import dataclass, field
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
+from llmctl.core import http
 from llmctl.core import metrics as m
-from llmctl.observe.snapshot import HISTORY_POINTS, GpuSnapshot, History, StackSnapshot, finite
+from llmctl.observe.queries import MIN_WINDOW_S
+from llmctl.observe.snapshot import (
+    HISTORY_POINTS,
+    ClassSnapshot,
+    EngineSnapshot,
+    GpuSnapshot,
+    History,
+    StackSnapshot,
+    finite,
+)
 
 Labels = dict[str, str]
 Match = Callable[[Labels], bool]
-WINDOW_S = 60.0
 
 
 @dataclass
@@ -92,9 +102,12 @@ class DirectSource:
         gpu_url: str | None = None,
         *,
         timeout: float = 2.0,
+        window_s: float = MIN_WINDOW_S,
         warmup_s: float = 1.0,
     ) -> None:
-        """`engine_url` None: the stack publishes no engine, and its fields stay missing."""
+        """`engine_url` None: the stack publishes no engine, and its fields stay missing.
+        `warmup_s`: how long the first snapshot waits between its two scrapes (a one-shot
+        snapshot waits the whole window, a live view starts sooner and widens)."""
         self.targets = {m.JOB_GATEWAY: gateway_url.rstrip("/") + "/metrics"}
         if engine_url is not None:
             self.targets[m.JOB_ENGINE] = engine_url.rstrip("/") + "/metrics"
@@ -102,12 +115,14 @@ class DirectSource:
             gpu_url = gpu_url or engine_url.rstrip("/") + "/dcgm/metrics"
         if gpu_url is not None:
             self.targets[m.JOB_GPU] = gpu_url
+        self.window_s = window_s
         self.warmup_s = warmup_s
-        self._client = httpx.Client(timeout=timeout)
+        self._client = http.client(timeout_s=timeout)
         self._scrapes: deque[Scrape] = deque()
         self._history: dict[str, deque[float]] = {
             name: deque(maxlen=HISTORY_POINTS) for name in History.model_fields
         }
+        self._history_times: deque[float] = deque(maxlen=HISTORY_POINTS)
 
     @property
     def url(self) -> str:
@@ -137,11 +152,13 @@ class DirectSource:
             self._scrapes.append(self.scrape())
             time.sleep(self.warmup_s)
         now = self.scrape()
-        while len(self._scrapes) > 1 and now.at - self._scrapes[1].at >= WINDOW_S:
+        # The base is the newest earlier scrape that is at least a window old (else the oldest).
+        while len(self._scrapes) > 1 and now.at - self._scrapes[1].at >= self.window_s:
             self._scrapes.popleft()
-        snap = _compute(now, self._scrapes[0], self.url, self._note(now, reason))
+        base = self._scrapes[0]
+        snap = _compute(now, base, self.url, self._note(now, reason))
         self._scrapes.append(now)
-        self._record(snap)
+        self._record(snap, now.at)
         return snap
 
     def _note(self, now: Scrape, reason: str) -> str:
@@ -154,25 +171,20 @@ class DirectSource:
             note += " (no engine address: pass --engine)"
         return note
 
-    def _record(self, snap: StackSnapshot) -> None:
-        total = [
-            snap.ok_per_s,
-            snap.rejected_429_per_s,
-            snap.unavailable_503_per_s,
-            snap.error_per_s,
-        ]
-        known = [v for v in total if v is not None]
+    def _record(self, snap: StackSnapshot, at: float) -> None:
         gpu = [g.util_pct for g in snap.gpus if g.util_pct is not None]
         points = {
-            "request_rate": math.fsum(known) if known else None,
-            "latency_p95": snap.latency_p95,
+            "request_rate": snap.request_per_s,
+            "e2e_p95_s": snap.e2e_p95_s,
             "queue_depth": snap.queue_depth,
             "gpu_util_pct": sum(gpu) / len(gpu) if gpu else None,
         }
         for name, value in points.items():
             if value is not None:
                 self._history[name].append(value)
+        self._history_times.append(at)
         snap.history = History(**{k: list(v) for k, v in self._history.items()})
+        snap.history_span_s = self._history_times[-1] - self._history_times[0]
 
 
 def _compute(now: Scrape, base: Scrape, url: str, note: str) -> StackSnapshot:
@@ -195,33 +207,52 @@ def _compute(now: Scrape, base: Scrape, url: str, note: str) -> StackSnapshot:
         return finite(histogram_quantile(q, delta))
 
     requests = m.GATEWAY_REQUESTS.series
+    decision = next(
+        (lab for lab, v in now.samples.get(m.GATEWAY_LIMIT_DECISION.series, []) if v == 1.0), {}
+    )
     return StackSnapshot(
         source="direct",
         source_url=url,
         note=note,
         taken_at=time.time(),
+        window_s=dt,
         slots_active=now.total(m.GATEWAY_ACTIVE.series),
         slots_max=now.total(m.GATEWAY_MAX_ACTIVE.series),
         queue_depth=now.total(m.GATEWAY_QUEUE_DEPTH.series),
         queue_max=now.total(m.GATEWAY_QUEUE_MAX.series),
-        queue_wait_p95=quantile(m.GATEWAY_QUEUE_WAIT, 0.95),
+        queue_wait_p95_s=quantile(m.GATEWAY_QUEUE_WAIT, 0.95),
         ok_per_s=rate(requests, lambda lab: lab.get("reason") == m.REASON_OK),
         rejected_429_per_s=rate(requests, _status("429")),
         unavailable_503_per_s=rate(requests, _status("503")),
         error_per_s=rate(requests, _is_error),
-        latency_p50=quantile(m.GATEWAY_REQUEST_DURATION, 0.5),
-        latency_p95=quantile(m.GATEWAY_REQUEST_DURATION, 0.95),
-        latency_p99=quantile(m.GATEWAY_REQUEST_DURATION, 0.99),
-        ttft_p50=quantile(m.GATEWAY_TTFT, 0.5),
-        ttft_p95=quantile(m.GATEWAY_TTFT, 0.95),
+        ttft_p50_s=quantile(m.GATEWAY_TTFT, 0.5),
+        ttft_p95_s=quantile(m.GATEWAY_TTFT, 0.95),
+        e2e_p50_s=quantile(m.GATEWAY_E2E, 0.5),
+        e2e_p95_s=quantile(m.GATEWAY_E2E, 0.95),
+        e2e_p99_s=quantile(m.GATEWAY_E2E, 0.99),
+        admitted_ttft_p95_s=quantile(m.GATEWAY_ADMITTED_TTFT, 0.95),
+        tpot_p95_s=quantile(m.GATEWAY_TPOT, 0.95),
         engine_running=now.total(m.VLLM_RUNNING.series),
         engine_waiting=now.total(m.VLLM_WAITING.series),
         kv_cache_usage=_max(now, m.VLLM_KV_USAGE.series),
         preemptions_per_s=rate(m.VLLM_PREEMPTIONS.series, job=m.JOB_ENGINE),
         prompt_tokens_per_s=rate(m.VLLM_PROMPT_TOKENS.series, job=m.JOB_ENGINE),
         generation_tokens_per_s=rate(m.VLLM_GENERATION_TOKENS.series, job=m.JOB_ENGINE),
+        limit_adaptive=now.total(m.GATEWAY_LIMIT_ADAPTIVE.series),
+        limit_direction=decision.get("direction"),
+        limit_reason=decision.get("reason"),
+        adaptive_ttft_p95_s=finite(now.total(m.GATEWAY_ADAPTIVE_TTFT.series)),
+        adaptive_itl_p95_s=finite(now.total(m.GATEWAY_ADAPTIVE_ITL.series)),
+        adaptive_slo_ttft_s=finite(now.total(m.GATEWAY_ADAPTIVE_SLO.series, _signal("ttft"))),
+        adaptive_slo_itl_s=finite(now.total(m.GATEWAY_ADAPTIVE_SLO.series, _signal("itl"))),
         gpus=_gpus(now),
+        engines=_engines(now),
+        classes=_classes(now),
     )
+
+
+def _signal(name: str) -> Match:
+    return lambda lab: lab.get("signal") == name
 
 
 def _max(scrape: Scrape, name: str) -> float | None:
@@ -248,3 +279,37 @@ def _gpus(scrape: Scrape) -> list[GpuSnapshot]:
         if found is not None and isinstance(used, float):
             found["mem_total_mib"] = used + free
     return [GpuSnapshot.model_validate(gpus[g]) for g in sorted(gpus)]
+
+
+def _by_label(scrape: Scrape, fields: dict[str, str], label: str) -> dict[str, dict[str, float]]:
+    found: dict[str, dict[str, float]] = {}
+    for attr, name in fields.items():
+        for lab, value in scrape.samples.get(name, []):
+            key = lab.get(label, "?")
+            row = found.setdefault(key, {})
+            row[attr] = row.get(attr, 0.0) + value
+    return found
+
+
+def _engines(scrape: Scrape) -> list[EngineSnapshot]:
+    fields = {
+        "active": m.GATEWAY_ENGINE_ACTIVE.series,
+        "limit": m.GATEWAY_ENGINE_LIMIT.series,
+        "up": m.GATEWAY_ENGINE_UP.series,
+    }
+    rows = _by_label(scrape, fields, "engine")
+    return [
+        EngineSnapshot(
+            engine=name,
+            active=v.get("active"),
+            limit=v.get("limit"),
+            up=None if "up" not in v else v["up"] == 1.0,
+        )
+        for name, v in sorted(rows.items())
+    ]
+
+
+def _classes(scrape: Scrape) -> list[ClassSnapshot]:
+    fields = {"queued": m.GATEWAY_CLASS_QUEUE.series, "active": m.GATEWAY_CLASS_ACTIVE.series}
+    rows = _by_label(scrape, fields, "class")
+    return [ClassSnapshot(name=name, **v) for name, v in sorted(rows.items())]

@@ -12,25 +12,39 @@ from contextlib import contextmanager
 from rich.console import Console
 from rich.live import Live
 
+from llmctl.core.errors import TargetError
 from llmctl.observe.direct import DirectSource
 from llmctl.observe.prometheus import PrometheusSource, PrometheusUnreachableError
 from llmctl.observe.snapshot import StackSnapshot
-from llmctl.observe.view import render
+from llmctl.observe.view import fit
 
 
 class Sampler:
     """Prometheus first; when it does not answer (or the stack has none), the endpoints' /metrics."""
 
-    def __init__(self, prometheus: PrometheusSource | None, direct: DirectSource) -> None:
+    def __init__(
+        self,
+        prometheus: PrometheusSource | None,
+        direct: DirectSource,
+        *,
+        fallback: bool = True,
+        why_direct: str = "Prometheus not configured",
+    ) -> None:
+        """`fallback` False: Prometheus only (its being unreachable is an error). `why_direct`:
+        the header's note when there is no Prometheus to ask."""
         self.prometheus = prometheus
         self.direct = direct
+        self.fallback = fallback
+        self.why_direct = why_direct
 
     def sample(self) -> StackSnapshot:
         if self.prometheus is None:
-            return self.direct.snapshot("Prometheus not configured")
+            return self.direct.snapshot(self.why_direct)
         try:
             return self.prometheus.snapshot()
         except PrometheusUnreachableError as exc:
+            if not self.fallback:
+                raise TargetError(str(exc)) from exc
             return self.direct.snapshot(exc.reason)
 
     def close(self) -> None:
@@ -77,5 +91,5 @@ def run_live(sampler: Sampler, *, interval: float, console: Console) -> None:
         Live(console=console, screen=True, auto_refresh=False, transient=True) as live,
     ):
         while not stop.is_set():
-            live.update(render(sampler.sample(), live=True), refresh=True)
+            live.update(fit(sampler.sample(), console, live=True), refresh=True)
             stop.wait(interval)

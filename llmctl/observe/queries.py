@@ -1,10 +1,15 @@
-"""Every PromQL query behind `llmctl top`, defined once (the tests run these same strings)."""
+"""Every PromQL query behind `llmctl top`, defined once (the tests run these same strings).
+
+Live numbers are computed over `top`'s own short window (`scalars(window)`), straight from the raw
+counters and histogram buckets, so they follow the load within seconds and fall to 0 (rates) and
+"–" (percentiles) once it stops. The sparklines read the 1-minute recording rules the dashboards
+and alerts use: a longer, smoother span, labelled as such.
+"""
 
 from __future__ import annotations
 
 from llmctl.core import metrics as m
 
-WINDOW = m.RECORDING_WINDOW
 _OK = m.REASON_OK
 _REQUESTS = m.GATEWAY_REQUESTS.series
 
@@ -19,40 +24,74 @@ def or_zero(query: str, job: str) -> str:
     return f"{query} or on() (0 * {_up(job)})"
 
 
-def _requests(matchers: str) -> str:
-    return or_zero(f"sum(rate({_REQUESTS}{matchers}[{WINDOW}]))", m.JOB_GATEWAY)
+# The live window: at least this long, and long enough for this many scrapes (rate() needs two).
+MIN_WINDOW_S = 10.0
+SCRAPES_PER_WINDOW = 5
 
 
-def _engine_rate(spec: m.MetricSpec) -> str:
-    return or_zero(f"sum(rate({spec.series}[{WINDOW}]))", m.JOB_ENGINE)
+def window_for(scrape_interval_s: float | None) -> float:
+    """The window live numbers are computed over, given how often the gateway is scraped."""
+    if scrape_interval_s is None:
+        return MIN_WINDOW_S
+    return max(MIN_WINDOW_S, SCRAPES_PER_WINDOW * scrape_interval_s)
+
+
+def window_text(seconds: float) -> str:
+    """A PromQL range for `seconds`, e.g. `10s`."""
+    return f"{max(1, round(seconds))}s"
+
+
+def quantile(spec: m.MetricSpec, q: float, window: str) -> str:
+    """The q-quantile of histogram `spec` over the last `window`, across every instance."""
+    return f"histogram_quantile({q}, sum by (le) (rate({spec.name}_bucket[{window}])))"
+
+
+def scalars(window: str) -> dict[str, str]:
+    """Snapshot field -> a query returning one number (an empty result means "missing")."""
+
+    def requests(matchers: str) -> str:
+        return or_zero(f"sum(rate({_REQUESTS}{matchers}[{window}]))", m.JOB_GATEWAY)
+
+    def engine_rate(spec: m.MetricSpec) -> str:
+        return or_zero(f"sum(rate({spec.series}[{window}]))", m.JOB_ENGINE)
+
+    return {
+        "slots_active": f"sum({m.GATEWAY_ACTIVE.series})",
+        "slots_max": f"sum({m.GATEWAY_MAX_ACTIVE.series})",
+        "queue_depth": f"sum({m.GATEWAY_QUEUE_DEPTH.series})",
+        "queue_max": f"sum({m.GATEWAY_QUEUE_MAX.series})",
+        "queue_wait_p95_s": quantile(m.GATEWAY_QUEUE_WAIT, 0.95, window),
+        "ok_per_s": requests(f'{{reason="{_OK}"}}'),
+        "rejected_429_per_s": requests('{status="429"}'),
+        "unavailable_503_per_s": requests('{status="503"}'),
+        "error_per_s": requests(f'{{reason!="{_OK}",status!~"429|503"}}'),
+        "ttft_p50_s": quantile(m.GATEWAY_TTFT, 0.5, window),
+        "ttft_p95_s": quantile(m.GATEWAY_TTFT, 0.95, window),
+        "e2e_p50_s": quantile(m.GATEWAY_E2E, 0.5, window),
+        "e2e_p95_s": quantile(m.GATEWAY_E2E, 0.95, window),
+        "e2e_p99_s": quantile(m.GATEWAY_E2E, 0.99, window),
+        "admitted_ttft_p95_s": quantile(m.GATEWAY_ADMITTED_TTFT, 0.95, window),
+        "tpot_p95_s": quantile(m.GATEWAY_TPOT, 0.95, window),
+        "engine_running": f"sum({m.VLLM_RUNNING.series})",
+        "engine_waiting": f"sum({m.VLLM_WAITING.series})",
+        "kv_cache_usage": f"max({m.VLLM_KV_USAGE.series})",
+        "preemptions_per_s": engine_rate(m.VLLM_PREEMPTIONS),
+        "prompt_tokens_per_s": engine_rate(m.VLLM_PROMPT_TOKENS),
+        "generation_tokens_per_s": engine_rate(m.VLLM_GENERATION_TOKENS),
+        "limit_adaptive": f"max({m.GATEWAY_LIMIT_ADAPTIVE.series})",
+        "adaptive_ttft_p95_s": f"max({m.GATEWAY_ADAPTIVE_TTFT.series})",
+        "adaptive_itl_p95_s": f"max({m.GATEWAY_ADAPTIVE_ITL.series})",
+        "adaptive_slo_ttft_s": f'max({m.GATEWAY_ADAPTIVE_SLO.series}{{signal="ttft"}})',
+        "adaptive_slo_itl_s": f'max({m.GATEWAY_ADAPTIVE_SLO.series}{{signal="itl"}})',
+    }
+
+
+# The adaptive limit's last change: one series, labels direction and reason.
+LIMIT_DECISION = f"max by (direction, reason) ({m.GATEWAY_LIMIT_DECISION.series} == 1)"
 
 
 # Whether this Prometheus scrapes a gateway at all (else `top` reads the endpoints directly).
 GATEWAY_TARGETS = f'count(up{{job="{m.JOB_GATEWAY}"}})'
-
-# Snapshot field -> a query returning one number (an empty result means "missing").
-SCALARS: dict[str, str] = {
-    "slots_active": f"sum({m.GATEWAY_ACTIVE.series})",
-    "slots_max": f"sum({m.GATEWAY_MAX_ACTIVE.series})",
-    "queue_depth": f"sum({m.GATEWAY_QUEUE_DEPTH.series})",
-    "queue_max": f"sum({m.GATEWAY_QUEUE_MAX.series})",
-    "queue_wait_p95": f"max({m.REC_QUEUE_WAIT_P95})",
-    "ok_per_s": _requests(f'{{reason="{_OK}"}}'),
-    "rejected_429_per_s": _requests('{status="429"}'),
-    "unavailable_503_per_s": _requests('{status="503"}'),
-    "error_per_s": _requests(f'{{reason!="{_OK}",status!~"429|503"}}'),
-    "latency_p50": f"max({m.REC_LATENCY_P50})",
-    "latency_p95": f"max({m.REC_LATENCY_P95})",
-    "latency_p99": f"max({m.REC_LATENCY_P99})",
-    "ttft_p50": f"max({m.REC_TTFT_P50})",
-    "ttft_p95": f"max({m.REC_TTFT_P95})",
-    "engine_running": f"sum({m.VLLM_RUNNING.series})",
-    "engine_waiting": f"sum({m.VLLM_WAITING.series})",
-    "kv_cache_usage": f"max({m.VLLM_KV_USAGE.series})",
-    "preemptions_per_s": _engine_rate(m.VLLM_PREEMPTIONS),
-    "prompt_tokens_per_s": _engine_rate(m.VLLM_PROMPT_TOKENS),
-    "generation_tokens_per_s": _engine_rate(m.VLLM_GENERATION_TOKENS),
-}
 
 # GpuSnapshot field -> a query returning one series per GPU (label `gpu`).
 GPU: dict[str, str] = {
@@ -64,16 +103,37 @@ GPU: dict[str, str] = {
 }
 GPU_NAME = f"max by (gpu, modelName) ({m.DCGM_GPU_UTIL.series})"
 
-# History field -> a query read as a range (the sparklines).
+# EngineSnapshot field -> a query returning one series per engine (label `engine`).
+ENGINES: dict[str, str] = {
+    "active": f"sum by (engine) ({m.GATEWAY_ENGINE_ACTIVE.series})",
+    "limit": f"sum by (engine) ({m.GATEWAY_ENGINE_LIMIT.series})",
+    "up": f"min by (engine) ({m.GATEWAY_ENGINE_UP.series})",
+}
+# ClassSnapshot field -> a query returning one series per class (label `class`).
+CLASSES: dict[str, str] = {
+    "queued": f"sum by (class) ({m.GATEWAY_CLASS_QUEUE.series})",
+    "active": f"sum by (class) ({m.GATEWAY_CLASS_ACTIVE.series})",
+}
+
+# History field -> a query read as a range (the sparklines): the recording rules, over
+# m.RECORDING_WINDOW each, so history is the smoothed view the dashboards show.
 HISTORY: dict[str, str] = {
-    # A range query: the recording rule has the rate already, for every step.
     "request_rate": f"sum({m.REC_REQUEST_RATE})",
-    "latency_p95": f"max({m.REC_LATENCY_P95})",
+    "e2e_p95_s": f"max({m.REC_E2E_P95})",
     "queue_depth": f"sum({m.GATEWAY_QUEUE_DEPTH.series})",
     "gpu_util_pct": f"avg({m.DCGM_GPU_UTIL.series})",
 }
 
 
-def all_queries() -> list[str]:
+def all_queries(window: str = "10s") -> list[str]:
     """Every query string above, for tests that run them all."""
-    return [GATEWAY_TARGETS, *SCALARS.values(), *GPU.values(), GPU_NAME, *HISTORY.values()]
+    return [
+        GATEWAY_TARGETS,
+        LIMIT_DECISION,
+        *scalars(window).values(),
+        *GPU.values(),
+        GPU_NAME,
+        *ENGINES.values(),
+        *CLASSES.values(),
+        *HISTORY.values(),
+    ]

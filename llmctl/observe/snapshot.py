@@ -8,6 +8,8 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 HISTORY_POINTS = 60
+# How often history is sampled (Prometheus range step; direct mode: one point per refresh).
+HISTORY_STEP_S = 2.0
 
 Source = Literal["prometheus", "direct"]
 
@@ -28,40 +30,63 @@ class GpuSnapshot(_Model):
     power_w: float | None = None
 
 
+class EngineSnapshot(_Model):
+    """One engine behind the gateway, as the gateway sees it."""
+
+    engine: str
+    active: float | None = None
+    limit: float | None = None
+    up: bool | None = None
+
+
+class ClassSnapshot(_Model):
+    """One priority class (with a tenants file): requests waiting and holding slots."""
+
+    name: str
+    queued: float | None = None
+    active: float | None = None
+
+
 class History(_Model):
-    """Short recent series for the sparklines, oldest first."""
+    """Recent series for the sparklines, oldest first (a longer span than the live numbers)."""
 
     request_rate: list[float] = Field(default_factory=list)
-    latency_p95: list[float] = Field(default_factory=list)
+    e2e_p95_s: list[float] = Field(default_factory=list)
     queue_depth: list[float] = Field(default_factory=list)
     gpu_util_pct: list[float] = Field(default_factory=list)
 
 
 class StackSnapshot(_Model):
-    """The whole stack at one moment. Rates are per second, latencies in seconds, KV use 0..1."""
+    """The whole stack at one moment. Rates are per second and latencies in seconds, over the last
+    `window_s` seconds; KV use 0..1. TTFT and E2E count from arrival at the gateway (what users
+    feel); `admitted_ttft` from the grant of an engine slot (the engine's part)."""
 
-    version: int = 1
+    version: int = 2
     source: Source
     source_url: str
     note: str = ""
     taken_at: float
+    window_s: float
+    history_span_s: float = 0.0
 
     slots_active: float | None = None
     slots_max: float | None = None
     queue_depth: float | None = None
     queue_max: float | None = None
-    queue_wait_p95: float | None = None
+    queue_wait_p95_s: float | None = None
 
     ok_per_s: float | None = None
     rejected_429_per_s: float | None = None
     unavailable_503_per_s: float | None = None
     error_per_s: float | None = None
 
-    latency_p50: float | None = None
-    latency_p95: float | None = None
-    latency_p99: float | None = None
-    ttft_p50: float | None = None
-    ttft_p95: float | None = None
+    ttft_p50_s: float | None = None
+    ttft_p95_s: float | None = None
+    e2e_p50_s: float | None = None
+    e2e_p95_s: float | None = None
+    e2e_p99_s: float | None = None
+    admitted_ttft_p95_s: float | None = None
+    tpot_p95_s: float | None = None
 
     engine_running: float | None = None
     engine_waiting: float | None = None
@@ -70,8 +95,35 @@ class StackSnapshot(_Model):
     prompt_tokens_per_s: float | None = None
     generation_tokens_per_s: float | None = None
 
+    # The limit: 1 while adaptive; the last adaptive change (direction up/down, reason label); the
+    # p95s adaptive mode steers on (requests admitted under the current limit) and their targets.
+    limit_adaptive: float | None = None
+    limit_direction: str | None = None
+    limit_reason: str | None = None
+    adaptive_ttft_p95_s: float | None = None
+    adaptive_itl_p95_s: float | None = None
+    adaptive_slo_ttft_s: float | None = None
+    adaptive_slo_itl_s: float | None = None
+
     gpus: list[GpuSnapshot] = Field(default_factory=list)
+    engines: list[EngineSnapshot] = Field(default_factory=list)
+    classes: list[ClassSnapshot] = Field(default_factory=list)
     history: History = Field(default_factory=History)
+
+    @property
+    def request_per_s(self) -> float | None:
+        """Every answered request per second (ok, 429, 503 and errors)."""
+        known = [
+            v
+            for v in (
+                self.ok_per_s,
+                self.rejected_429_per_s,
+                self.unavailable_503_per_s,
+                self.error_per_s,
+            )
+            if v is not None
+        ]
+        return math.fsum(known) if known else None
 
 
 def finite(value: float | None) -> float | None:

@@ -5,12 +5,12 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Sequence
 
-from rich.console import Group, RenderableType
+from rich.console import Console, Group, RenderableType
 from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
-from llmctl.observe.snapshot import HISTORY_POINTS, StackSnapshot
+from llmctl.observe.snapshot import StackSnapshot
 
 MISSING = "–"
 _SPARKS = "▁▂▃▄▅▆▇█"
@@ -27,6 +27,13 @@ def seconds(value: float | None) -> str:
     if value is None:
         return MISSING
     return f"{value * 1000:.0f} ms" if value < 1 else f"{value:.2f} s"
+
+
+def span(seconds_: float) -> str:
+    """A window's length as a label: `last 10 s`, `last 2 min`."""
+    if seconds_ >= 120:
+        return f"last {seconds_ / 60:.0f} min"
+    return f"last {seconds_:.0f} s"
 
 
 def bar(used: float | None, limit: float | None, width: int = BAR_WIDTH) -> Text:
@@ -55,7 +62,7 @@ def sparkline(values: Sequence[float], width: int = 40) -> str:
     return "".join(_SPARKS[min(int(v / top * (len(_SPARKS) - 1) + 0.5), 7)] for v in points)
 
 
-def _pairs(rows: Sequence[tuple[str, str | Text]]) -> Table:
+def _pairs(rows: Sequence[tuple[str | Text, str | Text]]) -> Table:
     table = Table.grid(padding=(0, 1))
     table.add_column(style="bold")
     table.add_column()
@@ -77,40 +84,82 @@ def _header(snap: StackSnapshot, live: bool) -> Text:
     return text
 
 
+_ARROWS = {"up": "↑", "down": "↓"}
+
+
+def limit_line(snap: StackSnapshot) -> Text:
+    """`12 ↑ adaptive (headroom): TTFT p95 410 ms < 1.00 s, ITL p95 40 ms < 100 ms, KV 63 %`, or
+    `12 static`; the p95s are of requests admitted under the current limit (what the mode steers on)."""
+    text = Text(num(snap.slots_max))
+    if snap.limit_adaptive is None:
+        return text
+    if snap.limit_adaptive != 1:
+        text.append(" static", style="dim")
+        return text
+    arrow = _ARROWS.get(snap.limit_direction or "")
+    if arrow:
+        text.append(f" {arrow}", style="green" if arrow == "↑" else "yellow")
+    text.append(" adaptive", style="cyan")
+    if snap.limit_reason:
+        text.append(f" ({snap.limit_reason})", style="dim")
+    parts = []
+    for name, value, target in (
+        ("TTFT p95", snap.adaptive_ttft_p95_s, snap.adaptive_slo_ttft_s),
+        ("ITL p95", snap.adaptive_itl_p95_s, snap.adaptive_slo_itl_s),
+    ):
+        if value is None:
+            continue
+        if target is None:
+            parts.append(f"{name} {seconds(value)}")
+        else:
+            parts.append(
+                f"{name} {seconds(value)} {'<' if value <= target else '>'} {seconds(target)}"
+            )
+    if snap.kv_cache_usage is not None:
+        parts.append(f"KV {snap.kv_cache_usage * 100:.0f} %")
+    if parts:
+        text.append(": " + ", ".join(parts))
+    return text
+
+
 def _admission(snap: StackSnapshot) -> Panel:
-    rows: list[tuple[str, str | Text]] = [
+    rows: list[tuple[str | Text, str | Text]] = [
         ("slots", bar(snap.slots_active, snap.slots_max)),
         ("queue", bar(snap.queue_depth, snap.queue_max)),
-        ("wait p95", seconds(snap.queue_wait_p95)),
+        ("wait p95", seconds(snap.queue_wait_p95_s)),
     ]
-    return Panel(_pairs(rows), title="admission", title_align="left")
+    return Panel(_pairs(rows), title=f"admission ({span(snap.window_s)})", title_align="left")
 
 
 def _traffic(snap: StackSnapshot) -> Panel:
     rate = "{:.1f}"
-    rows: list[tuple[str, str | Text]] = [
+    rows: list[tuple[str | Text, str | Text]] = [
         ("ok", num(snap.ok_per_s, rate, "/s")),
         ("429", num(snap.rejected_429_per_s, rate, "/s")),
         ("503", num(snap.unavailable_503_per_s, rate, "/s")),
         ("errors", num(snap.error_per_s, rate, "/s")),
     ]
-    return Panel(_pairs(rows), title="traffic", title_align="left")
+    return Panel(_pairs(rows), title=f"traffic ({span(snap.window_s)})", title_align="left")
 
 
 def _latency(snap: StackSnapshot) -> Panel:
-    rows: list[tuple[str, str | Text]] = [
-        ("p50", seconds(snap.latency_p50)),
-        ("p95", seconds(snap.latency_p95)),
-        ("p99", seconds(snap.latency_p99)),
-        ("TTFT p50", seconds(snap.ttft_p50)),
-        ("TTFT p95", seconds(snap.ttft_p95)),
+    """What users feel (from arrival at the gateway, queue included), then the engine's part."""
+    rows: list[tuple[str | Text, str | Text]] = [
+        ("TTFT p50", seconds(snap.ttft_p50_s)),
+        ("TTFT p95", seconds(snap.ttft_p95_s)),
+        ("E2E p50", seconds(snap.e2e_p50_s)),
+        ("E2E p95", seconds(snap.e2e_p95_s)),
+        ("E2E p99", seconds(snap.e2e_p99_s)),
+        ("TPOT p95", seconds(snap.tpot_p95_s)),
+        (Text("engine TTFT p95", style="dim"), seconds(snap.admitted_ttft_p95_s)),
     ]
-    return Panel(_pairs(rows), title="latency", title_align="left")
+    title = f"latency ({span(snap.window_s)})"
+    return Panel(_pairs(rows), title=title, title_align="left")
 
 
 def _engine(snap: StackSnapshot) -> Panel:
     kv = None if snap.kv_cache_usage is None else snap.kv_cache_usage * 100
-    rows: list[tuple[str, str | Text]] = [
+    rows: list[tuple[str | Text, str | Text]] = [
         ("running", num(snap.engine_running)),
         ("waiting", num(snap.engine_waiting)),
         ("KV cache", num(kv, "{:.1f}", " %")),
@@ -141,24 +190,63 @@ def _gpus(snap: StackSnapshot) -> Panel:
     return Panel(table, title="GPU", title_align="left")
 
 
+def _engines(snap: StackSnapshot) -> Panel | None:
+    """One row per engine behind the gateway (shown when there are several)."""
+    if len(snap.engines) < 2:
+        return None
+    table = Table(expand=True, box=None, padding=(0, 1))
+    for column in ("engine", "slots", "state"):
+        table.add_column(column, justify="left")
+    for e in snap.engines:
+        state = (
+            Text("up", "green")
+            if e.up
+            else Text("out of rotation", "red")
+            if e.up is False
+            else Text(MISSING)
+        )
+        table.add_row(e.engine, bar(e.active, e.limit), state)
+    return Panel(table, title="engines", title_align="left")
+
+
+def _classes(snap: StackSnapshot) -> Panel | None:
+    """Waiting and active requests per priority class (with a tenants file)."""
+    if not snap.classes:
+        return None
+    rows: list[tuple[str | Text, str | Text]] = [
+        (c.name, f"{num(c.queued)} waiting, {num(c.active)} active") for c in snap.classes
+    ]
+    return Panel(_pairs(rows), title="classes", title_align="left")
+
+
 def _history(snap: StackSnapshot) -> Panel:
     h = snap.history
 
     def row(values: list[float], last: Callable[[float], str]) -> str:
         return f"{sparkline(values)}  {last(values[-1])}" if values else MISSING
 
-    rows: list[tuple[str, str | Text]] = [
+    rows: list[tuple[str | Text, str | Text]] = [
         ("requests/s", row(h.request_rate, lambda v: f"{v:.1f}/s")),
-        ("p95", row(h.latency_p95, seconds)),
+        ("E2E p95", row(h.e2e_p95_s, seconds)),
         ("queue", row(h.queue_depth, lambda v: f"{v:.0f}")),
         ("GPU util", row(h.gpu_util_pct, lambda v: f"{v:.0f} %")),
     ]
-    title = f"history (last {HISTORY_POINTS} samples)"
+    title = f"history ({span(snap.history_span_s)}, 1 min averages)"
+    if snap.source == "direct":
+        title = f"history ({span(snap.history_span_s)}, one point per refresh)"
     return Panel(_pairs(rows), title=title, title_align="left")
 
 
-def render(snap: StackSnapshot, *, live: bool = False) -> RenderableType:
-    """The whole `llmctl top` screen for one snapshot (`live`: with the key hint)."""
+# What a short terminal gives up first, in order: the sparklines, then the per-class and
+# per-engine rows (the totals above them stay).
+OPTIONAL = ("history", "classes", "engines")
+
+
+def render(
+    snap: StackSnapshot, *, live: bool = False, omit: tuple[str, ...] = ()
+) -> RenderableType:
+    """The whole `llmctl top` screen for one snapshot (`live`: with the key hint; `omit`: sections
+    of OPTIONAL to leave out)."""
     top = Table.grid(expand=True, padding=(0, 1))
     for ratio in (3, 2, 2):
         top.add_column(ratio=ratio)
@@ -167,4 +255,22 @@ def render(snap: StackSnapshot, *, live: bool = False) -> RenderableType:
     middle.add_column(ratio=1)
     middle.add_column(ratio=2)
     middle.add_row(_engine(snap), _gpus(snap))
-    return Group(_header(snap, live), top, middle, _history(snap))
+    extra = [
+        p
+        for name, make in (("engines", _engines), ("classes", _classes), ("history", _history))
+        if name not in omit and (p := make(snap)) is not None
+    ]
+    limit = Text("limit ", style="bold").append_text(limit_line(snap))
+    return Group(_header(snap, live), limit, top, middle, *extra)
+
+
+def fit(snap: StackSnapshot, console: Console, *, live: bool = False) -> RenderableType:
+    """The screen for `console`'s height: whole if it fits, else without OPTIONAL sections, the
+    least needed first (a full-screen view would otherwise lose its bottom rows)."""
+    dropped: tuple[str, ...] = ()
+    for name in ("", *OPTIONAL):
+        dropped = (*dropped, name) if name else dropped
+        screen = render(snap, live=live, omit=dropped)
+        if len(console.render_lines(screen, console.options, pad=False)) <= console.height:
+            return screen
+    return screen

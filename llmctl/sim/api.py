@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
-from llmctl.core.openai import error_body
+from llmctl.core.openai import Kind, error_body
 from llmctl.sim.text import count_tokens, render_chat
 
-Kind = Literal["chat", "completion"]
 _ROLES = frozenset({"system", "developer", "user", "assistant", "tool", "function"})
 
 

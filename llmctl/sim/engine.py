@@ -43,7 +43,7 @@ def _notify(req: SimRequest) -> None:
             waiter.set_result(None)
 
 
-class EngineFailed(RuntimeError):
+class EngineFailedError(RuntimeError):
     """The engine loop died; requests waiting on it get this instead of hanging."""
 
 
@@ -103,7 +103,7 @@ class Engine:
                 waiter = req.waiter
                 if waiter is not None and not waiter.done():
                     req.waiter = None
-                    waiter.set_exception(EngineFailed(self.failure))
+                    waiter.set_exception(EngineFailedError(self.failure))
 
     async def stop(self) -> None:
         for task in self._tasks:
@@ -144,7 +144,7 @@ class Engine:
         """Hand `req` to the API server, which handles it after the work already queued there;
         it reaches the scheduler at `req.queued`."""
         if self.failure is not None:
-            raise EngineFailed(self.failure)
+            raise EngineFailedError(self.failure)
         queued = req.queued if req.queued is not None else req.arrival
         req.queued = self._api_free = queued + max(0.0, self._api_free - req.arrival)
         self._arrivals.append((req.queued, req))

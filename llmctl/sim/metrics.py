@@ -34,9 +34,7 @@ class EngineMetrics:
         self.prompt_tokens = self._counter(m.VLLM_PROMPT_TOKENS)
         self.generation_tokens = self._counter(m.VLLM_GENERATION_TOKENS)
         # vLLM exports every finished_reason from the start, so rate() works before the first one.
-        success = m.build_collector(m.VLLM_REQUEST_SUCCESS, self.registry)
-        if not isinstance(success, Counter):
-            raise TypeError(f"{m.VLLM_REQUEST_SUCCESS.name} is not a counter")
+        success = m.counter(m.VLLM_REQUEST_SUCCESS, self.registry)
         self.success = {
             reason: success.labels(**self._labels, finished_reason=reason)
             for reason in m.VLLM_FINISHED_REASONS
@@ -55,22 +53,13 @@ class EngineMetrics:
         )
 
     def _counter(self, spec: m.MetricSpec) -> Counter:
-        collector = m.build_collector(spec, self.registry)
-        if not isinstance(collector, Counter):
-            raise TypeError(f"{spec.name} is not a counter")
-        return collector.labels(**self._labels)
+        return m.counter(spec, self.registry).labels(**self._labels)
 
     def _gauge(self, spec: m.MetricSpec) -> Gauge:
-        collector = m.build_collector(spec, self.registry)
-        if not isinstance(collector, Gauge):
-            raise TypeError(f"{spec.name} is not a gauge")
-        return collector.labels(**self._labels)
+        return m.gauge(spec, self.registry).labels(**self._labels)
 
     def _histogram(self, spec: m.MetricSpec, buckets: tuple[float, ...] | None = None) -> Histogram:
-        collector = m.build_collector(spec, self.registry, buckets)
-        if not isinstance(collector, Histogram):
-            raise TypeError(f"{spec.name} is not a histogram")
-        return collector.labels(**self._labels)
+        return m.histogram(spec, self.registry, buckets).labels(**self._labels)
 
     def update_state(self, running: int, waiting: int, kv_usage: float) -> None:
         self.running.set(running)

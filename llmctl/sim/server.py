@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import socket
 import time
 from collections.abc import AsyncIterator, Callable
@@ -13,10 +12,10 @@ from aiohttp import web
 from aiohttp.typedefs import Handler
 
 from llmctl.core.errors import ConfigError
-from llmctl.core.openai import error_body
-from llmctl.sim.api import ApiError, Kind, parse_generation
+from llmctl.core.openai import CHAT, COMPLETIONS, MODELS_PATH, Kind, error_body, parse_json
+from llmctl.sim.api import ApiError, parse_generation
 from llmctl.sim.config import SimConfig
-from llmctl.sim.engine import Engine, EngineFailed
+from llmctl.sim.engine import Engine, EngineFailedError
 from llmctl.sim.faults import Fault, FaultDecision, FaultInjector
 from llmctl.sim.scheduler import FINISHED, SimRequest
 from llmctl.sim.sse import StreamFormat, full_response
@@ -87,16 +86,16 @@ async def dcgm_metrics(request: web.Request) -> web.Response:
 
 
 async def chat_completions(request: web.Request) -> web.StreamResponse:
-    return await generate(request, "chat")
+    return await generate(request, CHAT.kind)
 
 
 async def completions(request: web.Request) -> web.StreamResponse:
-    return await generate(request, "completion")
+    return await generate(request, COMPLETIONS.kind)
 
 
 async def _wait(engine: Engine, req: SimRequest) -> None:
     if engine.failure is not None:
-        raise EngineFailed(engine.failure)
+        raise EngineFailedError(engine.failure)
     waiter = asyncio.get_running_loop().create_future()
     req.waiter = waiter
     await waiter
@@ -115,9 +114,11 @@ async def generate(request: web.Request, kind: Kind) -> web.StreamResponse:
     engine = app[ENGINE]
     try:
         try:
-            body = await request.json(loads=json.loads)
-        except (ValueError, RecursionError):
-            raise ApiError("the request body is not valid JSON") from None
+            body = await request.json(loads=parse_json)
+        except RecursionError:
+            raise ApiError("the request body is nested too deeply") from None
+        except ValueError as exc:  # malformed, or NaN / Infinity / 1e999 (not JSON numbers)
+            raise ApiError(f"the request body is not valid JSON: {exc}") from None
         except web.HTTPRequestEntityTooLarge:
             raise ApiError("the request body is too large", status=413) from None
         params = parse_generation(
@@ -134,7 +135,7 @@ async def generate(request: web.Request, kind: Kind) -> web.StreamResponse:
     req.stream = params.stream
     try:
         engine.submit(req)
-    except EngineFailed as exc:
+    except EngineFailedError as exc:
         return _failed(str(exc))
     try:
         if params.stream:
@@ -143,13 +144,13 @@ async def generate(request: web.Request, kind: Kind) -> web.StreamResponse:
                 await _stream(request, resp, engine, req, StreamFormat(params), decision)
             except ConnectionResetError:
                 pass  # the client left: abort below
-            except EngineFailed:
+            except EngineFailedError:
                 _close(request)  # mid-stream: cut it off, as a crashed engine would
             return resp
         while req.status != FINISHED:
             try:
                 await _wait(engine, req)
-            except EngineFailed as exc:
+            except EngineFailedError as exc:
                 return _failed(str(exc))
         if decision.fault is Fault.DROP:
             _close(request)
@@ -211,11 +212,11 @@ def build_app(config: SimConfig) -> web.Application:
     app[READY] = asyncio.Event()
     app[FAULTS] = FaultInjector(config.faults, config.seed)
     app.router.add_get("/health", health)
-    app.router.add_get("/v1/models", models)
+    app.router.add_get(MODELS_PATH, models)
     app.router.add_get("/metrics", metrics)
     app.router.add_get("/dcgm/metrics", dcgm_metrics)
-    app.router.add_post("/v1/chat/completions", chat_completions)
-    app.router.add_post("/v1/completions", completions)
+    app.router.add_post(CHAT.path, chat_completions)
+    app.router.add_post(COMPLETIONS.path, completions)
     app[ENGINE] = Engine(
         config.profile, model_name=config.model, time_scale=config.time_scale, seed=config.seed
     )

@@ -7,10 +7,12 @@ import time
 import uuid
 from typing import Any
 
+from llmctl.core.openai import DONE_EVENT
 from llmctl.sim.api import GenerationParams
 
 _HOLE = "\x00"  # json.dumps turns it into the escape below, which marks where the token text goes
 _HOLE_JSON = json.dumps(_HOLE)[1:-1]
+_DONE = DONE_EVENT.decode()
 
 
 def _event(obj: dict[str, Any]) -> str:
@@ -77,7 +79,7 @@ class StreamFormat:
                     "usage": usage(self.params.prompt_tokens, completion_tokens),
                 }
             )
-        return out + "data: [DONE]\n\n"
+        return out + _DONE
 
 
 def full_response(params: GenerationParams, text: str, finish_reason: str, tokens: int) -> bytes:

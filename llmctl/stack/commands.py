@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from llmctl.core.config import GATEWAY_FLAGS, GatewaySettings
 from llmctl.core.errors import ConfigError
 from llmctl.stack.models import resolve_model
 from llmctl.stack.spec import EngineSpec, GatewaySpec
@@ -63,23 +64,35 @@ def vllm_args(engine: EngineSpec, *, host: str, port: int, model: str | None = N
     args += ["--gpu-memory-utilization", _fmt(engine.gpu_memory_utilization)]
     if engine.max_num_seqs is not None:
         args += ["--max-num-seqs", str(engine.max_num_seqs)]
+    if engine.scheduling_policy != "fcfs":
+        args += ["--scheduling-policy", engine.scheduling_policy]
     return args + list(engine.extra_args)
 
 
 def gateway_args(
     gateway: GatewaySpec, *, host: str, port: int, upstream: str, model: str
 ) -> list[str]:
-    """Arguments after `llmctl` that run the gateway. Keys never go on a command line."""
-    return [
-        "gateway", "serve", "--host", host, "--port", str(port),
-        "--upstream", upstream, "--model", model,
-        "--max-active", str(gateway.max_active),
-        "--queue-mode", gateway.queue_mode,
-        "--queue-max", str(gateway.queue_max),
-        "--queue-timeout", _fmt(gateway.queue_timeout_s),
-        "--request-timeout", _fmt(gateway.request_timeout_s),
-        "--max-body-bytes", str(gateway.max_body_bytes),
-    ]  # fmt: skip
+    # `upstream`: one engine URL, a comma list of them, or (kubernetes) an http://NAME:PORT DNS
+    # name given as `upstream_dns` by the caller instead.
+    """Arguments after `llmctl` that run the gateway: every GatewaySettings field as its flag
+    (core.config.GATEWAY_FLAGS). Keys never go on a command line."""
+    values: dict[str, object] = {
+        "host": host,
+        "port": port,
+        "upstreams": upstream,
+        "model_name": model,
+        **{name: getattr(gateway, name) for name in GatewaySettings.model_fields},
+    }
+    args = ["gateway", "serve"]
+    for name, value in values.items():
+        if value is None or value is False:
+            continue
+        if value is True:
+            args.append(GATEWAY_FLAGS[name])  # a plain flag
+            continue
+        text = _fmt(value) if isinstance(value, float | int) else str(value)
+        args += [GATEWAY_FLAGS[name], text]
+    return args
 
 
 @dataclass(frozen=True)

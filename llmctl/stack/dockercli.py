@@ -12,6 +12,7 @@ import logging
 import shlex
 import shutil
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
 
@@ -111,13 +112,44 @@ class DockerRunner:
             message, command=command, returncode=exc.return_code, stderr=stderr
         )
 
-    def preflight(self, *, gpu: bool) -> None:
-        """Docker CLI, a reachable engine, Compose v2 and (when `gpu`) the NVIDIA runtime."""
+    def probe(self, *, gpu: bool) -> list[Finding]:
+        """What this machine has for Docker stacks, in order: the CLI, a reachable engine, Compose
+        v2 and (when `gpu`) the NVIDIA runtime. Stops at the first missing prerequisite of the
+        rest (no engine: nothing else can be asked). `doctor` shows these; `preflight` raises."""
         if shutil.which(self.binary) is None:
-            raise RuntimeBackendError(NO_DOCKER, command=[self.binary], returncode=127)
-        self("reach the Docker engine", lambda d: d.version(), hint=NO_ENGINE)
-        self("run Docker Compose v2", lambda d: d.compose.version(), hint=NO_COMPOSE)
+            return [Finding("docker", False, NO_DOCKER)]
+        found = [Finding("docker", True, shutil.which(self.binary) or self.binary)]
+        try:
+            version = self("reach the Docker engine", lambda d: d.version(), hint=NO_ENGINE)
+        except RuntimeBackendError as exc:
+            return [*found, Finding("docker engine", False, str(exc))]
+        server = getattr(getattr(version, "server", None), "version", None) or "reachable"
+        found.append(Finding("docker engine", True, f"server {server}"))
+        try:
+            compose = self("run Docker Compose v2", lambda d: d.compose.version(), hint=NO_COMPOSE)
+            found.append(Finding("docker compose", True, str(compose).strip() or "v2"))
+        except RuntimeBackendError as exc:
+            found.append(Finding("docker compose", False, str(exc)))
         if gpu:
             info = self("read the Docker engine's runtimes", lambda d: d.system.info())
-            if "nvidia" not in (info.runtimes or {}) and shutil.which(NVIDIA_HOOK) is None:
-                raise RuntimeBackendError(NO_NVIDIA)
+            has_nvidia = "nvidia" in (info.runtimes or {}) or shutil.which(NVIDIA_HOOK) is not None
+            detail = "nvidia runtime registered" if has_nvidia else NO_NVIDIA
+            found.append(Finding("nvidia container runtime", has_nvidia, detail))
+        return found
+
+    def preflight(self, *, gpu: bool) -> None:
+        """Raise RuntimeBackendError for the first thing `probe` finds missing."""
+        for finding in self.probe(gpu=gpu):
+            if not finding.ok:
+                returncode = 127 if finding.name == "docker" else None
+                command = [self.binary] if returncode else []
+                raise RuntimeBackendError(finding.detail, command=command, returncode=returncode)
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One thing `probe` checked: its name, whether it is there, and what was seen or is missing."""
+
+    name: str
+    ok: bool
+    detail: str

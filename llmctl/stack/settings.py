@@ -20,8 +20,12 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from llmctl.core.config import GATEWAY_ENV, GatewaySettings
 from llmctl.core.errors import ConfigError
+from llmctl.core.files import write_file
 from llmctl.core.resources import data_dir
+from llmctl.core.validation import Locate, explain
+from llmctl.stack import stackfile
 from llmctl.stack.spec import StackSpec
 
 CONFIG_FILE = "llmctl.toml"
@@ -29,16 +33,19 @@ DEFAULT_PRESET = "local-sim"
 STATE_DIR = ".llmctl"
 SAVED_SPEC = "stack.json"
 
-# The earlier gateway's variables keep working for the stack they now sit in.
-LEGACY_ENV = {
-    "MAX_ACTIVE": "gateway.max_active",
-    "QUEUE_MODE": "gateway.queue_mode",
-    "QUEUE_MAX": "gateway.queue_max",
-    "QUEUE_TIMEOUT_S": "gateway.queue_timeout_s",
-    "REQUEST_TIMEOUT_S": "gateway.request_timeout_s",
-    "LLMCTL_MAX_BODY_BYTES": "gateway.max_body_bytes",
+# The gateway's own variables (MAX_ACTIVE, QUEUE_MAX, ...: core.config's one table) set the same
+# settings of the stack's gateway, so `MAX_ACTIVE=8 llmctl up` works like `MAX_ACTIVE=8 llmctl
+# gateway serve`; LLMCTL_RUNTIME picks the runtime.
+NAMED_ENV = {
+    **{
+        var: f"gateway.{field}"
+        for var, field in GATEWAY_ENV.items()
+        if field in GatewaySettings.model_fields
+    },
     "LLMCTL_RUNTIME": "runtime",
 }
+# Keys that were renamed: old dotted key -> new one (an old file keeps working, with a note).
+RENAMED_KEYS = {"alerts.slo_p95_latency_s": "alerts.slo_p95_e2e_s"}
 # Any other key: LLMCTL__SECTION__KEY, e.g. LLMCTL__PORTS__GATEWAY=18080.
 GENERIC_ENV_PREFIX = "LLMCTL__"
 
@@ -81,18 +88,13 @@ def list_presets() -> list[str]:
 
 
 def read_toml(path: Path) -> dict[str, Any]:
-    try:
-        return tomllib.loads(path.read_text())
-    except OSError as exc:
-        raise ConfigError(f"cannot read {path}: {exc.strerror}") from exc
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{path} is not valid TOML: {exc}") from exc
+    return stackfile.parse(stackfile.read_text(path), path)
 
 
 def env_overrides(environ: Mapping[str, str]) -> list[Override]:
     """The stack values set by environment variables (empty values are ignored)."""
     found: list[Override] = []
-    for var, key in LEGACY_ENV.items():
+    for var, key in NAMED_ENV.items():
         raw = environ.get(var, "").strip()
         if raw:
             found.append(Override(key, raw, f"env {var}"))
@@ -142,31 +144,55 @@ def load_stack(
     """Build the effective StackSpec from defaults, environment, stack file and flags."""
     environ = os.environ if environ is None else environ
     path, origin = resolve_config_path(config, preset, cwd or Path.cwd())
-    file_values = read_toml(path)
+    text = stackfile.read_text(path)
+    return _build(
+        stackfile.parse(text, path),
+        origin,
+        {origin: (str(path), stackfile.locator(text))},
+        [*env_overrides(environ), *flags],
+    )
 
+
+def _build(
+    file_values: Mapping[str, Any],
+    origin: str,
+    files: Mapping[str, tuple[str, Locate]],
+    overrides: Iterable[Override],
+) -> LoadedStack:
     merged: dict[str, Any] = {}
     sources: dict[str, str] = {}
-    file_items = _flatten(file_values)
-    for key, value in file_items:
+    notes: list[str] = []
+    for key, value in _flatten(file_values):
+        if key in RENAMED_KEYS:
+            notes.append(f"{key} is now called {RENAMED_KEYS[key]} ({origin})")
+            key = RENAMED_KEYS[key]
         _set(merged, key, value)
         sources[key] = origin
-    notes: list[str] = []
-    for item in env_overrides(environ):
-        if item.key in sources:
+    for item in overrides:
+        if item.value is None:
+            continue
+        if item.source.startswith("env ") and sources.get(item.key) == origin:
             notes.append(f"{item.key}: {item.source} overrides {origin}")
         _set(merged, item.key, item.value)
         sources[item.key] = item.source
-    for item in flags:
-        if item.value is None:
-            continue
-        _set(merged, item.key, item.value)
-        sources[item.key] = item.source
-
     try:
         spec = StackSpec.model_validate(merged)
     except ValidationError as exc:
-        raise ConfigError(_explain(exc, sources, origin)) from exc
+        message = explain(
+            exc, what="stack configuration", model=StackSpec, sources=sources, files=files
+        )
+        raise ConfigError(f"{message}\n  (stack: {origin})") from exc
     return LoadedStack(spec=spec, origin=origin, sources=sources, notes=notes)
+
+
+def edit_stack_file(path: Path, changes: Mapping[str, Any]) -> Path:
+    """Set dotted keys in the stack file at `path`, keeping its comments, layout and line endings;
+    the file changes only when the result is a valid stack (else ConfigError, file untouched)."""
+    text = stackfile.read_text(path)
+    new = stackfile.edited(text, changes, path)
+    origin = f"file {path}"
+    _build(stackfile.parse(new, path), origin, {origin: (str(path), stackfile.locator(new))}, [])
+    return write_file(path, new)
 
 
 def stack_dir(spec: StackSpec, cwd: Path | None = None) -> Path:
@@ -178,9 +204,9 @@ def save_spec(spec: StackSpec, directory: Path) -> None:
     """Record the spec a stack was brought up with, so `down`/`status` act on that one."""
     try:
         directory.mkdir(parents=True, exist_ok=True)
-        (directory / SAVED_SPEC).write_text(spec.model_dump_json(indent=2) + "\n")
     except OSError as exc:
         raise ConfigError(f"cannot record the stack in {directory}: {exc.strerror}") from exc
+    write_file(directory / SAVED_SPEC, spec.model_dump_json(indent=2) + "\n")
 
 
 def saved_spec(directory: Path) -> StackSpec | None:
@@ -196,25 +222,6 @@ def saved_spec(directory: Path) -> StackSpec | None:
 def running_spec(spec: StackSpec, cwd: Path | None = None) -> StackSpec:
     """The spec the stack was brought up with (ports and all), else `spec` itself."""
     return saved_spec(stack_dir(spec, cwd)) or spec
-
-
-def _explain(exc: ValidationError, sources: Mapping[str, str], origin: str) -> str:
-    lines = ["invalid stack configuration:"]
-    for err in exc.errors():
-        key = ".".join(str(part) for part in err["loc"]) or "(root)"
-        where = sources.get(key) or _closest_source(key, sources)
-        msg = err["msg"].removeprefix("Value error, ")
-        if err["type"] == "extra_forbidden":
-            msg = "unknown key"
-        lines.append(f"  {key}: {msg}" + (f" (from {where})" if where else ""))
-    lines.append(f"  (stack: {origin})")
-    return "\n".join(lines)
-
-
-def _closest_source(key: str, sources: Mapping[str, str]) -> str | None:
-    # A model-level error names a section ("ports"); any value set inside it is the likely cause.
-    inside = [src for k, src in sources.items() if k.startswith(key + ".")]
-    return inside[-1] if inside else None
 
 
 def _flatten(values: Mapping[str, Any], prefix: str = "") -> list[tuple[str, Any]]:

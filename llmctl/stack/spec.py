@@ -8,19 +8,19 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from typing import Literal
+from collections.abc import Callable
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from llmctl.core.config import AdmissionLimits, AlertThresholds
+from llmctl.core.config import AlertThresholds, GatewaySettings
 from llmctl.core.metrics import RECORDING_WINDOW
+from llmctl.stack import grammar
 
 EngineKind = Literal["vllm", "sim"]
 RuntimeKind = Literal["docker", "local"]
 SimProfile = Literal["tiny", "rtx3090-qwen2.5-14b-awq", "h100-llama3.1-8b", "cpu-tiny-llama"]
 
-_DURATION = r"^\d+(ms|s|m|h|d|w|y)$"
-_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _NAME = r"^[a-z0-9][a-z0-9._-]*$"
 _SECONDS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800, "y": 31536000}
 # A rate() over the recording window needs several samples in it; four is Prometheus' rule of thumb.
@@ -29,23 +29,14 @@ SAMPLES_PER_WINDOW = 4
 LLMCTL_IMAGE = "llmctl:0.1.0"
 
 
-def _pinned(image: str) -> str:
-    """Reject images that float (no tag, or `:latest`): a stack must come up the same way twice."""
-    if "@sha256:" in image:
-        return image
-    name, _, tag = image.rpartition(":")
-    if not name or "/" in tag or not tag:
-        raise ValueError(f"image {image!r} has no tag; pin one (e.g. {image}:1.2.3)")
-    if tag == "latest":
-        raise ValueError(f"image {image!r} uses :latest; pin a version")
-    return image
-
-
 def duration_s(text: str) -> float:
     """A Prometheus duration such as `5s` or `1m`, in seconds."""
-    match = re.fullmatch(r"(\d+)(ms|s|m|h|d|w|y)", text)
+    match = re.fullmatch(r"([0-9]+)(ms|s|m|h|d|w|y)", text)
     if match is None:
-        raise ValueError(f"{text!r} is not a duration like 5s or 1m")
+        raise ValueError(
+            f"{text!r} is not a duration: a whole number and one unit of ms, s, m, h, d, w, y "
+            "(e.g. 5s, 1m)"
+        )
     return int(match.group(1)) * _SECONDS[match.group(2)]
 
 
@@ -60,15 +51,21 @@ def host_port(host: str, port: int) -> str:
 
 
 def _env_name(value: str | None) -> str | None:
-    if value is not None and not _ENV_NAME.match(value):
-        raise ValueError(
-            f"{value!r} is not an environment variable name (give the NAME, not a value)"
-        )
-    return value
+    return None if value is None else grammar.env_name(value)
+
+
+def _optional(check: Callable[[str], str], value: str | None) -> str | None:
+    return None if value is None else check(value)
 
 
 class _Spec(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_default=True)
+    # No inf or NaN (TOML has both): a deadline or threshold of inf is not one.
+    model_config = ConfigDict(extra="forbid", validate_default=True, allow_inf_nan=False)
+
+    @field_validator("*")
+    @classmethod
+    def _printable(cls, value: Any) -> Any:
+        return grammar.printable_all(value)
 
 
 class SimSpec(_Spec):
@@ -98,11 +95,16 @@ class EngineSpec(_Spec):
     max_num_seqs: int | None = Field(
         None, ge=1, description="Sequences the engine batches at once."
     )
+    scheduling_policy: Literal["fcfs", "priority"] = Field(
+        "fcfs",
+        description="vLLM --scheduling-policy; `priority` also makes the gateway send each "
+        "request's class as its priority.",
+    )
     extra_args: list[str] = Field(default_factory=list, description="More engine flags, verbatim.")
     env: dict[str, str] = Field(
         default_factory=dict, description="Non-secret environment for the engine process."
     )
-    shm_size: str = Field("8g", pattern=r"^\d+[bkmg]?$", description="Docker shm size for vLLM.")
+    shm_size: str = Field("8g", pattern=r"^[0-9]+[bkmg]?$", description="Docker shm size for vLLM.")
     python: str | None = Field(
         None, description="Python with vLLM installed (local runtime); else `vllm` on PATH."
     )
@@ -118,12 +120,38 @@ class EngineSpec(_Spec):
     @field_validator("image")
     @classmethod
     def _check_image(cls, value: str) -> str:
-        return _pinned(value)
+        return grammar.image(value)
 
     @field_validator("hf_token_env")
     @classmethod
     def _check_token(cls, value: str | None) -> str | None:
         return _env_name(value)
+
+    @field_validator("env")
+    @classmethod
+    def _check_env(cls, value: dict[str, str]) -> dict[str, str]:
+        return grammar.env_names(value)
+
+    @field_validator("model")
+    @classmethod
+    def _check_model(cls, value: str) -> str:
+        return grammar.model_name(value)
+
+    @field_validator("served_name")
+    @classmethod
+    def _check_served_name(cls, value: str | None) -> str | None:
+        return _optional(grammar.model_name, value)
+
+    @field_validator("python")
+    @classmethod
+    def _check_python(cls, value: str | None) -> str | None:
+        return _optional(grammar.path, value)
+
+    @field_validator("hf_cache_dir")
+    @classmethod
+    def _check_cache(cls, value: str | None) -> str | None:
+        # Copied into .env, whose quoting has its own limits (see llmctl.stack.credentials).
+        return _optional(grammar.dotenv_safe, _optional(grammar.path, value))
 
     @property
     def name(self) -> str:
@@ -131,33 +159,45 @@ class EngineSpec(_Spec):
         return self.served_name or self.model
 
 
-class GatewaySpec(AdmissionLimits):
-    """The admission-controlling gateway; field names and limits are llmctl.core.config's."""
+class GatewaySpec(GatewaySettings):
+    """The admission-controlling gateway: its settings (llmctl.core.config's GatewaySettings, the
+    same fields `llmctl gateway serve` takes) plus where its image and keys come from."""
 
     model_config = ConfigDict(extra="forbid", validate_default=True)
 
     image: str = Field(LLMCTL_IMAGE, description="llmctl image (gateway, and the sim engine).")
-    request_timeout_s: float = Field(600.0, gt=0, description="Deadline to the last byte.")
-    max_body_bytes: int = Field(1 << 20, ge=1024, description="Larger request bodies get 413.")
     api_keys_env: str | None = Field(
         "LLMCTL_API_KEYS", description="Environment variable with accepted keys (comma list)."
     )
     api_keys_file: str | None = Field(None, description="File with accepted keys, one a line.")
+    tenants_file: str | None = Field(
+        None, description="Tenants, classes and limits (TOML, docs/tenants.md)."
+    )
     admin_key_env: str | None = Field(None, description="Environment variable with the admin key.")
     admin_key_file: str | None = Field(None, description="File holding the admin key.")
     generate_admin_key: bool = Field(
         True, description="With no admin key reference, generate one into .env (kept)."
     )
 
+    @field_validator("*")
+    @classmethod
+    def _printable(cls, value: Any) -> Any:
+        return grammar.printable_all(value)
+
     @field_validator("image")
     @classmethod
     def _check_image(cls, value: str) -> str:
-        return _pinned(value)
+        return grammar.image(value)
 
     @field_validator("api_keys_env", "admin_key_env")
     @classmethod
     def _check_envs(cls, value: str | None) -> str | None:
         return _env_name(value)
+
+    @field_validator("api_keys_file", "admin_key_file")
+    @classmethod
+    def _check_files(cls, value: str | None) -> str | None:
+        return _optional(grammar.path, value)
 
 
 class ObservabilitySpec(_Spec):
@@ -167,12 +207,18 @@ class ObservabilitySpec(_Spec):
     grafana: bool = True
     dcgm_exporter: bool = Field(False, description="NVIDIA DCGM exporter (docker, GPU).")
     open_webui: bool = Field(False, description="Open WebUI chat front end (docker).")
-    scrape_interval: str = Field("5s", pattern=_DURATION)
-    retention: str = Field("15d", pattern=_DURATION, description="Prometheus TSDB retention.")
+    scrape_interval: str = Field("2s", description="How often Prometheus scrapes, e.g. 2s.")
+    retention: str = Field("15d", description="Prometheus TSDB retention, e.g. 15d.")
     prometheus_image: str = "prom/prometheus:v3.5.0"
     grafana_image: str = "grafana/grafana:12.2.0"
     dcgm_exporter_image: str = "nvcr.io/nvidia/k8s/dcgm-exporter:4.2.3-4.3.1-ubuntu22.04"
     open_webui_image: str = "ghcr.io/open-webui/open-webui:v0.6.30"
+
+    @field_validator("retention")
+    @classmethod
+    def _check_retention(cls, value: str) -> str:
+        duration_s(value)
+        return value
 
     @field_validator("scrape_interval")
     @classmethod
@@ -189,7 +235,7 @@ class ObservabilitySpec(_Spec):
     @field_validator("prometheus_image", "grafana_image", "dcgm_exporter_image", "open_webui_image")
     @classmethod
     def _check_images(cls, value: str) -> str:
-        return _pinned(value)
+        return grammar.image(value)
 
 
 class PortsSpec(_Spec):
@@ -209,7 +255,18 @@ class PortsSpec(_Spec):
             ipaddress.ip_address(value)
         except ValueError as exc:
             raise ValueError(f"{value!r} is not an IP address") from exc
+        if "%" in value:  # an IPv6 scope (fe80::1%eth0) is free text: not in a compose file
+            raise ValueError(f"{value!r} has a scope; give the address alone")
         return value
+
+
+class LogsSpec(_Spec):
+    """The local runtime's service logs (`.llmctl/<stack>/run/<service>.log`), rotated by size."""
+
+    max_bytes: int = Field(
+        10 << 20, ge=4096, description="A log file rotates when it would grow past this."
+    )
+    keep: int = Field(3, ge=0, le=100, description="Rotated parts kept (`.log.1` newest).")
 
 
 class StackSpec(_Spec):
@@ -223,6 +280,24 @@ class StackSpec(_Spec):
     observability: ObservabilitySpec = Field(default_factory=ObservabilitySpec)
     ports: PortsSpec = Field(default_factory=PortsSpec)
     alerts: AlertThresholds = Field(default_factory=AlertThresholds)
+    logs: LogsSpec = Field(default_factory=LogsSpec)
+
+    @model_validator(mode="after")
+    def _adaptive_slo(self) -> StackSpec:
+        # The adaptive limit keeps the stack's own alert SLOs unless told otherwise.
+        gw = self.gateway
+        if "adaptive_ttft_s" not in gw.model_fields_set:
+            gw.adaptive_ttft_s = self.alerts.slo_p95_ttft_s
+        if "adaptive_itl_s" not in gw.model_fields_set:
+            gw.adaptive_itl_s = self.alerts.slo_p95_itl_s
+        return self
+
+    @model_validator(mode="after")
+    def _priority(self) -> StackSpec:
+        # The engine orders its batch by the gateway's classes only if the gateway says them.
+        if self.engine.scheduling_policy == "priority":
+            self.gateway.priority_to_engine = True
+        return self
 
     @model_validator(mode="after")
     def _distinct_ports(self) -> StackSpec:

@@ -1,155 +1,16 @@
-"""The console side of tune: live progress hooks and the renderables for the result (uses rich)."""
+"""Tune's live progress on a rich console: a bar for the running trial, a line per finished one."""
 
 from __future__ import annotations
 
 from types import TracebackType
 
-from rich import box
-from rich.console import Console, Group, RenderableType
+from rich.console import Console
 from rich.progress import BarColumn, Progress, SpinnerColumn, TaskID, TextColumn
-from rich.table import Table
-from rich.text import Text
 
 from llmctl.bench.progress import LevelProgress
 from llmctl.core.config import AdmissionLimits
-from llmctl.tune.report import TrialReport, TuneReport, TuneSettings, TuneSLO, format_ms
-
-_EIGHTHS = " ▏▎▍▌▋▊▉█"
-BAR_WIDTH = 22
-
-
-def bar(value: float | None, scale: float, width: int = BAR_WIDTH) -> str:
-    """A left-aligned block bar of `value / scale` of `width` cells, in eighths of a cell."""
-    if value is None or scale <= 0:
-        return ""
-    eighths = round(max(0.0, min(value / scale, 1.0)) * width * 8)
-    full, part = divmod(eighths, 8)
-    return "█" * full + (_EIGHTHS[part] if part else "")
-
-
-def slo_text(slo: TuneSLO) -> str:
-    parts = [
-        f"p95 {name} ≤ {format_ms(limit)}"
-        for name, limit in (("TTFT", slo.ttft_ms), ("ITL", slo.itl_ms), ("E2E", slo.e2e_ms))
-        if limit is not None
-    ]
-    if slo.max_preemptions_per_s is not None:
-        parts.append(f"preemptions ≤ {slo.max_preemptions_per_s:g}/s")
-    parts.append(f"errors ≤ {slo.max_error_rate * 100:g} %")
-    return ", ".join(parts)
-
-
-def _ms(value: float | None) -> str:
-    return "-" if value is None else format_ms(value)
-
-
-def _verdict(trial: TrialReport) -> Text:
-    if trial.passed:
-        return Text("pass", style="green")
-    return Text("fail: " + "; ".join(str(v) for v in trial.violations), style="red")
-
-
-def _num_ms(value: float | None) -> str:
-    return "-" if value is None else f"{value:.3g}" if value < 100 else f"{value:.0f}"
-
-
-def trials_table(trials: list[TrialReport], recommended: int | None = None) -> Table:
-    """One row per trial, in the order they ran; latencies in ms, of admitted requests."""
-    table = Table(
-        title="Trials (p95 of admitted requests, ms; load = clients)",
-        title_justify="left",
-        box=box.SIMPLE_HEAD,
-        pad_edge=False,
-    )
-    columns = ("MAX_ACTIVE", "load", "tok/s", "TTFT", "ITL", "E2E", "pre/s", "KV")
-    for name in columns:
-        table.add_column(name, justify="right", no_wrap=True)
-    table.add_column("SLO", no_wrap=True)
-    for t in trials:
-        kv = "-" if t.peak_kv_cache_usage is None else f"{t.peak_kv_cache_usage * 100:.0f}%"
-        pre = "-" if t.preemptions_per_s is None else f"{t.preemptions_per_s:.2g}"
-        mark = "bold" if t.max_active == recommended else ""
-        table.add_row(
-            Text(str(t.max_active), style=mark),
-            str(t.concurrency),
-            f"{t.output_throughput:.0f}",
-            _num_ms(t.p95_ttft_ms),
-            _num_ms(t.p95_itl_ms),
-            _num_ms(t.p95_e2e_ms),
-            pre,
-            kv,
-            Text("pass", style="green") if t.passed else Text("fail", style="red"),
-        )
-    return table
-
-
-def _charted_latency(slo: TuneSLO) -> tuple[str, str, float | None]:
-    """The latency to chart: the first one with an SLO (TTFT, ITL, E2E), else TTFT."""
-    for label, field, limit in (
-        ("TTFT", "p95_ttft_ms", slo.ttft_ms),
-        ("ITL", "p95_itl_ms", slo.itl_ms),
-        ("E2E", "p95_e2e_ms", slo.e2e_ms),
-    ):
-        if limit is not None:
-            return label, field, limit
-    return "TTFT", "p95_ttft_ms", None
-
-
-def chart(report: TuneReport) -> Table:
-    """Throughput and p95 latency against MAX_ACTIVE as block bars, sorted by MAX_ACTIVE; a │
-    in the latency bars marks the SLO."""
-    trials = sorted(report.trials, key=lambda t: t.max_active)
-    label, field, limit = _charted_latency(report.settings.slo)
-    latencies = [getattr(t, field) for t in trials]
-    top_tput = max((t.output_throughput for t in trials), default=0.0)
-    top_lat = max([v for v in latencies if v is not None] + [limit or 0.0])
-    slo_note = f", SLO {format_ms(limit)} = │" if limit is not None else ""
-    table = Table(
-        title=f"Output tok/s and p95 {label} (ms{slo_note}) by MAX_ACTIVE",
-        title_justify="left",
-        box=None,
-    )
-    for name, justify in (("MAX_ACTIVE", "right"), ("tok/s", "right"), ("", "left")):
-        table.add_column(name, justify=justify, no_wrap=True)  # type: ignore[arg-type]
-    table.add_column(f"p95 {label}", justify="right", no_wrap=True)
-    table.add_column("", no_wrap=True)
-    slo_cell = round(limit / top_lat * BAR_WIDTH) if limit and top_lat else None
-    for t, lat in zip(trials, latencies, strict=True):
-        lat_bar = bar(lat, top_lat).ljust(BAR_WIDTH)
-        if slo_cell is not None and 0 < slo_cell <= BAR_WIDTH:
-            lat_bar = lat_bar[: slo_cell - 1] + "│" + lat_bar[slo_cell:]
-        table.add_row(
-            str(t.max_active),
-            f"{t.output_throughput:.4g}",
-            Text(bar(t.output_throughput, top_tput).ljust(BAR_WIDTH), style="cyan"),
-            _num_ms(lat),
-            Text(lat_bar, style="green" if t.passed else "red"),
-        )
-    return table
-
-
-def render_report(report: TuneReport) -> RenderableType:
-    rec = report.recommendation
-    if rec.max_active is None:
-        verdict = Text("No MAX_ACTIVE meets the SLO. ", style="bold red") + Text(rec.reason)
-    else:
-        verdict = Text(f"Recommended MAX_ACTIVE = {rec.max_active}", style="bold green")
-        verdict += Text(f": {rec.reason}")
-    original = report.original_limits.max_active
-    if report.applied:
-        where = f" and written to {report.applied_to}" if report.applied_to else ""
-        after = Text(f"Applied: MAX_ACTIVE {rec.max_active} is live{where}.")
-    else:
-        after = Text(f"MAX_ACTIVE restored to {original} (use --apply to keep the recommendation).")
-    parts: list[RenderableType] = [trials_table(report.trials, rec.max_active)]
-    parts += [
-        Text(f"MAX_ACTIVE {t.max_active} fails: " + "; ".join(map(str, t.violations)), style="red")
-        for t in report.trials
-        if not t.passed
-    ]
-    if report.trials:
-        parts.append(chart(report))
-    return Group(*parts, verdict, after)
+from llmctl.tune.report import TrialReport, TuneReport, TuneSettings
+from llmctl.tune.view import slo_text, trial_line
 
 
 class ConsoleTuneProgress:
@@ -185,7 +46,7 @@ class ConsoleTuneProgress:
         self.console.print(
             f"Tuning MAX_ACTIVE on {settings.gateway} ({settings.min_max_active}.."
             f"{settings.max_max_active}, {how}); now {original.max_active}. "
-            f"SLO: {slo_text(settings.slo)}. Each trial: {settings.warmup_s:g} s warm-up + "
+            f"SLO: {slo_text(settings)}. Each trial: {settings.warmup_s:g} s warm-up + "
             f"{settings.trial_duration_s:g} s.",
             highlight=False,
         )
@@ -206,9 +67,7 @@ class ConsoleTuneProgress:
         if self._task is not None:
             self.progress.remove_task(self._task)
             self._task = None
-        line = Text(f"{self._label}: {trial.output_throughput:.4g} tok/s, p95 TTFT ")
-        line += Text(f"{_ms(trial.p95_ttft_ms)} → ") + _verdict(trial)
-        self.console.print(line, highlight=False)
+        self.console.print(trial_line(self._label, trial), highlight=False)
 
     def on_done(self, report: TuneReport) -> None:
         pass

@@ -4,16 +4,17 @@ from __future__ import annotations
 
 from datetime import datetime
 from pathlib import Path
-from typing import Final, Literal
+from typing import Any, Final, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
-from llmctl.bench.config import parse_slo
 from llmctl.core.config import AdmissionLimits
-from llmctl.core.errors import UsageError
+from llmctl.core.reports import parse_report, read_report
+from llmctl.core.slo import SLO, parse_slo
 from llmctl.tune.search import Choice, TrialOutcome
 
-SCHEMA_VERSION: Final = 1
+SCHEMA_VERSION: Final = 2
+# v2: settings.slo is core.slo.SLO (seconds); the preemption and error limits sit beside it.
 
 Metric = Literal["ttft", "itl", "e2e", "preemptions", "errors"]
 _METRIC_TEXT = {
@@ -27,16 +28,6 @@ _METRIC_TEXT = {
 
 class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid")
-
-
-class TuneSLO(_Model):
-    """Latency targets for admitted requests (p95, ms) and the engine's tolerated preemption rate."""
-
-    ttft_ms: float | None = Field(default=None, gt=0)
-    itl_ms: float | None = Field(default=None, gt=0)
-    e2e_ms: float | None = Field(default=None, gt=0)
-    max_preemptions_per_s: float | None = Field(default=None, ge=0)
-    max_error_rate: float = Field(default=0.01, ge=0, le=1)
 
 
 class Violation(_Model):
@@ -106,6 +97,11 @@ class Recommendation(_Model):
     max_active: int | None
     basis: Literal["flat", "slo", "top", "none"]
     reason: str
+    # The range adaptive mode should move MAX_ACTIVE in for workloads like this one: from half the
+    # recommendation (room to fall when prompts grow or the engine slows) to the first value that
+    # broke the SLO (or the highest tried).
+    adaptive_min: int | None = None
+    adaptive_max: int | None = None
 
 
 class TuneSettings(_Model):
@@ -113,7 +109,9 @@ class TuneSettings(_Model):
 
     gateway: str
     engine_metrics: list[str] = Field(default_factory=list)
-    slo: TuneSLO
+    slo: SLO  # p95 targets of admitted requests
+    max_preemptions_per_s: float | None = Field(default=None, ge=0)
+    max_error_rate: float = Field(default=0.01, ge=0, le=1)
     min_max_active: int = Field(ge=1)
     max_max_active: int = Field(ge=1)
     grid: bool = False
@@ -122,12 +120,14 @@ class TuneSettings(_Model):
     input_len: int = Field(gt=0)
     output_len: int = Field(gt=0)
     apply: bool = False
+    # The gateway's limit was adaptive: tune switched it to static for its trials (and back).
+    switch_adaptive: bool = False
 
 
 class TuneReport(_Model):
     """A whole `llmctl tune max-active` run."""
 
-    schema_version: Literal[1] = SCHEMA_VERSION
+    schema_version: Literal[2] = SCHEMA_VERSION
     tool: Literal["llmctl-tune"] = "llmctl-tune"
     llmctl_version: str
     started_at: datetime
@@ -137,23 +137,38 @@ class TuneReport(_Model):
     recommendation: Recommendation
     applied: bool = False
     applied_to: str | None = None  # the stack config file written by --apply, if any
+    apply_error: str | None = None  # why --apply could not write it (the limits were restored)
 
     def to_json(self) -> str:
         return self.model_dump_json(indent=2)
 
     @classmethod
     def from_json(cls, text: str) -> TuneReport:
-        return cls.model_validate_json(text)
+        """A report of this or an earlier schema version (earlier ones are upgraded)."""
+        return parse_report(text, cls, upgrade)
+
+
+def upgrade(data: dict[str, Any]) -> dict[str, Any]:
+    """A report dict of an earlier schema version, brought to SCHEMA_VERSION."""
+    if data.get("tool") == "llmctl-tune" and data.get("schema_version") == 1:
+        data = {**data, "schema_version": 2}
+        settings = data.get("settings")
+        if isinstance(settings, dict) and isinstance(settings.get("slo"), dict):
+            old = settings["slo"]
+            for key in ("max_preemptions_per_s", "max_error_rate"):
+                if key in old:
+                    settings[key] = old[key]
+            settings["slo"] = {
+                name + "_s": old[name + "_ms"] / 1000
+                for name in ("ttft", "itl", "e2e")
+                if isinstance(old.get(name + "_ms"), int | float)
+            }
+    return data
 
 
 def load_report(path: Path) -> TuneReport:
-    """Read a report written by `--json`."""
-    try:
-        return TuneReport.from_json(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise UsageError(f"cannot read {path}: {exc.strerror or exc}") from exc
-    except ValidationError as exc:
-        raise UsageError(f"{path} is not an llmctl tune report: {exc.errors()[0]['msg']}") from exc
+    """Read a report written by `--json` (any schema version this llmctl knows)."""
+    return read_report(path, TuneReport, upgrade, what="llmctl tune report")
 
 
 def explain(choice: Choice, trials: list[TrialReport], *, min_gain: float) -> Recommendation:
@@ -168,6 +183,11 @@ def explain(choice: Choice, trials: list[TrialReport], *, min_gain: float) -> Re
         return Recommendation(
             max_active=None, basis="none", reason=f"nothing meets the SLO: {broken or 'no trials'}"
         )
+    tried = max(by_value)
+    adaptive = {
+        "adaptive_min": max(1, value // 2),
+        "adaptive_max": max(value, choice.first_fail or tried),
+    }
     tput = f"{by_value[value].output_throughput:.4g} tok/s"
     tail = f"; {broken}" if broken else ""
     if choice.basis == "flat":
@@ -181,11 +201,11 @@ def explain(choice: Choice, trials: list[TrialReport], *, min_gain: float) -> Re
         reason = (
             f"throughput still rising at {value} ({tput}), the highest value tried; raise --max"
         )
-    return Recommendation(max_active=value, basis=choice.basis, reason=reason)
+    return Recommendation(max_active=value, basis=choice.basis, reason=reason, **adaptive)
 
 
 def check_slo(
-    slo: TuneSLO,
+    settings: TuneSettings,
     *,
     p95_ttft_ms: float | None,
     p95_itl_ms: float | None,
@@ -193,13 +213,18 @@ def check_slo(
     preemptions_per_s: float | None,
     error_rate: float,
 ) -> list[Violation]:
-    """Every SLO item the measured numbers break; a latency with no sample breaks nothing."""
+    """Every target the measured numbers break; a latency with no sample breaks nothing."""
+    slo = settings.slo
+
+    def ms(seconds: float | None) -> float | None:
+        return None if seconds is None else seconds * 1000.0
+
     checks: list[tuple[Metric, float | None, float | None]] = [
-        ("ttft", p95_ttft_ms, slo.ttft_ms),
-        ("itl", p95_itl_ms, slo.itl_ms),
-        ("e2e", p95_e2e_ms, slo.e2e_ms),
-        ("preemptions", preemptions_per_s, slo.max_preemptions_per_s),
-        ("errors", error_rate, slo.max_error_rate),
+        ("ttft", p95_ttft_ms, ms(slo.ttft_s)),
+        ("itl", p95_itl_ms, ms(slo.itl_s)),
+        ("e2e", p95_e2e_ms, ms(slo.e2e_s)),
+        ("preemptions", preemptions_per_s, settings.max_preemptions_per_s),
+        ("errors", error_rate, settings.max_error_rate),
     ]
     return [
         Violation(metric=metric, value=value, limit=limit)
@@ -208,24 +233,6 @@ def check_slo(
     ]
 
 
-def parse_tune_slo(
-    text: str | None,
-    max_preemptions_per_s: float | None,
-    *,
-    default_ttft_s: float | None = None,
-    default_e2e_s: float | None = None,
-    default_preemptions_per_s: float | None = None,
-) -> TuneSLO:
-    """`ttft=2s,itl=100ms,e2e=30s` (bench's syntax) plus the preemption limit; without text the
-    defaults (the stack's alert SLOs) apply."""
-    if text is not None:
-        spec = parse_slo(text)
-        ttft, itl, e2e = spec.ttft_ms, spec.itl_ms, spec.e2e_ms
-    else:
-        ttft = default_ttft_s * 1000 if default_ttft_s is not None else None
-        e2e = default_e2e_s * 1000 if default_e2e_s is not None else None
-        itl = None
-    preemptions = (
-        max_preemptions_per_s if max_preemptions_per_s is not None else default_preemptions_per_s
-    )
-    return TuneSLO(ttft_ms=ttft, itl_ms=itl, e2e_ms=e2e, max_preemptions_per_s=preemptions)
+def tune_slo(text: str | None, default: SLO) -> SLO:
+    """`ttft=2s,itl=100ms,e2e=30s` (the one SLO syntax); without text the stack's alert SLOs."""
+    return parse_slo(text) if text is not None else default

@@ -13,38 +13,19 @@ from llmctl.bench.strategies import ConcurrentStrategy
 from llmctl.core.config import AdmissionLimits
 from llmctl.core.errors import TargetError
 from llmctl.tune.limits import GatewayAdmin
-from llmctl.tune.report import TrialReport, TuneSettings, TuneSLO, check_slo
+from llmctl.tune.report import TrialReport, TuneSettings, check_slo
 
 
 @dataclass(frozen=True)
 class TrialPlan:
-    """How every trial of one tune run loads the gateway."""
+    """How every trial of one tune run loads the gateway: the run's settings plus what stays out
+    of its report (the API key) or is fixed for tests (model, request timeout, seed)."""
 
-    gateway_url: str
-    slo: TuneSLO
-    duration_s: float = 20.0
-    warmup_s: float = 5.0
-    input_len: int = 256
-    output_len: int = 128
+    settings: TuneSettings
     api_key: str | None = field(default=None, repr=False)
     model: str | None = None
-    engine_metrics: tuple[str, ...] = ()
     request_timeout_s: float = 600.0
     seed: int = 0
-
-
-def plan_for(settings: TuneSettings, api_key: str | None = None) -> TrialPlan:
-    """The trial plan a run's settings describe (the key stays out of the report's settings)."""
-    return TrialPlan(
-        gateway_url=settings.gateway,
-        slo=settings.slo,
-        duration_s=settings.trial_duration_s,
-        warmup_s=settings.warmup_s,
-        input_len=settings.input_len,
-        output_len=settings.output_len,
-        api_key=api_key,
-        engine_metrics=tuple(settings.engine_metrics),
-    )
 
 
 def concurrency_for(max_active: int) -> int:
@@ -57,11 +38,17 @@ def trial_limits(max_active: int, original: AdmissionLimits, plan: TrialPlan) ->
     """The limits a trial runs under: the candidate, and a queue that holds every surplus client
     for the whole trial (a 429 or a queue timeout would be the tuner's doing, not the engine's)."""
     surplus = concurrency_for(max_active) - max_active
-    return AdmissionLimits(
-        max_active=max_active,
-        queue_mode="queue",
-        queue_max=max(original.queue_max, surplus),
-        queue_timeout_s=max(original.queue_timeout_s, plan.warmup_s + plan.duration_s + 60.0),
+    return original.model_copy(
+        update={
+            "max_active": max_active,
+            "limit_mode": "static",  # a trial measures one fixed limit
+            "queue_mode": "queue",
+            "queue_max": max(original.queue_max, surplus),
+            "queue_timeout_s": max(
+                original.queue_timeout_s,
+                plan.settings.warmup_s + plan.settings.trial_duration_s + 60.0,
+            ),
+        }
     )
 
 
@@ -78,26 +65,29 @@ def run_trial(
     if applied.max_active != max_active:
         raise TargetError(f"the gateway kept MAX_ACTIVE={applied.max_active}, not {max_active}")
     concurrency = concurrency_for(max_active)
+    settings = plan.settings
     config = BenchConfig(
-        target=plan.gateway_url,
+        target=settings.gateway,
         model=plan.model,
         api_key=plan.api_key,
         levels=[ConcurrentStrategy(concurrency=concurrency)],
-        duration_s=plan.duration_s,
-        warmup_s=plan.warmup_s,
-        prompts=PromptSpec(input_len=plan.input_len, output_len=plan.output_len, ignore_eos=True),
+        duration_s=settings.trial_duration_s,
+        warmup_s=settings.warmup_s,
+        prompts=PromptSpec(
+            input_len=settings.input_len, output_len=settings.output_len, ignore_eos=True
+        ),
         request_timeout_s=plan.request_timeout_s,
-        metrics_urls=list(plan.engine_metrics),
+        metrics_urls=list(settings.engine_metrics),
         # Several samples per trial, so a short trial still sees its peak KV use.
-        sample_interval_s=min(1.0, max(0.1, plan.duration_s / 10)),
+        sample_interval_s=min(1.0, max(0.1, settings.trial_duration_s / 10)),
         seed=plan.seed,
     )
     level = run_bench(config, progress).levels[0]
-    return trial_report(level, max_active, concurrency, plan.slo)
+    return trial_report(level, max_active, concurrency, settings)
 
 
 def trial_report(
-    level: LevelReport, max_active: int, concurrency: int, slo: TuneSLO
+    level: LevelReport, max_active: int, concurrency: int, settings: TuneSettings
 ) -> TrialReport:
     """Judge one bench level against the SLO."""
     ttft, e2e = admitted_latencies(level)
@@ -107,7 +97,7 @@ def trial_report(
     attempts = level.completed + level.failed
     error_rate = level.failed / attempts if attempts else 1.0
     violations = check_slo(
-        slo,
+        settings,
         p95_ttft_ms=ttft,
         p95_itl_ms=level.p95_itl_ms,
         p95_e2e_ms=e2e,

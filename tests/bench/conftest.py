@@ -1,4 +1,4 @@
-"""Fixtures: the fake engine from benchmarks/ (exact delays) and the simulator, on free ports."""
+"""Fixtures: the fake engine from benchmarks/ (exact delays) and the simulator."""
 
 from __future__ import annotations
 
@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.support import REPO, ServerProcess, free_port, llmctl_server, wait_http
+from tests import support
+from tests.support import REPO, ServerProcess, free_port
 
 FAKE_ENGINE = REPO / "benchmarks" / "fake_engine.py"
 
@@ -22,13 +23,14 @@ def fake_engine(tmp_path: Path) -> StartServer:
 
     @contextmanager
     def start(*flags: str) -> Iterator[str]:
+        # A free port: the fake engine prints the port it was given, not the one it bound.
         port = free_port()
         server = ServerProcess(
             [sys.executable, str(FAKE_ENGINE), "--port", str(port), *flags],
             tmp_path / f"fake-{port}.log",
         )
         try:
-            wait_http(f"http://127.0.0.1:{port}/health", timeout=20)
+            server.wait_ready(f"http://127.0.0.1:{port}/health", timeout=20)
             yield f"http://127.0.0.1:{port}"
         finally:
             server.stop()
@@ -40,14 +42,11 @@ def fake_engine(tmp_path: Path) -> StartServer:
 def sim_server(tmp_path: Path) -> StartServer:
     """Start `llmctl sim serve` with extra flags; yields its base URL."""
 
+    counter = iter(range(1000))
+
     @contextmanager
     def start(*flags: str) -> Iterator[str]:
-        port = free_port()
-        with llmctl_server(
-            ["sim", "serve", "--port", str(port), *flags],
-            ready_url=f"http://127.0.0.1:{port}/health",
-            log=tmp_path / f"sim-{port}.log",
-        ):
-            yield f"http://127.0.0.1:{port}"
+        with support.sim_server(tmp_path / f"sim-{next(counter)}.log", *flags) as sim:
+            yield sim.url
 
     return start

@@ -7,17 +7,19 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from llmctl.bench.config import BenchConfig, parse_duration_ms, parse_slo
+from llmctl.bench.config import BenchConfig
 from llmctl.bench.prompts import load_dataset
 from llmctl.bench.strategies import ConcurrentStrategy
 from llmctl.core.errors import UsageError
+from llmctl.core.slo import parse_duration_s, parse_slo
 
 
 def test_parse_slo_units_and_aliases() -> None:
     slo = parse_slo("ttft=2s, itl=100ms,e2e=1.5")
-    assert (slo.ttft_ms, slo.itl_ms, slo.e2e_ms) == (2000.0, 100.0, 1500.0)
-    assert parse_slo("tpot=50ms").itl_ms == 50.0
-    assert parse_duration_ms("1m") == 60_000.0
+    assert (slo.ttft_s, slo.itl_s, slo.e2e_s) == (2.0, 0.1, 1.5)
+    assert parse_slo("tpot=50ms").itl_s == 0.05
+    assert parse_duration_s("1m") == 60.0
+    assert slo.text() == "ttft=2s,itl=100ms,e2e=1.5s"
 
 
 @pytest.mark.parametrize("text", ["ttft", "foo=1s", "ttft=fast", "ttft=0s", "itl=-1ms"])

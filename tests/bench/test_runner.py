@@ -23,7 +23,9 @@ def _config(
 def test_exact_delays_are_measured(fake_engine: StartServer) -> None:
     """The fake engine sends the first token after 50 ms and then one every 20 ms."""
     with fake_engine("--ttft-ms", "50", "--itl-ms", "20") as url:
-        report = run_bench(_config(url, [ConcurrentStrategy(concurrency=2)], requests=8))
+        strategy = ConcurrentStrategy(concurrency=2)
+        # Samples every 0.1 s, so some land mid-run (the run lasts about 1.4 s).
+        report = run_bench(_config(url, [strategy], requests=8, sample_interval_s=0.1))
     level = report.levels[0]
     assert level.completed == 8
     assert level.failed == 0
@@ -34,12 +36,13 @@ def test_exact_delays_are_measured(fake_engine: StartServer) -> None:
     assert level.median_itl_ms == pytest.approx(20, rel=0.2, abs=3)
     assert level.median_tpot_ms == pytest.approx(20, rel=0.2, abs=3)
     assert level.median_e2el_ms == pytest.approx(50 + 15 * 20, rel=0.2, abs=3)
-    assert level.max_concurrency == 2
+    assert level.max_concurrent_requests == 2
     assert level.mean_queue_wait_ms == 0.0  # the fake engine sends X-Queue-Wait-Ms: 0
-    # The fake engine exposes vllm:num_requests_running; the sampler saw both streams at once.
+    # The fake engine exposes vllm:num_requests_running; the sampler saw both streams at once
+    # (the samples at the start and the end of the level alone would read 0).
     assert level.server is not None
-    assert level.server.samples >= 2
-    assert level.server.peak_num_requests_running is not None
+    assert level.server.samples > 2
+    assert level.server.peak_num_requests_running == 2
 
 
 def test_poisson_run_keeps_the_planned_rate(fake_engine: StartServer) -> None:
@@ -51,7 +54,7 @@ def test_poisson_run_keeps_the_planned_rate(fake_engine: StartServer) -> None:
     # Arrivals are seeded, so the number sent is fixed; what varies is only the server's timing.
     assert level.request_throughput == pytest.approx(50, rel=0.25)
     assert level.completed == pytest.approx(200, rel=0.25)
-    assert level.max_concurrency > 1  # open loop: requests overlap
+    assert level.max_concurrent_requests > 1  # open loop: requests overlap
     assert level.p99_sched_lag_ms is not None
     assert level.p99_sched_lag_ms < 500  # generous: the host is shared
 
@@ -86,12 +89,9 @@ def test_stream_drops_and_stalls_are_their_own_classes(sim_server: StartServer) 
     assert level.completed + level.failed == 24, seen
 
 
-def test_unreachable_target_is_a_target_error() -> None:
-    from tests.support import free_port
-
-    url = f"http://127.0.0.1:{free_port()}"
+def test_unreachable_target_is_a_target_error(refused_url: str) -> None:
     with pytest.raises(TargetError, match="cannot reach"):
-        run_bench(_config(url, [ConcurrentStrategy(concurrency=1)], requests=1))
+        run_bench(_config(refused_url, [ConcurrentStrategy(concurrency=1)], requests=1))
 
 
 def test_itl_samples_match_gaps(fake_engine: StartServer) -> None:

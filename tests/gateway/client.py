@@ -8,7 +8,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import aiohttp
+import httpx
 from multidict import CIMultiDict
+
+from tests.support import eventually
 
 
 @dataclass
@@ -68,3 +71,15 @@ def run_post(url: str, body: Any, path: str = "/v1/chat/completions", **kw: Any)
             return await post(session, url, body, path, **kw)
 
     return asyncio.run(once())
+
+
+def health_saying(url: str, verdict: str, timeout: float = 3.0) -> httpx.Response:
+    """The gateway's /health once it gives the engine probe's `verdict` (a probe has answered: it
+    is not the "not probed yet" 503 that a gateway gives from its start)."""
+
+    def probed() -> httpx.Response:
+        resp = httpx.get(f"{url}/health")
+        assert verdict in resp.json()["engine"], resp.json()
+        return resp
+
+    return eventually(probed, timeout=timeout, what=f"/health saying {verdict!r}")

@@ -7,15 +7,15 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
-import httpx
 import pytest
 from aiohttp import web
-from prometheus_client.parser import text_string_to_metric_families
 
 from llmctl.core.config import load_gateway_config
 from llmctl.gateway.app import GATEWAY_KEY, Gateway
 from llmctl.gateway.server import start_gateway
+from tests.exposition import Exposition
 from tests.gateway.upstream import FakeEngine, LoopThread
+from tests.support import eventually
 
 
 @dataclass
@@ -29,26 +29,21 @@ class GatewayHandle:
 
     def metric(self, name: str, **labels: str) -> float:
         """The sum of the samples of `name` (exact sample name) matching `labels`."""
-        text = httpx.get(f"{self.url}/metrics").text
-        total = 0.0
-        for family in text_string_to_metric_families(text):
-            for sample in family.samples:
-                if sample.name == name and all(
-                    sample.labels.get(k) == v for k, v in labels.items()
-                ):
-                    total += sample.value
-        return total
+        return Exposition.scrape(f"{self.url}/metrics").total(name, **labels)
 
     def wait_idle(self, timeout: float = 2.0) -> float:
         """Seconds until the active and queue gauges both read 0 (raises if they do not)."""
         start = time.monotonic()
-        while time.monotonic() - start < timeout:
-            active = self.metric("llmctl_gateway_active_requests")
-            queued = self.metric("llmctl_gateway_queue_depth")
-            if active == 0 and queued == 0:
-                return time.monotonic() - start
-            time.sleep(0.02)
-        raise AssertionError(f"gateway not idle after {timeout}s: active={active} queued={queued}")
+
+        def idle() -> bool:
+            page = Exposition.scrape(f"{self.url}/metrics")
+            active = page.total("llmctl_gateway_active_requests")
+            queued = page.total("llmctl_gateway_queue_depth")
+            assert (active, queued) == (0, 0), f"active={active} queued={queued}"
+            return True
+
+        eventually(idle, timeout=timeout, what="gateway idle")
+        return time.monotonic() - start
 
 
 @pytest.fixture
@@ -81,6 +76,8 @@ def make_gateway(loop: LoopThread, engine: FakeEngine) -> Iterator[MakeGateway]:
             "port": 0,
             "health_interval_s": 0.1,
         }
+        if "upstreams" in overrides or "upstream_dns" in overrides:
+            del values["upstream_url"]
         values.update(overrides)
         config = load_gateway_config({}, values)
         runner = loop.run(start_gateway(config, shutdown_grace_s=0.5))

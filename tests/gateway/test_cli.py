@@ -11,6 +11,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.gateway.client import health_saying
 from tests.support import free_port, llmctl_server
 
 
@@ -18,7 +19,8 @@ def _serve(*args: str, env: dict[str, str] | None = None) -> subprocess.Complete
     full_env = {k: v for k, v in os.environ.items() if k not in ("MAX_ACTIVE", "WEB_CONCURRENCY")}
     full_env.update(env or {})
     return subprocess.run(
-        [sys.executable, "-m", "llmctl", "gateway", "serve", "--port", str(free_port()), *args],
+        # Port 0: each of these must stop before it listens, and none can race another for a port.
+        [sys.executable, "-m", "llmctl", "gateway", "serve", "--port", "0", *args],
         capture_output=True,
         text=True,
         env=full_env,
@@ -35,7 +37,7 @@ def _serve(*args: str, env: dict[str, str] | None = None) -> subprocess.Complete
         (("--queue-timeout", "0"), {}, "queue_timeout_s"),
         (("--request-timeout", "-5"), {}, "request_timeout_s"),
         ((), {"QUEUE_MODE": "drop"}, "queue_mode"),
-        ((), {"VLLM_BASE_URL": "localhost:8000"}, "upstream_url"),
+        ((), {"VLLM_BASE_URL": "localhost:8000"}, "upstreams"),
         (("--workers", "2"), {}, "exactly one process"),
         ((), {"WEB_CONCURRENCY": "4"}, "WEB_CONCURRENCY"),
         (("--api-keys-file", "/nonexistent/keys"), {}, "cannot read"),
@@ -51,18 +53,18 @@ def test_invalid_settings_stop_startup_with_a_clear_message(
     assert "Traceback" not in result.stderr
 
 
-def test_serve_runs_with_keys_from_files(tmp_path: Path) -> None:
-    port = free_port()
+def test_serve_runs_with_keys_from_files(tmp_path: Path, refused_url: str) -> None:
+    port = free_port()  # the gateway CLI does not say which port it got for port 0
     keys = tmp_path / "keys"
     keys.write_text("# one key a line\nk-one\n")
     admin = tmp_path / "admin"
     admin.write_text("adm\n")
-    upstream = f"http://127.0.0.1:{free_port()}"  # nothing there: health stays 503
-    args = ["gateway", "serve", "--port", str(port), "--upstream", upstream, "--max-active", "3"]
+    args = ["gateway", "serve", "--port", str(port), "--upstream", refused_url, "--max-active", "3"]
     args += ["--api-keys-file", str(keys), "--admin-key-file", str(admin)]
     url = f"http://127.0.0.1:{port}"
     with llmctl_server(args, ready_url=f"{url}/livez", log=tmp_path / "gw.log"):
-        assert httpx.get(f"{url}/health").status_code == 503
+        # Nothing listens upstream: the probe's verdict, not the 503 from before its first answer.
+        assert health_saying(url, "unreachable", timeout=5.0).status_code == 503
         body = {"model": "m", "messages": [{"role": "user", "content": "x"}]}
         assert httpx.post(f"{url}/v1/chat/completions", json=body).status_code == 401
         ok_key = {"Authorization": "Bearer k-one"}

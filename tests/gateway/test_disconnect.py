@@ -11,6 +11,7 @@ from urllib.parse import urlsplit
 from tests.gateway.client import chat
 from tests.gateway.conftest import GatewayHandle, MakeGateway
 from tests.gateway.upstream import FakeEngine, LoopThread
+from tests.support import eventually
 
 
 def _open(url: str, body: dict[str, Any]) -> socket.socket:
@@ -36,21 +37,12 @@ def _read_until(sock: socket.socket, marker: bytes, count: int = 1) -> bytes:
     return got
 
 
-def _wait(check: Any, timeout: float) -> float:
-    start = time.monotonic()
-    while time.monotonic() - start < timeout:
-        if check():
-            return time.monotonic() - start
-        time.sleep(0.01)
-    raise AssertionError(f"not within {timeout}s")
-
-
 def _assert_aborted_within_a_second(
     engine: FakeEngine, gw: GatewayHandle, closed_at: float
 ) -> None:
-    _wait(lambda: engine.aborted == 1, 1.0)
+    eventually(lambda: engine.aborted == 1, timeout=1.0)
     assert engine.abort_times[0] - closed_at < 1.0
-    _wait(lambda: gw.gateway.admission.active == 0, 1.0)
+    eventually(lambda: gw.gateway.admission.active == 0, timeout=1.0)
     gw.wait_idle(1.0)
 
 
@@ -59,11 +51,11 @@ def test_disconnect_while_queued_frees_the_queue_entry(
 ) -> None:
     gw = make_gateway(max_active=1, queue_max=5)
     holder = _open(gw.url, chat({"delay": 1.5}))
-    _wait(lambda: engine.in_flight == 1, 2.0)
+    eventually(lambda: engine.in_flight == 1, timeout=2.0)
     queued = _open(gw.url, chat())
-    _wait(lambda: gw.gateway.admission.queued == 1, 2.0)
+    eventually(lambda: gw.gateway.admission.queued == 1, timeout=2.0)
     queued.close()
-    _wait(lambda: gw.gateway.admission.queued == 0, 1.0)
+    eventually(lambda: gw.gateway.admission.queued == 0, timeout=1.0)
     assert gw.metric("llmctl_gateway_client_disconnects_total", stage="queued") == 1
     assert gw.metric("llmctl_gateway_requests_total", reason="client_disconnect") == 1
     # The holder still finishes normally, and the engine never saw the queued request.
@@ -78,7 +70,7 @@ def test_disconnect_while_waiting_for_non_streamed_answer(
 ) -> None:
     gw = make_gateway(max_active=1)
     sock = _open(gw.url, chat({"delay": 10}))
-    _wait(lambda: engine.in_flight == 1, 2.0)
+    eventually(lambda: engine.in_flight == 1, timeout=2.0)
     closed_at = time.monotonic()
     sock.close()
     _assert_aborted_within_a_second(engine, gw, closed_at)
@@ -109,9 +101,9 @@ def test_slot_freed_by_a_disconnect_goes_to_the_next_waiter(
 ) -> None:
     gw = make_gateway(max_active=1, queue_max=5)
     first = _open(gw.url, chat({"delay": 10}))
-    _wait(lambda: engine.in_flight == 1, 2.0)
+    eventually(lambda: engine.in_flight == 1, timeout=2.0)
     second = _open(gw.url, chat({"tokens": 1}))
-    _wait(lambda: gw.gateway.admission.queued == 1, 2.0)
+    eventually(lambda: gw.gateway.admission.queued == 1, timeout=2.0)
     first.close()
     answer = _read_until(second, b"\r\n\r\n")
     second.close()
@@ -125,11 +117,11 @@ def test_shutdown_ends_in_flight_requests_and_releases_their_slots(
     gw = make_gateway(max_active=2, queue_max=5)
     socks = [_open(gw.url, chat({"tokens": 500, "interval": 0.05}, stream=True)) for _ in range(2)]
     socks.append(_open(gw.url, chat()))  # queued behind them
-    _wait(lambda: engine.in_flight == 2 and gw.gateway.admission.queued == 1, 2.0)
+    eventually(lambda: engine.in_flight == 2 and gw.gateway.admission.queued == 1, timeout=2.0)
     admission = gw.gateway.admission
     loop.run(gw.runner.cleanup(), timeout=30)
     assert admission.active == 0
     assert admission.queued == 0
-    _wait(lambda: engine.in_flight == 0, 1.0)
+    eventually(lambda: engine.in_flight == 0, timeout=1.0)
     for sock in socks:
         sock.close()

@@ -8,11 +8,11 @@ import time
 
 import httpx
 
-from llmctl.gateway.payload import usage_tokens
-from tests.gateway.client import chat, post_many, run_post
+from llmctl.core.openai import usage_tokens
+from tests.gateway.client import chat, health_saying, post_many, run_post
 from tests.gateway.conftest import MakeGateway
 from tests.gateway.upstream import FakeEngine
-from tests.support import free_port
+from tests.support import eventually
 
 
 def test_stream_is_forwarded_with_sse_headers_and_done(
@@ -106,12 +106,16 @@ def test_upstream_error_status_and_body_pass_through(make_gateway: MakeGateway) 
     gw.wait_idle()
 
 
-def test_engine_unreachable_is_503_engine_unavailable(make_gateway: MakeGateway) -> None:
-    gw = make_gateway(upstream_url=f"http://127.0.0.1:{free_port()}")
+def test_engine_unreachable_is_503_engine_unavailable(
+    make_gateway: MakeGateway, refused_url: str
+) -> None:
+    gw = make_gateway(upstream_url=refused_url)
     ans = run_post(gw.url, chat())
     assert ans.status == 503
     assert ans.error_code == "engine_unavailable"
     assert int(ans.headers["Retry-After"]) >= 1
+    # The only engine is tried even when its probe failed (a probe can be wrong): the refused
+    # connection is the answer.
     assert gw.metric("llmctl_gateway_upstream_errors_total", kind="connect") == 1
     gw.wait_idle()
 
@@ -125,7 +129,7 @@ def test_deadline_before_first_byte_is_504(make_gateway: MakeGateway, engine: Fa
     assert ans.error_code == "deadline"
     assert "Retry-After" in ans.headers
     gw.wait_idle()
-    _wait_for(lambda: engine.aborted == 1)
+    eventually(lambda: engine.aborted == 1, timeout=2.0)
 
 
 def test_deadline_mid_stream_ends_with_error_event(
@@ -139,7 +143,7 @@ def test_deadline_mid_stream_ends_with_error_event(
     assert error["error"]["code"] == "deadline"
     assert gw.metric("llmctl_gateway_requests_total", reason="deadline") == 1
     gw.wait_idle()
-    _wait_for(lambda: engine.aborted == 1)
+    eventually(lambda: engine.aborted == 1, timeout=2.0)
 
 
 def test_mid_stream_drop_ends_with_error_event_and_counts_as_error(
@@ -160,11 +164,13 @@ def test_mid_stream_drop_ends_with_error_event_and_counts_as_error(
 def test_requests_share_one_upstream_connection_pool(
     make_gateway: MakeGateway, engine: FakeEngine
 ) -> None:
-    gw = make_gateway(health_interval_s=60)  # no probe racing the requests for the connection
+    gw = make_gateway(health_interval_s=60)
+    # The first probe runs at start; once it has answered, none races the requests for a connection.
+    health_saying(gw.url, "ready")
     for i in range(10):
         assert run_post(gw.url, chat({"tokens": 2}, stream=i % 2 == 0)).status == 200
     # Sequential requests from fresh clients reuse the gateway's kept-alive engine connection.
-    assert len(engine.client_ports) == 1, engine.client_ports
+    assert len(engine.connections) == 1, engine.connections
 
 
 def test_deadline_counts_from_admission_not_arrival(
@@ -212,12 +218,3 @@ def test_official_openai_client_streams_and_completes(make_gateway: MakeGateway)
         assert text == "t0 t1 t2 "
     finally:
         client.close()
-
-
-def _wait_for(check: object, timeout: float = 2.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if check():  # type: ignore[operator]
-            return
-        time.sleep(0.01)
-    raise AssertionError("condition not met in time")

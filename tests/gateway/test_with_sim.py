@@ -4,9 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import random
-import re
-import sys
-import time
 from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -16,30 +13,19 @@ import aiohttp
 import httpx
 import pytest
 
+from tests.exposition import Exposition
+from tests.gateway.client import health_saying
 from tests.gateway.conftest import MakeGateway
-from tests.support import ServerProcess, wait_http
+from tests.support import eventually, sim_server
 
 MODEL = "llmctl-sim"
 
 
 @contextmanager
 def simulator(tmp_path: Path, *flags: str, ready: tuple[int, ...] = (200,)) -> Iterator[str]:
-    """Run `llmctl sim serve --port 0` and learn its port from its banner (no port races)."""
-    args = [sys.executable, "-m", "llmctl", "sim", "serve", "--port", "0", "--model", MODEL]
-    server = ServerProcess([*args, *flags], tmp_path / "sim.log", env={"COLUMNS": "400"})
-    try:
-        deadline = time.monotonic() + 60
-        match = None
-        while match is None:
-            if time.monotonic() > deadline or server.proc.poll() is not None:
-                raise AssertionError(f"simulator did not start:\n{server.output()}")
-            match = re.search(r"on (http://127\.0\.0\.1:\d+)", server.output())
-            time.sleep(0.05)
-        url = match.group(1)
-        wait_http(f"{url}/health", timeout=30, ok=ready)
-        yield url
-    finally:
-        server.stop()
+    """`llmctl sim serve --port 0` serving MODEL; yields the URL its banner names."""
+    with sim_server(tmp_path / "sim.log", "--model", MODEL, *flags, ready_status=ready) as sim:
+        yield sim.url
 
 
 def test_openai_client_through_gateway_to_simulator(
@@ -49,11 +35,9 @@ def test_openai_client_through_gateway_to_simulator(
 
     with simulator(tmp_path, "--startup-delay", "1.5", ready=(200, 503)) as sim_url:
         gw = make_gateway(upstream_url=sim_url, model_name=MODEL, health_interval_s=0.1)
-        assert httpx.get(gw.url + "/health").status_code == 503  # the engine is still loading
-        deadline = time.monotonic() + 10
-        while httpx.get(gw.url + "/health").status_code != 200:
-            assert time.monotonic() < deadline, "gateway never became ready"
-            time.sleep(0.05)
+        # A probe found the engine loading (not the 503 from before the gateway's first probe).
+        assert health_saying(gw.url, "engine answered HTTP 503").status_code == 503
+        eventually(lambda: httpx.get(gw.url + "/health").status_code == 200, timeout=10.0)
         client = OpenAI(base_url=gw.url + "/v1", api_key="unused", max_retries=0)
         try:
             full = client.chat.completions.create(
@@ -195,19 +179,10 @@ def test_chaos_leaves_no_trace(make_gateway: MakeGateway, tmp_path: Path) -> Non
 
 
 def _wait_engine_idle(sim_url: str, timeout: float = 2.0) -> None:
-    from prometheus_client.parser import text_string_to_metric_families
+    def idle() -> bool:
+        page = Exposition.scrape(f"{sim_url}/metrics")
+        busy = page.total("vllm:num_requests_running") + page.total("vllm:num_requests_waiting")
+        assert busy == 0, f"the engine is busy with {busy} requests"
+        return True
 
-    deadline = time.monotonic() + timeout
-    busy = -1.0
-    while time.monotonic() < deadline:
-        text = httpx.get(sim_url + "/metrics").text
-        busy = sum(
-            sample.value
-            for family in text_string_to_metric_families(text)
-            for sample in family.samples
-            if sample.name in ("vllm:num_requests_running", "vllm:num_requests_waiting")
-        )
-        if busy == 0:
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"engine still busy with {busy} requests after {timeout}s")
+    eventually(idle, timeout=timeout, interval=0.05)

@@ -17,11 +17,12 @@ import pytest
 
 from llmctl.core import metrics as m
 from llmctl.core.config import AlertThresholds
+from llmctl.gateway.tenants import key_hash
 from llmctl.observe.prometheus import PrometheusSource
 from llmctl.stack import processes
 from llmctl.stack.render import environment
 from llmctl.stack.spec import StackSpec
-from tests.support import REPO, ServerProcess, free_port
+from tests.support import REPO, Served, ServerProcess, eventually, free_port
 
 RULES = ("alerts", "recording")
 RUN = Path(".llmctl") / "local-sim" / "run"
@@ -30,6 +31,8 @@ SCRUB = ("MAX_ACTIVE", "QUEUE_MODE", "QUEUE_MAX", "QUEUE_TIMEOUT_S", "LLMCTL_API
 MODEL = "llmctl-sim"
 # Small limits so the load below fills the slots and the queue and some requests get 429/503.
 MAX_ACTIVE, QUEUE_MAX = 2, 2
+# What Prometheus logs once it listens, port 0 resolved ("Listening on" address=127.0.0.1:PORT).
+PROMETHEUS_LISTENING = r'msg="Listening on".*?address=(\S+)'
 
 
 def render_rules(outdir: Path, alerts: AlertThresholds | None = None) -> list[Path]:
@@ -76,12 +79,15 @@ class Load:
 
     url: str
     workers: int = 6
+    keys: tuple[str, ...] = ("",)  # Bearer keys the workers take turns with ("" sends none)
     stop: threading.Event = field(default_factory=threading.Event)
     statuses: dict[int, int] = field(default_factory=dict)
     _threads: list[threading.Thread] = field(default_factory=list)
 
     def _run(self, worker: int) -> None:
-        with httpx.Client(base_url=self.url, timeout=30.0) as client:
+        key = self.keys[worker % len(self.keys)]
+        headers = {"Authorization": f"Bearer {key}"} if key else {}
+        with httpx.Client(base_url=self.url, timeout=30.0, headers=headers) as client:
             n = 0
             while not self.stop.is_set():
                 n += 1
@@ -121,32 +127,38 @@ class LiveStack:
     cwd: Path  # where `llmctl up` ran: `llmctl top` there finds the stack without flags
 
 
-def start_prometheus(config_dir: Path, port: int) -> ServerProcess:
-    """A Prometheus of a test's own, reading config_dir/prometheus.yml."""
+def start_prometheus(config_dir: Path) -> Served:
+    """A Prometheus of a test's own on port 0, reading config_dir/prometheus.yml; ready to query."""
     exe = shutil.which("prometheus")
     if exe is None:
         pytest.skip("prometheus binary not installed (apt-get install prometheus)")
-    return ServerProcess(
+    server = ServerProcess(
         [
             exe,
             f"--config.file={config_dir / 'prometheus.yml'}",
-            f"--web.listen-address=127.0.0.1:{port}",
+            "--web.listen-address=127.0.0.1:0",
             f"--storage.tsdb.path={config_dir / 'data'}",
         ],
         config_dir / "prometheus.log",
     )
+    try:
+        url = f"http://{server.announced(PROMETHEUS_LISTENING).group(1)}"
+        server.wait_ready(f"{url}/-/ready")
+    except BaseException:
+        server.stop()
+        raise
+    return Served(url, server)
 
 
 def wait_for_data(source: PrometheusSource, queries: list[str], timeout: float = 60.0) -> None:
     """Until every query returns a sample (rates and rules need a few scrapes first)."""
-    deadline = time.monotonic() + timeout
-    missing = queries
-    while time.monotonic() < deadline:
+
+    def answered() -> bool:
         missing = [q for q in queries if not source.vector(q)]
-        if not missing:
-            return
-        time.sleep(1.0)
-    raise TimeoutError(f"no data after {timeout}s for: {missing}")
+        assert not missing, f"no data for: {missing}"
+        return True
+
+    eventually(answered, timeout=timeout, interval=1.0)
 
 
 def _llmctl(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
@@ -171,14 +183,26 @@ def live_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveStack]:
         pytest.skip("prometheus binary not installed (apt-get install prometheus)")
     cwd = tmp_path_factory.mktemp("stack")
     gw, engine, prom = free_port(), free_port(), free_port()
+    # Two tenants in two classes, so the tenant and class panels have series; one has a token
+    # limit low enough that the load meets it.
+    tenants = cwd / "tenants.toml"
+    tenants.write_text(
+        f'[[tenants]]\nname = "chat"\nkeys = ["{key_hash("sk-chat")}"]\n'
+        f'[[tenants]]\nname = "nightly"\nclass = "batch"\ntokens_per_minute = 2000\n'
+        f'keys = ["{key_hash("sk-nightly")}"]\n'
+    )
     flags = [
         "--gateway-port", str(gw), "--engine-port", str(engine), "--prometheus-port", str(prom),
         "--scrape-interval", "1s", "--max-active", str(MAX_ACTIVE), "--queue-max", str(QUEUE_MAX),
         "--queue-timeout", "0.5", "--set", "engine.sim.time_scale=4",
+        "--set", f"gateway.tenants_file='{tenants}'",
+        # Adaptive mode pinned at MAX_ACTIVE (min = max): its gauges have series, the limit holds.
+        "--set", "gateway.limit_mode='adaptive'", "--set", f"gateway.adaptive_min={MAX_ACTIVE}",
+        "--set", f"gateway.adaptive_max={MAX_ACTIVE}", "--set", "gateway.adaptive_interval_s=0.5",
     ]  # fmt: skip
     up = _llmctl(cwd, "up", *flags)
     records = [r for r in map(processes.read_pidfile, (cwd / RUN).glob("*.pid")) if r]
-    load = Load(f"http://127.0.0.1:{gw}")
+    load = Load(f"http://127.0.0.1:{gw}", keys=("sk-chat", "sk-nightly"))
     try:
         assert up.returncode == 0, up.stdout + up.stderr
         prometheus = f"http://127.0.0.1:{prom}"
@@ -186,8 +210,9 @@ def live_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveStack]:
         wait_for_data(
             PrometheusSource(prometheus),
             [
-                m.REC_LATENCY_P95,
+                m.REC_E2E_P95,
                 m.REC_TTFT_P95,
+                m.REC_REQUEST_RATE,
                 f'{m.GATEWAY_REQUESTS.series}{{status="429"}}',
                 f"rate({m.VLLM_GENERATION_TOKENS.series}[1m]) > 0",
                 m.DCGM_GPU_UTIL.series,

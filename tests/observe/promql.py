@@ -12,11 +12,11 @@ from tests.support import REPO
 
 DASHBOARDS = sorted((REPO / "dashboards").glob("*.json"))
 
-_STRING = re.compile(r'"(?:[^"\\]|\\.)*"')
+_STRING = re.compile(r'"(?:[^"\\]|\\.)*"|\'(?:[^\'\\]|\\.)*\'')
 _MATCHERS = re.compile(r"\{[^}]*\}")
 _RANGE = re.compile(r"\[[^\]]*\]")
 _GROUPING = re.compile(r"\b(?:by|without|on|ignoring|group_left|group_right)\s*\([^)]*\)")
-_IDENT = re.compile(r"(?<![\w.])[A-Za-z_:][A-Za-z0-9_:]*")
+_IDENT = re.compile(r"(?<![\w.$])[A-Za-z_:][A-Za-z0-9_:]*")
 _NUMBER = re.compile(r"(?<![\w:])\d+(?:\.\d+)?(?![\w:])")
 _KEYWORDS = {
     "and",
@@ -28,9 +28,13 @@ _KEYWORDS = {
     "without",
     "on",
     "ignoring",
+    "group_left",
+    "group_right",
     "inf",
     "nan",
 }
+# Grafana's label_values(series, label) anywhere in a query: the series counts, the label does not.
+_LABEL_VALUES_CALL = re.compile(r"\blabel_values\(\s*([A-Za-z_:][\w:]*)[^)]*\)")
 _LABEL_VALUES = re.compile(r"^label_values\(\s*([A-Za-z_:][\w:]*)\s*(\{[^}]*\})?\s*,\s*(\w+)\s*\)$")
 
 # Grafana's variables as the test stands them in for (1 s scrapes: the rate window spans 10).
@@ -50,9 +54,10 @@ def _strip(expr: str) -> str:
 
 
 def metric_names(expr: str) -> set[str]:
-    """Series names a PromQL expression selects (not functions, keywords or label names)."""
-    text = _strip(expr)
-    names = set()
+    """Series names a PromQL expression (or a Grafana label_values query) selects: not functions,
+    keywords, label names or Grafana variables."""
+    names = set(_LABEL_VALUES_CALL.findall(expr))
+    text = _strip(_LABEL_VALUES_CALL.sub(" ", expr))
     for match in _IDENT.finditer(text):
         if text[match.end() :].lstrip().startswith("("):
             continue  # a function or an aggregation
@@ -91,6 +96,13 @@ def dashboard_queries() -> Iterator[tuple[str, str, str]]:
         for panel in panels(load(path)):
             for target in panel.get("targets", []):
                 yield path.name, panel["title"], target["expr"]
+
+
+def annotation_queries() -> Iterator[tuple[str, str, str]]:
+    """(dashboard file, annotation name, expr) for every Prometheus annotation."""
+    for path in DASHBOARDS:
+        for annotation in load(path)["annotations"]["list"]:
+            yield path.name, annotation["name"], annotation["expr"]
 
 
 def variable_queries() -> Iterator[tuple[str, str, str, str]]:

@@ -12,6 +12,7 @@ import yaml
 
 from llmctl.core import metrics as m
 from llmctl.observe import queries
+from tests.exposition import Exposition
 from tests.observe.promql import (
     DASHBOARDS,
     dashboard_queries,
@@ -124,11 +125,7 @@ def test_vllm_series_exist_in_real_vllm(rules_dir: Path) -> None:
     # The simulator mimics vLLM; this checks the names against a /metrics dump of real vLLM 0.32.
     if not VLLM_REFERENCE_METRICS.is_file():
         pytest.skip(f"{VLLM_REFERENCE_METRICS} not present")
-    real = {
-        line.split("{")[0].split(" ")[0]
-        for line in VLLM_REFERENCE_METRICS.read_text().splitlines()
-        if line and not line.startswith("#")
-    }
+    real = Exposition.parse(VLLM_REFERENCE_METRICS.read_text()).sample_names()
     used = {name for _, _, expr in dashboard_queries() for name in metric_names(expr)}
     used |= {name for expr in queries.all_queries() for name in metric_names(expr)}
     used |= {name for _, _, sel, _ in variable_queries() for name in metric_names(sel)}

@@ -8,14 +8,14 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tests.support import free_port
 
-
-def test_top_on_a_stack_without_prometheus_or_engine_address(tmp_path: Path) -> None:
+def test_top_on_a_stack_without_prometheus_or_engine_address(
+    tmp_path: Path, refused_url: str
+) -> None:
     # A docker stack with Prometheus off: only the gateway has an address (nothing listens there).
     (tmp_path / "llmctl.toml").write_text(
         f'name = "d"\nruntime = "docker"\n\n[observability]\nprometheus = false\n\n'
-        f"[ports]\ngateway = {free_port()}\n"
+        f"[ports]\ngateway = {refused_url.rsplit(':', 1)[1]}\n"
     )
     env = {k: v for k, v in os.environ.items() if not k.startswith("LLMCTL")}
     result = subprocess.run(

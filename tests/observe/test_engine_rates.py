@@ -44,7 +44,7 @@ def _serving(body: str) -> Iterator[str]:
 def test_engine_rate_queries_fall_back_to_zero_while_the_engine_is_scraped() -> None:
     up = f'up{{job="{m.JOB_ENGINE}"}} == 1'
     for field in ENGINE_RATES:
-        assert f"or on() (0 * sum({up}))" in queries.SCALARS[field], field
+        assert f"or on() (0 * sum({up}))" in queries.scalars("10s")[field], field
 
 
 def test_direct_reads_an_idle_engine_as_zero() -> None:

@@ -28,8 +28,8 @@ from tests.observe.conftest import (
     start_prometheus,
     wait_for_data,
 )
-from tests.observe.promql import dashboard_queries, substitute, variable_queries
-from tests.support import REPO, free_port, wait_http
+from tests.observe.promql import annotation_queries, dashboard_queries, substitute, variable_queries
+from tests.support import REPO
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -57,7 +57,7 @@ def test_an_engine_rate_without_its_series_is_zero_while_the_engine_is_up(
     # The same query strings top runs, over a counter the engine has not exported (yet).
     prom = PrometheusSource(live_stack.prometheus)
     for field in ("preemptions_per_s", "prompt_tokens_per_s", "generation_tokens_per_s"):
-        query = re.sub(r"vllm:[a-z_]+", "vllm:never_counted_total", queries.SCALARS[field])
+        query = re.sub(r"vllm:[a-z_]+", "vllm:never_counted_total", queries.scalars("10s")[field])
         assert prom.scalar(query) == 0.0, field
 
 
@@ -75,15 +75,20 @@ def test_prometheus_numbers_match_the_load(live_stack: LiveStack) -> None:
     assert snap.rejected_429_per_s
     assert snap.rejected_429_per_s > 0
     assert snap.error_per_s == 0
-    assert snap.latency_p50
-    assert snap.latency_p95
-    assert snap.latency_p99
-    assert 0 < snap.latency_p50 <= snap.latency_p95 <= snap.latency_p99 < 30
-    assert snap.ttft_p50 is not None
-    assert snap.ttft_p95 is not None
-    assert 0 < snap.ttft_p50 <= snap.ttft_p95 <= snap.latency_p99
-    assert snap.queue_wait_p95 is not None
-    assert 0 <= snap.queue_wait_p95 <= 1.0  # the bucket above the 0.5 s queue timeout
+    assert snap.window_s == 10.0  # the fixture scrapes every second: the 10 s minimum
+    assert snap.e2e_p50_s
+    assert snap.e2e_p95_s
+    assert snap.e2e_p99_s
+    assert 0 < snap.e2e_p50_s <= snap.e2e_p95_s <= snap.e2e_p99_s < 30
+    assert snap.ttft_p50_s is not None
+    assert snap.ttft_p95_s is not None
+    assert 0 < snap.ttft_p50_s <= snap.ttft_p95_s <= snap.e2e_p99_s
+    # What users feel includes the queue; the engine's part does not.
+    assert snap.admitted_ttft_p95_s is not None
+    assert snap.admitted_ttft_p95_s <= snap.ttft_p95_s
+    assert snap.tpot_p95_s is not None
+    assert snap.queue_wait_p95_s is not None
+    assert 0 <= snap.queue_wait_p95_s <= 0.5 * 1.05  # the 0.5 s queue timeout, within a bucket
     assert snap.engine_running is not None
     assert 0 <= snap.engine_running <= MAX_ACTIVE
     assert snap.kv_cache_usage is not None
@@ -113,26 +118,31 @@ def test_direct_scrape_agrees_with_prometheus(live_stack: LiveStack) -> None:
         direct.close()
     assert snap.source == "direct"
     assert "Prometheus unreachable" in snap.note
-    assert snap.slots_max == prom.scalar(queries.SCALARS["slots_max"])
-    assert snap.queue_max == prom.scalar(queries.SCALARS["queue_max"])
+    window = queries.scalars("6s")
+    assert snap.slots_max == prom.scalar(window["slots_max"])
+    assert snap.queue_max == prom.scalar(window["queue_max"])
     # The fixture's series are seconds old, and rate() over 1m divides a young series' increase
     # by the whole minute; so compare the same queries over a window near the scrapes' own. The
     # windows still differ by a few seconds of a load that a busy 2-core box makes uneven: a factor
     # of 4 allows that and still catches a unit or series mistake (per minute would be 60x).
     for field in ("ok_per_s", "rejected_429_per_s", "generation_tokens_per_s"):
-        a = prom.scalar(queries.SCALARS[field].replace(f"[{queries.WINDOW}]", "[6s]"))
+        a = prom.scalar(window[field])
         b = getattr(snap, field)
         assert a, field
         assert b, field
         assert 1 / 4 < a / b < 4, (field, a, b)
     # Quantiles do not depend on the window's length.
-    for field in ("latency_p95", "ttft_p95"):
-        a, b = prom.scalar(queries.SCALARS[field]), getattr(snap, field)
+    for field in ("e2e_p95_s", "ttft_p95_s"):
+        a, b = prom.scalar(window[field]), getattr(snap, field)
         assert a, field
         assert b, field
         assert 1 / 4 < a / b < 4, (field, a, b)
     assert snap.gpus
     assert [g.gpu for g in snap.gpus] == [g.gpu for g in prom.gpus()]
+    # The adaptive limit (pinned: min = max) as both sources see it.
+    assert snap.limit_adaptive == prom.scalar(window["limit_adaptive"]) == 1
+    assert snap.limit_direction == "hold"
+    assert snap.adaptive_slo_ttft_s == prom.scalar(window["adaptive_slo_ttft_s"]) > 0
 
 
 def test_every_dashboard_query_returns_data(live_stack: LiveStack) -> None:
@@ -145,6 +155,12 @@ def test_every_dashboard_query_returns_data(live_stack: LiveStack) -> None:
             empty.append(f"{name} / {title}: {expr}")
     assert seen > 50
     assert not empty, "\n".join(empty)
+    # Annotations mark events (`... > 0`): valid everywhere, and with data once the filter goes.
+    annotations = list(annotation_queries())
+    assert {name for name, _, _ in annotations} >= {"gateway.json", "overview.json"}
+    for name, title, expr in annotations:
+        prom.vector(substitute(expr))
+        assert prom.vector(substitute(expr.removesuffix(" > 0"))), f"{name} / {title}"
     for name, var, selector, label in variable_queries():
         result = prom.vector(f"count by ({label}) ({selector})")
         assert result, f"{name} variable {var}"
@@ -175,6 +191,7 @@ def test_top_json_and_once_from_prometheus(live_stack: LiveStack) -> None:
     assert result.returncode == 0, result.stderr
     assert "source: prometheus" in result.stdout
     assert f"/ {MAX_ACTIVE}" in result.stdout
+    assert re.search(rf"limit +{MAX_ACTIVE} adaptive \((minimum|[a-z_]+)\)", result.stdout)
 
 
 def test_top_finds_the_running_stack_without_flags(live_stack: LiveStack) -> None:
@@ -196,15 +213,13 @@ def test_falls_back_to_direct_scrapes_when_prometheus_stops(
     engine = live_stack.engine.removeprefix("http://")
     render_rules(tmp_path / "rules")
     (tmp_path / "prometheus.yml").write_text(prometheus_config(gw, engine))
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    prom = start_prometheus(tmp_path, port)
+    prom = start_prometheus(tmp_path)
+    url = prom.url
     sampler = Sampler(PrometheusSource(url), DirectSource(live_stack.gateway, live_stack.engine))
     try:
-        wait_http(f"{url}/-/ready", timeout=30)
-        wait_for_data(PrometheusSource(url), [queries.SCALARS["slots_max"]], timeout=30)
+        wait_for_data(PrometheusSource(url), [queries.scalars("10s")["slots_max"]], timeout=30)
         assert sampler.sample().source == "prometheus"
-        prom.stop()
+        prom.server.stop()
         started = time.monotonic()
         snap = sampler.sample()
         assert time.monotonic() - started < 10  # no retry backoff on a refused connection
@@ -213,14 +228,14 @@ def test_falls_back_to_direct_scrapes_when_prometheus_stops(
         assert snap.slots_max == MAX_ACTIVE
         assert snap.ok_per_s
         assert snap.ok_per_s > 0
-        assert snap.latency_p95 is not None
+        assert snap.e2e_p95_s is not None
         assert snap.gpus
         time.sleep(0.5)
         again = sampler.sample()  # rates now from the kept earlier scrape, history grows
         assert again.ok_per_s
         assert len(again.history.request_rate) == 2
     finally:
-        prom.stop()
+        prom.server.stop()
         sampler.close()
     result = _top(
         "--prometheus",
@@ -236,9 +251,9 @@ def test_falls_back_to_direct_scrapes_when_prometheus_stops(
     assert f"/ {MAX_ACTIVE}" in result.stdout
 
 
-def test_gateway_and_engine_down_show_dashes_not_a_crash() -> None:
-    closed = f"http://127.0.0.1:{free_port()}"
-    result = _top("--prometheus", closed, "--gateway", closed, "--engine", closed, "--json")
+def test_gateway_and_engine_down_show_dashes_not_a_crash(refused_url: str) -> None:
+    closed = ("--prometheus", refused_url, "--gateway", refused_url, "--engine", refused_url)
+    result = _top(*closed, "--json")
     assert result.returncode == 0, result.stderr
     data = json.loads(result.stdout)
     assert data["source"] == "direct"
@@ -252,17 +267,15 @@ def test_a_prometheus_without_our_gateway_is_not_used(
 ) -> None:
     # Debian's packaged Prometheus on :9090 answers, but scrapes nothing of this stack's.
     (tmp_path / "prometheus.yml").write_text("global:\n  scrape_interval: 1s\n")
-    port = free_port()
-    prom = start_prometheus(tmp_path, port)
+    prom = start_prometheus(tmp_path)
     sampler = Sampler(
-        PrometheusSource(f"http://127.0.0.1:{port}"),
+        PrometheusSource(prom.url),
         DirectSource(live_stack.gateway, live_stack.engine, warmup_s=0.5),
     )
     try:
-        wait_http(f"http://127.0.0.1:{port}/-/ready", timeout=30)
         snap = sampler.sample()
     finally:
-        prom.stop()
+        prom.server.stop()
         sampler.close()
     assert snap.source == "direct"
     assert "Prometheus scrapes no gateway" in snap.note

@@ -14,7 +14,7 @@ from tests.support import REPO
 _MATCHER = re.compile(r'\breason\s*(?:=~|!~|!=|=)\s*\\?"([^"\\]*)\\?"')
 # The gateway sets a request's reason in these calls; the last string argument is the reason.
 _GATEWAY_SETS = re.compile(
-    r'(?:outcome\.set\([^,()]+,\s*|AdmissionRefused\(\s*|\.reason or\s+)"([a-z_]+)"'
+    r'(?:outcome\.set\([^,()]+,\s*|AdmissionRefusedError\(\s*|\.reason or\s+)"([a-z_]+)"'
 )
 
 

@@ -25,6 +25,7 @@ needs_promtool = pytest.mark.skipif(
 ALERTS = {
     "LlmctlGatewayDown",
     "LlmctlEngineDown",
+    "LlmctlTargetDown",
     "LlmctlEngineNotReady",
     "LlmctlQueueNearFull",
     "LlmctlHighRejectionRate",
@@ -67,7 +68,7 @@ def test_rules_use_only_known_series(rules_dir: Path) -> None:
 
 
 def test_thresholds_come_from_the_stack_config(tmp_path: Path) -> None:
-    custom = AlertThresholds(slo_p95_latency_s=7.5, gpu_temp_c=70, for_duration="30s")
+    custom = AlertThresholds(slo_p95_e2e_s=7.5, gpu_temp_c=70, for_duration="30s")
     render_rules(tmp_path, custom)
     rules = {r["alert"]: r for r in _rules(tmp_path, "alerts")}
     assert rules["LlmctlLatencyAboveSLO"]["expr"].endswith("> 7.5")

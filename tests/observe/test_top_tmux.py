@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from tests.observe.conftest import MAX_ACTIVE, LiveStack
-from tests.support import REPO
+from tests.support import REPO, eventually
 
 TMUX = shutil.which("tmux")
 pytestmark = [
@@ -43,14 +43,13 @@ class Tmux:
         return self("capture-pane", "-p", "-t", "top")
 
     def wait_for(self, *texts: str, timeout: float = 30.0) -> str:
-        deadline = time.monotonic() + timeout
-        screen = ""
-        while time.monotonic() < deadline:
+        def shown() -> str:
             screen = self.screen()
-            if all(t in screen for t in texts):
-                return screen
-            time.sleep(0.25)
-        raise AssertionError(f"{texts} not on screen after {timeout}s:\n{screen}")
+            size = self("display", "-p", "-t", "top", "#{pane_width}x#{pane_height}").strip()
+            assert all(t in screen for t in texts), f"{texts} not on the {size} screen:\n{screen}"
+            return screen
+
+        return eventually(shown, timeout=timeout, interval=0.25)
 
     def kill(self) -> None:
         subprocess.run([TMUX or "tmux", "-L", self.socket, "kill-server"], capture_output=True)
@@ -67,7 +66,8 @@ def test_top_draws_in_tmux_and_quits(live_stack: LiveStack, tmp_path: Path, quit
     )  # fmt: skip
     # The shell records top's exit status (tmux 3.3 reports a dead pane's status unreliably); its
     # no-op INT trap keeps it alive through Ctrl-C while top gets the default SIGINT handling.
-    command = f"trap : INT; {top}; echo $? > {shlex.quote(str(rc))}"
+    # COLUMNS/LINES from the test's own environment would override the pane's real size.
+    command = f"trap : INT; unset COLUMNS LINES; {top}; echo $? > {shlex.quote(str(rc))}"
     tmux = Tmux()
     try:
         tmux("new-session", "-d", "-s", "top", "-x", "110", "-y", "40", "-c", str(REPO))
@@ -77,11 +77,12 @@ def test_top_draws_in_tmux_and_quits(live_stack: LiveStack, tmp_path: Path, quit
         assert f"/ {MAX_ACTIVE}" in screen
         assert "GPU" in screen
         tmux("send-keys", "-t", "top", quit_key)
-        deadline = time.monotonic() + 15
-        while not rc.exists() or not rc.read_text().strip():
-            assert time.monotonic() < deadline, f"top did not quit on {quit_key}:\n{tmux.screen()}"
-            time.sleep(0.2)
-        assert rc.read_text().strip() == "0"
+
+        def exit_status() -> str:
+            assert rc.exists(), f"top did not quit on {quit_key}:\n{tmux.screen()}"
+            return rc.read_text().strip()
+
+        assert eventually(exit_status, timeout=15, interval=0.2) == "0"
         # The alternate screen is gone: the terminal shows what was there before, not the view.
         assert "admission" not in tmux.screen()
     finally:

@@ -1,43 +1,23 @@
-"""Fixtures that run real simulator processes on 127.0.0.1."""
+"""Fixtures that run real simulator processes on 127.0.0.1 (port 0, at the URL each one prints)."""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from contextlib import AbstractContextManager, contextmanager
-from dataclasses import dataclass
+from contextlib import AbstractContextManager
 from pathlib import Path
 
 import pytest
 
-from tests.support import ServerProcess, free_port, llmctl_server
+from tests.support import Served, sim_server
 
-
-@dataclass
-class Sim:
-    """A running simulator: its base URL and process."""
-
-    url: str
-    server: ServerProcess
-
-
+Sim = Served  # a running simulator: its base URL and process
 StartSim = Callable[..., AbstractContextManager[Sim]]
-
-
-@contextmanager
-def run_sim(log: Path, *flags: str, ready_status: tuple[int, ...] = (200,)) -> Iterator[Sim]:
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    args = ["sim", "serve", "--host", "127.0.0.1", "--port", str(port), *flags]
-    with llmctl_server(
-        args, ready_url=f"{url}/health", log=log, ready_status=ready_status
-    ) as server:
-        yield Sim(url, server)
 
 
 @pytest.fixture(scope="session")
 def sim(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sim]:
     """One shared tiny-profile simulator for tests that need no special flags."""
-    with run_sim(tmp_path_factory.mktemp("sim") / "sim.log", "--profile", "tiny") as s:
+    with sim_server(tmp_path_factory.mktemp("sim") / "sim.log", "--profile", "tiny") as s:
         yield s
 
 
@@ -47,6 +27,6 @@ def start_sim(tmp_path: Path) -> StartSim:
     counter = iter(range(1000))
 
     def start(*flags: str, ready_status: tuple[int, ...] = (200,)) -> AbstractContextManager[Sim]:
-        return run_sim(tmp_path / f"sim-{next(counter)}.log", *flags, ready_status=ready_status)
+        return sim_server(tmp_path / f"sim-{next(counter)}.log", *flags, ready_status=ready_status)
 
     return start

@@ -8,9 +8,9 @@ import time
 import httpx
 import pytest
 
+from tests.exposition import scrape_value
 from tests.sim.conftest import StartSim
-from tests.sim.metrics_text import scrape
-from tests.support import wait_http
+from tests.support import eventually, wait_http
 
 STREAM = {"prompt": "tell me", "max_tokens": 50, "ignore_eos": True, "stream": True}
 
@@ -51,15 +51,14 @@ def test_drop_rate_one_cuts_the_stream_without_done(start_sim: StartSim) -> None
             data = [line for line in lines if line.startswith("data: ")]
             assert 1 <= len(data) < 50
             assert "data: [DONE]" not in data
-        deadline = time.monotonic() + 3
-        while scrape(sim.url, "vllm:num_requests_running") and time.monotonic() < deadline:
-            time.sleep(0.02)
-        assert scrape(sim.url, "vllm:kv_cache_usage_perc") == 0
+        metrics = f"{sim.url}/metrics"
+        eventually(lambda: scrape_value(metrics, "vllm:num_requests_running") == 0, timeout=3.0)
+        assert scrape_value(metrics, "vllm:kv_cache_usage_perc") == 0
 
 
-def _read_bytes(url: str, received: list[bytes]) -> None:
+def _read_bytes(url: str, received: list[bytes], body: dict[str, object] = STREAM) -> None:
     timeout = httpx.Timeout(5, read=1.0)
-    with httpx.stream("POST", f"{url}/v1/completions", json=STREAM, timeout=timeout) as resp:
+    with httpx.stream("POST", f"{url}/v1/completions", json=body, timeout=timeout) as resp:
         received.extend(resp.iter_bytes())
 
 
@@ -72,30 +71,33 @@ def test_stall_rate_one_sends_nothing_until_the_client_gives_up(start_sim: Start
         assert received == []
         assert time.monotonic() - started >= 0.9
         assert httpx.get(f"{sim.url}/health").status_code == 200
-        assert scrape(sim.url, "vllm:num_requests_running") == 0
+        assert scrape_value(f"{sim.url}/metrics", "vllm:num_requests_running") == 0
 
 
 def test_a_stalled_request_does_not_hold_up_the_others(start_sim: StartSim) -> None:
-    # Seed 5 at stall-rate 0.5: the first request stalls, the second does not.
+    # Seed 5 at stall-rate 0.5: of the first two requests, the first to draw stalls and the
+    # second does not. Both are sent at once, so which one draws first does not matter.
     with start_sim("--stall-rate", "0.5", "--seed", "5") as sim:
-        received: list[bytes] = []
-        stalled: list[BaseException] = []
+        ends: list[tuple[str, bytes]] = []
 
-        def stall() -> None:
+        def request() -> None:
+            received: list[bytes] = []
             try:
-                _read_bytes(sim.url, received)
-            except httpx.ReadTimeout as exc:
-                stalled.append(exc)
+                _read_bytes(sim.url, received, {"prompt": "x", "max_tokens": 2, "stream": True})
+            except httpx.ReadTimeout:
+                ends.append(("stalled", b"".join(received)))
+            else:
+                ends.append(("served", b"".join(received)))
 
-        waiting = threading.Thread(target=stall)
-        waiting.start()
-        time.sleep(0.3)  # the stalled request draws its fault first
-        resp = httpx.post(f"{sim.url}/v1/completions", json={"prompt": "x", "max_tokens": 2})
-        assert resp.status_code == 200
-        assert waiting.is_alive()  # still stalled while the other was served
-        waiting.join(5)
-        assert stalled
-        assert received == []
+        both = [threading.Thread(target=request) for _ in range(2)]
+        for thread in both:
+            thread.start()
+        for thread in both:
+            thread.join(10)
+        # The other was served in full while the stalled one still waited for its first byte.
+        assert [end for end, _ in ends] == ["served", "stalled"], ends
+        assert b"data: [DONE]" in ends[0][1]
+        assert ends[1][1] == b""
 
 
 def test_fault_rates_are_seeded_and_partial(start_sim: StartSim) -> None:

@@ -16,8 +16,8 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from tests.sim.conftest import run_sim
-from tests.sim.metrics_text import scrape
+from tests.exposition import scrape_value
+from tests.support import sim_server
 
 PROMPT_TOKENS = 60  # 60 one-token words by the documented rule
 OUTPUT_TOKENS = 64
@@ -94,9 +94,9 @@ def _flags(blocks: int) -> list[str]:
 def test_throughput_saturates_at_the_batch_limit_and_queueing_shows_in_ttft(
     tmp_path: Path,
 ) -> None:
-    with run_sim(tmp_path / "sim.log", *_flags(BLOCKS_FOR_ABOUT_8)) as sim:
+    with sim_server(tmp_path / "sim.log", *_flags(BLOCKS_FOR_ABOUT_8)) as sim:
         r = _sweep(sim.url, (1, 2, 4, 8, 16, 32))
-        preemptions = scrape(sim.url, "vllm:num_preemptions_total")
+        preemptions = scrape_value(f"{sim.url}/metrics", "vllm:num_preemptions_total")
     summary = {
         c: (round(lv.throughput), round(lv.ttft * 1000, 1), round(lv.itl * 1000, 2))
         for c, lv in r.items()
@@ -122,10 +122,10 @@ def test_throughput_saturates_at_the_batch_limit_and_queueing_shows_in_ttft(
 
 @pytest.mark.slow
 def test_kv_cache_smaller_than_the_batch_causes_preemptions(tmp_path: Path) -> None:
-    with run_sim(tmp_path / "sim.log", *_flags(BLOCKS_FOR_ABOUT_5)) as sim:
-        assert scrape(sim.url, "vllm:num_preemptions_total") == 0
+    with sim_server(tmp_path / "sim.log", *_flags(BLOCKS_FOR_ABOUT_5)) as sim:
+        assert scrape_value(f"{sim.url}/metrics", "vllm:num_preemptions_total") == 0
         r = _sweep(sim.url, (16,), duration=1.5)
-        assert scrape(sim.url, "vllm:num_preemptions_total") > 0
-        assert scrape(sim.url, "vllm:kv_cache_usage_perc") == 0
+        assert scrape_value(f"{sim.url}/metrics", "vllm:num_preemptions_total") > 0
+        assert scrape_value(f"{sim.url}/metrics", "vllm:kv_cache_usage_perc") == 0
     # Preempted requests were recomputed, not cut short.
     assert set(r[16].completed) == {OUTPUT_TOKENS}

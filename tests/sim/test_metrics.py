@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import time
-
 import httpx
 
 from llmctl.core import metrics as m
+from tests.exposition import Exposition, scrape_value
 from tests.sim.conftest import Sim
-from tests.sim.metrics_text import samples, scrape, types, value
-from tests.support import VLLM_REFERENCE_METRICS
+from tests.support import VLLM_REFERENCE_METRICS, eventually
 
 REQUIRED = (
     "vllm:num_requests_running",
@@ -37,29 +35,24 @@ def _one_request(url: str) -> None:
 
 def test_every_vllm_name_exists_in_the_reference_with_the_same_type(sim: Sim) -> None:
     _one_request(sim.url)
-    reference = types(VLLM_REFERENCE_METRICS.read_text())
-    emitted = {
-        name: kind
-        for name, kind in types(httpx.get(f"{sim.url}/metrics").text).items()
-        if name.startswith("vllm:")
-    }
-    assert set(REQUIRED) <= set(emitted)
+    reference = Exposition.parse(VLLM_REFERENCE_METRICS.read_text()).types
+    page = Exposition.scrape(f"{sim.url}/metrics")
+    emitted = {name: kind for name, kind in page.types.items() if name.startswith("vllm:")}
+    assert [name for name in REQUIRED if page.family_of(name) not in emitted] == []
     mismatched = {n: (k, reference.get(n)) for n, k in emitted.items() if reference.get(n) != k}
     assert mismatched == {}
 
 
-def _buckets(text: str, name: str) -> list[float]:
+def _buckets(page: Exposition, name: str) -> list[float]:
     return [
-        float(labels["le"])
-        for n, labels, _ in samples(text)
-        if n == f"{name}_bucket" and labels["le"] != "+Inf"
+        float(s.labels["le"]) for s in page.matching(f"{name}_bucket") if s.labels["le"] != "+Inf"
     ]
 
 
 def test_histogram_buckets_follow_vllm(sim: Sim) -> None:
     _one_request(sim.url)
-    reference = VLLM_REFERENCE_METRICS.read_text()
-    ours = httpx.get(f"{sim.url}/metrics").text
+    reference = Exposition.parse(VLLM_REFERENCE_METRICS.read_text())
+    ours = Exposition.scrape(f"{sim.url}/metrics")
     for spec in m.VLLM_METRICS:
         if spec.type != "histogram":
             continue
@@ -74,29 +67,29 @@ def test_histogram_buckets_follow_vllm(sim: Sim) -> None:
 
 def test_vllm_samples_carry_model_name_and_engine_labels(sim: Sim) -> None:
     _one_request(sim.url)
-    text = httpx.get(f"{sim.url}/metrics").text
-    vllm = [(n, ls) for n, ls, _ in samples(text) if n.startswith("vllm:")]
+    page = Exposition.scrape(f"{sim.url}/metrics")
+    vllm = [s for s in page.samples if s.name.startswith("vllm:")]
     assert vllm
-    for name, labels in vllm:
-        assert labels.get("model_name") == "llmctl-sim", name
-        assert labels.get("engine") == "0", name
-    reasons = {ls["finished_reason"] for n, ls in vllm if n == "vllm:request_success_total"}
+    for sample in vllm:
+        assert sample.labels.get("model_name") == "llmctl-sim", sample.name
+        assert sample.labels.get("engine") == "0", sample.name
+    reasons = {s.labels["finished_reason"] for s in page.matching("vllm:request_success_total")}
     assert reasons == set(m.VLLM_FINISHED_REASONS)
-    assert value(text, "vllm:request_success_total", finished_reason="length") >= 1
+    assert page.value("vllm:request_success_total", finished_reason="length") >= 1
 
 
 def test_dcgm_telemetry_is_served_for_gpu_0(sim: Sim) -> None:
-    text = httpx.get(f"{sim.url}/dcgm/metrics").text
-    assert types(text) == {spec.name: "gauge" for spec in m.DCGM_METRICS}
+    page = Exposition.scrape(f"{sim.url}/dcgm/metrics")
+    assert page.types == {spec.name: "gauge" for spec in m.DCGM_METRICS}
     for spec in m.DCGM_METRICS:
-        assert value(text, spec.name, gpu="0") >= 0
-    used, free = value(text, "DCGM_FI_DEV_FB_USED"), value(text, "DCGM_FI_DEV_FB_FREE")
+        assert page.value(spec.name, gpu="0") >= 0
+    used, free = page.value("DCGM_FI_DEV_FB_USED"), page.value("DCGM_FI_DEV_FB_FREE")
     assert used > 0
     assert free > 0
 
 
 def test_busy_engine_shows_in_gpu_util_and_kv_in_fb_used(sim: Sim) -> None:
-    before = httpx.get(f"{sim.url}/dcgm/metrics").text
+    before = Exposition.scrape(f"{sim.url}/dcgm/metrics")
     body = {"prompt": "x " * 2000, "max_tokens": 2000, "ignore_eos": True, "stream": True}
     with (
         httpx.Client(timeout=10) as client,
@@ -105,22 +98,14 @@ def test_busy_engine_shows_in_gpu_util_and_kv_in_fb_used(sim: Sim) -> None:
         lines = resp.iter_lines()  # keep a reference: a collected iterator closes the response
         for _ in range(200):
             next(lines)
-        during = client.get(f"{sim.url}/dcgm/metrics").text
-    assert value(during, "DCGM_FI_DEV_GPU_UTIL") > value(before, "DCGM_FI_DEV_GPU_UTIL")
-    assert value(during, "DCGM_FI_DEV_FB_USED") > value(before, "DCGM_FI_DEV_FB_USED")
-
-
-def _wait_for(url: str, name: str, target: float, timeout: float = 3.0, **labels: str) -> float:
-    deadline = time.monotonic() + timeout
-    current = scrape(url, name, **labels)
-    while current != target and time.monotonic() < deadline:
-        time.sleep(0.02)
-        current = scrape(url, name, **labels)
-    return current
+        during = Exposition.parse(client.get(f"{sim.url}/dcgm/metrics").text)
+    assert during.value("DCGM_FI_DEV_GPU_UTIL") > before.value("DCGM_FI_DEV_GPU_UTIL")
+    assert during.value("DCGM_FI_DEV_FB_USED") > before.value("DCGM_FI_DEV_FB_USED")
 
 
 def test_aborted_stream_frees_kv_and_running_at_once(sim: Sim) -> None:
-    aborts = scrape(sim.url, "vllm:request_success_total", finished_reason="abort")
+    metrics = f"{sim.url}/metrics"
+    aborts = scrape_value(metrics, "vllm:request_success_total", finished_reason="abort")
     body = {"prompt": "hello " * 300, "max_tokens": 4000, "ignore_eos": True, "stream": True}
     with (
         httpx.Client(timeout=10) as client,
@@ -130,11 +115,11 @@ def test_aborted_stream_frees_kv_and_running_at_once(sim: Sim) -> None:
         lines = resp.iter_lines()
         for _ in range(5):
             next(lines)
-        assert scrape(sim.url, "vllm:num_requests_running") == 1
-        assert scrape(sim.url, "vllm:kv_cache_usage_perc") > 0
+        assert scrape_value(metrics, "vllm:num_requests_running") == 1
+        assert scrape_value(metrics, "vllm:kv_cache_usage_perc") > 0
     # Leaving the block closed the connection mid-stream.
-    assert _wait_for(sim.url, "vllm:num_requests_running", 0) == 0
-    assert scrape(sim.url, "vllm:kv_cache_usage_perc") == 0
+    eventually(lambda: scrape_value(metrics, "vllm:num_requests_running") == 0, timeout=3.0)
+    assert scrape_value(metrics, "vllm:kv_cache_usage_perc") == 0
     # vLLM 0.32 records no stats for a client abort (tests/vllm/test_metrics_parity.py pins that).
-    after = scrape(sim.url, "vllm:request_success_total", finished_reason="abort")
+    after = scrape_value(metrics, "vllm:request_success_total", finished_reason="abort")
     assert after == aborts

@@ -11,10 +11,11 @@ import os
 import shutil
 import signal
 import subprocess
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+
+from tests.support import eventually
 
 START_ENV = "LLMCTL_TEST_DOCKERD"
 START_TIMEOUT_S = 60.0
@@ -94,13 +95,18 @@ def _started_dockerd(workdir: Path) -> Iterator[str]:
         start_new_session=True,
     )
     try:
-        deadline = time.monotonic() + START_TIMEOUT_S
         env = {**os.environ, "DOCKER_HOST": host}
-        while not docker_info(env)[0]:
-            if proc.poll() is not None or time.monotonic() > deadline:
-                tail = (workdir / "dockerd.log").read_text(errors="replace")[-2000:]
-                raise RuntimeError(f"dockerd did not start:\n{tail}")
-            time.sleep(0.5)
+
+        def answering() -> bool:
+            if proc.poll() is not None:
+                raise RuntimeError(f"it exited with {proc.returncode}")  # ends the wait at once
+            return docker_info(env)[0]
+
+        try:
+            eventually(answering, timeout=START_TIMEOUT_S, interval=0.5)
+        except (AssertionError, RuntimeError) as exc:
+            tail = (workdir / "dockerd.log").read_text(errors="replace")[-2000:]
+            raise RuntimeError(f"dockerd did not start ({exc}):\n{tail}") from exc
         yield host
     finally:
         proc.send_signal(signal.SIGTERM)

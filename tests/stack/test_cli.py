@@ -8,7 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from llmctl.stack.secrets import read_env_file
+from llmctl.stack.credentials import read_env_file
 from llmctl.stack.spec import StackSpec
 from tests.support import free_port
 
@@ -48,7 +48,8 @@ def test_config_shows_values_and_their_sources(tmp_path: Path) -> None:
     done = llmctl(tmp_path, "config", "--queue-max", "12", env={"MAX_ACTIVE": "6"})
     assert done.returncode == 0, done.stderr
     rows = {line.split()[1]: line for line in done.stdout.splitlines() if line.count("│") >= 3}
-    assert "6" in rows["gateway.max_active"]
+    # The value cell itself: a bare "6" in the row would also match 16.
+    assert rows["gateway.max_active"].split("│")[2].strip() == "6"
     assert "env MAX_ACTIVE" in rows["gateway.max_active"]
     assert "flag --queue-max" in rows["gateway.queue_max"]
     assert "file llmctl.toml" in rows["engine.kind"]
@@ -88,6 +89,28 @@ def test_chat_without_a_running_stack_says_so(tmp_path: Path) -> None:
     done = llmctl(tmp_path, "chat", "Hello", "--set", "ports.gateway=1")
     assert done.returncode == 1
     assert "llmctl up" in done.stderr
+
+
+def test_init_force_writes_through_a_symlink_keeps_the_mode_and_refuses_read_only(
+    tmp_path: Path,
+) -> None:
+    real = tmp_path / "configs" / "stack.toml"
+    real.parent.mkdir()
+    real.write_text("# mine\n")
+    real.chmod(0o600)
+    (tmp_path / "llmctl.toml").symlink_to(real)
+    assert llmctl(tmp_path, "init").returncode == 1  # a symlink counts as existing
+    done = llmctl(tmp_path, "init", "--force", "--preset", "smollm2-cpu")
+    assert done.returncode == 0, done.stderr
+    assert (tmp_path / "llmctl.toml").is_symlink()
+    assert "smollm2" in real.read_text()
+    assert stat.S_IMODE(real.stat().st_mode) == 0o600
+    real.chmod(0o400)
+    refused = llmctl(tmp_path, "init", "--force")
+    assert refused.returncode == 1
+    assert "read-only" in refused.stderr
+    assert "Traceback" not in refused.stderr
+    assert "smollm2" in real.read_text()
 
 
 def test_init_into_a_missing_folder_is_a_clear_error(tmp_path: Path) -> None:

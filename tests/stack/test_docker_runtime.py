@@ -27,7 +27,7 @@ from llmctl.core.errors import RuntimeBackendError
 from llmctl.stack.docker import DockerRuntime
 from llmctl.stack.spec import StackSpec
 from tests.stack.dockerd import IMAGES, docker_engine, missing_images
-from tests.support import free_port
+from tests.support import eventually, free_port
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
 
@@ -112,10 +112,13 @@ class Stack:
         reader.start()
 
         def lines(until: str, count: int = 1, timeout: float = 60) -> list[str]:
-            """Wait until `until` has been seen `count` times (or `timeout`); all lines so far."""
-            deadline = time.monotonic() + timeout
-            while time.monotonic() < deadline and sum(until in s for s in seen) < count:
-                time.sleep(0.2)
+            """Wait until `until` has been seen `count` times; all lines so far."""
+            eventually(
+                lambda: sum(until in s for s in seen) >= count,
+                timeout=timeout,
+                interval=0.2,
+                what=f"{count} x {until!r} in the log",
+            )
             return list(seen)
 
         try:
@@ -199,10 +202,9 @@ def test_up_chat_status_logs_down(stack: Stack) -> None:
     # Prometheus in its container scrapes the gateway and the engine over the compose network.
     prometheus = f"http://127.0.0.1:{stack.prometheus_port}"
     gateway_series = f'{metrics.GATEWAY_REQUESTS.series}{{job="{metrics.JOB_GATEWAY}"}}'
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline and not _query(prometheus, gateway_series):
-        time.sleep(0.5)
-    assert _query(prometheus, gateway_series), "no gateway series in Prometheus"
+    eventually(
+        lambda: _query(prometheus, gateway_series), timeout=30, interval=0.5, what="gateway series"
+    )
     up_jobs = {r["metric"]["job"] for r in _query(prometheus, "up == 1")}  # type: ignore[index]
     assert {metrics.JOB_GATEWAY, metrics.JOB_ENGINE, metrics.JOB_GPU} <= up_jobs
 
@@ -271,17 +273,18 @@ def test_an_engine_that_crashes_on_start_is_reported_with_its_last_words(stack: 
     assert "llmctl down" in up.stderr
     # Reported as it happens, not when the wait (engine.startup_timeout_s + 60 s) runs out.
     assert elapsed < 180
+
     # The restart policy keeps the engine in a crash loop: `status` may catch it between two
     # restarts, when Docker reports it running (restart count 0 right after compose recreates it),
     # so look a few times; it must show the crash within seconds.
-    deadline = time.monotonic() + 20
-    while True:
+    def crash_shown() -> bool:
         status = stack.llmctl("status")
-        assert status.returncode == 1
-        if "exited" in status.stdout or time.monotonic() > deadline:
-            break
-        time.sleep(0.5)
-    assert "exited" in status.stdout, status.stdout
+        if status.returncode != 1:  # a failure waiting will not mend
+            pytest.fail(f"status exited {status.returncode}:\n{status.stdout}{status.stderr}")
+        assert "exited" in status.stdout, status.stdout
+        return True
+
+    eventually(crash_shown, timeout=20, interval=0.5)
     assert stack.llmctl("down", "--volumes").returncode == 0
     assert stack.containers() == []
 

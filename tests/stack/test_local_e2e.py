@@ -6,7 +6,6 @@ import os
 import shutil
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,7 +15,7 @@ from openai import OpenAI
 
 from llmctl.core import metrics
 from llmctl.stack import processes
-from tests.support import free_port
+from tests.support import eventually, free_port
 
 RUN = Path(".llmctl") / "local-sim" / "run"
 # Variables that would change the stack or the gateway under test if the caller's shell had them.
@@ -92,18 +91,16 @@ def test_up_chat_query_status_down(stack_dir: Path) -> None:
     gateway_series = f'{metrics.GATEWAY_REQUESTS.series}{{job="{metrics.JOB_GATEWAY}"}}'
     engine_series = f'{metrics.VLLM_REQUEST_SUCCESS.series}{{job="{metrics.JOB_ENGINE}"}}'
     wanted_jobs = {metrics.JOB_GATEWAY, metrics.JOB_ENGINE, metrics.JOB_GPU}
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        both = _query(prometheus, gateway_series) and _query(prometheus, engine_series)
+
+    def scraped() -> bool:
+        assert _query(prometheus, gateway_series), "no gateway series in Prometheus"
+        assert _query(prometheus, engine_series), "no engine series in Prometheus"
         # Each job's first scrape lands on its own schedule: wait for all of them, not two.
-        jobs = {r["metric"]["job"] for r in _query(prometheus, "up == 1")}  # type: ignore[index]
-        if both and wanted_jobs <= jobs:
-            break
-        time.sleep(0.5)
-    assert _query(prometheus, gateway_series), "no gateway series in Prometheus"
-    assert _query(prometheus, engine_series), "no engine series in Prometheus"
-    up_jobs = {r["metric"]["job"] for r in _query(prometheus, "up == 1")}  # type: ignore[index]
-    assert {metrics.JOB_GATEWAY, metrics.JOB_ENGINE, metrics.JOB_GPU} <= up_jobs
+        up_jobs = {r["metric"]["job"] for r in _query(prometheus, "up == 1")}  # type: ignore[index]
+        assert wanted_jobs <= up_jobs, up_jobs
+        return True
+
+    eventually(scraped, timeout=30, interval=0.5)
 
     again = llmctl(stack_dir, "up", *ports)
     assert again.returncode == 0
@@ -219,3 +216,69 @@ def test_up_on_ipv6_loopback(stack_dir: Path) -> None:
     assert f"[::1]:{gw}" in chat.stdout
     down = llmctl(stack_dir, "down")
     assert down.returncode == 0, down.stdout + down.stderr
+
+
+def _environ(pid: int) -> dict[str, str]:
+    raw = Path(f"/proc/{pid}/environ").read_bytes()
+    pairs = (item.partition(b"=") for item in raw.split(b"\0") if item)
+    return {k.decode(): v.decode(errors="replace") for k, _, v in pairs}
+
+
+@pytest.mark.slow
+def test_each_service_gets_only_its_environment_and_stale_pid_files_are_not_adopted(
+    stack_dir: Path,
+) -> None:
+    (stack_dir / "llmctl.toml").write_text(
+        'name = "local-sim"\n[gateway]\napi_keys_env = "TEAM_KEYS"\n'
+        '[engine.env]\nENGINE_SETTING = "on"\n[observability]\nprometheus = false\n'
+    )
+    gw, engine = free_port(), free_port()
+    run = stack_dir / RUN
+    run.mkdir(parents=True)
+    innocent = subprocess.Popen(["sleep", "60"])
+    try:
+        for name in ("engine", "gateway"):  # no start time: not verifiable, so not ours
+            (run / f"{name}.pid").write_text(f"{innocent.pid}\n")
+        secrets = {
+            "TEAM_KEYS": "sk-team-key-1",
+            "HF_TOKEN": "hf_not_for_the_sim",
+            "UNRELATED_SECRET": "s3cr3t",
+        }
+        up = subprocess.run(
+            [sys.executable, "-m", "llmctl", "up", "--gateway-port", str(gw),
+             "--engine-port", str(engine)],
+            cwd=stack_dir, env={**_env(), **secrets}, capture_output=True, text=True,
+            timeout=120, check=False,
+        )  # fmt: skip
+        assert up.returncode == 0, up.stdout + up.stderr
+        assert "already running" not in up.stdout
+        records = {r.pid: r for r in _records(stack_dir)}
+        assert innocent.pid not in records
+        engine_env = _environ(processes.read_pidfile(run / "engine.pid").pid)  # type: ignore[union-attr]
+        gateway_env = _environ(processes.read_pidfile(run / "gateway.pid").pid)  # type: ignore[union-attr]
+        everywhere = "\n".join(f"{k}={v}" for k, v in engine_env.items())
+        for value in secrets.values():
+            assert value not in everywhere
+        assert engine_env["ENGINE_SETTING"] == "on"
+        assert "PATH" in engine_env
+        assert gateway_env["LLMCTL_API_KEYS"] == "sk-team-key-1"
+        assert "LLMCTL_ADMIN_KEY" in gateway_env  # generated into .env, given to the gateway only
+        assert "LLMCTL_ADMIN_KEY" not in engine_env
+        for name in ("TEAM_KEYS", "HF_TOKEN", "UNRELATED_SECRET"):
+            assert name not in gateway_env
+        resp = httpx.post(
+            f"http://127.0.0.1:{gw}/v1/completions",
+            json={"prompt": "hi", "max_tokens": 2},
+            headers={"Authorization": "Bearer sk-team-key-1"},
+            timeout=10,
+        )
+        assert resp.status_code == 200, resp.text
+        logs = llmctl(stack_dir, "logs", "gateway")
+        assert logs.returncode == 0
+        assert "gateway listening" in logs.stdout
+        down = llmctl(stack_dir, "down")
+        assert down.returncode == 0, down.stdout + down.stderr
+        assert innocent.poll() is None
+    finally:
+        innocent.kill()
+        innocent.wait()

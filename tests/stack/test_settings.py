@@ -72,9 +72,19 @@ def test_set_parses_toml_values() -> None:
 @pytest.mark.parametrize(
     ("text", "env", "flags", "expected"),
     [
-        ("[gateway]\nmax_activ = 3\n", {}, [], r"gateway\.max_activ: unknown key \(from file"),
+        (
+            "[gateway]\nmax_activ = 3\n",
+            {},
+            [],
+            r"llmctl\.toml:2:1: gateway\.max_activ: unknown key; did you mean 'max_active'\?",
+        ),
         ("bogus = 1\n", {}, [], r"bogus: unknown key"),
-        ("[gateway]\nmax_active = 0\n", {}, [], r"gateway\.max_active: .*greater than or equal"),
+        (
+            "[gateway]\nmax_active = 0\n",
+            {},
+            [],
+            r"toml:2:1: gateway\.max_active: must be at least 1 \(got 0\)",
+        ),
         ("", {"QUEUE_MODE": "drop"}, [], r"gateway\.queue_mode: .*\(from env QUEUE_MODE\)"),
         ("", {"LLMCTL__PORTS__GATWAY": "1"}, [], r"ports\.gatway: unknown key"),
         ("", {}, [parse_set("ports.bind_address=localhost")], r"ports\.bind_address: .*IP"),
@@ -144,3 +154,23 @@ def test_scrape_interval_must_fit_the_recording_window(tmp_path: Path) -> None:
             load_stack(config=path, environ={}, cwd=tmp_path)
         assert "observability.scrape_interval" in str(err.value)
         assert "15s" in str(err.value)
+
+
+def test_every_gateway_setting_reaches_the_gateway_command_line() -> None:
+    """The stack renders the gateway's command from one table: every GatewaySettings field has a
+    `llmctl gateway serve` flag, and the flags the stack renders are ones the gateway accepts."""
+    from typer.testing import CliRunner
+
+    from llmctl.cli import app
+    from llmctl.core.config import GATEWAY_FLAGS, GatewaySettings
+    from llmctl.stack.commands import gateway_args
+    from llmctl.stack.spec import GatewaySpec
+
+    assert set(GatewaySettings.model_fields) <= set(GATEWAY_FLAGS)
+    spec = GatewaySpec(max_active_total=7)
+    args = gateway_args(spec, host="127.0.0.1", port=1, upstream="http://e:8000", model="m")
+    assert args[args.index("--max-active-total") + 1] == "7"
+    help_text = CliRunner().invoke(app, ["gateway", "serve", "--help"], env={"COLUMNS": "200"})
+    flags = [a for a in args if a.startswith("--")]
+    missing = [f for f in flags if f not in help_text.output]
+    assert not missing, missing

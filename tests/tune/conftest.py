@@ -12,10 +12,11 @@ import pytest
 
 from llmctl.cli import main
 from llmctl.core.config import AdmissionLimits
+from llmctl.core.slo import SLO
 from llmctl.tune.limits import GatewayAdmin
-from llmctl.tune.report import TuneSettings, TuneSLO
+from llmctl.tune.report import TuneSettings
 from llmctl.tune.trial import TrialPlan
-from tests.support import free_port, llmctl_server
+from tests.support import free_port, llmctl_server, sim_server
 
 ADMIN_KEY = "tune-test-admin-key"
 # The gateway's limits before any tune run; every test checks they come back.
@@ -61,7 +62,8 @@ class Stack:
         values: dict[str, object] = {
             "gateway": self.gateway,
             "engine_metrics": [f"{self.engine}/metrics"],
-            "slo": TuneSLO(e2e_ms=2000.0, max_preemptions_per_s=0.0),
+            "slo": SLO(e2e_s=2.0),
+            "max_preemptions_per_s": 0.0,
             "min_max_active": 1,
             "max_max_active": 256,
             "trial_duration_s": 2.0,
@@ -73,40 +75,29 @@ class Stack:
         return TuneSettings.model_validate(values)
 
     def plan(self, settings: TuneSettings) -> TrialPlan:
-        return TrialPlan(
-            gateway_url=settings.gateway,
-            slo=settings.slo,
-            duration_s=settings.trial_duration_s,
-            warmup_s=settings.warmup_s,
-            input_len=settings.input_len,
-            output_len=settings.output_len,
-            engine_metrics=tuple(settings.engine_metrics),
-        )
+        return TrialPlan(settings)
 
 
 @contextmanager
 def run_stack(tmp: Path, *sim_flags: str) -> Iterator[Stack]:
     key_file = tmp / "admin.key"
     key_file.write_text(ADMIN_KEY + "\n")
-    sim_port, gw_port = free_port(), free_port()
-    engine = f"http://127.0.0.1:{sim_port}"
+    gw_port = free_port()  # the gateway CLI does not say which port it got for port 0
     gateway = f"http://127.0.0.1:{gw_port}"
-    sim_args = ["sim", "serve", "--host", "127.0.0.1", "--port", str(sim_port), *sim_flags]
-    gw_args = [
-        "gateway", "serve", "--host", "127.0.0.1", "--port", str(gw_port),
-        "--upstream", engine, "--admin-key-file", str(key_file), "--health-interval", "0.2",
-        "--max-active", str(ORIGINAL.max_active), "--queue-mode", ORIGINAL.queue_mode,
-        "--queue-max", str(ORIGINAL.queue_max), "--queue-timeout", str(ORIGINAL.queue_timeout_s),
-    ]  # fmt: skip
-    with (
-        llmctl_server(sim_args, ready_url=f"{engine}/health", log=tmp / "sim.log"),
-        llmctl_server(gw_args, ready_url=f"{gateway}/health", log=tmp / "gateway.log"),
-    ):
-        admin = GatewayAdmin(gateway, ADMIN_KEY)
-        try:
-            yield Stack(gateway, engine, admin)
-        finally:
-            admin.close()
+    with sim_server(tmp / "sim.log", *sim_flags) as sim:
+        gw_args = [
+            "gateway", "serve", "--host", "127.0.0.1", "--port", str(gw_port),
+            "--upstream", sim.url, "--admin-key-file", str(key_file), "--health-interval", "0.2",
+            "--max-active", str(ORIGINAL.max_active), "--queue-mode", ORIGINAL.queue_mode,
+            "--queue-max", str(ORIGINAL.queue_max),
+            "--queue-timeout", str(ORIGINAL.queue_timeout_s),
+        ]  # fmt: skip
+        with llmctl_server(gw_args, ready_url=f"{gateway}/health", log=tmp / "gateway.log"):
+            admin = GatewayAdmin(gateway, ADMIN_KEY)
+            try:
+                yield Stack(gateway, sim.url, admin)
+            finally:
+                admin.close()
 
 
 @pytest.fixture(scope="module")

@@ -9,19 +9,21 @@ import subprocess
 import sys
 import time
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 
-import httpx
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 
 from llmctl.bench.progress import LevelProgress
 from llmctl.core.config import AdmissionLimits
 from llmctl.core.metrics import GATEWAY_ACTIVE, GATEWAY_QUEUE_DEPTH
-from llmctl.tune.report import TrialReport, TuneReport, TuneSLO
+from llmctl.core.slo import SLO
+from llmctl.stack.settings import edit_stack_file
+from llmctl.tune.report import TrialReport, TuneReport
 from llmctl.tune.runner import NullTuneProgress, tune_max_active
-from llmctl.tune.stackfile import write_max_active
 from llmctl.tune.trial import concurrency_for
+from tests.exposition import Exposition
+from tests.support import eventually
 from tests.tune.conftest import ADMIN_KEY, INPUT_LEN, ORIGINAL, OUTPUT_LEN, Stack, run_cli
 
 pytestmark = pytest.mark.slow
@@ -30,13 +32,10 @@ KNEE = 8
 
 
 def _mean_prompt_tokens(engine: str) -> float:
-    text = httpx.get(f"{engine}/metrics").text
-    values: dict[str, float] = {}
-    for family in text_string_to_metric_families(text):
-        for sample in family.samples:
-            if sample.name.startswith("vllm:request_prompt_tokens_"):
-                values[sample.name] = sample.value
-    return values["vllm:request_prompt_tokens_sum"] / values["vllm:request_prompt_tokens_count"]
+    page = Exposition.scrape(f"{engine}/metrics")
+    return page.value("vllm:request_prompt_tokens_sum") / page.value(
+        "vllm:request_prompt_tokens_count"
+    )
 
 
 def test_recommends_the_knee_of_a_simulated_engine_in_at_most_eight_trials(
@@ -68,7 +67,7 @@ def test_recommends_the_knee_of_a_simulated_engine_in_at_most_eight_trials(
     stack = fresh_stack
     settings = stack.settings()
     started = time.monotonic()
-    report = tune_max_active(settings, stack.plan(settings), stack.admin)
+    report = tune_max_active(stack.plan(settings), stack.admin)
     elapsed = time.monotonic() - started
 
     rec = report.recommendation
@@ -104,8 +103,8 @@ def test_a_ttft_slo_breaking_past_the_knee_counts_admitted_latency_only(fresh_st
     send, TTFT would break the SLO everywhere.
     """
     stack = fresh_stack
-    settings = stack.settings(slo=TuneSLO(ttft_ms=200.0, max_preemptions_per_s=0.0))
-    report = tune_max_active(settings, stack.plan(settings), stack.admin)
+    settings = stack.settings(slo=SLO(ttft_s=0.2), max_preemptions_per_s=0.0)
+    report = tune_max_active(stack.plan(settings), stack.admin)
     rec = report.recommendation
     tried = [t.max_active for t in report.trials]
     assert rec.max_active is not None, rec.reason
@@ -157,12 +156,8 @@ class _StopMidTrial(NullTuneProgress):
 
 def _gateway_busy(gateway: str) -> float:
     """Requests the gateway holds now: admitted plus queued."""
-    busy = 0.0
-    for family in text_string_to_metric_families(httpx.get(f"{gateway}/metrics").text):
-        for sample in family.samples:
-            if sample.name in (GATEWAY_ACTIVE.series, GATEWAY_QUEUE_DEPTH.series):
-                busy += sample.value
-    return busy
+    page = Exposition.scrape(f"{gateway}/metrics")
+    return page.total(GATEWAY_ACTIVE.series) + page.total(GATEWAY_QUEUE_DEPTH.series)
 
 
 @pytest.mark.parametrize(
@@ -179,7 +174,7 @@ def test_a_hook_raising_mid_trial_restores_the_limits_and_closes_the_trial_load(
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         with pytest.raises(type(error)) as raised:
-            tune_max_active(settings, stack.plan(settings), stack.admin, progress=hooks)
+            tune_max_active(stack.plan(settings), stack.admin, progress=hooks)
         returned_at = time.monotonic()
         gc.collect()  # an unclosed transport warns when it is collected
     assert raised.value is error
@@ -191,10 +186,7 @@ def test_a_hook_raising_mid_trial_restores_the_limits_and_closes_the_trial_load(
     assert hooks.limits_then.max_active == 1
     assert hooks.limits_then.queue_mode == "queue"
     assert stack.limits() == ORIGINAL
-    deadline = time.monotonic() + 3.0
-    while _gateway_busy(stack.gateway) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert _gateway_busy(stack.gateway) == 0
+    eventually(lambda: _gateway_busy(stack.gateway) == 0, timeout=3.0, interval=0.05)
     assert not [str(w.message) for w in caught if issubclass(w.category, ResourceWarning)]
 
 
@@ -208,43 +200,54 @@ def test_interrupted_or_failed_run_restores_the_original_limits(
     settings = stack.settings(trial_duration_s=0.8, warmup_s=0.2, apply=True)
     hooks = _StopAfter(error, trials=1)
     with pytest.raises(type(error)):
-        tune_max_active(
-            settings, stack.plan(settings), stack.admin, progress=hooks, apply=lambda v: None
-        )
+        tune_max_active(stack.plan(settings), stack.admin, progress=hooks, apply=lambda v: None)
     # The first trial did change the limits (MAX_ACTIVE 1, queue mode for the surplus clients).
     assert hooks.done[0].max_active == 1
     assert stack.limits() == ORIGINAL
 
 
-def test_sigint_to_the_cli_restores_the_original_limits(fresh_stack: Stack, tmp_path: Path) -> None:
-    stack = fresh_stack
+def _cli_during_first_trial(
+    stack: Stack, tmp_path: Path, args: list[str], act: Callable[[subprocess.Popen[bytes]], None]
+) -> tuple[int, str, AdmissionLimits]:
+    """Run `llmctl tune max-active ARGS` in a child; once its first trial has changed the limits,
+    `act` on it; then its exit code, its output and the limits it left."""
     env = {**os.environ, "TUNE_TEST_ADMIN": ADMIN_KEY}
-    args = [
-        sys.executable, "-m", "llmctl", "tune", "max-active", "--gateway", stack.gateway,
-        "--admin-key-env", "TUNE_TEST_ADMIN", "--engine-metrics", f"{stack.engine}/metrics",
-        "--slo", "e2e=2s", "--trial-duration", "30", "--warmup", "0.2",
-        "--input-len", str(INPUT_LEN), "--output-len", str(OUTPUT_LEN),
-    ]  # fmt: skip
+    common = ["--admin-key-env", "TUNE_TEST_ADMIN", "--engine-metrics", f"{stack.engine}/metrics"]
+    common += ["--slo", "e2e=2s", "--input-len", str(INPUT_LEN), "--output-len", str(OUTPUT_LEN)]
+    argv = [sys.executable, "-m", "llmctl", "tune", "max-active", *common, *args]
     log = (tmp_path / "tune.log").open("wb")
-    proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=tmp_path)
+    proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=tmp_path)
     try:
-        deadline = time.monotonic() + 20
-        while stack.limits() == ORIGINAL:
-            assert proc.poll() is None, (tmp_path / "tune.log").read_text()
-            assert time.monotonic() < deadline, "the first trial never changed the limits"
-            time.sleep(0.05)
-        time.sleep(0.5)  # well inside the first trial's load
-        proc.send_signal(signal.SIGINT)
-        code = proc.wait(15)
+
+        def trial_load_running() -> bool:
+            if proc.poll() is not None:
+                raise RuntimeError((tmp_path / "tune.log").read_text())
+            # The first trial's limits are live and its clients' requests are at the gateway.
+            return stack.limits() != ORIGINAL and _gateway_busy(stack.gateway) > 0
+
+        eventually(trial_load_running, timeout=20, interval=0.05)
+        act(proc)
+        code = proc.wait(60)
+        limits = stack.limits()
     finally:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
         log.close()
-    output = (tmp_path / "tune.log").read_text()
+        stack.admin.restore(ORIGINAL)  # for the next test, whatever happened
+    return code, (tmp_path / "tune.log").read_text(), limits
+
+
+def test_sigint_to_the_cli_restores_the_original_limits(fresh_stack: Stack, tmp_path: Path) -> None:
+    def interrupt(proc: subprocess.Popen[bytes]) -> None:
+        time.sleep(0.5)  # well inside the first trial's load
+        proc.send_signal(signal.SIGINT)
+
+    args = ["--gateway", fresh_stack.gateway, "--trial-duration", "30", "--warmup", "0.2"]
+    code, output, limits = _cli_during_first_trial(fresh_stack, tmp_path, args, interrupt)
     assert code == 130, output
     assert "restored" in output
-    assert stack.limits() == ORIGINAL
+    assert limits == ORIGINAL
 
 
 def test_apply_keeps_the_recommendation_live_and_writes_the_stack_file(
@@ -263,10 +266,9 @@ def test_apply_keeps_the_recommendation_live_and_writes_the_stack_file(
     )
     try:
         report = tune_max_active(
-            settings,
             stack.plan(settings),
             stack.admin,
-            apply=lambda value: write_max_active(config, value),
+            apply=lambda value: edit_stack_file(config, {"gateway.max_active": value}),
         )
         value = report.recommendation.max_active
         assert value is not None
@@ -279,6 +281,34 @@ def test_apply_keeps_the_recommendation_live_and_writes_the_stack_file(
         assert "# tuned by llmctl tune" in config.read_text()
     finally:
         stack.admin.restore(ORIGINAL)
+
+
+def test_a_failed_apply_keeps_the_report_and_restores_the_limits(
+    fresh_stack: Stack, tmp_path: Path
+) -> None:
+    """The stack file turns read-only while the trials run: the write at the end fails, the
+    --json report is still written (saying why), the original limits are live, exit code 1."""
+    stack = fresh_stack
+    config = tmp_path / "llmctl.toml"
+    port = stack.gateway.rsplit(":", 1)[1]
+    original_text = f'name = "t"\n\n[ports]\ngateway = {port}\n\n[gateway]\nmax_active = 3\n'
+    config.write_text(original_text)
+    out_json = tmp_path / "tune.json"
+    args = ["--apply", "--json", str(out_json), "--grid", "--min", "2", "--max", "3"]
+    args += ["--trial-duration", "1", "--warmup", "0.2"]
+    code, output, limits_after = _cli_during_first_trial(
+        stack, tmp_path, args, lambda _: config.chmod(0o444)
+    )
+    assert code == 1, output
+    assert "read-only" in output
+    assert "Traceback" not in output
+    report = TuneReport.from_json(out_json.read_text())
+    assert [t.max_active for t in report.trials] == [2, 3]
+    assert not report.applied
+    assert report.apply_error is not None
+    assert "read-only" in report.apply_error
+    assert limits_after == ORIGINAL
+    assert config.read_text() == original_text
 
 
 def test_cli_prints_trials_chart_and_recommendation_and_writes_json(

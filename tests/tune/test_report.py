@@ -3,27 +3,40 @@
 from __future__ import annotations
 
 import io
+import json
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
 from rich.console import Console
 
 from llmctl.core.config import AdmissionLimits
 from llmctl.core.errors import UsageError
-from llmctl.tune.live import bar, render_report
+from llmctl.core.slo import SLO
 from llmctl.tune.report import (
     TrialReport,
     TuneReport,
     TuneSettings,
-    TuneSLO,
     check_slo,
     explain,
     format_ms,
-    parse_tune_slo,
+    load_report,
+    tune_slo,
 )
 from llmctl.tune.search import recommend
+from llmctl.tune.view import bar, render_report
 
-SLO = TuneSLO(ttft_ms=2000.0, max_preemptions_per_s=0.5)
+SETTINGS = TuneSettings(
+    gateway="http://127.0.0.1:8080",
+    slo=SLO(ttft_s=2.0),
+    max_preemptions_per_s=0.5,
+    min_max_active=1,
+    max_max_active=256,
+    trial_duration_s=20.0,
+    warmup_s=5.0,
+    input_len=256,
+    output_len=128,
+)
 
 
 def trial(max_active: int, tput: float, ttft: float, preempt: float = 0.0) -> TrialReport:
@@ -42,7 +55,7 @@ def trial(max_active: int, tput: float, ttft: float, preempt: float = 0.0) -> Tr
         preemptions_per_s=preempt,
         peak_kv_cache_usage=min(1.0, max_active / 16),
         violations=check_slo(
-            SLO,
+            SETTINGS,
             p95_ttft_ms=ttft,
             p95_itl_ms=40.0,
             p95_e2e_ms=ttft + 5000,
@@ -65,16 +78,7 @@ def make_report(trials: list[TrialReport]) -> TuneReport:
     return TuneReport(
         llmctl_version="0",
         started_at=datetime(2026, 1, 1, tzinfo=UTC),
-        settings=TuneSettings(
-            gateway="http://127.0.0.1:8080",
-            slo=SLO,
-            min_max_active=1,
-            max_max_active=256,
-            trial_duration_s=20.0,
-            warmup_s=5.0,
-            input_len=256,
-            output_len=128,
-        ),
+        settings=SETTINGS,
         original_limits=AdmissionLimits(max_active=2),
         trials=trials,
         recommendation=recommendation,
@@ -93,7 +97,7 @@ def test_violations_name_each_broken_target() -> None:
 
 def test_a_latency_without_samples_breaks_nothing_but_errors_do() -> None:
     found = check_slo(
-        TuneSLO(ttft_ms=10.0),
+        SETTINGS.model_copy(update={"slo": SLO(ttft_s=0.01)}),
         p95_ttft_ms=None,
         p95_itl_ms=None,
         p95_e2e_ms=None,
@@ -134,17 +138,39 @@ def test_the_report_round_trips_and_refuses_unknown_fields() -> None:
 
 
 def test_slo_text_parsing_and_stack_defaults() -> None:
-    slo = parse_tune_slo("ttft=2s,itl=100ms,e2e=30s", 0.2)
-    assert (slo.ttft_ms, slo.itl_ms, slo.e2e_ms, slo.max_preemptions_per_s) == (
-        2000.0,
-        100.0,
-        30000.0,
-        0.2,
-    )
-    default = parse_tune_slo(None, None, default_ttft_s=1.0, default_e2e_s=10.0)
-    assert (default.ttft_ms, default.itl_ms, default.e2e_ms) == (1000.0, None, 10000.0)
+    slo = tune_slo("ttft=2s,itl=100ms,e2e=30s", SLO())
+    assert (slo.ttft_s, slo.itl_s, slo.e2e_s) == (2.0, 0.1, 30.0)
+    default = SLO(ttft_s=1.0, e2e_s=10.0)
+    assert tune_slo(None, default) == default
     with pytest.raises(UsageError):
-        parse_tune_slo("latency=2s", None)
+        tune_slo("latency=2s", SLO())
+
+
+def test_a_version_1_report_still_loads(tmp_path: Path) -> None:
+    data = make_report(TRIALS).model_dump(mode="json")
+    data["schema_version"] = 1
+    settings = data["settings"]
+    settings["slo"] = {
+        "ttft_ms": 2000.0,
+        "itl_ms": None,
+        "e2e_ms": None,
+        "max_preemptions_per_s": 0.5,
+        "max_error_rate": 0.01,
+    }
+    del settings["max_preemptions_per_s"], settings["max_error_rate"]
+    path = tmp_path / "old.json"
+    path.write_text(json.dumps(data))
+    assert load_report(path) == make_report(TRIALS)
+
+
+def test_a_foreign_file_is_a_clear_error(tmp_path: Path) -> None:
+    path = tmp_path / "x.json"
+    path.write_text('{"tool": "something-else"}')
+    with pytest.raises(UsageError, match="is not an llmctl tune report"):
+        load_report(path)
+    path.write_text("not json")
+    with pytest.raises(UsageError, match="not JSON"):
+        load_report(path)
 
 
 @pytest.mark.parametrize(

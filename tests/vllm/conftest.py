@@ -7,7 +7,6 @@ Every test here is marked `vllm` and is skipped (with the reason) when the vLLM 
 from __future__ import annotations
 
 import os
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,7 +18,8 @@ from llmctl.stack.commands import local_vllm_command
 from llmctl.stack.models import prepare_model
 from llmctl.stack.spec import EngineSpec
 from llmctl.stack.vllm import VLLM_PYTHON_ENV, default_vllm_python
-from tests.support import ServerProcess, free_port, llmctl_server, wait_http
+from tests.exposition import Exposition
+from tests.support import ServerProcess, eventually, free_port, llmctl_server, wait_http
 
 HERE = Path(__file__).resolve().parent
 MODEL = "tiny"
@@ -55,25 +55,42 @@ class VllmStack:
     gateway_url: str
     model: str
     engine: ServerProcess
-    # The gateway's /health answers seen while vLLM was still loading, then once it was ready.
-    health_while_loading: list[int] = field(default_factory=list)
+    # The gateway's /health answers (status, engine verdict) while vLLM was still loading, then
+    # its status once vLLM was ready.
+    health_while_loading: list[tuple[int, str]] = field(default_factory=list)
     health_when_ready: int = 0
 
 
-def _watch_health_until_ready(stack: VllmStack, deadline: float) -> None:
+def _watch_health_until_ready(stack: VllmStack) -> None:
     with httpx.Client(timeout=2.0) as client:
-        while time.monotonic() < deadline:
-            if stack.engine.proc.poll() is not None:
-                raise RuntimeError(f"vLLM exited while loading:\n{stack.engine.output()[-4000:]}")
+
+        def engine_ready() -> bool:
+            stack.engine.check_alive()
             try:
                 ready = client.get(f"{stack.engine_url}/v1/models").status_code == 200
             except httpx.HTTPError:
                 ready = False
-            if ready:
-                return
-            stack.health_while_loading.append(client.get(f"{stack.gateway_url}/health").status_code)
-            time.sleep(0.5)
-    raise TimeoutError(f"vLLM not ready in {VLLM_STARTUP_S}s:\n{stack.engine.output()[-4000:]}")
+            if not ready:
+                health = client.get(f"{stack.gateway_url}/health")
+                stack.health_while_loading.append((health.status_code, health.json()["engine"]))
+            return ready
+
+        eventually(engine_ready, timeout=VLLM_STARTUP_S, interval=0.5, what="vLLM ready")
+
+
+def stats_caught_up(base_url: str, model: str) -> None:
+    """Return once the engine has counted a request sent now: stats of what came before (a late
+    count of an abort, say) have landed by then. The way to check that something was NOT counted."""
+    metrics = f"{base_url}/metrics"
+    labels = {"model_name": model, "finished_reason": "length"}
+
+    def finished() -> float:
+        return Exposition.scrape(metrics).value("vllm:request_success_total", **labels)
+
+    before = finished()
+    body = {"model": model, "prompt": "hi", "max_tokens": 2, "ignore_eos": True}
+    httpx.post(f"{base_url}/v1/completions", json=body, timeout=60).raise_for_status()
+    eventually(lambda: finished() == before + 1, timeout=10, what="the last request counted")
 
 
 @pytest.fixture(scope="session")
@@ -108,7 +125,10 @@ def vllm_stack(tiny_model: Path, tmp_path_factory: pytest.TempPathFactory) -> It
             gateway_args, ready_url=f"{gateway_url}/livez", log=logs / "gateway.log"
         ):
             stack = VllmStack(engine_url, gateway_url, MODEL, engine)
-            _watch_health_until_ready(stack, time.monotonic() + VLLM_STARTUP_S)
+            try:
+                _watch_health_until_ready(stack)
+            except AssertionError as exc:
+                raise AssertionError(f"{exc}\n{engine.output()[-4000:]}") from exc
             # The gateway probes the engine every couple of seconds; give it a few probes.
             stack.health_when_ready = wait_http(f"{gateway_url}/health", timeout=15).status_code
             yield stack

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import re
-import time
 from collections.abc import Iterator
 
 import httpx
@@ -19,9 +18,10 @@ from llmctl.core import metrics as m
 from llmctl.core.resources import data_dir
 from llmctl.stack.render import render
 from llmctl.stack.spec import StackSpec
-from tests.support import VLLM_REFERENCE_METRICS, free_port, llmctl_server
-from tests.vllm.conftest import VllmStack
-from tests.vllm.exposition import Exposition
+from tests.exposition import Exposition
+from tests.observe.promql import metric_names
+from tests.support import VLLM_REFERENCE_METRICS, eventually, sim_server
+from tests.vllm.conftest import VllmStack, stats_caught_up
 
 # vLLM starts inside the first test that needs it: 25-80 s, minutes on a loaded machine.
 pytestmark = [pytest.mark.vllm, pytest.mark.slow, pytest.mark.timeout(600)]
@@ -29,24 +29,7 @@ pytestmark = [pytest.mark.vllm, pytest.mark.slow, pytest.mark.timeout(600)]
 # Series that Prometheus itself makes for every target.
 PROMETHEUS_SYNTHETIC = {"up", "scrape_duration_seconds", "scrape_samples_scraped"}
 _OWN_PREFIXES = ("llmctl_gateway_", "DCGM_")
-_KEYWORDS = {"by", "without", "on", "ignoring", "group_left", "group_right", "bool", "offset"}
-_KEYWORDS |= {"and", "or", "unless", "inf", "nan"}
-_STRING = re.compile(r'"(?:\\.|[^"\\])*"|\'(?:\\.|[^\'\\])*\'')
-_GROUPING = re.compile(r"\b(?:by|without|on|ignoring|group_left|group_right)\s*\([^)]*\)")
-_LABEL_VALUES = re.compile(r"label_values\(\s*([A-Za-z_:][A-Za-z0-9_:]*)[^)]*\)")
-_IDENT = re.compile(r"(?<![\w:$.])([A-Za-z_:][A-Za-z0-9_:]*)(?![\w:])(?!\s*\()")
 _RATE_ARG = re.compile(r"\b(?:rate|irate|increase)\(\s*([A-Za-z_:][A-Za-z0-9_:]*)")
-
-
-def series_in(expr: str) -> set[str]:
-    """The metric names a PromQL (or Grafana label_values) expression reads."""
-    names = set(_LABEL_VALUES.findall(expr))
-    text = _LABEL_VALUES.sub(" ", expr)
-    text = re.sub(r"\{[^}]*\}", " ", _STRING.sub('""', text))  # label matchers, strings
-    text = re.sub(r"\[[^\]]*\]", " ", text)  # range and subquery windows
-    text = _GROUPING.sub(" ", text)
-    names |= {n for n in _IDENT.findall(text) if n not in _KEYWORDS}
-    return names
 
 
 def counters_in(expr: str) -> set[str]:
@@ -107,15 +90,12 @@ def live(vllm_stack: VllmStack) -> Exposition:
 @pytest.fixture(scope="module")
 def simulated(tmp_path_factory: pytest.TempPathFactory) -> Exposition:
     """The simulator's /metrics after a streamed and a plain request."""
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
     log = tmp_path_factory.mktemp("sim") / "sim.log"
-    args = ["sim", "serve", "--port", str(port), "--model", "tiny", "--time-scale", "20"]
-    with llmctl_server(args, ready_url=f"{url}/health", log=log):
+    with sim_server(log, "--model", "tiny", "--time-scale", "20") as sim:
         for stream in (False, True):
             body = {"model": "tiny", "prompt": "hi", "max_tokens": 4, "stream": stream}
-            httpx.post(f"{url}/v1/completions", json=body, timeout=30).raise_for_status()
-        return Exposition.scrape(f"{url}/metrics")
+            httpx.post(f"{sim.url}/v1/completions", json=body, timeout=30).raise_for_status()
+        return Exposition.scrape(f"{sim.url}/metrics")
 
 
 def _allowed_elsewhere(name: str, records: set[str]) -> bool:
@@ -155,9 +135,9 @@ def test_every_metric_the_simulator_emits_exists_in_live_vllm(
 def test_simulator_samples_carry_vllms_labels(live: Exposition, simulated: Exposition) -> None:
     def label_keys(e: Exposition) -> dict[str, set[str]]:
         keys: dict[str, set[str]] = {}
-        for name, labels, _ in e.samples:
-            if name.startswith("vllm:"):
-                keys.setdefault(name, set()).update(labels)
+        for sample in e.samples:
+            if sample.name.startswith("vllm:"):
+                keys.setdefault(sample.name, set()).update(sample.labels)
         return keys
 
     real, sim = label_keys(live), label_keys(simulated)
@@ -173,7 +153,7 @@ def _check_queries(sources: dict[str, list[str]], live: Exposition, records: set
     wrong = []
     for source, exprs in sources.items():
         for expr in exprs:
-            for name in sorted(series_in(expr)):
+            for name in sorted(metric_names(expr)):
                 if _allowed_elsewhere(name, records):
                     continue
                 if name.startswith(_OWN_PREFIXES):
@@ -197,7 +177,7 @@ def test_extraction_finds_metric_names() -> None:
         '{instance=~"$instance", model_name=~"$model"}[$__rate_interval]))) '
         '/ on() group_left sum(up{job="engine"}) or label_values(vllm:num_requests_running, model_name)'
     )
-    assert series_in(expr) == {
+    assert metric_names(expr) == {
         "vllm:e2e_request_latency_seconds_bucket",
         "up",
         "vllm:num_requests_running",
@@ -244,6 +224,9 @@ def _abort_count_after_a_disconnect(base_url: str, model: str) -> float:
         page = Exposition.scrape(f"{base_url}/metrics")
         return page.value("vllm:request_success_total", finished_reason="abort")
 
+    def running() -> float:
+        return Exposition.scrape(f"{base_url}/metrics").value("vllm:num_requests_running")
+
     before = aborts()
     body = {"model": model, "prompt": "hi", "max_tokens": 1500, "ignore_eos": True, "stream": True}
     with (
@@ -253,7 +236,9 @@ def _abort_count_after_a_disconnect(base_url: str, model: str) -> float:
         lines = resp.iter_lines()
         for _ in range(6):
             next(lines)
-    time.sleep(1.0)
+        assert running() == 1  # still going when the client leaves
+    eventually(lambda: running() == 0, timeout=5.0, what="the request stopped")
+    stats_caught_up(base_url, model)
     return aborts() - before
 
 
@@ -264,9 +249,6 @@ def test_live_vllm_does_not_count_client_aborts(vllm_stack: VllmStack) -> None:
 def test_simulator_counts_client_aborts_as_vllm_does(
     tmp_path_factory: pytest.TempPathFactory,
 ) -> None:
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
     log = tmp_path_factory.mktemp("sim-abort") / "sim.log"
-    args = ["sim", "serve", "--port", str(port), "--model", "tiny"]
-    with llmctl_server(args, ready_url=f"{url}/health", log=log):
-        assert _abort_count_after_a_disconnect(url, "tiny") == 0
+    with sim_server(log, "--model", "tiny") as sim:
+        assert _abort_count_after_a_disconnect(sim.url, "tiny") == 0

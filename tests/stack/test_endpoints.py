@@ -1,4 +1,4 @@
-"""What tune reads from the stack config, and how --apply edits it."""
+"""Which stack bench, top, tune and chat talk to: the one resolver from folder, flags and environment."""
 
 from __future__ import annotations
 
@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 
 from llmctl.core.errors import ConfigError
-from llmctl.tune.stackfile import stack_defaults, write_max_active
+from llmctl.core.slo import SLO
+from llmctl.stack.endpoints import DEFAULT_URLS, resolve
 
 STACK = """\
 # my stack
@@ -24,36 +25,9 @@ engine = 18000
 
 [alerts]
 slo_p95_ttft_s = 1.5
-slo_p95_latency_s = 12.0
+slo_p95_e2e_s = 12.0
 preemptions_per_s = 0.25
 """
-
-
-def test_write_max_active_changes_one_value_and_keeps_the_rest(tmp_path: Path) -> None:
-    path = tmp_path / "llmctl.toml"
-    path.write_text(STACK)
-    write_max_active(path, 12)
-    assert path.read_text() == STACK.replace("max_active = 4  #", "max_active = 12  #")
-
-
-def test_write_max_active_adds_the_key_or_the_table(tmp_path: Path) -> None:
-    path = tmp_path / "llmctl.toml"
-    path.write_text('name = "a"\n\n[gateway]\nqueue_max = 3\n')
-    write_max_active(path, 7)
-    assert "[gateway]\nmax_active = 7\nqueue_max = 3\n" in path.read_text()
-    path.write_text('name = "b"\n')
-    write_max_active(path, 9)
-    assert path.read_text().endswith("\n[gateway]\nmax_active = 9\n")
-
-
-def test_write_max_active_leaves_a_file_it_cannot_make_valid_alone(tmp_path: Path) -> None:
-    path = tmp_path / "llmctl.toml"
-    broken = 'name = "a"\nsurprise = 1\n'
-    path.write_text(broken)
-    with pytest.raises(ConfigError):
-        write_max_active(path, 5)
-    assert path.read_text() == broken
-    assert [p.name for p in tmp_path.iterdir()] == ["llmctl.toml"]
 
 
 def test_defaults_come_from_the_local_stack_file(tmp_path: Path) -> None:
@@ -62,12 +36,13 @@ def test_defaults_come_from_the_local_stack_file(tmp_path: Path) -> None:
     env_dir = tmp_path / ".llmctl" / "mine"
     env_dir.mkdir(parents=True)
     (env_dir / ".env").write_text("LLMCTL_ADMIN_KEY=generated-key\n")
-    defaults = stack_defaults(None, environ={"LLMCTL_API_KEYS": "k1,k2"}, cwd=tmp_path)
+    defaults = resolve(None, environ={"LLMCTL_API_KEYS": "k1,k2"}, cwd=tmp_path)
     assert defaults.gateway_url == "http://127.0.0.1:18080"
     assert defaults.engine_metrics_url == "http://127.0.0.1:18000/metrics"
     assert defaults.admin_key == "generated-key"
     assert defaults.api_key == "k1"
-    assert (defaults.ttft_s, defaults.e2e_s, defaults.preemptions_per_s) == (1.5, 12.0, 0.25)
+    assert defaults.slo == SLO(ttft_s=1.5, e2e_s=12.0)
+    assert defaults.preemptions_per_s == 0.25
     assert defaults.config_path == tmp_path / "llmctl.toml"
 
 
@@ -75,14 +50,14 @@ def test_an_admin_key_named_by_the_stack_is_read_from_that_variable(tmp_path: Pa
     (tmp_path / "llmctl.toml").write_text(
         STACK.replace("[gateway]\n", '[gateway]\nadmin_key_env = "MY_ADMIN"\n')
     )
-    defaults = stack_defaults(None, environ={"MY_ADMIN": "from-env"}, cwd=tmp_path)
+    defaults = resolve(None, environ={"MY_ADMIN": "from-env"}, cwd=tmp_path)
     assert defaults.admin_key == "from-env"
 
 
 def test_without_a_stack_file_the_preset_gives_defaults_but_nothing_to_apply(
     tmp_path: Path,
 ) -> None:
-    defaults = stack_defaults(None, environ={}, cwd=tmp_path)
+    defaults = resolve(None, environ={}, cwd=tmp_path)
     assert defaults.gateway_url is not None
     assert defaults.config_path is None
 
@@ -91,19 +66,17 @@ def test_a_named_stack_file_that_is_broken_is_an_error(tmp_path: Path) -> None:
     path = tmp_path / "other.toml"
     path.write_text("[gateway]\nmax_active = 0\n")
     with pytest.raises(ConfigError, match="max_active"):
-        stack_defaults(path, environ={}, cwd=tmp_path)
+        resolve(path, environ={}, cwd=tmp_path)
 
 
 def test_stack_addresses_list_only_the_services_the_stack_has(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from llmctl.cli.endpoints import stack_addresses
-
     monkeypatch.chdir(tmp_path)
     (tmp_path / "llmctl.toml").write_text(
         'name = "d"\nruntime = "docker"\n\n[observability]\nprometheus = false\n'
     )
-    urls = stack_addresses()
+    urls = resolve().urls
     assert urls["gateway"] == "http://127.0.0.1:8080"
     assert "engine" not in urls  # a docker stack never publishes its engine
     assert "prometheus" not in urls
@@ -112,17 +85,8 @@ def test_stack_addresses_list_only_the_services_the_stack_has(
 def test_stack_addresses_are_the_defaults_only_without_any_stack(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from llmctl.cli.endpoints import DEFAULTS, stack_addresses
-
     monkeypatch.chdir(tmp_path)
     (tmp_path / "llmctl.toml").write_text("not toml [")
-    assert stack_addresses() == DEFAULTS
-
-
-def test_bench_top_and_tune_share_one_resolver(tmp_path: Path) -> None:
-    from llmctl.cli.endpoints import current_stack, stack_addresses
-
-    (tmp_path / "llmctl.toml").write_text(STACK)
-    stack = current_stack(tmp_path / "llmctl.toml")
-    assert stack == stack_defaults(tmp_path / "llmctl.toml")
-    assert stack_addresses(stack)["gateway"] == stack.gateway_url == "http://127.0.0.1:18080"
+    found = resolve()
+    assert found.urls == DEFAULT_URLS
+    assert found.gateway_url is None  # a guess, not a stack: no keys go there

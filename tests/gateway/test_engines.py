@@ -1,0 +1,214 @@
+"""Several engines behind one gateway, over real sockets: per-engine limits and a global cap under
+one FIFO queue, routing policies, failover before the first byte, a clean error event after it,
+gradual re-admission, and the gauges back at 0."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from tests.gateway.client import chat, post_many, run_post
+from tests.gateway.conftest import GatewayHandle, MakeGateway
+from tests.gateway.upstream import FakeEngine, LoopThread
+from tests.support import eventually
+
+
+@pytest.fixture
+def engines(loop: LoopThread) -> Iterator[list[FakeEngine]]:
+    fakes = [FakeEngine() for _ in range(3)]
+    for fake in fakes:
+        loop.run(fake.start())
+    yield fakes
+    for fake in fakes:
+        loop.run(fake.stop())
+
+
+def _gateway(make_gateway: MakeGateway, engines: list[FakeEngine], **kw: Any) -> GatewayHandle:
+    gw = make_gateway(upstreams=[e.url for e in engines], **kw)
+    names = [e.url.removeprefix("http://") for e in engines]
+    eventually(lambda: all(gw.metric("llmctl_gateway_engine_up", engine=n) == 1 for n in names))
+    return gw
+
+
+def _served_by(engines: list[FakeEngine]) -> list[int]:
+    return [e.completed for e in engines]
+
+
+def test_each_engine_holds_its_own_limit_under_one_queue(
+    make_gateway: MakeGateway, engines: list[FakeEngine]
+) -> None:
+    gw = _gateway(make_gateway, engines, max_active=2, queue_max=20)
+    answers = asyncio.run(post_many(gw.url, [chat({"delay": 0.3}) for _ in range(12)]))
+    assert [a.status for a in answers] == [200] * 12
+    assert [e.max_in_flight for e in engines] == [2, 2, 2]
+    assert sum(_served_by(engines)) == 12
+    gw.wait_idle()
+    assert all(gw.metric("llmctl_gateway_engine_active_requests", engine=e.url[7:]) == 0
+               for e in engines)  # fmt: skip
+
+
+def test_an_engine_may_have_its_own_limit_and_a_global_cap_bounds_all(
+    make_gateway: MakeGateway, engines: list[FakeEngine]
+) -> None:
+    urls = [f"{engines[0].url}?max_active=1", engines[1].url, engines[2].url]
+    gw = make_gateway(upstreams=urls, max_active=3, max_active_total=5, queue_max=30)
+    eventually(lambda: gw.metric("llmctl_gateway_engine_up") == 3)
+    answers = asyncio.run(post_many(gw.url, [chat({"delay": 0.3}) for _ in range(15)]))
+    assert Counter(a.status for a in answers) == {200: 15}
+    assert engines[0].max_in_flight == 1
+    assert max(e.max_in_flight for e in engines) <= 3
+    # Five at once in all, never more: the engines saw at most 5 together.
+    assert sum(e.max_in_flight for e in engines) >= 5  # each reached its share at some point
+    assert gw.gateway.admission.active == 0
+    limits = gw.gateway.admission.limits
+    assert limits.max_active_total == 5
+
+
+def test_the_global_cap_is_never_exceeded(loop: LoopThread, engines: list[FakeEngine]) -> None:
+    from llmctl.core.config import AdmissionLimits
+    from llmctl.gateway.admission import AdmissionController
+    from llmctl.gateway.engines import Engine, EnginePool
+
+    async def scenario() -> int:
+        pool = EnginePool([Engine(f"http://e{i}", ready=True) for i in range(3)])
+        ctl = AdmissionController(
+            AdmissionLimits(max_active=4, max_active_total=5, queue_max=100), pool
+        )
+        peak = 0
+
+        async def user() -> None:
+            nonlocal peak
+            slot = await ctl.acquire()
+            peak = max(peak, ctl.active)
+            assert all(e.active <= 4 for e in pool)
+            await asyncio.sleep(0.01)
+            slot.release()
+
+        await asyncio.gather(*(user() for _ in range(40)))
+        return peak
+
+    assert asyncio.run(scenario()) == 5
+
+
+@pytest.mark.parametrize("policy", ["round_robin", "least_loaded"])
+def test_policies_spread_uniform_load_evenly(
+    make_gateway: MakeGateway, engines: list[FakeEngine], policy: str
+) -> None:
+    gw = _gateway(make_gateway, engines, max_active=4, queue_max=50, routing=policy)
+    for _ in range(4):
+        answers = asyncio.run(post_many(gw.url, [chat({"delay": 0.05}) for _ in range(9)]))
+        assert {a.status for a in answers} == {200}
+    served = _served_by(engines)
+    assert sum(served) == 36
+    assert max(served) <= 1.3 * (36 / 3), served
+    routed = gw.metric("llmctl_gateway_routed_total", reason=policy)
+    assert routed == 36
+
+
+def test_prefix_affinity_keeps_a_prefix_and_a_session_on_one_engine(
+    make_gateway: MakeGateway, engines: list[FakeEngine]
+) -> None:
+    gw = _gateway(make_gateway, engines, max_active=4, routing="prefix_affinity")
+    system = "You are a careful assistant. " * 40  # a few chunks of shared prefix
+    conversations = [
+        [{"role": "system", "content": system}, {"role": "user", "content": f"question {i} " * 30}]
+        for i in range(3)
+    ]
+    first = [run_post(gw.url, chat(messages=c)) for c in conversations]
+    engine_of = [a.headers["X-Llmctl-Engine"] for a in first]
+    # Later turns extend each conversation: they go where its prefix went.
+    for conversation, engine in zip(conversations, engine_of, strict=True):
+        longer = [
+            *conversation,
+            {"role": "assistant", "content": "ok"},
+            {"role": "user", "content": "more"},
+        ]
+        assert run_post(gw.url, chat(messages=longer)).headers["X-Llmctl-Engine"] == engine
+    # A session id pins whatever the text.
+    headers = {"X-Session-Id": "chat-42"}
+    engines_seen = {
+        run_post(
+            gw.url, chat(messages=[{"role": "user", "content": f"turn {i}"}]), headers=headers
+        ).headers["X-Llmctl-Engine"]
+        for i in range(5)
+    }
+    assert len(engines_seen) == 1
+    assert gw.metric("llmctl_gateway_routed_total", reason="affinity") >= 3 + 4
+
+
+def test_a_dead_engine_costs_no_request_that_had_not_started(
+    loop: LoopThread, make_gateway: MakeGateway, engines: list[FakeEngine]
+) -> None:
+    gw = _gateway(make_gateway, engines, max_active=2, queue_max=50, health_interval_s=30)
+    loop.run(engines[0].stop())  # refuses connections now; the probe will not notice for 30 s
+    answers = asyncio.run(post_many(gw.url, [chat({"delay": 0.05}) for _ in range(12)]))
+    assert [a.status for a in answers] == [200] * 12
+    assert engines[0].completed == 0
+    assert gw.metric("llmctl_gateway_retries_total", kind="connect") >= 1
+    down = engines[0].url.removeprefix("http://")
+    assert gw.metric("llmctl_gateway_engine_up", engine=down) == 0  # out of rotation at once
+    gw.wait_idle()
+
+
+def test_a_stream_that_had_started_ends_with_an_error_event(
+    make_gateway: MakeGateway, engines: list[FakeEngine]
+) -> None:
+    gw = _gateway(make_gateway, engines, max_active=2)
+    ans = run_post(gw.url, chat({"drop_after": 2, "interval": 0.01}, stream=True))
+    assert ans.status == 200
+    assert b'"error"' in ans.body
+    assert ans.body.rstrip().endswith(b"data: [DONE]")
+    assert gw.metric("llmctl_gateway_retries_total") == 0
+    gw.wait_idle()
+
+
+def test_an_engine_that_comes_back_is_readmitted_gradually(
+    loop: LoopThread, make_gateway: MakeGateway, engines: list[FakeEngine]
+) -> None:
+    gw = _gateway(make_gateway, engines, max_active=8, rejoin_ramp_s=2.0)
+    name = engines[1].url.removeprefix("http://")
+    port = engines[1].port
+    loop.run(engines[1].stop())
+    eventually(lambda: gw.metric("llmctl_gateway_engine_up", engine=name) == 0)
+    loop.run(engines[1].start(port))
+    eventually(lambda: gw.metric("llmctl_gateway_engine_up", engine=name) == 1)
+    ramping = gw.metric("llmctl_gateway_engine_max_active", engine=name)
+    assert 1 <= ramping < 8
+    eventually(lambda: gw.metric("llmctl_gateway_engine_max_active", engine=name) == 8, timeout=5)
+
+
+def test_a_dns_upstream_becomes_the_engines_it_resolves_to(
+    make_gateway: MakeGateway, engines: list[FakeEngine]
+) -> None:
+    port = engines[0].port
+    gw = make_gateway(upstream_dns=f"http://localhost:{port}", dns_interval_s=0.2)
+    # localhost may also resolve to ::1, where nothing listens: that engine stays out of rotation.
+    eventually(lambda: gw.metric("llmctl_gateway_engine_up", engine=f"127.0.0.1:{port}") == 1)
+    ans = run_post(gw.url, chat())
+    assert ans.status == 200
+    assert ans.headers["X-Llmctl-Engine"] == f"127.0.0.1:{port}"
+
+
+def test_engines_that_leave_drain_and_are_forgotten() -> None:
+    from llmctl.gateway.engines import EnginePool
+
+    pool = EnginePool.of(["http://10.0.0.1:8000", "http://10.0.0.2:8000"])
+    left: list[str] = []
+    pool.on_leave = lambda engine: left.append(engine.name)
+    busy = pool.by_name("10.0.0.2:8000")
+    assert busy is not None
+    busy.active = 1
+    joined, gone = pool.reconcile(["http://10.0.0.1:8000", "http://10.0.0.3:8000"])
+    assert [e.name for e in joined] == ["10.0.0.3:8000"]
+    assert [e.name for e in gone] == ["10.0.0.2:8000"]
+    # Still listed while its request runs, but out of rotation; forgotten once it is done.
+    assert [e.name for e in pool] == ["10.0.0.1:8000", "10.0.0.2:8000", "10.0.0.3:8000"]
+    assert not busy.in_rotation()
+    busy.active = 0
+    pool.prune()
+    assert [e.name for e in pool] == ["10.0.0.1:8000", "10.0.0.3:8000"]
+    assert left == ["10.0.0.2:8000"]
