@@ -15,6 +15,7 @@ from typing import Any
 from llmctl.sim.gpu import GpuTelemetry
 from llmctl.sim.metrics import EngineMetrics
 from llmctl.sim.profiles import EngineProfile
+from llmctl.sim.scenario import Conditions, ConditionsClock, Scenario
 from llmctl.sim.scheduler import FINISHED, Scheduler, SimRequest, StepResult
 from llmctl.sim.text import TokenStream
 from llmctl.sim.timing import step_seconds
@@ -51,7 +52,13 @@ class Engine:
     """One simulated vLLM engine: scheduler + time model + metrics + GPU telemetry."""
 
     def __init__(
-        self, profile: EngineProfile, *, model_name: str, time_scale: float, seed: int
+        self,
+        profile: EngineProfile,
+        *,
+        model_name: str,
+        time_scale: float,
+        seed: int,
+        scenario: Scenario | None = None,
     ) -> None:
         self.profile = profile
         self.time_scale = time_scale
@@ -83,8 +90,32 @@ class Engine:
         self._tasks: list[asyncio.Task[None]] = []
         self._sleeper = ThreadPoolExecutor(max_workers=2, thread_name_prefix="sim-clock")
         self.failure: str | None = None  # why the engine loop died, if it did
+        # The GPU changing under load (scenario events on the virtual clock, live changes).
+        self.conditions = ConditionsClock(scenario)
+        self._started_at = self.clock()
+        # A shrunk cache still holds one request of the longest length the engine accepts.
+        self._min_blocks = -(-self.max_model_len // profile.block_size)
+
+    def virtual_s(self) -> float:
+        """Simulated seconds since the engine started (wall seconds x time scale)."""
+        return (self.clock() - self._started_at) * self.time_scale
+
+    def apply(self, conditions: Conditions) -> None:
+        """Run under `conditions` from now on (the KV share takes effect at once)."""
+        blocks = max(self._min_blocks, round(self.profile.num_gpu_blocks * conditions.kv_fraction))
+        if blocks != self.scheduler.num_blocks:
+            self.scheduler.resize(blocks)
+            self._update_gauges()
+
+    def change(self, changes: dict[str, object]) -> Conditions:
+        """A live change of conditions (ConfigError if invalid; nothing changes then)."""
+        self.conditions.advance(self.virtual_s())
+        conditions = self.conditions.set(changes)
+        self.apply(conditions)
+        return conditions
 
     def start(self) -> None:
+        self._started_at = self.clock()
         self._tasks = [
             asyncio.create_task(self._guarded(self._run()), name="sim-engine"),
             asyncio.create_task(self._guarded(self._deliver()), name="sim-api-server"),
@@ -128,6 +159,15 @@ class Engine:
         p = self.profile
         rng = random.Random(self.seed * 7919 + number)
         natural = rng.randint(p.eos_min_tokens, p.eos_max_tokens)
+        now = self.conditions.current
+        if now.prompt_scale != 1 or now.output_scale != 1:
+            # The mix changed (a scenario): as if this request came longer, within the window.
+            prompt_tokens = min(
+                max(1, round(prompt_tokens * now.prompt_scale)), self.max_model_len - 1
+            )
+            room = self.max_model_len - prompt_tokens
+            max_tokens = min(max(1, round(max_tokens * now.output_scale)), room)
+            natural = max(1, round(natural * now.output_scale))
         overhead = p.costs.request_s * rng.uniform(1 - _REQUEST_JITTER, 1 + _REQUEST_JITTER)
         stop_early = not ignore_eos and natural < max_tokens
         arrival = self.clock()
@@ -222,9 +262,17 @@ class Engine:
             if not sched.has_work():
                 previous = None
                 continue
+            conditions = self.conditions.current
+            if self.conditions.has_pending:
+                before = conditions
+                conditions = self.conditions.advance((start - self._started_at) * self.time_scale)
+                if conditions != before:
+                    log.info("conditions now %s", conditions.model_dump())
+                    self.apply(conditions)
             plan = sched.schedule(start)
             step = (
-                step_seconds(
+                conditions.slowdown
+                * step_seconds(
                     costs,
                     seqs=len(plan.scheduled),
                     tokens=plan.tokens,

@@ -86,7 +86,15 @@ class Scheduler:
 
     @property
     def kv_usage(self) -> float:
-        return 1.0 - self.free_blocks / self.num_blocks
+        # Above 1 only just after the cache shrank under running requests (a scenario): full.
+        return min(1.0, 1.0 - self.free_blocks / self.num_blocks)
+
+    def resize(self, num_blocks: int) -> None:
+        """Give the cache `num_blocks` blocks from now on. Shrinking below what running requests
+        hold leaves free_blocks negative: they keep the blocks they have, new blocks preempt the
+        latest admitted until the cache fits again (vLLM's answer to running out of blocks)."""
+        self.free_blocks += num_blocks - self.num_blocks
+        self.num_blocks = num_blocks
 
     def has_work(self) -> bool:
         return bool(self.waiting or self.running)
