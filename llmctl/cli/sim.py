@@ -36,6 +36,9 @@ def serve(
     max_num_seqs: int | None = typer.Option(
         None, help="Most requests in the running batch (overrides the profile)."
     ),
+    max_model_len: int | None = typer.Option(
+        None, help="Context window, tokens: prompt + output at most (overrides the profile)."
+    ),
     num_gpu_blocks: int | None = typer.Option(
         None, help="KV cache size in blocks (overrides the profile)."
     ),
@@ -71,6 +74,7 @@ def serve(
         model=model,
         profile=get_profile(profile).with_overrides(
             max_num_seqs=max_num_seqs,
+            max_model_len=max_model_len,
             num_gpu_blocks=num_gpu_blocks,
             block_size=block_size,
             max_num_batched_tokens=max_num_batched_tokens,

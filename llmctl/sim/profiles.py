@@ -65,9 +65,11 @@ class EngineProfile:
         num_gpu_blocks: int | None = None,
         block_size: int | None = None,
         max_num_batched_tokens: int | None = None,
+        max_model_len: int | None = None,
     ) -> EngineProfile:
         """A copy with the given scheduler settings replaced (None keeps the profile's value)."""
         for flag, value in (
+            ("max-model-len", max_model_len),
             ("max-num-seqs", max_num_seqs),
             ("num-gpu-blocks", num_gpu_blocks),
             ("block-size", block_size),
@@ -77,6 +79,7 @@ class EngineProfile:
                 raise ConfigError(f"{flag} must be at least 1, got {value}")
         return replace(
             self,
+            max_model_len=self.max_model_len if max_model_len is None else max_model_len,
             max_num_seqs=self.max_num_seqs if max_num_seqs is None else max_num_seqs,
             num_gpu_blocks=self.num_gpu_blocks if num_gpu_blocks is None else num_gpu_blocks,
             block_size=self.block_size if block_size is None else block_size,
