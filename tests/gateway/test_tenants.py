@@ -193,3 +193,28 @@ def test_the_cli_adds_tenants_and_keys_shown_once(tmp_path: Path) -> None:
     assert spec.tenants[0].keys == [key_hash(key)]
     assert key not in path.read_text()  # only its hash is stored
     assert oct(path.stat().st_mode & 0o777) == oct(0o600)
+
+
+def test_a_queue_full_of_batch_makes_room_for_an_interactive_request(
+    make_gateway: MakeGateway, tmp_path: Path
+) -> None:
+    gw = make_gateway(tenants_file=_tenants_file(tmp_path), max_active=1, queue_max=4)
+    service = 0.3
+    # One batch request holds the slot and four fill the queue, in this order (0.02 s apart).
+    bodies = [("batch", chat({"delay": service}), i * 0.02) for i in range(5)]
+    bodies.append(("chat", chat({"delay": service}), 0.2))
+    results = asyncio.run(_posts(gw.url, bodies))
+    answered = {
+        (tenant, round(delay, 2)): a
+        for (tenant, _, delay), (_, _, a) in zip(bodies, results, strict=True)
+    }
+    chat_elapsed = next(elapsed for tenant, elapsed, _ in results if tenant == "chat")
+    assert answered[("chat", 0.2)].status == 200
+    assert chat_elapsed < 2 * service + 0.15  # next after the one being served
+    refused = [key for key, a in answered.items() if a.status == 429]
+    assert refused == [("batch", 0.08)]  # the newest batch waiter, pushed out
+    assert answered[("batch", 0.08)].error_code == "queue_full"
+    assert (
+        gw.metric("llmctl_gateway_tenant_requests_total", tenant="nightly", reason="queue_full")
+        == 1
+    )
