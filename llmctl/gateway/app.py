@@ -361,7 +361,8 @@ class Gateway:
         denied = self._unauthorized(authorization, headers)
         if denied is not None:
             return denied
-        upstream_headers = _engine_auth(authorization) if not self.keys.enabled else {}
+        engine_key = not self.keys.enabled and self.tenancy is None
+        upstream_headers = _engine_auth(authorization) if engine_key else {}
         if self._session is None:
             raise RuntimeError("gateway not started")
         timeout = aiohttp.ClientTimeout(total=10.0)
@@ -391,7 +392,11 @@ class Gateway:
         self, authorization: str | None, headers: dict[str, str]
     ) -> web.Response | None:
         """The 401 for a missing, unreadable or wrong API key; None when the request may pass."""
-        if readable(authorization) and self.keys.allows(authorization):
+        if self.tenancy is not None:  # a tenant's key, or a plain one (the `default` tenant's)
+            token = bearer_token(authorization) if readable(authorization) else None
+            if token and self.tenancy.identify(token) is not None:
+                return None
+        elif readable(authorization) and self.keys.allows(authorization):
             return None
         return error_response(401, "a valid API key is required", "invalid_api_key", headers)
 

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import httpx
 import pytest
 
 from llmctl.gateway.tenants import add_key, add_tenant, key_hash, load_tenants
@@ -76,6 +77,17 @@ def test_keys_come_from_the_tenants_file_and_plain_keys_keep_working(
     assert run_post(gateway.url, chat()).status == 401
     assert gateway.metric("llmctl_gateway_tenant_requests_total", tenant="chat", reason="ok") == 1
     assert gateway.metric("llmctl_gateway_tenant_requests_total", tenant="default") == 1
+
+
+@pytest.mark.parametrize(
+    ("key", "status"), [(KEYS["chat"], 200), ("sk-legacy", 200), ("sk-nope", 401), (None, 401)]
+)
+def test_the_models_list_takes_the_same_keys(
+    gateway: GatewayHandle, engine: FakeEngine, key: str | None, status: int
+) -> None:
+    headers = {"Authorization": f"Bearer {key}"} if key else {}
+    assert httpx.get(f"{gateway.url}/v1/models", headers=headers).status_code == status
+    assert engine.models_auth[-1:] in ([], [None])  # no tenant's key goes to the engine
 
 
 def test_a_request_may_lower_its_class_never_raise_it(gateway: GatewayHandle) -> None:
