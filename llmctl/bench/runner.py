@@ -55,7 +55,10 @@ async def arun_bench(config: BenchConfig, progress: BenchProgress | None = None)
                 _stream_key(config, spec)
     target = Target(config.target)
     headers = {"Authorization": f"Bearer {config.api_key}"} if config.api_key else {}
-    model = config.model or await discover_model(target, headers)
+    # A mix of tenants' keys may have no run key: any of them may list the models.
+    lister = config.api_key or next(iter(config.api_keys_by_env.values()), None)
+    listing = {"Authorization": f"Bearer {lister}"} if lister else {}
+    model = config.model or await discover_model(target, listing)
     started, epoch = datetime.now(UTC), time.perf_counter()
     client = StreamingClient(target, api_key=config.api_key, timeout_s=config.request_timeout_s)
     prompts = PromptSource(config.prompts, model, config.seed)
