@@ -200,6 +200,8 @@ class Gateway:
             if isinstance(result, quota.Refusal):
                 outcome.set(429, "rate_limited")
                 metrics.rate_limited.labels(tenant.name, result.limit).inc()
+                # Retry-After is whole seconds; OpenAI's SDKs read this exact one first.
+                headers["retry-after-ms"] = str(math.ceil(result.retry_after_s * 1000))
                 return error_response(
                     429,
                     f"tenant {tenant.name} is at its {result.limit}-per-minute limit; retry later",

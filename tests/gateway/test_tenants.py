@@ -5,6 +5,7 @@ engine and hidden from the client, and the class passed on as vLLM's priority.""
 from __future__ import annotations
 
 import asyncio
+import math
 import time
 from pathlib import Path
 from typing import Any
@@ -156,6 +157,8 @@ def test_request_and_token_limits_refuse_only_at_the_limit(gateway: GatewayHandl
     assert first.headers["x-ratelimit-limit-tokens"] == "400"
     assert refused.error_code == "rate_limited"
     assert 50 <= int(refused.headers["Retry-After"]) <= 61
+    exact_ms = int(refused.headers["retry-after-ms"])  # the same wait, to the millisecond
+    assert int(refused.headers["Retry-After"]) == max(1, math.ceil(exact_ms / 1000))
     assert refused.headers["x-ratelimit-remaining-requests"] == "0"
     # The token charge was settled to the engine's usage (10 each), not the 100+ estimates.
     limits = gateway.gateway.tenancy
