@@ -37,10 +37,10 @@ from pathlib import Path
 import aiohttp
 
 # Run as `python benchmarks/gateway_overhead.py`, so this folder is on sys.path.
-from _common import free_port, process_cpu_seconds, started
+from _common import TENANT_KEY, free_port, process_cpu_seconds, started, tenants_file
 
 from llmctl.core import aio
-from llmctl.gateway.tenants import CLASS_HEADER, key_hash
+from llmctl.gateway.tenants import CLASS_HEADER
 
 MODEL = "bench-model"
 _COMPLETION_TOKENS = re.compile(rb'"completion_tokens":\s*(\d+)')
@@ -64,21 +64,6 @@ class Target:
     name: str
     base: str
     headers: dict[str, str]
-
-
-TENANT_KEY = "sk-overhead-tenant"  # a benchmark's own throwaway key
-
-
-def tenants_file(folder: Path) -> Path:
-    """Two classes and a tenant whose limits are all set and never bind."""
-    path = folder / "tenants.toml"
-    path.write_text(
-        "[classes.interactive]\nrank = 0\n[classes.batch]\nrank = 1\nshare = 0.1\n"
-        'aging_s = 60\n\n[[tenants]]\nname = "bench"\nclass = "interactive"\nweight = 2\n'
-        f'keys = ["{key_hash(TENANT_KEY)}"]\nrequests_per_minute = 100000000\n'
-        "tokens_per_minute = 1000000000\nmax_concurrent = 100000\n"
-    )
-    return path
 
 
 async def _one_stream(
