@@ -2,7 +2,7 @@
 
     python benchmarks/tenants.py [--profile rtx3090-qwen2.5-14b-awq] [--time-scale 2]
         [--max-active 16] [--seconds 60] [--fair-seconds 30] [--tpm 9000] [--tpm-seconds 150]
-        [--parts a,b,c,d]
+        [--parts a,b,c,d] [--gateway-checkout DIR]
 
 Starts `llmctl sim serve` and `llmctl gateway serve --tenants-file` (classes `interactive` and
 `batch`, seven tenants), measures the capacity (requests a second and mean service time with
@@ -352,9 +352,14 @@ def main() -> None:
     parser.add_argument("--tpm", type=int, default=9000)
     parser.add_argument("--tpm-seconds", type=float, default=150.0)
     parser.add_argument("--parts", default="a,b,c,d")
+    parser.add_argument(
+        "--gateway-checkout",
+        type=Path,
+        help="Run the gateway from this checkout (PYTHONPATH), to compare gateway versions.",
+    )
     args = parser.parse_args()
     parts = set(args.parts.split(","))
-    results: dict[str, Any] = {"args": vars(args)}
+    results: dict[str, Any] = {"args": {k: str(v) for k, v in vars(args).items()}}
     sim_port, gw_port = free_port(), free_port()
     sim, gateway = f"http://127.0.0.1:{sim_port}", f"http://127.0.0.1:{gw_port}"
     py = [sys.executable, "-m", "llmctl"]
@@ -367,8 +372,11 @@ def main() -> None:
              "--max-num-seqs", str(4 * args.max_active)],
             sim + "/health",
         ))  # fmt: skip
+        gateway_py = py
+        if args.gateway_checkout is not None:
+            gateway_py = ["env", f"PYTHONPATH={args.gateway_checkout.resolve()}", *py]
         stack.enter_context(started(
-            [*py, "gateway", "serve", "--port", str(gw_port), "--upstream", sim,
+            [*gateway_py, "gateway", "serve", "--port", str(gw_port), "--upstream", sim,
              "--max-active", str(args.max_active), "--tenants-file", str(folder / "tenants.toml")],
             gateway + "/health", stderr=subprocess.DEVNULL,
         ))  # fmt: skip
