@@ -38,6 +38,10 @@ class BenchConfig(BaseModel):
     target: str
     model: str | None = None  # None: the first model the target lists at /v1/models
     api_key: str | None = Field(default=None, repr=False)
+    # The keys of mix streams, by the name of the environment variable each stream names in its
+    # `api_key_env` (the CLI reads them); never written out. A stream that names none sends
+    # `api_key`.
+    api_keys_by_env: dict[str, str] = Field(default_factory=dict, repr=False, exclude=True)
     levels: list[Strategy] = Field(min_length=1)
     duration_s: float | None = Field(default=None, gt=0)
     requests: int | None = Field(default=None, gt=0)

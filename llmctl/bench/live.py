@@ -10,7 +10,7 @@ from rich.text import Text
 
 from llmctl.bench.progress import LevelProgress
 from llmctl.bench.report import LevelReport
-from llmctl.bench.strategies import ConcurrentStrategy, RateStrategy
+from llmctl.bench.strategies import Strategy
 from llmctl.bench.view import level_line, progress_line, progress_view
 
 
@@ -27,7 +27,7 @@ class ConsoleProgress:
         self._live: Live | None = None
         self._last_line = 0.0
 
-    def on_start(self, index: int, total: int, strategy: ConcurrentStrategy | RateStrategy) -> None:
+    def on_start(self, index: int, total: int, strategy: Strategy) -> None:
         if not self.console.is_terminal:
             self._last_line = time.monotonic()
             self._plain(f"[{index + 1}/{total}] {strategy.label} started")

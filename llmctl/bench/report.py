@@ -17,7 +17,8 @@ SCHEMA_VERSION = 2
 # v2: the SLO in the recorded config is core.slo.SLO (seconds) instead of milliseconds; a level's
 # observed peak in flight is `max_concurrent_requests` (vLLM's name; v1 called it max_concurrency,
 # which vLLM uses for the configured cap); std_*_ms, max_output_tokens_per_s, the target's limits,
-# label and metadata, and server-side time averages, sampling gaps and series over time are new.
+# label and metadata, server-side time averages, sampling gaps and series over time, and mix
+# levels (`--mix`: a `mix` strategy and the level's numbers per stream in `streams`) are new.
 
 _NUMBER = r"(?:-?\d[\d.eE+-]*|null)"
 _NUMBER_LIST = re.compile(rf"\[\s*(?:{_NUMBER}\s*,\s*)*{_NUMBER}\s*\]")
@@ -101,10 +102,10 @@ class ServerReport(_Model):
     errors: list[str] = Field(default_factory=list)
 
 
-class LevelReport(_Model):
-    """One level (one strategy) of a run. Latencies in ms; None where there was no sample."""
+class LevelNumbers(_Model):
+    """Every number measured of a set of requests: a level, or one stream of a mix. Latencies in
+    ms; None where there was no sample."""
 
-    strategy: Strategy
     duration: float  # seconds of the measurement window (warm-up excluded)
     completed: int
     failed: int
@@ -174,7 +175,24 @@ class LevelReport(_Model):
     p99_sched_lag_ms: float | None = None
     max_sched_lag_ms: float | None = None
 
+
+class StreamReport(LevelNumbers):
+    """One stream of a mix level, measured on its own (same window as the level)."""
+
+    name: str
+
+    @property
+    def label(self) -> str:
+        return self.name
+
+
+class LevelReport(LevelNumbers):
+    """One level (one strategy) of a run: its numbers over every request it sent, and for a mix
+    level the same numbers per stream."""
+
+    strategy: Strategy
     server: ServerReport | None = None
+    streams: list[StreamReport] = Field(default_factory=list)  # a mix level's, in its order
 
     @property
     def label(self) -> str:

@@ -13,9 +13,10 @@ from llmctl.bench.compare import compare_reports
 from llmctl.bench.config import BenchConfig, PromptSpec
 from llmctl.bench.export import COMPARE_FORMATS, render_comparison, to_csv
 from llmctl.bench.live import ConsoleProgress
+from llmctl.bench.mix import load_mix
 from llmctl.bench.report import BenchReport, load_report
 from llmctl.bench.runner import run_bench
-from llmctl.bench.strategies import ConcurrentStrategy, RateStrategy
+from llmctl.bench.strategies import ConcurrentStrategy, MixStrategy, RateStrategy, Strategy
 from llmctl.bench.view import compare_view, natural_width, report_view
 from llmctl.cli.console import console
 from llmctl.cli.options import check_distinct_outputs, check_output, env_secret, write_output
@@ -64,9 +65,14 @@ def _levels(
     arrival: str,
     burstiness: float,
     max_concurrency: int | None,
-) -> list[ConcurrentStrategy | RateStrategy]:
+    mixes: list[Path],
+) -> list[Strategy]:
+    if mixes:
+        if concurrency is not None or rate is not None:
+            raise UsageError("--mix sets each stream's load: leave out --concurrency and --rate")
+        return [load_mix(path) for path in mixes]
     if (concurrency is None) == (rate is None):
-        raise UsageError("give exactly one of --concurrency 1,8,32 or --rate 2,4,8")
+        raise UsageError("give exactly one of --concurrency 1,8,32, --rate 2,4,8 or --mix FILE")
     if arrival not in ARRIVALS:
         raise UsageError(f"--arrival must be one of {', '.join(ARRIVALS)} (got {arrival!r})")
     if burstiness <= 0:
@@ -85,6 +91,18 @@ def _levels(
         )
         for r in _numbers(rate, "--rate", float)
     ]
+
+
+def _stream_keys(levels: list[Strategy]) -> dict[str, str]:
+    """The key of every mix stream that names an `api_key_env`, by that variable's name."""
+    keys: dict[str, str] = {}
+    for level in levels:
+        if isinstance(level, MixStrategy):
+            for spec in level.streams:
+                if spec.api_key_env is not None and spec.api_key_env not in keys:
+                    flag = f"--mix (level {level.label}, stream {spec.name}) api_key_env"
+                    keys[spec.api_key_env] = env_secret(spec.api_key_env, flag)
+    return keys
 
 
 def _metadata(items: list[str]) -> dict[str, str]:
@@ -133,6 +151,12 @@ def bench(
     ),
     max_concurrency: int | None = typer.Option(
         None, "--max-concurrency", help="Cap on requests in flight for --rate levels."
+    ),
+    mix: list[Path] = typer.Option(
+        [],
+        "--mix",
+        help="A level of several streams at once (tenants, classes), from a TOML file; "
+        "repeatable, a level per file. See docs/bench.md.",
     ),
     duration: float | None = typer.Option(
         None, "--duration", help="Seconds to measure per level (default 30 unless --requests)."
@@ -192,7 +216,9 @@ def bench(
     """Drive load at each level and report latency, throughput, failures and server peaks."""
     if ctx.invoked_subcommand is not None:
         return
-    levels = _levels(concurrency, rate, arrival, burstiness, max_concurrency)
+    levels = _levels(concurrency, rate, arrival, burstiness, max_concurrency, mix)
+    if mix and max_concurrency is not None:
+        raise UsageError("--max-concurrency goes in a --mix stream (max_concurrency = N)")
     notes = _metadata(metadata)
     check_output(json_out, "--json")
     check_output(csv_out, "--csv")
@@ -207,6 +233,7 @@ def bench(
         console.print(f"[dim]target: the stack's gateway {target}[/dim]")
     # The stack's API key belongs to the stack's gateway, not to any --target.
     api_key = env_secret(api_key_env, "--api-key-env") if api_key_env else None
+    keys_by_env = _stream_keys(levels)
     if api_key is None and stack.owns(target):
         api_key = stack.api_key
     if endpoint not in ("chat", "completions"):
@@ -218,6 +245,7 @@ def bench(
             target=target,
             model=model,
             api_key=api_key,
+            api_keys_by_env=keys_by_env,
             levels=levels,
             duration_s=duration,
             requests=requests,

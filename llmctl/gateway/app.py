@@ -200,6 +200,8 @@ class Gateway:
             if isinstance(result, quota.Refusal):
                 outcome.set(429, "rate_limited")
                 metrics.rate_limited.labels(tenant.name, result.limit).inc()
+                # Retry-After is whole seconds; OpenAI's SDKs read this exact one first.
+                headers["retry-after-ms"] = str(math.ceil(result.retry_after_s * 1000))
                 return error_response(
                     429,
                     f"tenant {tenant.name} is at its {result.limit}-per-minute limit; retry later",
@@ -361,7 +363,8 @@ class Gateway:
         denied = self._unauthorized(authorization, headers)
         if denied is not None:
             return denied
-        upstream_headers = _engine_auth(authorization) if not self.keys.enabled else {}
+        engine_key = not self.keys.enabled and self.tenancy is None
+        upstream_headers = _engine_auth(authorization) if engine_key else {}
         if self._session is None:
             raise RuntimeError("gateway not started")
         timeout = aiohttp.ClientTimeout(total=10.0)
@@ -391,7 +394,11 @@ class Gateway:
         self, authorization: str | None, headers: dict[str, str]
     ) -> web.Response | None:
         """The 401 for a missing, unreadable or wrong API key; None when the request may pass."""
-        if readable(authorization) and self.keys.allows(authorization):
+        if self.tenancy is not None:  # a tenant's key, or a plain one (the `default` tenant's)
+            token = bearer_token(authorization) if readable(authorization) else None
+            if token and self.tenancy.identify(token) is not None:
+                return None
+        elif readable(authorization) and self.keys.allows(authorization):
             return None
         return error_response(401, "a valid API key is required", "invalid_api_key", headers)
 

@@ -89,7 +89,9 @@ def _strategy_label(strategy: Fields) -> str:
         arrival = strategy.text("arrival") or "poisson"
         shape = f" b={strategy.number('burstiness') or 1.0:g}" if arrival == "gamma" else ""
         return f"{strategy.need_number('rate'):g}/s {arrival}{shape}"
-    raise strategy.fail("kind", "concurrent or rate", kind)
+    if kind == "mix":  # `bench --mix`; its streams' own numbers are left to `llmctl bench`
+        return f"mix {strategy.text('name', required=True)}"
+    raise strategy.fail("kind", "concurrent, rate or mix", kind)
 
 
 def _slo(slo: Fields | None, version: int) -> dict[str, float]:
