@@ -11,8 +11,6 @@ from llmctl.bench.catalog import BY_FIELD, fmt
 from llmctl.bench.compare import Comparison, ComparisonRow
 from llmctl.bench.report import BenchReport, LevelReport
 
-COMPARE_FORMATS = ("table", "md", "csv", "json")
-
 
 def level_row(level: LevelReport) -> dict[str, Any]:
     """One flat CSV row: strategy fields, failure classes and server numbers as their own columns."""
