@@ -9,12 +9,13 @@ import signal
 import typer
 
 from llmctl.cli.console import console
+from llmctl.cli.help import App
 from llmctl.core import aio
 from llmctl.sim.config import SimConfig
 from llmctl.sim.faults import FaultSpec
 from llmctl.sim.profiles import PROFILES, get_profile
 
-app = typer.Typer(
+app = App(
     help="Run a simulated vLLM engine (OpenAI API, vLLM metrics, DCGM telemetry).",
     no_args_is_help=True,
 )

@@ -8,9 +8,11 @@ import typer
 from rich.table import Table
 
 from llmctl.cli.console import console
+from llmctl.cli.help import App
+from llmctl.cli.output import print_whole
 from llmctl.gateway.tenants import add_key, add_tenant, load_tenants
 
-app = typer.Typer(
+app = App(
     help="The gateway's tenants file: tenants, their classes, keys and limits.",
     no_args_is_help=True,
 )
@@ -86,4 +88,4 @@ def list_tenants(file: Path = FileOpt) -> None:
             shown(t.tokens_per_minute),
             shown(t.max_concurrent),
         )
-    console.print(table)
+    print_whole(table)
