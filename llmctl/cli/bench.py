@@ -46,6 +46,10 @@ _FLAGS = {
     "reject_backoff_s": "--reject-backoff",
     "target": "--target",
 }
+# PromptSpec is checked on its own first: its fields come without the `prompts.` prefix.
+_FLAGS.update(
+    {k.removeprefix("prompts."): v for k, v in _FLAGS.items() if k.startswith("prompts.")}
+)
 
 
 def _numbers(text: str, flag: str, kind: type[int] | type[float]) -> list[float]:

@@ -62,7 +62,7 @@ def serve(
     }
     if overrides.get("upstreams") is not None:
         overrides["upstreams"] = _split(overrides["upstreams"])
-    config = load_gateway_config(os.environ, overrides)
+    config = load_gateway_config(os.environ, overrides, flags=True)
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
@@ -72,6 +72,7 @@ def serve(
         f"gateway on http://{config.host}:{config.port} -> {engines} "
         f"(max_active {config.max_active}, {config.queue_mode}, {queue}, {config.routing})",
         highlight=False,
+        soft_wrap=True,  # one line in a log, whatever COLUMNS says
     )
     run(config)
 

@@ -195,7 +195,7 @@ def init(
     path: Annotated[Path, typer.Option("--path", help="Where to write.")] = Path(CONFIG_FILE),
     force: Annotated[bool, typer.Option("--force", help="Overwrite an existing file.")] = False,
 ) -> None:
-    """Write llmctl.toml from a preset (default: local-sim)."""
+    """Write llmctl.toml from a preset (local-sim unless --preset names another)."""
     name = preset or "local-sim"
     source = preset_path(name)
     if (path.exists() or path.is_symlink()) and not force:
