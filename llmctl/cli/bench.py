@@ -179,7 +179,10 @@ def bench(
         None, "--label", help="A name for this run, kept in the JSON and shown by compare."
     ),
     metadata: list[str] = typer.Option(
-        [], "--metadata", help="KEY=VALUE kept in the JSON (repeatable), e.g. gpu=h100."
+        [],
+        "--metadata",
+        metavar="KEY=VALUE",
+        help="Kept in the JSON (repeatable), e.g. gpu=h100.",
     ),
     verbose: bool = typer.Option(
         False, "--verbose", "-v", help="Also print every number of every level (the full table)."

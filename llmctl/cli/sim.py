@@ -27,7 +27,9 @@ def serve(
     port: int = typer.Option(8000, help="Port to listen on (0 picks a free one)."),
     model: str = typer.Option("llmctl-sim", help="Served model name (in /v1/models and metrics)."),
     profile: str = typer.Option(
-        "tiny", help=f"Hardware profile: {', '.join(PROFILES)}. See docs/simulator.md."
+        "tiny",
+        help=f"Hardware profile: {', '.join(PROFILES)}. See docs/simulator.md.",
+        autocompletion=lambda incomplete: [p for p in PROFILES if p.startswith(incomplete)],
     ),
     time_scale: float = typer.Option(
         1.0, help="Run N times faster than the simulated hardware (all step times divided by N)."

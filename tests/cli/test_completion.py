@@ -51,3 +51,4 @@ def test_services_complete_from_the_stack_at_hand(tmp_path: Path) -> None:
 def test_choices_complete(tmp_path: Path) -> None:
     assert _complete(tmp_path, "llmctl bench --arrival ") == ["poisson", "constant", "gamma"]
     assert _complete(tmp_path, "llmctl top --format ") == ["table", "plain", "md", "json"]
+    assert _complete(tmp_path, "llmctl sim serve --profile rtx") == ["rtx3090-qwen2.5-14b-awq"]
