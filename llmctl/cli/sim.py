@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
+from pathlib import Path
 
 import typer
 
@@ -14,6 +15,7 @@ from llmctl.core import aio
 from llmctl.sim.config import SimConfig
 from llmctl.sim.faults import FaultSpec
 from llmctl.sim.profiles import PROFILES, get_profile
+from llmctl.sim.scenario import load_scenario
 
 app = App(
     help="Run a simulated vLLM engine (OpenAI API, vLLM metrics, DCGM telemetry).",
@@ -59,6 +61,11 @@ def serve(
     stall_rate: float = typer.Option(
         0.0, help="Fraction of requests that get no response at all until the client gives up."
     ),
+    scenario: Path | None = typer.Option(
+        None,
+        help="TOML/JSON file of timed changes (slowdown, KV share, prompt/output scale) in "
+        "simulated seconds; see docs/simulator.md. Live: PUT /sim/conditions.",
+    ),
 ) -> None:
     """Serve the OpenAI API on a simulated vLLM engine until interrupted."""
     config = SimConfig(
@@ -79,6 +86,7 @@ def serve(
             drop_rate=drop_rate,
             stall_rate=stall_rate,
         ),
+        scenario=load_scenario(scenario) if scenario is not None else None,
     )
     _run(config)
 

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import functools
 import inspect
+import os
 from collections.abc import Callable, Sequence
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -18,7 +20,7 @@ from llmctl.cli.output import print_whole
 from llmctl.cli.services import service_progress
 from llmctl.core.errors import ConfigError, RuntimeBackendError
 from llmctl.core.files import write_file
-from llmctl.stack import lifecycle
+from llmctl.stack import kubernetes, lifecycle
 from llmctl.stack.doctor import diagnose
 from llmctl.stack.render import render_stack
 from llmctl.stack.runtime import ServiceStatus
@@ -69,6 +71,14 @@ ServiceArg = Annotated[
         show_default=False,
     ),
 ]
+
+
+class RenderTarget(StrEnum):
+    """What `llmctl render` writes: compose (with Prometheus/Grafana files) or a kustomize base."""
+
+    compose = "compose"
+    kubernetes = "kubernetes"
+
 
 # The override flags `config`, `render` and `up` share: parameter name -> (stack key, annotation).
 # `--set` reaches every key; these name the ones people change most.
@@ -236,11 +246,29 @@ def _show(value: object) -> str:
 
 @with_overrides
 def render(
-    config: ConfigOpt = None, preset: PresetOpt = None, overrides: Sequence[Override] = ()
+    config: ConfigOpt = None,
+    preset: PresetOpt = None,
+    overrides: Sequence[Override] = (),
+    target: Annotated[
+        RenderTarget,
+        typer.Option(
+            "--target",
+            help="compose: .llmctl/<stack>/ (compose, Prometheus, Grafana); kubernetes: a "
+            "kustomize base in .llmctl/<stack>/kubernetes/ (docs/kubernetes.md).",
+        ),
+    ] = RenderTarget.compose,
 ) -> None:
-    """Write compose, Prometheus and Grafana files for the stack into .llmctl/<stack>/."""
+    """Write the stack's files into .llmctl/<stack>/ (nothing starts)."""
     spec = _load(config, preset, overrides).spec
     out = stack_dir(spec)
+    if target is RenderTarget.kubernetes:
+        paths = kubernetes.render_stack(spec, out)
+        base = out / kubernetes.OUT
+        for note in kubernetes.notes(spec, os.environ, base):
+            _note(note)
+        console.print(f"rendered {len(paths)} files into {base}", highlight=False)
+        console.print(f"apply with: kubectl apply -k {base}", highlight=False)
+        return
     paths = render_stack(spec, out)
     console.print(f"rendered {len(paths)} files into {out}")
 

@@ -89,7 +89,8 @@ class EngineMetrics:
         first_sched = req.first_scheduled if req.first_scheduled is not None else req.arrival
         first_token = req.first_token if req.first_token is not None else req.finished_at
         self.e2e.observe(req.finished_at - req.arrival)
-        self.queue_time.observe(first_sched - req.arrival)
+        queued = req.queued if req.queued is not None else req.arrival
+        self.queue_time.observe(max(0.0, first_sched - queued))
         self.prefill_time.observe(first_token - first_sched)
         self.decode_time.observe(req.finished_at - first_token)
         self.request_prompt_tokens.observe(req.prompt_tokens)

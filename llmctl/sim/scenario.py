@@ -115,3 +115,7 @@ class ConditionsClock:
     @property
     def pending(self) -> list[Event]:
         return self._events[self._next :]
+
+    @property
+    def has_pending(self) -> bool:
+        return self._next < len(self._events)

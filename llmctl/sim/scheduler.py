@@ -10,6 +10,8 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
+from llmctl.sim.timing import attention_pairs
+
 WAITING = "waiting"
 RUNNING = "running"
 FINISHED = "finished"
@@ -23,6 +25,7 @@ class SimRequest:
     target_tokens: int  # output length at which the request finishes
     target_reason: str  # "length" (max_tokens reached) or "stop" (simulated EOS)
     arrival: float
+    queued: float | None = None  # when it reaches the scheduler, after the API server's overhead
     text_offset: int = 0
     status: str = WAITING
     num_output: int = 0
@@ -45,10 +48,13 @@ class SimRequest:
 
 @dataclass(slots=True)
 class StepPlan:
-    """The work of one engine step."""
+    """The work of one engine step, and what the time model (timing.py) charges for it."""
 
     scheduled: list[tuple[SimRequest, int]] = field(default_factory=list)
+    tokens: int = 0  # computed this step: one per decoding sequence plus the prefill chunks
     prefill_tokens: int = 0
+    prefill_pairs: int = 0  # causal attention pairs of the prefill chunks
+    decode_context: int = 0  # tokens already cached, summed over the decoding sequences
     preempted: int = 0
 
 
@@ -74,10 +80,21 @@ class Scheduler:
         self.free_blocks = num_blocks
         self.waiting: deque[SimRequest] = deque()
         self.running: list[SimRequest] = []
+        # Computed (KV-resident) tokens summed over the running set, kept up to date as requests
+        # grow, finish, are preempted or aborted, so a step's decode context costs no extra pass.
+        self.context_tokens = 0
 
     @property
     def kv_usage(self) -> float:
-        return 1.0 - self.free_blocks / self.num_blocks
+        # Above 1 only just after the cache shrank under running requests (a scenario): full.
+        return min(1.0, 1.0 - self.free_blocks / self.num_blocks)
+
+    def resize(self, num_blocks: int) -> None:
+        """Give the cache `num_blocks` blocks from now on. Shrinking below what running requests
+        hold leaves free_blocks negative: they keep the blocks they have, new blocks preempt the
+        latest admitted until the cache fits again (vLLM's answer to running out of blocks)."""
+        self.free_blocks += num_blocks - self.num_blocks
+        self.num_blocks = num_blocks
 
     def has_work(self) -> bool:
         return bool(self.waiting or self.running)
@@ -91,6 +108,7 @@ class Scheduler:
             return False
         if req.status == RUNNING:
             self.running.remove(req)
+            self.context_tokens -= req.num_computed
         else:
             self.waiting.remove(req)
         self._free(req)
@@ -116,6 +134,7 @@ class Scheduler:
         """Send the most recently admitted running request back to waiting (recompute)."""
         victim = self.running.pop()
         self._free(victim)
+        self.context_tokens -= victim.num_computed
         victim.num_computed = 0
         victim.status = WAITING
         victim.num_preemptions += 1
@@ -125,41 +144,66 @@ class Scheduler:
     def schedule(self, now: float) -> StepPlan:
         """Pick this step's work: running requests first, then waiting ones (vLLM v1 order)."""
         plan = StepPlan()
+        scheduled = plan.scheduled
         budget = self.max_num_batched_tokens
+        block_size = self.block_size
+        running = self.running
+        tokens = prefill_tokens = pairs = 0
+        # Context of running requests that do not decode this step (prefill chunks, or left out
+        # when the token budget ran out): the rest of context_tokens is the decode context.
+        not_decoding = 0
         i = 0
-        while i < len(self.running) and budget > 0:
-            req = self.running[i]
-            num_new = min(req.num_tokens - req.num_computed, budget)
-            if num_new <= 0:
+        while i < len(running) and budget > 0:
+            req = running[i]
+            computed = req.num_computed
+            remaining = req.prompt_tokens + req.num_output - computed
+            if remaining <= 0:
+                not_decoding += computed
                 i += 1
                 continue
-            while not self._allocate(req, num_new):
+            num_new = remaining if remaining < budget else budget
+            # Most steps fit in the blocks a request already holds: skip the allocator then.
+            if computed + num_new > req.blocks * block_size and not self._allocate(req, num_new):
                 victim = self._preempt_last()
                 plan.preempted += 1
+                while victim is not req and not self._allocate(req, num_new):
+                    victim = self._preempt_last()
+                    plan.preempted += 1
                 if victim is req:
-                    break
-            else:
-                plan.scheduled.append((req, num_new))
-                budget -= num_new
-                i += 1
-                continue
-            break  # the request itself was preempted: nothing more fits this step
+                    break  # the request itself was preempted: nothing more fits this step
+            scheduled.append((req, num_new))
+            tokens += num_new
+            if remaining != 1 or not req.num_output:  # a prefill chunk, not one decode token
+                prefill_tokens += num_new
+                pairs += attention_pairs(computed, num_new)
+                not_decoding += computed
+            budget -= num_new
+            i += 1
+        for req in running[i:]:
+            not_decoding += req.num_computed
         if not plan.preempted:
-            while self.waiting and len(self.running) < self.max_num_seqs and budget > 0:
-                req = self.waiting[0]
-                num_new = min(req.num_tokens - req.num_computed, budget)
+            waiting = self.waiting
+            while waiting and len(running) < self.max_num_seqs and budget > 0:
+                req = waiting[0]
+                remaining = req.num_tokens - req.num_computed
+                num_new = remaining if remaining < budget else budget
                 if not self._allocate(req, num_new):
                     break
-                self.waiting.popleft()
+                waiting.popleft()
                 req.status = RUNNING
                 if req.first_scheduled is None:
                     req.first_scheduled = now
-                self.running.append(req)
-                plan.scheduled.append((req, num_new))
+                running.append(req)
+                # Waiting requests hold no computed tokens (preemption forgets them): a prefill.
+                scheduled.append((req, num_new))
+                tokens += num_new
+                prefill_tokens += num_new
+                pairs += attention_pairs(0, num_new)
                 budget -= num_new
-        for req, num_new in plan.scheduled:
-            if not (num_new == 1 and req.num_output and req.num_computed == req.num_tokens - 1):
-                plan.prefill_tokens += num_new
+        plan.tokens = tokens
+        plan.prefill_tokens = prefill_tokens
+        plan.prefill_pairs = pairs
+        plan.decode_context = self.context_tokens - not_decoding
         return plan
 
     def complete(self, plan: StepPlan, now: float) -> StepResult:
@@ -171,6 +215,7 @@ class Scheduler:
             if req.status != RUNNING:
                 continue  # aborted while the step ran
             req.num_computed += num_new
+            self.context_tokens += num_new
             if req.num_computed < req.num_tokens:
                 continue  # a chunk of a longer prefill
             req.num_output += 1
@@ -183,6 +228,7 @@ class Scheduler:
             if req.num_output >= req.target_tokens:
                 self.running.remove(req)
                 self._free(req)
+                self.context_tokens -= req.num_computed
                 req.status = FINISHED
                 req.finished_reason = req.target_reason
                 req.finished_at = now

@@ -69,20 +69,49 @@ def vllm_args(engine: EngineSpec, *, host: str, port: int, model: str | None = N
     return args + list(engine.extra_args)
 
 
-def gateway_args(
-    gateway: GatewaySpec, *, host: str, port: int, upstream: str, model: str
-) -> list[str]:
-    # `upstream`: one engine URL, a comma list of them, or (kubernetes) an http://NAME:PORT DNS
-    # name given as `upstream_dns` by the caller instead.
-    """Arguments after `llmctl` that run the gateway: every GatewaySettings field as its flag
-    (core.config.GATEWAY_FLAGS). Keys never go on a command line."""
-    values: dict[str, object] = {
+def gateway_values(
+    gateway: GatewaySpec,
+    *,
+    host: str,
+    port: int,
+    model: str,
+    upstream: str | None = None,
+    upstream_dns: str | None = None,
+) -> dict[str, object]:
+    """GatewayConfig field -> value for the gateway a stack runs (None: not set). `upstream` is
+    one engine URL or a comma list; `upstream_dns` an http://NAME:PORT whose addresses are the
+    engines (a Kubernetes headless Service). Keys are never among them."""
+    if (upstream is None) == (upstream_dns is None):
+        raise ValueError("give the engines as exactly one of upstream and upstream_dns")
+    return {
         "host": host,
         "port": port,
         "upstreams": upstream,
+        "upstream_dns": upstream_dns,
         "model_name": model,
         **{name: getattr(gateway, name) for name in GatewaySettings.model_fields},
     }
+
+
+def flag_text(value: object) -> str:
+    """A setting's value as its flag takes it."""
+    return _fmt(value) if isinstance(value, float | int) else str(value)
+
+
+def gateway_args(
+    gateway: GatewaySpec,
+    *,
+    host: str,
+    port: int,
+    model: str,
+    upstream: str | None = None,
+    upstream_dns: str | None = None,
+) -> list[str]:
+    """Arguments after `llmctl` that run the gateway: every GatewaySettings field as its flag
+    (core.config.GATEWAY_FLAGS). Keys never go on a command line."""
+    values = gateway_values(
+        gateway, host=host, port=port, model=model, upstream=upstream, upstream_dns=upstream_dns
+    )
     args = ["gateway", "serve"]
     for name, value in values.items():
         if value is None or value is False:
@@ -90,8 +119,7 @@ def gateway_args(
         if value is True:
             args.append(GATEWAY_FLAGS[name])  # a plain flag
             continue
-        text = _fmt(value) if isinstance(value, float | int) else str(value)
-        args += [GATEWAY_FLAGS[name], text]
+        args += [GATEWAY_FLAGS[name], flag_text(value)]
     return args
 
 

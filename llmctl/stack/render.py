@@ -1,7 +1,8 @@
 """Render a StackSpec into compose, Prometheus and Grafana files; writing them is a separate step.
 
-Every `templates/**/*.j2` goes through one Jinja environment (StrictUndefined, so a typo in a
-template is an error, not an empty string) into `.llmctl/<stack>/<path without .j2>`.
+Every `templates/**/*.j2` but another target's (`templates/kubernetes/`) goes through one Jinja
+environment (StrictUndefined, so a typo in a template is an error, not an empty string) into
+`.llmctl/<stack>/<path without .j2>`.
 """
 
 from __future__ import annotations
@@ -30,6 +31,8 @@ from llmctl.stack.spec import StackSpec, connect_host, host_port
 
 DASHBOARDS_OUT = "grafana/dashboards"
 GATEWAY_DOCKERFILE = "docker/gateway.Dockerfile"
+# Templates of the other render targets (kubernetes/: llmctl.stack.kubernetes renders them).
+OTHER_TARGETS = ("kubernetes/",)
 # Folders whose contents render() owns completely: stale files there are removed by write().
 MANAGED_DIRS = ("prometheus/rules", DASHBOARDS_OUT)
 
@@ -146,7 +149,7 @@ def render(
     env = environment(templates)
     ctx = context(spec, cwd=cwd)
     files: dict[str, str] = {}
-    for name in sorted(env.list_templates(filter_func=lambda n: n.endswith(".j2"))):
+    for name in sorted(env.list_templates(filter_func=_compose_template)):
         try:
             files[name.removesuffix(".j2")] = env.get_template(name).render(ctx)
         except jinja2.TemplateError as exc:
@@ -157,6 +160,10 @@ def render(
             files[f"{DASHBOARDS_OUT}/{path.name}"] = path.read_text()
     files[ENV_FILE] = env_file_text(spec, stack_secrets, environ)
     return files
+
+
+def _compose_template(name: str) -> bool:
+    return name.endswith(".j2") and not name.startswith(OTHER_TARGETS)
 
 
 def write(files: Mapping[str, str], outdir: Path) -> list[Path]:
