@@ -12,8 +12,6 @@ from llmctl.bench.compare import Comparison, ComparisonRow
 from llmctl.bench.report import BenchReport, LevelNumbers, LevelReport, StreamReport
 from llmctl.bench.strategies import MixStrategy
 
-COMPARE_FORMATS = ("table", "md", "csv", "json")
-
 
 def level_row(level: LevelReport, stream: StreamReport | None = None) -> dict[str, Any]:
     """One flat CSV row: strategy fields, failure classes and server numbers as their own columns

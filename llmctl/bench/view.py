@@ -6,8 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from rich import box
-from rich.console import Console, Group, RenderableType
-from rich.measure import Measurement
+from rich.console import Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
@@ -154,20 +153,25 @@ def progress_view(p: LevelProgress) -> RenderableType:
 def progress_line(p: LevelProgress) -> str:
     """The same as plain text, for a log: no bar, no redraw."""
     planned = f"/{p.planned_s:.0f}s" if p.planned_s else "s"
+    rate = p.output_tokens / p.elapsed_s if p.elapsed_s > 0 else 0.0
     return (
         f"[{p.index + 1}/{p.total}] {p.strategy.label} {p.phase} {p.elapsed_s:.1f}{planned} "
-        f"ok {p.completed} fail {p.failed} inflight {p.in_flight} tok {p.output_tokens}"
+        f"ok {p.completed} fail {p.failed} inflight {p.in_flight} tok {p.output_tokens} "
+        f"({rate:.1f} tok/s)"
     )
 
 
-def level_line(level: LevelReport) -> Text:
-    """The one-line summary printed when a level ends."""
+def level_line(level: LevelReport, elapsed_s: float | None = None) -> Text:
+    """The one-line summary printed when a level ends (`elapsed_s`: its wall time, warm-up and
+    drain included)."""
+    took = f" in {elapsed_s:.1f}s" if elapsed_s is not None else ""
     return Text.assemble(
         ("done ", "green"),
-        (f"{level.label}: ", "bold"),
-        f"{fmt(level.request_throughput)} req/s, {fmt(level.output_throughput, 1)} out tok/s, ",
-        f"TTFT p50 {fmt(level.median_ttft_ms, 1)} ms, ITL p50 {fmt(level.median_itl_ms, 1)} ms, ",
+        (f"{level.label}{took}: ", "bold"),
+        f"{level.completed} ok, ",
         (f"{level.failed} failed", "red" if level.failed else "dim"),
+        f", {fmt(level.request_throughput)} req/s, {fmt(level.output_throughput, 1)} out tok/s, ",
+        f"TTFT p50 {fmt(level.median_ttft_ms, 1)} ms, ITL p50 {fmt(level.median_itl_ms, 1)} ms",
     )
 
 
@@ -410,9 +414,3 @@ def compare_view(c: Comparison) -> RenderableType:
     if c.unmatched:
         parts.append(Text(f"levels only in one report: {', '.join(c.unmatched)}", "yellow"))
     return Group(*parts)
-
-
-def natural_width(renderable: RenderableType) -> int:
-    """Columns `renderable` needs so that nothing in it wraps or is cut."""
-    console = Console(width=10_000)
-    return Measurement.get(console, console.options, renderable).maximum

@@ -10,13 +10,14 @@ from pathlib import Path
 import typer
 
 from llmctl.cli.console import console
+from llmctl.cli.help import App
 from llmctl.core import aio
 from llmctl.sim.config import SimConfig
 from llmctl.sim.faults import FaultSpec
 from llmctl.sim.profiles import PROFILES, get_profile
 from llmctl.sim.scenario import load_scenario
 
-app = typer.Typer(
+app = App(
     help="Run a simulated vLLM engine (OpenAI API, vLLM metrics, DCGM telemetry).",
     no_args_is_help=True,
 )
@@ -28,7 +29,9 @@ def serve(
     port: int = typer.Option(8000, help="Port to listen on (0 picks a free one)."),
     model: str = typer.Option("llmctl-sim", help="Served model name (in /v1/models and metrics)."),
     profile: str = typer.Option(
-        "tiny", help=f"Hardware profile: {', '.join(PROFILES)}. See docs/simulator.md."
+        "tiny",
+        help=f"Hardware profile: {', '.join(PROFILES)}. See docs/simulator.md.",
+        autocompletion=lambda incomplete: [p for p in PROFILES if p.startswith(incomplete)],
     ),
     time_scale: float = typer.Option(
         1.0, help="Run N times faster than the simulated hardware (all step times divided by N)."
@@ -102,6 +105,7 @@ def _run(config: SimConfig) -> None:
             f"(profile {p.name}, max_num_seqs={p.max_num_seqs}, "
             f"kv={p.num_gpu_blocks}x{p.block_size} tokens, time_scale={config.time_scale})",
             highlight=False,
+            soft_wrap=True,  # one line in a log, whatever COLUMNS says
         )
 
     async def main() -> None:

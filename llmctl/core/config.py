@@ -333,21 +333,40 @@ def env_var_of(field: str) -> str | None:
     return next((var for var, name in GATEWAY_ENV.items() if name == field), None)
 
 
-def build_config(model: type[BaseModelT], values: Mapping[str, Any], *, source: str) -> BaseModelT:
-    """Validate `values` into `model`, turning pydantic's errors into one ConfigError naming keys."""
+def build_config(
+    model: type[BaseModelT],
+    values: Mapping[str, Any],
+    *,
+    source: str,
+    names: Mapping[str, str] | None = None,
+    sources: Mapping[str, str] | None = None,
+) -> BaseModelT:
+    """Validate `values` into `model`, turning pydantic's errors into one ConfigError naming keys
+    (`names`: how the user wrote a field, e.g. its flag; `sources`: where a value came from)."""
     try:
         return model.model_validate(dict(values))
     except ValidationError as exc:
-        raise ConfigError(explain(exc, what=source, model=model)) from exc
+        message = explain(exc, what=source, model=model, names=names, sources=sources)
+        raise ConfigError(message) from exc
 
 
 def load_gateway_config(
-    environ: Mapping[str, str], overrides: Mapping[str, Any] | None = None
+    environ: Mapping[str, str], overrides: Mapping[str, Any] | None = None, *, flags: bool = False
 ) -> GatewayConfig:
-    """Defaults, then environment variables, then explicit overrides (CLI flags)."""
+    """Defaults, then environment variables, then explicit overrides (`flags`: they are the
+    command line's, and errors name them by their GATEWAY_FLAGS flag)."""
     values = gateway_values_from_env(environ)
-    values.update({k: v for k, v in (overrides or {}).items() if v is not None})
-    return build_config(GatewayConfig, values, source="gateway settings")
+    sources = {field: f"env {var}" for var, field in GATEWAY_ENV.items() if field in values}
+    given = {k: v for k, v in (overrides or {}).items() if v is not None}
+    values.update(given)
+    names = {field: GATEWAY_FLAGS[field] for field in given if field in GATEWAY_FLAGS}
+    return build_config(
+        GatewayConfig,
+        values,
+        source="gateway settings",
+        names=names if flags else None,
+        sources={k: v for k, v in sources.items() if k not in given},
+    )
 
 
 class AlertThresholds(BaseModel):

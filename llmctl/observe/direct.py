@@ -213,6 +213,7 @@ def _compute(now: Scrape, base: Scrape, url: str, note: str) -> StackSnapshot:
     return StackSnapshot(
         source="direct",
         source_url=url,
+        reached=sorted(now.reached),
         note=note,
         taken_at=time.time(),
         window_s=dt,

@@ -64,6 +64,9 @@ class StackSnapshot(_Model):
     version: int = 2
     source: Source
     source_url: str
+    # What answered: ["prometheus"], or the endpoints read directly ("gateway", "engine", "gpu");
+    # empty when nothing did (`top --once` then exits non-zero).
+    reached: list[str] = Field(default_factory=list)
     note: str = ""
     taken_at: float
     window_s: float

@@ -243,25 +243,37 @@ OPTIONAL = ("history", "classes", "engines")
 
 
 def render(
-    snap: StackSnapshot, *, live: bool = False, omit: tuple[str, ...] = ()
+    snap: StackSnapshot, *, live: bool = False, omit: tuple[str, ...] = (), stacked: bool = False
 ) -> RenderableType:
     """The whole `llmctl top` screen for one snapshot (`live`: with the key hint; `omit`: sections
-    of OPTIONAL to leave out)."""
-    top = Table.grid(expand=True, padding=(0, 1))
-    for ratio in (3, 2, 2):
-        top.add_column(ratio=ratio)
-    top.add_row(_admission(snap), _traffic(snap), _latency(snap))
-    middle = Table.grid(expand=True, padding=(0, 1))
-    middle.add_column(ratio=1)
-    middle.add_column(ratio=2)
-    middle.add_row(_engine(snap), _gpus(snap))
+    of OPTIONAL to leave out; `stacked`: panels one under another, each as wide as its content,
+    for a log or a pipe, where there is no screen to share out)."""
+    panels = [_admission(snap), _traffic(snap), _latency(snap), _engine(snap), _gpus(snap)]
     extra = [
         p
         for name, make in (("engines", _engines), ("classes", _classes), ("history", _history))
         if name not in omit and (p := make(snap)) is not None
     ]
     limit = Text("limit ", style="bold").append_text(limit_line(snap))
+    if stacked:
+        return Group(_header(snap, live), limit, *(_shrunk(p) for p in (*panels, *extra)))
+    top = Table.grid(expand=True, padding=(0, 1))
+    for ratio in (3, 2, 2):
+        top.add_column(ratio=ratio)
+    top.add_row(*panels[:3])
+    middle = Table.grid(expand=True, padding=(0, 1))
+    middle.add_column(ratio=1)
+    middle.add_column(ratio=2)
+    middle.add_row(*panels[3:])
     return Group(_header(snap, live), limit, top, middle, *extra)
+
+
+def _shrunk(panel: Panel) -> Panel:
+    """`panel` as wide as its content rather than its share of a screen."""
+    panel.expand = False
+    if isinstance(panel.renderable, Table):
+        panel.renderable.expand = False
+    return panel
 
 
 def fit(snap: StackSnapshot, console: Console, *, live: bool = False) -> RenderableType:

@@ -165,7 +165,7 @@ def test_a_bad_file_is_one_clear_error(
     [
         (["missing.json"], "cannot read missing.json"),
         (["binary.json"], "cannot read binary.json"),
-        ([str(BENCH_V1), "--figure-format", "gif"], "--figure-format must be svg or png"),
+        ([str(BENCH_V1), "--figure-format", "gif"], "--figure-format: must be one of svg, png"),
         ([str(BENCH_V1), "-o", "no/such/folder/r.html"], "does not exist"),
     ],
 )

@@ -116,7 +116,7 @@ def _llmctl(*args: str) -> subprocess.CompletedProcess[str]:
 def test_models_cli_errors_are_red_messages(cache: Path) -> None:
     bad = _llmctl("models", "prepare", "gpt-5")
     assert bad.returncode == 2
-    assert "unknown recipe 'gpt-5'" in bad.stderr
+    assert "RECIPE: must be one of tiny, smollm2 (got 'gpt-5')" in bad.stderr
     missing = _llmctl("models", "prepare", "tiny")
     assert missing.returncode == 1
     assert "vllm-setup" in missing.stderr
