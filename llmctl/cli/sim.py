@@ -69,6 +69,13 @@ def serve(
         help="TOML/JSON file of timed changes (slowdown, KV share, prompt/output scale) in "
         "simulated seconds; see docs/simulator.md. Live: PUT /sim/conditions.",
     ),
+    prefix_caching: bool = typer.Option(
+        True,
+        "--prefix-caching/--no-prefix-caching",
+        "--enable-prefix-caching/--no-enable-prefix-caching",
+        help="Keep computed prompt blocks for later requests that share the prefix (vLLM v1's "
+        "default; vLLM's own flag names work too).",
+    ),
 ) -> None:
     """Serve the OpenAI API on a simulated vLLM engine until interrupted."""
     config = SimConfig(
@@ -91,6 +98,7 @@ def serve(
             stall_rate=stall_rate,
         ),
         scenario=load_scenario(scenario) if scenario is not None else None,
+        prefix_caching=prefix_caching,
     )
     _run(config)
 
@@ -103,7 +111,8 @@ def _run(config: SimConfig) -> None:
         console.print(
             f"llmctl sim: serving [bold]{config.model}[/bold] on {url} "
             f"(profile {p.name}, max_num_seqs={p.max_num_seqs}, "
-            f"kv={p.num_gpu_blocks}x{p.block_size} tokens, time_scale={config.time_scale})",
+            f"kv={p.num_gpu_blocks}x{p.block_size} tokens, time_scale={config.time_scale}, "
+            f"prefix caching {'on' if config.prefix_caching else 'off'})",
             highlight=False,
             soft_wrap=True,  # one line in a log, whatever COLUMNS says
         )

@@ -331,6 +331,18 @@ VLLM_PROMPT_TOKENS = MetricSpec(
 VLLM_GENERATION_TOKENS = MetricSpec(
     "vllm:generation_tokens", "counter", "Number of generation tokens processed.", VLLM_LABELS
 )
+VLLM_PREFIX_CACHE_QUERIES = MetricSpec(
+    "vllm:prefix_cache_queries",
+    "counter",
+    "Prefix cache queries, in terms of number of queried tokens.",
+    VLLM_LABELS,
+)
+VLLM_PREFIX_CACHE_HITS = MetricSpec(
+    "vllm:prefix_cache_hits",
+    "counter",
+    "Prefix cache hits, in terms of number of cached tokens.",
+    VLLM_LABELS,
+)
 VLLM_REQUEST_SUCCESS = MetricSpec(
     "vllm:request_success",
     "counter",
@@ -408,6 +420,8 @@ VLLM_METRICS = (
     VLLM_PREEMPTIONS,
     VLLM_PROMPT_TOKENS,
     VLLM_GENERATION_TOKENS,
+    VLLM_PREFIX_CACHE_QUERIES,
+    VLLM_PREFIX_CACHE_HITS,
     VLLM_REQUEST_SUCCESS,
     VLLM_TTFT,
     VLLM_ITL,

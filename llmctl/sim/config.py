@@ -12,7 +12,8 @@ from llmctl.sim.scenario import Scenario
 
 @dataclass(frozen=True)
 class SimConfig:
-    """Where to listen, what to serve, how fast, which faults to inject, how the GPU changes."""
+    """Where to listen, what to serve, how fast, which faults to inject, how the GPU changes,
+    whether the KV cache keeps prefixes."""
 
     host: str = "127.0.0.1"
     port: int = 8000
@@ -22,6 +23,7 @@ class SimConfig:
     seed: int = 0
     faults: FaultSpec = field(default_factory=FaultSpec)
     scenario: Scenario | None = None
+    prefix_caching: bool = True  # vLLM v1's default (--enable-prefix-caching)
 
     def __post_init__(self) -> None:
         if not self.time_scale > 0:

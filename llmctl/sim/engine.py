@@ -8,7 +8,7 @@ import logging
 import random
 import time
 from collections import deque
-from collections.abc import Coroutine
+from collections.abc import Coroutine, Hashable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -59,19 +59,23 @@ class Engine:
         time_scale: float,
         seed: int,
         scenario: Scenario | None = None,
+        prefix_caching: bool = True,
     ) -> None:
         self.profile = profile
         self.time_scale = time_scale
         self.seed = seed
+        self.tokens = TokenStream(seed)
         self.scheduler = Scheduler(
             max_num_seqs=profile.max_num_seqs,
             num_blocks=profile.num_gpu_blocks,
             block_size=profile.block_size,
             max_num_batched_tokens=profile.max_num_batched_tokens,
+            prefix_caching=prefix_caching,
+            # A generated token is its word, as the prompt's tokens are (text.py).
+            output_ring=self.tokens.first,
         )
         self.max_model_len = min(profile.max_model_len, profile.kv_tokens)
         self.metrics = EngineMetrics(model_name, self.max_model_len)
-        self.tokens = TokenStream(seed)
         # time.monotonic, not loop.time(): uvloop's loop clock has millisecond resolution.
         self.clock = time.monotonic
         self.gpu = GpuTelemetry(profile, lambda: self.scheduler.kv_usage, self.clock)
@@ -152,8 +156,12 @@ class Engine:
         if delay > 0:
             await asyncio.get_running_loop().run_in_executor(self._sleeper, time.sleep, delay)
 
-    def new_request(self, prompt_tokens: int, max_tokens: int, ignore_eos: bool) -> SimRequest:
-        """A request numbered in arrival order; its text and simulated EOS follow from the seed."""
+    def new_request(
+        self, prompt_ids: Sequence[Hashable], max_tokens: int, ignore_eos: bool
+    ) -> SimRequest:
+        """A request for the prompt's tokens, numbered in arrival order; its text and simulated
+        EOS follow from the seed."""
+        prompt_tokens = len(prompt_ids)
         number = self._requests
         self._requests += 1
         p = self.profile
@@ -165,6 +173,8 @@ class Engine:
             prompt_tokens = min(
                 max(1, round(prompt_tokens * now.prompt_scale)), self.max_model_len - 1
             )
+            # Longer by repeating its own tokens, so equal prompts stay equal (and cacheable).
+            prompt_ids = (list(prompt_ids) * -(-prompt_tokens // len(prompt_ids)))[:prompt_tokens]
             room = self.max_model_len - prompt_tokens
             max_tokens = min(max(1, round(max_tokens * now.output_scale)), room)
             natural = max(1, round(natural * now.output_scale))
@@ -173,6 +183,7 @@ class Engine:
         arrival = self.clock()
         return SimRequest(
             prompt_tokens=prompt_tokens,
+            prompt_ids=prompt_ids,
             target_tokens=natural if stop_early else max_tokens,
             target_reason="stop" if stop_early else "length",
             arrival=arrival,
@@ -270,6 +281,8 @@ class Engine:
                     log.info("conditions now %s", conditions.model_dump())
                     self.apply(conditions)
             plan = sched.schedule(start)
+            if plan.cache_queries:
+                self.metrics.observe_prefix_cache(plan.cache_queries, plan.cache_hits)
             step = (
                 conditions.slowdown
                 * step_seconds(

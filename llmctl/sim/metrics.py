@@ -33,6 +33,8 @@ class EngineMetrics:
         self.preemptions = self._counter(m.VLLM_PREEMPTIONS)
         self.prompt_tokens = self._counter(m.VLLM_PROMPT_TOKENS)
         self.generation_tokens = self._counter(m.VLLM_GENERATION_TOKENS)
+        self.prefix_cache_queries = self._counter(m.VLLM_PREFIX_CACHE_QUERIES)
+        self.prefix_cache_hits = self._counter(m.VLLM_PREFIX_CACHE_HITS)
         # vLLM exports every finished_reason from the start, so rate() works before the first one.
         success = m.counter(m.VLLM_REQUEST_SUCCESS, self.registry)
         self.success = {
@@ -74,6 +76,12 @@ class EngineMetrics:
         observe = self.itl.observe
         for gap in inter_token:
             observe(gap)
+
+    def observe_prefix_cache(self, queries: int, hits: int) -> None:
+        """New requests admitted: their tokens, and how many the prefix cache held."""
+        self.prefix_cache_queries.inc(queries)
+        if hits:
+            self.prefix_cache_hits.inc(hits)
 
     def observe_first_token(self, req: SimRequest) -> None:
         """Prefill done: count its prompt tokens and the time to first token, as vLLM does."""

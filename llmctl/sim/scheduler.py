@@ -1,4 +1,5 @@
-"""A scheduler shaped like vLLM v1's: FCFS waiting queue, bounded running set, paged KV, preemption.
+"""A scheduler shaped like vLLM v1's: FCFS waiting queue, bounded running set, paged KV with
+prefix caching (kvcache.py), preemption.
 
 Pure bookkeeping, no clock and no I/O: `schedule()` picks the work of one engine step and
 `complete()` applies its results. The engine (engine.py) times the steps and notifies clients.
@@ -7,9 +8,11 @@ Pure bookkeeping, no clock and no I/O: `schedule()` picks the work of one engine
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Hashable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from llmctl.sim.kvcache import KvCache
 from llmctl.sim.timing import attention_pairs
 
 WAITING = "waiting"
@@ -38,6 +41,14 @@ class SimRequest:
     finished_reason: str | None = None
     finished_at: float | None = None
     stream: bool = True  # wake the client per token (else only when finished)
+    # The prompt's tokens (text pieces or ids; empty: unknown, never cached) and the prefix
+    # cache's view of the request (kvcache.py): its full blocks' chained hashes, the cached blocks
+    # it holds, how many leading blocks were looked up or cached, the tokens its admission found.
+    prompt_ids: Sequence[Hashable] = ()
+    block_hashes: list[int] = field(default_factory=list)
+    cached: list[int] = field(default_factory=list)
+    hashed: int = 0
+    num_cached_tokens: int = 0
     # Set by the server: a future the engine resolves when tokens arrive or the request ends.
     waiter: Any = None
 
@@ -56,6 +67,10 @@ class StepPlan:
     prefill_pairs: int = 0  # causal attention pairs of the prefill chunks
     decode_context: int = 0  # tokens already cached, summed over the decoding sequences
     preempted: int = 0
+    # vllm:prefix_cache_queries / _hits: tokens of the new (not preempted) requests admitted, and
+    # how many of them the prefix cache held
+    cache_queries: int = 0
+    cache_hits: int = 0
 
 
 @dataclass(slots=True)
@@ -68,16 +83,24 @@ class StepResult:
 
 
 class Scheduler:
-    """FCFS waiting queue; running set <= max_num_seqs; KV of num_blocks x block_size tokens."""
+    """FCFS waiting queue; running set <= max_num_seqs; KV of num_blocks x block_size tokens.
+
+    `prefix_caching` and `output_ring` configure the KV cache (kvcache.py)."""
 
     def __init__(
-        self, *, max_num_seqs: int, num_blocks: int, block_size: int, max_num_batched_tokens: int
+        self,
+        *,
+        max_num_seqs: int,
+        num_blocks: int,
+        block_size: int,
+        max_num_batched_tokens: int,
+        prefix_caching: bool = True,
+        output_ring: Sequence[Hashable] = (),
     ) -> None:
         self.max_num_seqs = max_num_seqs
-        self.num_blocks = num_blocks
         self.block_size = block_size
         self.max_num_batched_tokens = max_num_batched_tokens
-        self.free_blocks = num_blocks
+        self.kv = KvCache(num_blocks, block_size, caching=prefix_caching, output_ring=output_ring)
         self.waiting: deque[SimRequest] = deque()
         self.running: list[SimRequest] = []
         # Computed (KV-resident) tokens summed over the running set, kept up to date as requests
@@ -85,16 +108,24 @@ class Scheduler:
         self.context_tokens = 0
 
     @property
+    def num_blocks(self) -> int:
+        return self.kv.num_blocks
+
+    @property
+    def free_blocks(self) -> int:
+        """Blocks no request holds (cached ones among them); negative just after a shrink."""
+        return self.kv.free
+
+    @property
     def kv_usage(self) -> float:
-        # Above 1 only just after the cache shrank under running requests (a scenario): full.
-        return min(1.0, 1.0 - self.free_blocks / self.num_blocks)
+        return self.kv.usage
 
     def resize(self, num_blocks: int) -> None:
-        """Give the cache `num_blocks` blocks from now on. Shrinking below what running requests
-        hold leaves free_blocks negative: they keep the blocks they have, new blocks preempt the
-        latest admitted until the cache fits again (vLLM's answer to running out of blocks)."""
-        self.free_blocks += num_blocks - self.num_blocks
-        self.num_blocks = num_blocks
+        """Give the cache `num_blocks` blocks from now on (free ones go first, the uncached before
+        the cached). Shrinking below what running requests hold leaves free_blocks negative: they
+        keep the blocks they have, new blocks preempt the latest admitted until the cache fits
+        again (vLLM's answer to running out of blocks)."""
+        self.kv.resize(num_blocks)
 
     def has_work(self) -> bool:
         return bool(self.waiting or self.running)
@@ -117,18 +148,19 @@ class Scheduler:
         return True
 
     def _free(self, req: SimRequest) -> None:
-        self.free_blocks += req.blocks
-        req.blocks = 0
+        self.kv.release(req)
 
     def _allocate(self, req: SimRequest, num_new: int) -> bool:
         bs = self.block_size
         need = (req.num_computed + num_new + bs - 1) // bs - req.blocks
-        if need > self.free_blocks:
-            return False
-        if need > 0:
-            self.free_blocks -= need
+        if need <= 0:
+            return True
+        kv = self.kv
+        if need <= kv.anonymous:  # the common case, inline: no eviction needed
+            kv.anonymous -= need
             req.blocks += need
-        return True
+            return True
+        return kv.grow(req, need)
 
     def _preempt_last(self) -> SimRequest:
         """Send the most recently admitted running request back to waiting (recompute)."""
@@ -149,6 +181,7 @@ class Scheduler:
         block_size = self.block_size
         running = self.running
         tokens = prefill_tokens = pairs = 0
+        kv = self.kv
         # Context of running requests that do not decode this step (prefill chunks, or left out
         # when the token budget ran out): the rest of context_tokens is the decode context.
         not_decoding = 0
@@ -177,6 +210,7 @@ class Scheduler:
                 prefill_tokens += num_new
                 pairs += attention_pairs(computed, num_new)
                 not_decoding += computed
+                kv.commit(req, computed + num_new)
             budget -= num_new
             i += 1
         for req in running[i:]:
@@ -185,20 +219,32 @@ class Scheduler:
             waiting = self.waiting
             while waiting and len(running) < self.max_num_seqs and budget > 0:
                 req = waiting[0]
-                remaining = req.num_tokens - req.num_computed
+                # Waiting requests hold no blocks and no computed tokens (preemption forgets
+                # them): what the prefix cache holds is computed already, the rest is a prefill.
+                hits = kv.lookup(req)
+                cached = hits * block_size
+                remaining = req.num_tokens - cached
                 num_new = remaining if remaining < budget else budget
-                if not self._allocate(req, num_new):
+                if not kv.admit(req, hits, cached + num_new):
                     break
                 waiting.popleft()
                 req.status = RUNNING
                 if req.first_scheduled is None:
                     req.first_scheduled = now
                 running.append(req)
-                # Waiting requests hold no computed tokens (preemption forgets them): a prefill.
+                if kv.caching and not req.num_preemptions:
+                    # vLLM counts new requests only, at admission, in tokens.
+                    plan.cache_queries += req.num_tokens
+                    plan.cache_hits += cached
+                req.num_cached_tokens = cached
+                req.num_computed = cached
+                self.context_tokens += cached
+                not_decoding += cached
+                kv.commit(req, cached + num_new)
                 scheduled.append((req, num_new))
                 tokens += num_new
                 prefill_tokens += num_new
-                pairs += attention_pairs(0, num_new)
+                pairs += attention_pairs(cached, num_new)
                 budget -= num_new
         plan.tokens = tokens
         plan.prefill_tokens = prefill_tokens

@@ -158,7 +158,7 @@ async def generate(request: web.Request, kind: Kind) -> web.StreamResponse:
         )
     except ApiError as exc:
         return web.json_response(exc.body, status=exc.status)
-    req = engine.new_request(params.prompt_tokens, params.max_tokens, params.ignore_eos)
+    req = engine.new_request(params.prompt_ids, params.max_tokens, params.ignore_eos)
     if req.prompt_tokens != params.prompt_tokens:
         # A scenario's prompt_scale: usage reports the prompt the engine processed, as vLLM does.
         params = dataclasses.replace(params, prompt_tokens=req.prompt_tokens)
@@ -260,6 +260,7 @@ def build_app(config: SimConfig) -> web.Application:
         time_scale=config.time_scale,
         seed=config.seed,
         scenario=config.scenario,
+        prefix_caching=config.prefix_caching,
     )
     app.cleanup_ctx.append(_engine_lifecycle)
     return app

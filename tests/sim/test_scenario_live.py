@@ -65,7 +65,11 @@ def test_live_changes_shrink_the_cache_and_lengthen_requests(start_sim: StartSim
         httpx.put(f"{sim.url}/sim/conditions", json={"prompt_scale": 1, "output_scale": 1})
 
         async def load() -> list[int]:
-            long = {"prompt": "a " * 6000, "max_tokens": 1000, "ignore_eos": True}
+            # Distinct first words: the prefix cache shares nothing between them.
+            long = [
+                {"prompt": f"r{i} " + "a " * 6000, "max_tokens": 1000, "ignore_eos": True}
+                for i in range(8)
+            ]
             async with httpx.AsyncClient(timeout=120) as client:
 
                 async def shrink() -> None:
@@ -78,7 +82,7 @@ def test_live_changes_shrink_the_cache_and_lengthen_requests(start_sim: StartSim
                     resp = await client.put(f"{sim.url}/sim/conditions", json={"kv_fraction": 0.5})
                     assert resp.json()["kv_blocks"] == 2048
 
-                posts = [client.post(f"{sim.url}/v1/completions", json=long) for _ in range(8)]
+                posts = [client.post(f"{sim.url}/v1/completions", json=body) for body in long]
                 *answers, _ = await asyncio.gather(*posts, shrink())
                 return [a.status_code for a in answers]
 
