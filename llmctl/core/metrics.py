@@ -228,6 +228,16 @@ GATEWAY_CLASS_ACTIVE = MetricSpec(
     ("class",),
 )
 
+# Prompt tokens as the gateway counts them at admission (label `counting`: how).
+TOKEN_COUNTINGS = ("exact", "estimated")
+GATEWAY_ADMISSION_PROMPT_TOKENS = MetricSpec(
+    "llmctl_gateway_admission_prompt_tokens",
+    "counter",
+    "Prompt tokens counted at admission: exact (the model's tokenizer and chat template) or "
+    "estimated (4 characters a token).",
+    ("counting",),
+)
+
 GATEWAY_METRICS = (
     GATEWAY_REQUESTS,
     GATEWAY_ACTIVE,
@@ -255,6 +265,7 @@ GATEWAY_METRICS = (
     GATEWAY_RATE_LIMITED,
     GATEWAY_CLASS_QUEUE,
     GATEWAY_CLASS_ACTIVE,
+    GATEWAY_ADMISSION_PROMPT_TOKENS,
 )
 
 # --- vLLM (names, types and labels as vLLM 0.32 exports them; labels model_name, engine) -----------

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import math
 import time
 from collections.abc import AsyncIterator
@@ -16,9 +17,8 @@ from pydantic import ValidationError
 from llmctl.core.config import AdmissionLimits, GatewayConfig
 from llmctl.core.openai import CHAT, COMPLETIONS, MODELS_PATH, Route
 from llmctl.core.validation import explain
-from llmctl.gateway import quota
+from llmctl.gateway import context, quota
 from llmctl.gateway.admission import AdmissionController, AdmissionRefusedError, Slot
-from llmctl.gateway.affinity import prompt_text
 from llmctl.gateway.auth import KeyRing, bearer_token, readable
 from llmctl.gateway.engines import EnginePool
 from llmctl.gateway.errors import error_response
@@ -29,6 +29,9 @@ from llmctl.gateway.payload import BadRequestError, CompletionRequest, parse_com
 from llmctl.gateway.proxy import EngineFailedError, Proxy, make_session
 from llmctl.gateway.router import SESSION_HEADER, EngineRouter, RouteHint
 from llmctl.gateway.tenants import CLASS_HEADER, Tenancy, Tenant, load_tenants
+from llmctl.gateway.tokens import TokenCounter
+
+log = logging.getLogger(__name__)
 
 GATEWAY_KEY: web.AppKey[Gateway] = web.AppKey("gateway")
 # The engine that served a request (its host:port), on every answer that reached one.
@@ -67,6 +70,7 @@ class Gateway:
         self.monitor: PoolMonitor | None = None
         self.proxy: Proxy | None = None
         self._retry_unavailable = max(1, math.ceil(config.health_interval_s))
+        self.counter = TokenCounter.load(config.tokenizer)
 
     async def start(self) -> None:
         self._session = make_session()
@@ -92,6 +96,7 @@ class Gateway:
         if config.upstream_dns is not None:
             await self.monitor.resolve()
         self.monitor.start()
+        log.info("prompt tokens: %s", self.counter.rule)
 
     def _choosing(self) -> bool:
         return self.config.upstream_dns is not None or len(self.pool) > 1
@@ -101,6 +106,7 @@ class Gateway:
             await self.monitor.stop()
         if self._session is not None:
             await self._session.close()
+        self.counter.close()
 
     # --- the OpenAI routes ------------------------------------------------------------------------
 
@@ -159,11 +165,22 @@ class Gateway:
             outcome.set(400, "bad_request")
             return error_response(400, str(exc), "bad_request", headers, param=exc.param)
 
+        counted = await self.counter.count_async(route, parsed.data)
+        metrics.admission_prompt_tokens.labels(counted.counting).inc(counted.tokens)
+        window = self.pool.window(str(parsed.data.get("model")))
+        refused = context.check(
+            route, parsed.data, counted, window, self.counter.max_chars_per_token
+        )
+        if refused is not None:
+            outcome.set(400, "bad_request")
+            return web.Response(
+                body=refused.body(), status=400, content_type="application/json", headers=headers
+            )
+
         claim: quota.Claim | None = None
         if tenant is not None and (tenant.requests or tenant.tokens):
             now = time.monotonic()
-            prompt_chars = len(prompt_text(parsed.data, route.body_key))
-            estimate = quota.estimate_tokens(parsed.data, prompt_chars, tenant.default_max_tokens)
+            estimate = quota.estimate_tokens(parsed.data, counted.tokens, tenant.default_max_tokens)
             result = quota.claim(tenant, estimate, now)
             headers.update(quota.headers(tenant, now))
             if isinstance(result, quota.Refusal):
@@ -370,6 +387,7 @@ class Gateway:
             body["engines"] = {e.name: e.detail for e in engines}
             if self.monitor is not None and self.monitor.dns_detail:
                 body["dns"] = self.monitor.dns_detail
+        body["prompt_tokens"] = self.counter.rule
         return web.json_response(body, status=200 if ready else 503)
 
     async def livez(self, request: web.Request) -> web.Response:

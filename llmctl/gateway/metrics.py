@@ -57,6 +57,7 @@ class GatewayMetrics:
         self.tenant_requests = m.counter(m.GATEWAY_TENANT_REQUESTS, registry)
         self.tenant_tokens = m.counter(m.GATEWAY_TENANT_TOKENS, registry)
         self.rate_limited = m.counter(m.GATEWAY_RATE_LIMITED, registry)
+        self.admission_prompt_tokens = m.counter(m.GATEWAY_ADMISSION_PROMPT_TOKENS, registry)
         registry.register(_EngineGauges(admission))
         registry.register(ClassGauges(admission.queue))
 
@@ -77,6 +78,8 @@ class GatewayMetrics:
         for kind in m.UPSTREAM_ERROR_KINDS:
             self.upstream_errors.labels(kind)
             self.retries.labels(kind)
+        for counting in m.TOKEN_COUNTINGS:
+            self.admission_prompt_tokens.labels(counting)
         self._request_children: dict[tuple[str, int, str], Any] = {}
 
     def precreate_tenant(self, tenant: str) -> None:
