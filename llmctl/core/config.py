@@ -83,6 +83,15 @@ class GatewaySettings(AdmissionLimits):
         ge=0,
         description="Seconds over which an engine that comes back climbs from 1 to its full limit.",
     )
+    cache: bool = Field(
+        False,
+        description="Answer repeated deterministic requests (temperature 0, or a seed) from a "
+        "response cache, and send identical ones in flight to the engine once.",
+    )
+    cache_max_bytes: int = Field(
+        64 << 20, ge=1024, description="The response cache's size bound (least recently used out)."
+    )
+    cache_ttl_s: float = Field(600.0, gt=0, description="Seconds a cached answer is served.")
 
 
 def parse_upstream(spec: str) -> tuple[str, int | None]:
@@ -222,6 +231,9 @@ GATEWAY_FLAGS = {
     "rejoin_ramp_s": "--rejoin-ramp",
     "model_name": "--model",
     "tokenizer": "--tokenizer",
+    "cache": "--cache",
+    "cache_max_bytes": "--cache-max-bytes",
+    "cache_ttl_s": "--cache-ttl",
     "max_active": "--max-active",
     "max_active_total": "--max-active-total",
     "queue_mode": "--queue-mode",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import logging
 import math
@@ -20,6 +21,8 @@ from llmctl.core.validation import explain
 from llmctl.gateway import context, quota
 from llmctl.gateway.admission import AdmissionController, AdmissionRefusedError, Slot
 from llmctl.gateway.auth import KeyRing, bearer_token, readable
+from llmctl.gateway.cache import ResponseCache, cache_key, cacheable
+from llmctl.gateway.caching import CacheFront
 from llmctl.gateway.engines import EnginePool
 from llmctl.gateway.errors import error_response
 from llmctl.gateway.fairness import FairQueue
@@ -71,6 +74,13 @@ class Gateway:
         self.proxy: Proxy | None = None
         self._retry_unavailable = max(1, math.ceil(config.health_interval_s))
         self.counter = TokenCounter.load(config.tokenizer)
+        self.cache: CacheFront | None = None
+        if config.cache:
+            store = ResponseCache(
+                config.cache_max_bytes, config.cache_ttl_s, on_evict=self.metrics.evicted
+            )
+            self.metrics.cache = store
+            self.cache = CacheFront(store, self.metrics)
 
     async def start(self) -> None:
         self._session = make_session()
@@ -194,10 +204,23 @@ class Gateway:
                     retry_after=max(1, math.ceil(result.retry_after_s)),
                 )
             claim = result
+        serve = functools.partial(
+            self._serve, request, route, parsed, outcome, headers, arrived, rid, authorization
+        )
         try:
-            return await self._serve(
-                request, route, parsed, outcome, headers, arrived, rid, authorization, tenant, rank
-            )
+            if self.cache is not None and cacheable(parsed.data):
+                key = cache_key(tenant.name if tenant else None, route.path, parsed.data)
+                return await self.cache.serve(
+                    request,
+                    route,
+                    parsed.data,
+                    key,
+                    outcome,
+                    headers,
+                    arrived,
+                    lambda collect: serve(tenant, rank, collect),
+                )
+            return await serve(tenant, rank)
         finally:
             if claim is not None:
                 # What the request really used; nothing when it never reached an engine.
@@ -218,14 +241,16 @@ class Gateway:
         authorization: str | None,
         tenant: Tenant | None,
         rank: int,
+        collect: bytearray | None = None,
     ) -> web.StreamResponse:
-        """Admit a checked request and forward it (retrying once on another engine)."""
+        """Admit a checked request and forward it (retrying once on another engine); `collect`
+        receives the engine's answer (the cache's leader)."""
         metrics = self.metrics
         upstream_headers = {"Content-Type": "application/json", "X-Request-Id": rid}
         if not self.keys.enabled and self.tenancy is None:
             upstream_headers.update(_engine_auth(authorization))
         hint = self.router.hint(parsed.data, route.body_key, request.headers.get(SESSION_HEADER))
-        body, strip_usage = self._upstream_body(parsed, tenant, rank)
+        body, strip_usage = self._upstream_body(parsed, tenant, rank, collect is not None)
 
         admitted = await self._admit(hint, headers, outcome, tenant=tenant, rank=rank)
         if isinstance(admitted, web.Response):
@@ -239,6 +264,8 @@ class Gateway:
                 raise RuntimeError("gateway not started")
             for attempt in (1, 2):
                 headers[ENGINE_HEADER] = slot.engine.name
+                if collect is not None:
+                    collect.clear()  # a failed first attempt's bytes are not the answer
                 try:
                     return await proxy.forward(
                         request,
@@ -252,6 +279,7 @@ class Gateway:
                         arrived,
                         can_retry=attempt == 1 and len(self.pool) > 1,
                         strip_usage=strip_usage,
+                        collect=collect,
                     )
                 except EngineFailedError as failed:
                     # Nothing reached the client yet: once, on another engine, ahead of the queue.
@@ -277,20 +305,22 @@ class Gateway:
             metrics.e2e.observe(time.monotonic() - arrived)
 
     def _upstream_body(
-        self, parsed: CompletionRequest, tenant: Tenant | None, rank: int
+        self, parsed: CompletionRequest, tenant: Tenant | None, rank: int, caching: bool = False
     ) -> tuple[bytes, bool]:
         """The body the engine gets, and whether the usage the gateway added must be stripped.
 
-        A tenant's tokens are counted from the engine's usage, so a stream asks for it (and the
-        client, which did not, never sees it); with priority_to_engine, the class rides along as
-        vLLM's `priority`. Otherwise the client's bytes go through untouched."""
-        if tenant is None:
+        A tenant's tokens are counted from the engine's usage, and a cached answer keeps it, so
+        a stream asks for it (and the client, which did not, never sees it); with
+        priority_to_engine, the class rides along as vLLM's `priority`. Otherwise the client's
+        bytes go through untouched."""
+        if tenant is None and not caching:
             return parsed.body, False
         data = parsed.data
         options = data.get("stream_options")
         wants_usage = isinstance(options, dict) and options.get("include_usage") is True
         strip = parsed.stream and not wants_usage
-        if not strip and not self.config.priority_to_engine:
+        priority = tenant is not None and self.config.priority_to_engine
+        if not strip and not priority:
             return parsed.body, False
         data = dict(data)
         if strip:
@@ -298,7 +328,7 @@ class Gateway:
                 **(options if isinstance(options, dict) else {}),
                 "include_usage": True,
             }
-        if self.config.priority_to_engine:
+        if priority:
             data["priority"] = rank
         return json.dumps(data, separators=(",", ":")).encode(), strip
 
@@ -388,6 +418,8 @@ class Gateway:
             if self.monitor is not None and self.monitor.dns_detail:
                 body["dns"] = self.monitor.dns_detail
         body["prompt_tokens"] = self.counter.rule
+        if self.cache is not None:
+            body["cache"] = self.cache.stats()
         return web.json_response(body, status=200 if ready else 503)
 
     async def livez(self, request: web.Request) -> web.Response:
@@ -421,6 +453,18 @@ class Gateway:
             return error_response(400, message, "bad_request")
         return web.json_response(limits.model_dump())
 
+    async def cache_admin(self, request: web.Request) -> web.Response:
+        """GET: the response cache's state; DELETE: purge it."""
+        denied = self._admin_denied(request)
+        if denied is not None:
+            return denied
+        if self.cache is None:
+            return error_response(404, "the response cache is off (--cache)", "not_found")
+        if request.method == "DELETE":
+            entries, size = self.cache.cache.purge()
+            return web.json_response({"purged_entries": entries, "purged_bytes": size})
+        return web.json_response(self.cache.stats())
+
     def _admin_denied(self, request: web.Request) -> web.Response | None:
         if not self.admin_keys.enabled:
             return error_response(404, "not found (no admin key is configured)", "not_found")
@@ -436,7 +480,16 @@ def _engine_auth(authorization: str | None) -> dict[str, str]:
 
 
 _KNOWN_PATHS = frozenset(
-    {CHAT.path, COMPLETIONS.path, MODELS_PATH, "/health", "/livez", "/metrics", "/admin/limits"}
+    {
+        CHAT.path,
+        COMPLETIONS.path,
+        MODELS_PATH,
+        "/health",
+        "/livez",
+        "/metrics",
+        "/admin/limits",
+        "/admin/cache",
+    }
 )
 
 
@@ -477,6 +530,8 @@ def build_app(config: GatewayConfig) -> web.Application:
     app.router.add_get("/metrics", gateway.prometheus)
     app.router.add_get("/admin/limits", gateway.get_limits)
     app.router.add_put("/admin/limits", gateway.put_limits)
+    app.router.add_get("/admin/cache", gateway.cache_admin)
+    app.router.add_delete("/admin/cache", gateway.cache_admin)
     app.router.add_route("*", "/{tail:.*}", _unrouted)
     return app
 
