@@ -10,8 +10,9 @@ vLLM would (images, tools), the count is an estimate: 4 characters a token. Ever
 it is, and so do the metrics.
 
 Tokenizing a long prompt takes milliseconds, long enough to stall every stream this event loop
-carries, so prompts over INLINE_CHARS characters are counted in a worker thread (the tokenizer
-releases the GIL); shorter ones cost less than the thread hop (benchmarks/tokenize_cost.py).
+carries, so prompts over INLINE_CHARS characters are counted in a worker thread (encode_batch lets
+go of the GIL while it works); shorter ones cost the loop less than the hop to a thread and back
+(benchmarks/tokenize_cost.py).
 """
 
 from __future__ import annotations
@@ -33,9 +34,10 @@ log = logging.getLogger(__name__)
 
 CHARS_PER_TOKEN = 4
 ESTIMATE_RULE = f"estimate: {CHARS_PER_TOKEN} characters a token"
-# Prompts up to this many characters are counted on the event loop (measured: below it the count
-# costs less than handing it to a thread and back; docs/benchmarks.md#tokenizing-at-admission).
-INLINE_CHARS = 4096
+# Prompts up to this many characters are counted on the event loop: below it the count costs the
+# loop about what handing it to a thread and back does (~50 µs); above it, much more
+# (docs/benchmarks.md#tokenizing-at-admission).
+INLINE_CHARS = 256
 # Request fields that change the prompt vLLM builds in ways not modelled here.
 _NOT_COUNTED = ("truncate_prompt_tokens", "prompt_embeds")
 
@@ -150,9 +152,14 @@ class TokenCounter:
         """`count`, in a worker thread when the prompt is long enough to stall the event loop."""
         if self.tokenizer is None or _prompt_chars(data.get(route.body_key)) <= INLINE_CHARS:
             return self.count(route, data)
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self.pool(), self.count, route, data)
+
+    def pool(self) -> ThreadPoolExecutor:
+        """The threads long prompts are counted in (made on first use)."""
         if self._pool is None:
             self._pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="tokens")
-        return await asyncio.get_running_loop().run_in_executor(self._pool, self.count, route, data)
+        return self._pool
 
     def close(self) -> None:
         if self._pool is not None:
@@ -162,8 +169,7 @@ class TokenCounter:
         if self.tokenizer is None or self.template is None:
             raise NotExactError("no tokenizer or template")
         text = self.template.render(data)
-        special = data.get("add_special_tokens", False)
-        return self._texts([(text, special is True)])
+        return self._texts([text], data.get("add_special_tokens", False) is True)
 
     def _completion(self, data: dict[str, Any]) -> PromptCount:
         prompt = data.get("prompt")
@@ -178,20 +184,18 @@ class TokenCounter:
             raise NotExactError("an empty or unknown prompt")
         if any(not isinstance(p, str) and not (_is_ids(p) and p) for p in prompts):
             raise NotExactError("a prompt that is neither text nor token ids")
-        texts = [(p, special) for p in prompts if isinstance(p, str)]
-        if texts and self.tokenizer is None:
-            raise NotExactError("no tokenizer")
-        counted = iter(self._texts(texts).prompts)
+        texts = [p for p in prompts if isinstance(p, str)]
+        counted = iter(self._texts(texts, special).prompts)
         sizes = tuple(next(counted) if isinstance(p, str) else PromptSize(len(p)) for p in prompts)
         return PromptCount(sum(s.tokens for s in sizes), True, sizes)
 
-    def _texts(self, texts: list[tuple[str, bool]]) -> PromptCount:
+    def _texts(self, texts: list[str], special: bool) -> PromptCount:
         if not texts:
             return PromptCount(0, True)
         if self.tokenizer is None:
             raise NotExactError("no tokenizer")
-        sizes = tuple(
-            PromptSize(len(self.tokenizer.encode(text, add_special_tokens=special)), len(text))
-            for text, special in texts
-        )
+        # encode_batch, even for one text: unlike encode, it lets go of the GIL while it works,
+        # so a worker thread's count does not stall the event loop.
+        encoded = self.tokenizer.encode_batch(texts, add_special_tokens=special)
+        sizes = tuple(PromptSize(len(e.ids), len(t)) for e, t in zip(encoded, texts, strict=True))
         return PromptCount(sum(s.tokens for s in sizes), True, sizes)

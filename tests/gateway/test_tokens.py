@@ -137,6 +137,9 @@ def test_developer_becomes_system_for_a_template_without_it(counter: TokenCounte
 
 
 def test_long_prompts_are_counted_off_the_event_loop(counter: TokenCounter) -> None:
+    short = asyncio.run(counter.count_async(COMPLETIONS, {"prompt": "hello world"}))
+    assert short.tokens == 3
+    assert counter._pool is None  # counted on the loop: cheaper than the hop
     long_prompt = {"prompt": "hello " * (INLINE_CHARS // 3)}
     counted = asyncio.run(counter.count_async(COMPLETIONS, long_prompt))
     assert counted.tokens == 1 + INLINE_CHARS // 3
