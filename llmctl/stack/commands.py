@@ -16,6 +16,7 @@ from pathlib import Path
 
 from llmctl.core.config import GATEWAY_FLAGS, GatewaySettings
 from llmctl.core.errors import ConfigError
+from llmctl.core.modelfiles import tokenizer_dir
 from llmctl.stack.models import resolve_model
 from llmctl.stack.spec import EngineSpec, GatewaySpec
 from llmctl.stack.vllm import VLLM_PYTHON_ENV, find_vllm_python, vllm_env
@@ -70,17 +71,25 @@ def vllm_args(engine: EngineSpec, *, host: str, port: int, model: str | None = N
 
 
 def gateway_args(
-    gateway: GatewaySpec, *, host: str, port: int, upstream: str, model: str
+    gateway: GatewaySpec,
+    *,
+    host: str,
+    port: int,
+    upstream: str,
+    model: str,
+    tokenizer: str | None = None,
 ) -> list[str]:
     # `upstream`: one engine URL, a comma list of them, or (kubernetes) an http://NAME:PORT DNS
     # name given as `upstream_dns` by the caller instead.
     """Arguments after `llmctl` that run the gateway: every GatewaySettings field as its flag
-    (core.config.GATEWAY_FLAGS). Keys never go on a command line."""
+    (core.config.GATEWAY_FLAGS), and `tokenizer` (the engine's model files, for exact prompt
+    tokens). Keys never go on a command line."""
     values: dict[str, object] = {
         "host": host,
         "port": port,
         "upstreams": upstream,
         "model_name": model,
+        "tokenizer": tokenizer,
         **{name: getattr(gateway, name) for name in GatewaySettings.model_fields},
     }
     args = ["gateway", "serve"]
@@ -97,10 +106,18 @@ def gateway_args(
 
 @dataclass(frozen=True)
 class LocalCommand:
-    """A process the local runtime starts: argv plus the environment it adds."""
+    """A process the local runtime starts: argv plus the environment it adds (for vLLM: the
+    model it serves, a folder or a hub id)."""
 
     argv: list[str]
     env: dict[str, str]
+    model: str = ""
+
+
+def gateway_tokenizer(model: str, environ: Mapping[str, str] | None = None) -> str | None:
+    """What the gateway gets as --tokenizer for a vLLM engine serving `model`: the model itself
+    when its tokenizer is on this disk (a folder, or the HF cache), else None (it estimates)."""
+    return model if tokenizer_dir(model, environ) is not None else None
 
 
 def llmctl_argv() -> list[str]:
@@ -128,7 +145,9 @@ def local_vllm_command(
         env["HF_TOKEN"] = environ[engine.hf_token_env]
     if python:
         return LocalCommand(
-            [python, "-m", VLLM_MODULE, *vllm_args(engine, host=host, port=port, model=model)], env
+            [python, "-m", VLLM_MODULE, *vllm_args(engine, host=host, port=port, model=model)],
+            env,
+            model,
         )
     if importlib.util.find_spec("vllm") is not None:
         return LocalCommand(
@@ -139,11 +158,12 @@ def local_vllm_command(
                 *vllm_args(engine, host=host, port=port, model=model),
             ],
             env,
+            model,
         )
     script = shutil.which("vllm")
     if script:
         return LocalCommand(
-            [script, "serve", *vllm_args(engine, host=host, port=port, model=model)], env
+            [script, "serve", *vllm_args(engine, host=host, port=port, model=model)], env, model
         )
     raise ConfigError(
         "engine.kind is 'vllm' but vLLM is not installed: set engine.python (or "

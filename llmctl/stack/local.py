@@ -61,6 +61,7 @@ class LocalRuntime:
         base = {k: v for k, v in self.environ.items() if k not in GATEWAY_ENV}
         base["PYTHONUNBUFFERED"] = "1"
 
+        tokenizer = None
         if spec.engine.kind == "sim":
             engine_argv = commands.llmctl_argv() + commands.sim_args(
                 spec.engine, host="127.0.0.1", port=ports.engine
@@ -73,6 +74,7 @@ class LocalRuntime:
                 spec.engine, host="127.0.0.1", port=ports.engine, environ=self.environ
             )
             engine_argv, engine_env = cmd.argv, cmd.env
+            tokenizer = commands.gateway_tokenizer(cmd.model, self.environ)
         engine = LocalService(
             "engine",
             engine_argv,
@@ -83,7 +85,7 @@ class LocalRuntime:
         )
         gateway = LocalService(
             "gateway",
-            commands.llmctl_argv() + self._gateway_args(),
+            commands.llmctl_argv() + self._gateway_args(tokenizer),
             {**base, **self._gateway_secrets()},
             f"http://{host_port(host, ports.gateway)}/health",
             ports.bind_address,
@@ -91,7 +93,7 @@ class LocalRuntime:
         )
         return [engine, gateway, self._prometheus(base, host)]
 
-    def _gateway_args(self) -> list[str]:
+    def _gateway_args(self, tokenizer: str | None = None) -> list[str]:
         spec = self.spec
         gw = spec.gateway
         args = commands.gateway_args(
@@ -100,6 +102,7 @@ class LocalRuntime:
             port=spec.ports.gateway,
             upstream=f"http://127.0.0.1:{spec.ports.engine}",
             model=spec.engine.name,
+            tokenizer=tokenizer,
         )
         if gw.api_keys_file:
             args += ["--api-keys-file", str(Path(gw.api_keys_file).expanduser().resolve())]
