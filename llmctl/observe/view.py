@@ -181,6 +181,24 @@ def _classes(snap: StackSnapshot) -> Panel | None:
     return Panel(_pairs(rows), title="classes", title_align="left")
 
 
+def _cache(snap: StackSnapshot) -> Panel | None:
+    """The gateway's response cache (shown while it is on): what it served, and its size."""
+    if not snap.cache_max_bytes:
+        return None
+    hit, miss = snap.cache_hit_per_s, snap.cache_miss_per_s
+    ratio = None
+    if hit is not None and miss is not None and hit + miss > 0:
+        ratio = 100 * hit / (hit + miss)
+    mib = 1 << 20
+    held = None if snap.cache_bytes is None else snap.cache_bytes / mib
+    rows: list[tuple[str | Text, str | Text]] = [
+        ("hits", f"{num(hit, '{:.1f}', '/s')} ({num(ratio, '{:.0f}', ' %')})"),
+        ("misses", num(miss, "{:.1f}", "/s")),
+        ("held MiB", bar(held, snap.cache_max_bytes / mib)),
+    ]
+    return Panel(_pairs(rows), title=f"response cache ({span(snap.window_s)})", title_align="left")
+
+
 def _history(snap: StackSnapshot) -> Panel:
     h = snap.history
 
@@ -209,5 +227,5 @@ def render(snap: StackSnapshot, *, live: bool = False) -> RenderableType:
     middle.add_column(ratio=1)
     middle.add_column(ratio=2)
     middle.add_row(_engine(snap), _gpus(snap))
-    extra = [p for p in (_engines(snap), _classes(snap)) if p is not None]
+    extra = [p for p in (_engines(snap), _classes(snap), _cache(snap)) if p is not None]
     return Group(_header(snap, live), top, middle, *extra, _history(snap))
