@@ -113,18 +113,18 @@ class CacheFront:
         forward: Forward,
     ) -> web.StreamResponse:
         flight = self.flights[key] = Flight()
+        cancelled = False
         try:
-            response = await self._forward(key, route, outcome, headers, forward, flight)
+            return await self._forward(key, route, outcome, headers, forward, flight)
         except asyncio.CancelledError:
-            flight.handover = True
+            cancelled = True
             raise
         finally:
-            if outcome.reason == "client_disconnect":
+            if flight.answer is None and (cancelled or outcome.reason == "client_disconnect"):
                 flight.handover = True
             if self.flights.get(key) is flight:
                 del self.flights[key]
             flight.done.set()
-        return response
 
     async def _forward(
         self,
@@ -137,12 +137,15 @@ class CacheFront:
     ) -> web.StreamResponse:
         headers[CACHE_HEADER] = "miss"
         collected = bytearray()
-        response = await forward(collected)
-        if outcome.reason == "ok" and outcome.status == 200:
-            answer = read_answer(route.kind, bytes(collected))
-            if answer is not None and self.cache.put(key, answer) and flight is not None:
-                flight.answer = answer
-        return response
+        try:
+            return await forward(collected)
+        finally:
+            # Also when the handler is cancelled after the whole answer went out: a client that
+            # leaves while the engine's end of response is read still had a complete answer.
+            if outcome.reason == "ok" and outcome.status == 200:
+                answer = read_answer(route.kind, bytes(collected))
+                if answer is not None and self.cache.put(key, answer) and flight is not None:
+                    flight.answer = answer
 
     def _respond(
         self,

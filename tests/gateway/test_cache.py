@@ -160,8 +160,8 @@ def test_identical_concurrent_requests_make_one_engine_request(
     assert (lookups(gw, "miss"), lookups(gw, "coalesced")) == (1, 7)
 
 
-async def _first_event(url: str, body: dict[str, Any]) -> asyncio.StreamWriter:
-    """A client that reads the start of its stream; closing the writer makes it go away."""
+async def _read_until(url: str, body: dict[str, Any], marker: bytes) -> asyncio.StreamWriter:
+    """A client that reads its stream up to `marker`; closing the writer makes it go away."""
     host, port = url.removeprefix("http://").split(":")
     reader, writer = await asyncio.open_connection(host, int(port))
     data = json.dumps(body).encode()
@@ -171,7 +171,7 @@ async def _first_event(url: str, body: dict[str, Any]) -> asyncio.StreamWriter:
         + data
     )
     await writer.drain()
-    await reader.readuntil(b"data: ")
+    await reader.readuntil(marker)
     return writer
 
 
@@ -181,7 +181,7 @@ def test_a_leader_that_leaves_does_not_break_its_followers(
     body = greedy({"tokens": 6, "interval": 0.1})
 
     async def scenario() -> list[Answer]:
-        leader = await _first_event(gw.url, {**body, "stream": True})
+        leader = await _read_until(gw.url, {**body, "stream": True}, b"data: ")
         async with aiohttp.ClientSession() as session:
             followers = [asyncio.create_task(post(session, gw.url, body)) for _ in range(3)]
 
@@ -200,6 +200,22 @@ def test_a_leader_that_leaves_does_not_break_its_followers(
     assert (engine.started, engine.aborted) == (2, 1)
     assert sorted(a.headers["x-cache"] for a in answers) == ["hit", "hit", "miss"]
     assert gw.metric("llmctl_gateway_client_disconnects_total") == 1
+
+
+def test_a_client_that_leaves_after_its_whole_answer_still_fills_the_cache(
+    gw: GatewayHandle, engine: FakeEngine
+) -> None:
+    """It leaves while the gateway still reads the engine's end of response (after [DONE])."""
+    body = greedy({"linger": 0.5}, stream=True)
+
+    async def leave_at_done() -> None:
+        writer = await _read_until(gw.url, body, b"data: [DONE]")
+        writer.close()
+
+    asyncio.run(leave_at_done())
+    eventually(lambda: gw.metric("llmctl_gateway_cache_entries") == 1, what="the answer stored")
+    assert run_post(gw.url, greedy({"linger": 0.5})).headers["x-cache"] == "hit"
+    assert engine.started == 1
 
 
 @pytest.mark.parametrize(
