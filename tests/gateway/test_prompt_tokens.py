@@ -11,6 +11,8 @@ import httpx
 import pytest
 
 from llmctl.core.errors import ConfigError
+from llmctl.gateway.engines import EnginePool
+from llmctl.gateway.health import model_windows
 from llmctl.gateway.tenants import key_hash
 from tests.gateway.client import chat, run_post
 from tests.gateway.conftest import GatewayHandle, MakeGateway
@@ -127,3 +129,14 @@ def test_a_tenants_token_limit_is_charged_the_exact_count(
     assert answer.status == 200
     # Charged at admission: the prompt's exact tokens plus the most output it may produce.
     assert answer.headers["x-ratelimit-remaining-tokens"] == str(1000 - HELLO_TOKENS - 10)
+
+
+def test_the_window_is_the_largest_any_engine_lists() -> None:
+    pool = EnginePool.of(["http://a:1", "http://b:1"])
+    a, b = pool.engines
+    a.windows = model_windows(b'{"data": [{"id": "m", "max_model_len": 2048}, {"id": "x"}]}')
+    b.windows = {"m": 4096}
+    assert pool.window("m") == 4096
+    assert pool.window("x") is None  # listed without a window
+    b.member = False  # an engine that left no longer counts
+    assert pool.window("m") == 2048
