@@ -54,6 +54,9 @@ class BenchConfig(BaseModel):
     # The longest time between two samples of those endpoints. Early in a level they are sampled
     # faster (from 0.1 s), so a level of a few seconds still gets ~20 samples (see bench.sampler).
     sample_interval_s: float = Field(default=1.0, gt=0)
+    # The most points a level keeps of each sampled gauge over time (`server.series`); a longer
+    # level is downsampled, each point the highest reading since the previous one.
+    series_points: int = Field(default=300, ge=2)
     seed: int = 0
 
     @model_validator(mode="after")

@@ -15,14 +15,15 @@ COMPARE_FORMATS = ("table", "md", "csv", "json")
 
 
 def level_row(level: LevelReport) -> dict[str, Any]:
-    """One flat CSV row: strategy fields, failure classes and server numbers as their own columns."""
+    """One flat CSV row: strategy fields, failure classes and server numbers as their own columns
+    (the server series over time are left to the JSON: a row holds numbers, not lists)."""
     row: dict[str, Any] = {"level": level.label}
     row.update(level.strategy.model_dump())
     data = level.model_dump(exclude={"strategy", "failures", "error_samples", "server"})
     row.update(data)
     row.update({f"failures_{k}": v for k, v in level.failures.items()})
     if level.server is not None:
-        server = level.server.model_dump(exclude={"sources", "errors"})
+        server = level.server.model_dump(exclude={"sources", "errors", "series"})
         row.update({f"server_{k}": v for k, v in server.items()})
     return row
 

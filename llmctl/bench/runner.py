@@ -41,7 +41,7 @@ async def arun_bench(config: BenchConfig, progress: BenchProgress | None = None)
     target = Target(config.target)
     headers = {"Authorization": f"Bearer {config.api_key}"} if config.api_key else {}
     model = config.model or await discover_model(target, headers)
-    started = datetime.now(UTC)
+    started, epoch = datetime.now(UTC), time.perf_counter()
     client = StreamingClient(target, api_key=config.api_key, timeout_s=config.request_timeout_s)
     prompts = PromptSource(config.prompts, model, config.seed)
     sampler = ServerSampler(
@@ -49,6 +49,8 @@ async def arun_bench(config: BenchConfig, progress: BenchProgress | None = None)
         config.sample_interval_s,
         headers,
         trusted=config.target,
+        points=config.series_points,
+        epoch=epoch,
     )
     levels: list[LevelReport] = []
     sampler.open()

@@ -18,7 +18,7 @@ from llmctl.bench.runner import run_bench
 from llmctl.bench.strategies import ConcurrentStrategy, RateStrategy
 from llmctl.bench.view import compare_view, natural_width, report_view
 from llmctl.cli.console import console
-from llmctl.cli.options import check_output, env_secret, write_output
+from llmctl.cli.options import check_distinct_outputs, check_output, env_secret, write_output
 from llmctl.core.errors import LlmctlError, TargetError, UsageError
 from llmctl.core.slo import SLO, parse_slo
 from llmctl.core.validation import first_problem
@@ -196,6 +196,7 @@ def bench(
     notes = _metadata(metadata)
     check_output(json_out, "--json")
     check_output(csv_out, "--csv")
+    check_distinct_outputs({"--json": json_out, "--csv": csv_out})
     stack = resolve()
     if target is None:
         urls = stack.urls

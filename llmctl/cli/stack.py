@@ -5,8 +5,8 @@ from __future__ import annotations
 import functools
 import inspect
 import os
-import shutil
 from collections.abc import Callable, Sequence
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -16,8 +16,9 @@ from rich.table import Table
 
 from llmctl.cli.console import console, err_console
 from llmctl.core.errors import ConfigError, RuntimeBackendError
+from llmctl.core.files import write_file
 from llmctl.stack import chat as chat_api
-from llmctl.stack import lifecycle
+from llmctl.stack import kubernetes, lifecycle
 from llmctl.stack.doctor import diagnose
 from llmctl.stack.endpoints import first_api_key
 from llmctl.stack.render import render_stack
@@ -45,6 +46,14 @@ SetOpt = Annotated[
     typer.Option("--set", help="Override any key: --set engine.sim.time_scale=10 (repeatable)."),
 ]
 RuntimeOpt = Annotated[str | None, typer.Option("--runtime", help="`local` or `docker`.")]
+
+
+class RenderTarget(StrEnum):
+    """What `llmctl render` writes: compose (with Prometheus/Grafana files) or a kustomize base."""
+
+    compose = "compose"
+    kubernetes = "kubernetes"
+
 
 # The override flags `config`, `render` and `up` share: parameter name -> (stack key, annotation).
 # `--set` reaches every key; these name the ones people change most.
@@ -167,12 +176,13 @@ def init(
     """Write llmctl.toml from a preset (default: local-sim)."""
     name = preset or "local-sim"
     source = preset_path(name)
-    if path.exists() and not force:
+    if (path.exists() or path.is_symlink()) and not force:
         raise ConfigError(f"{path} exists; use --force to overwrite it")
     try:
-        shutil.copyfile(source, path)
+        text = source.read_bytes()
     except OSError as exc:
-        raise ConfigError(f"cannot write {path}: {exc.strerror}") from exc
+        raise ConfigError(f"cannot read the preset {source}: {exc.strerror}") from exc
+    write_file(path, text)
     console.print(
         f"wrote {path} from preset [bold]{name}[/bold]; presets: {', '.join(list_presets())}"
     )
@@ -204,11 +214,29 @@ def _show(value: object) -> str:
 
 @with_overrides
 def render(
-    config: ConfigOpt = None, preset: PresetOpt = None, overrides: Sequence[Override] = ()
+    config: ConfigOpt = None,
+    preset: PresetOpt = None,
+    overrides: Sequence[Override] = (),
+    target: Annotated[
+        RenderTarget,
+        typer.Option(
+            "--target",
+            help="compose: .llmctl/<stack>/ (compose, Prometheus, Grafana); kubernetes: a "
+            "kustomize base in .llmctl/<stack>/kubernetes/ (docs/kubernetes.md).",
+        ),
+    ] = RenderTarget.compose,
 ) -> None:
-    """Write compose, Prometheus and Grafana files for the stack into .llmctl/<stack>/."""
+    """Write the stack's files into .llmctl/<stack>/ (nothing starts)."""
     spec = _load(config, preset, overrides).spec
     out = stack_dir(spec)
+    if target is RenderTarget.kubernetes:
+        paths = kubernetes.render_stack(spec, out)
+        base = out / kubernetes.OUT
+        for note in kubernetes.notes(spec, os.environ, base):
+            _note(note)
+        console.print(f"rendered {len(paths)} files into {base}", highlight=False)
+        console.print(f"apply with: kubectl apply -k {base}", highlight=False)
+        return
     paths = render_stack(spec, out)
     console.print(f"rendered {len(paths)} files into {out}")
 

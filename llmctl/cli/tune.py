@@ -9,7 +9,7 @@ import typer
 
 from llmctl.cli.console import console, fail
 from llmctl.cli.options import check_output, env_secret, write_output
-from llmctl.core.errors import UsageError
+from llmctl.core.errors import LlmctlError, UsageError
 from llmctl.stack.endpoints import DEFAULT_URLS, resolve
 from llmctl.stack.settings import edit_stack_file
 from llmctl.tune.limits import GatewayAdmin
@@ -66,6 +66,11 @@ def max_active(
     input_len: int = typer.Option(256, "--input-len", min=1, help="Prompt length, tokens."),
     output_len: int = typer.Option(128, "--output-len", min=1, help="Output length, tokens."),
     grid: bool = typer.Option(False, "--grid", help="Try every value from --min to --max."),
+    switch_adaptive: bool = typer.Option(
+        False,
+        "--switch-adaptive",
+        help="If the gateway's limit is adaptive, make it static for the trials (restored after).",
+    ),
     apply: bool = typer.Option(
         False, "--apply", help="Keep the recommendation live and write it into the stack file."
     ),
@@ -102,6 +107,8 @@ def max_active(
             "--apply needs a stack file to write: run in a folder with llmctl.toml "
             "or pass --config PATH"
         )
+    if apply and defaults.config_path is not None:
+        check_output(defaults.config_path, "--apply")  # now, not after the whole run
     if apply and not ours:
         raise UsageError(
             f"--apply writes {defaults.config_path}, whose gateway is {defaults.gateway_url}, "
@@ -127,6 +134,7 @@ def max_active(
         input_len=input_len,
         output_len=output_len,
         apply=apply,
+        switch_adaptive=switch_adaptive,
     )
     plan = TrialPlan(
         settings, api_key=env_secret(api_key_env, "--api-key-env") if api_key_env else stack_key
@@ -150,3 +158,5 @@ def max_active(
     if json_out is not None:
         write_output(json_out, report.to_json() + "\n")
         console.print(f"Report written to {json_out}", highlight=False)
+    if report.apply_error:
+        raise LlmctlError(f"--apply failed: {report.apply_error}; the original limits are live")

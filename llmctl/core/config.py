@@ -20,6 +20,7 @@ from pydantic import (
     SecretStr,
     ValidationError,
     field_validator,
+    model_validator,
 )
 
 from llmctl.core.errors import ConfigError
@@ -28,7 +29,14 @@ from llmctl.core.slo import SLO
 from llmctl.core.validation import explain
 
 QueueMode = Literal["queue", "reject"]
+LimitMode = Literal["static", "adaptive"]
 BaseModelT = TypeVar("BaseModelT", bound=BaseModel)
+
+# Upper bounds of the limits: far above any real engine's batch or any sane wait, low enough that a
+# typo (or a hostile admin call) cannot ask for a queue that fills memory or a wait of 1e308 s.
+MAX_ACTIVE_MAX = 10_000
+QUEUE_MAX_MAX = 100_000
+DAY_S = 86_400.0
 
 
 class AdmissionLimits(BaseModel):
@@ -37,15 +45,60 @@ class AdmissionLimits(BaseModel):
     # No infinite or NaN timeouts: "inf" would turn a deadline off and serialize as invalid JSON.
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
-    max_active: int = Field(4, ge=1, description="Requests allowed at each engine at once.")
+    max_active: int = Field(
+        4, ge=1, le=MAX_ACTIVE_MAX, description="Requests allowed at each engine at once."
+    )
     max_active_total: int | None = Field(
-        None, ge=1, description="Requests allowed at all engines together; unset: no cap."
+        None,
+        ge=1,
+        le=MAX_ACTIVE_MAX,
+        description="Requests allowed at all engines together; unset: no cap.",
     )
     queue_mode: QueueMode = Field("queue", description="`queue`: wait for a slot; `reject`: 429.")
     queue_max: int = Field(
-        64, ge=0, description="Requests allowed to wait; 0 means no queue (reject when full)."
+        64,
+        ge=0,
+        le=QUEUE_MAX_MAX,
+        description="Requests allowed to wait; 0 means no queue (reject when full).",
     )
-    queue_timeout_s: float = Field(30.0, gt=0, description="Longest wait for a slot, then 503.")
+    queue_timeout_s: float = Field(
+        30.0, gt=0, le=DAY_S, description="Longest wait for a slot, then 503."
+    )
+    limit_mode: LimitMode = Field(
+        "static",
+        description="`static`: MAX_ACTIVE stays as set; `adaptive`: the gateway moves it within "
+        "[adaptive_min, adaptive_max] to keep the adaptive SLO (docs/gateway.md).",
+    )
+    adaptive_min: int = Field(
+        1, ge=1, le=MAX_ACTIVE_MAX, description="Adaptive mode: the lowest MAX_ACTIVE."
+    )
+    adaptive_max: int = Field(
+        64, ge=1, le=MAX_ACTIVE_MAX, description="Adaptive mode: the highest MAX_ACTIVE."
+    )
+    adaptive_ttft_s: float | None = Field(
+        2.0,
+        gt=0,
+        le=DAY_S,
+        description="Adaptive mode: p95 TTFT target of admitted requests, seconds.",
+    )
+    adaptive_itl_s: float | None = Field(
+        None, gt=0, le=DAY_S, description="Adaptive mode: p95 inter-token latency target, seconds."
+    )
+    adaptive_interval_s: float = Field(
+        1.0, ge=0.05, le=60, description="Adaptive mode: seconds between decisions."
+    )
+
+    @model_validator(mode="after")
+    def _adaptive_bounds(self) -> AdmissionLimits:
+        if self.adaptive_min > self.adaptive_max:
+            raise ValueError(
+                f"adaptive_min ({self.adaptive_min}) is above adaptive_max ({self.adaptive_max})"
+            )
+        return self
+
+    @property
+    def adaptive_slo(self) -> SLO:
+        return SLO(ttft_s=self.adaptive_ttft_s, itl_s=self.adaptive_itl_s)
 
 
 class GatewaySettings(AdmissionLimits):
@@ -53,7 +106,7 @@ class GatewaySettings(AdmissionLimits):
     file's `[gateway]` table (the stack's GatewaySpec): declared once, here."""
 
     request_timeout_s: float = Field(
-        600.0, gt=0, description="Deadline from admission to the last byte, seconds."
+        600.0, gt=0, le=DAY_S, description="Deadline from admission to the last byte, seconds."
     )
     max_body_bytes: int = Field(1 << 20, ge=1024, description="Larger request bodies get 413.")
     health_interval_s: float = Field(2.0, gt=0, description="Seconds between engine probes.")
@@ -92,6 +145,31 @@ class GatewaySettings(AdmissionLimits):
         64 << 20, ge=1024, description="The response cache's size bound (least recently used out)."
     )
     cache_ttl_s: float = Field(600.0, gt=0, description="Seconds a cached answer is served.")
+
+    idle_timeout_s: float = Field(
+        30.0, gt=0, le=DAY_S, description="A connection with no request in progress closes after."
+    )
+    header_timeout_s: float = Field(
+        10.0,
+        gt=0,
+        le=DAY_S,
+        description="A request head must be complete this long after its start.",
+    )
+    body_timeout_s: float = Field(
+        60.0,
+        gt=0,
+        le=DAY_S,
+        description="A request body must be complete this long after its head.",
+    )
+    max_connections: int = Field(
+        1024, ge=1, le=1_000_000, description="Open client connections at most; more get 503."
+    )
+    fd_reserve: int = Field(
+        128,
+        ge=0,
+        le=1_000_000,
+        description="File descriptors kept free of client connections (engine pool, logs).",
+    )
 
 
 def parse_upstream(spec: str) -> tuple[str, int | None]:
@@ -203,12 +281,18 @@ GATEWAY_ENV = {
     "LLMCTL_UPSTREAM_DNS": "upstream_dns",
     "MODEL_NAME": "model_name",
     "MAX_ACTIVE": "max_active",
+    "LLMCTL_LIMIT_MODE": "limit_mode",
     "QUEUE_MODE": "queue_mode",
     "QUEUE_MAX": "queue_max",
     "QUEUE_TIMEOUT_S": "queue_timeout_s",
     "REQUEST_TIMEOUT_S": "request_timeout_s",
     "LLMCTL_MAX_BODY_BYTES": "max_body_bytes",
     "LLMCTL_HEALTH_INTERVAL_S": "health_interval_s",
+    "LLMCTL_IDLE_TIMEOUT_S": "idle_timeout_s",
+    "LLMCTL_HEADER_TIMEOUT_S": "header_timeout_s",
+    "LLMCTL_BODY_TIMEOUT_S": "body_timeout_s",
+    "LLMCTL_MAX_CONNECTIONS": "max_connections",
+    "LLMCTL_FD_RESERVE": "fd_reserve",
     "LLMCTL_API_KEYS": "api_keys",
     "LLMCTL_ADMIN_KEY": "admin_key",
     "LLMCTL_TENANTS_FILE": "tenants_file",
@@ -236,6 +320,12 @@ GATEWAY_FLAGS = {
     "cache_ttl_s": "--cache-ttl",
     "max_active": "--max-active",
     "max_active_total": "--max-active-total",
+    "limit_mode": "--limit-mode",
+    "adaptive_min": "--adaptive-min",
+    "adaptive_max": "--adaptive-max",
+    "adaptive_ttft_s": "--adaptive-ttft",
+    "adaptive_itl_s": "--adaptive-itl",
+    "adaptive_interval_s": "--adaptive-interval",
     "queue_mode": "--queue-mode",
     "queue_max": "--queue-max",
     "queue_timeout_s": "--queue-timeout",
@@ -243,6 +333,11 @@ GATEWAY_FLAGS = {
     "max_body_bytes": "--max-body-bytes",
     "health_interval_s": "--health-interval",
     "tenants_file": "--tenants-file",
+    "idle_timeout_s": "--idle-timeout",
+    "header_timeout_s": "--header-timeout",
+    "body_timeout_s": "--body-timeout",
+    "max_connections": "--max-connections",
+    "fd_reserve": "--fd-reserve",
     "host": "--host",
     "port": "--port",
 }
@@ -287,7 +382,7 @@ def load_gateway_config(
 class AlertThresholds(BaseModel):
     """Alert thresholds, set per stack (`[alerts]` in llmctl.toml) and rendered into the rules."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     slo_p95_ttft_s: float = Field(2.0, gt=0, description="p95 time-to-first-token SLO.")
     slo_p95_itl_s: float | None = Field(None, gt=0, description="p95 inter-token latency SLO.")
@@ -298,7 +393,7 @@ class AlertThresholds(BaseModel):
     preemptions_per_s: float = Field(0.1, ge=0, description="Sustained preemption rate.")
     gpu_memory_near_full_ratio: float = Field(0.97, gt=0, le=1, description="FB used / total.")
     gpu_temp_c: float = Field(85.0, gt=0, description="GPU temperature.")
-    for_duration: str = Field("5m", pattern=r"^\d+[smh]$", description="How long before firing.")
+    for_duration: str = Field("5m", pattern=r"^[0-9]+[smh]$", description="How long before firing.")
 
     @property
     def slo(self) -> SLO:

@@ -50,7 +50,7 @@ REASONS = (
     "rate_limited",
 )
 # Where a client went away, the `stage` label of GATEWAY_CLIENT_DISCONNECTS.
-DISCONNECT_STAGES = ("queued", "waiting", "streaming")
+DISCONNECT_STAGES = ("upload", "queued", "waiting", "streaming")
 # Kinds of upstream failure, the `kind` label of GATEWAY_UPSTREAM_ERRORS.
 UPSTREAM_ERROR_KINDS = ("connect", "status", "timeout", "stream", "protocol")
 
@@ -196,6 +196,46 @@ GATEWAY_RETRIES = MetricSpec(
     ("kind",),
 )
 
+# The limit and who moved it (adaptive mode, the admin API, tune).
+LIMIT_SOURCES = ("adaptive", "admin", "tune")
+# Why the limit moved (changes), and why adaptive mode held it (the last decision's gauge).
+LIMIT_REASONS = ("ttft", "itl", "preemptions", "engine_queue", "headroom", "bounds", "set")
+HOLD_REASONS = ("minimum", "near_slo", "slo_ok", "idle", "kv", "cooldown", "samples", "hold")
+GATEWAY_LIMIT_CHANGES = MetricSpec(
+    "llmctl_gateway_limit_changes",
+    "counter",
+    "Changes of MAX_ACTIVE by source (adaptive, admin, tune), direction and reason.",
+    ("source", "direction", "reason"),
+)
+GATEWAY_LIMIT_ADAPTIVE = MetricSpec(
+    "llmctl_gateway_limit_adaptive",
+    "gauge",
+    "1 while the limit is adaptive, 0 while it is static.",
+)
+GATEWAY_LIMIT_DECISION = MetricSpec(
+    "llmctl_gateway_limit_decision",
+    "gauge",
+    "The adaptive limit's last decision (up, down or hold): 1 on its direction and reason.",
+    ("direction", "reason"),
+)
+GATEWAY_ADAPTIVE_TTFT = MetricSpec(
+    "llmctl_gateway_adaptive_ttft_p95_seconds",
+    "gauge",
+    "p95 TTFT of requests admitted under the current limit (what adaptive mode steers on).",
+)
+GATEWAY_ADAPTIVE_ITL = MetricSpec(
+    "llmctl_gateway_adaptive_itl_p95_seconds",
+    "gauge",
+    "p95 inter-token latency (per-request TPOT) under the current limit.",
+)
+ADAPTIVE_SIGNALS = ("ttft", "itl")
+GATEWAY_ADAPTIVE_SLO = MetricSpec(
+    "llmctl_gateway_adaptive_slo_seconds",
+    "gauge",
+    "The p95 targets adaptive mode steers to (ttft: admitted time to first token, itl).",
+    ("signal",),
+)
+
 # Tenants and classes (labels from the tenants file: bounded by it, never raw keys).
 GATEWAY_TENANT_REQUESTS = MetricSpec(
     "llmctl_gateway_tenant_requests",
@@ -287,6 +327,12 @@ GATEWAY_METRICS = (
     GATEWAY_ENGINE_UP,
     GATEWAY_ROUTED,
     GATEWAY_RETRIES,
+    GATEWAY_LIMIT_CHANGES,
+    GATEWAY_LIMIT_ADAPTIVE,
+    GATEWAY_LIMIT_DECISION,
+    GATEWAY_ADAPTIVE_TTFT,
+    GATEWAY_ADAPTIVE_ITL,
+    GATEWAY_ADAPTIVE_SLO,
     GATEWAY_TENANT_REQUESTS,
     GATEWAY_TENANT_TOKENS,
     GATEWAY_RATE_LIMITED,

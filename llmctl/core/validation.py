@@ -79,7 +79,7 @@ def _line(
 ) -> str:
     loc = [str(part) for part in err["loc"]]
     dotted = ".".join(loc)
-    key = names.get(dotted, dotted) or "(root)"
+    key = names.get(dotted, ".".join(_shown_key(part) for part in loc)) or "(root)"
     text = f"{key}: {message(err, model)}"
     source = sources.get(dotted) or _enclosing_source(dotted, sources)
     if source is None:
@@ -114,6 +114,11 @@ def message(err: ErrorDetails, model: type[BaseModel] | None = None) -> str:
     if kind not in ("missing", "value_error") and _shown(given):
         text += f" (got {given!r})"
     return text
+
+
+def _shown_key(part: str) -> str:
+    """A key as typed, or quoted with escapes when it holds what a terminal would act on."""
+    return part if part.isprintable() and part.strip() == part and part else repr(part)
 
 
 def _shown(value: Any) -> bool:

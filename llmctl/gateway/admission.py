@@ -132,11 +132,13 @@ class AdmissionController:
         return len(self.queue)
 
     def update(self, changes: dict[str, Any]) -> AdmissionLimits:
-        """Apply a (validated) partial change. Raising a limit admits waiters at once; lowering it
-        lets in-flight requests finish and admits no one until the count is below the new limit.
-        Requests already waiting keep their place when QUEUE_MAX or the mode change."""
+        """Apply a partial change, as JSON gives it: each value of its own JSON type only (strict:
+        no "8" or true for a count), within the fields' bounds (else ValidationError, nothing
+        changes). Raising MAX_ACTIVE admits waiters at once; lowering it lets in-flight requests
+        finish and admits no one until the count is below the new limit. Requests already waiting
+        keep their place when QUEUE_MAX or the mode change."""
         merged = {**self._limits.model_dump(), **changes}
-        self._limits = AdmissionLimits.model_validate(merged)
+        self._limits = AdmissionLimits.model_validate(merged, strict=True)
         self.wake()
         return self._limits
 

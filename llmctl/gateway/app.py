@@ -12,21 +12,29 @@ from collections.abc import AsyncIterator
 
 import aiohttp
 from aiohttp import web
+from aiohttp.typedefs import Handler
 from prometheus_client import CONTENT_TYPE_LATEST
-from pydantic import ValidationError
 
-from llmctl.core.config import AdmissionLimits, GatewayConfig
-from llmctl.core.openai import CHAT, COMPLETIONS, MODELS_PATH, Route
-from llmctl.core.validation import explain
-from llmctl.gateway import context, quota
+from llmctl.core.config import GatewayConfig
+from llmctl.core.openai import (
+    CHAT,
+    COMPLETIONS,
+    MODELS_PATH,
+    Route,
+)
+from llmctl.gateway import admin, context, quota
+from llmctl.gateway.adaptive import Decision
 from llmctl.gateway.admission import AdmissionController, AdmissionRefusedError, Slot
 from llmctl.gateway.auth import KeyRing, bearer_token, readable
+from llmctl.gateway.body import BodyError, ClientGoneError, read_body
 from llmctl.gateway.cache import ResponseCache, cache_key, cacheable
 from llmctl.gateway.caching import CacheFront
+from llmctl.gateway.connections import ConnectionGuard
 from llmctl.gateway.engines import EnginePool
 from llmctl.gateway.errors import error_response
 from llmctl.gateway.fairness import FairQueue
 from llmctl.gateway.health import PoolMonitor
+from llmctl.gateway.limiter import AdaptiveLimiter
 from llmctl.gateway.metrics import GatewayMetrics, Outcome
 from llmctl.gateway.payload import BadRequestError, CompletionRequest, parse_completion, request_id
 from llmctl.gateway.proxy import EngineFailedError, Proxy, make_session
@@ -39,6 +47,7 @@ log = logging.getLogger(__name__)
 GATEWAY_KEY: web.AppKey[Gateway] = web.AppKey("gateway")
 # The engine that served a request (its host:port), on every answer that reached one.
 ENGINE_HEADER = "X-Llmctl-Engine"
+log = logging.getLogger(__name__)
 
 
 class Gateway:
@@ -71,6 +80,7 @@ class Gateway:
         self.admin_keys = KeyRing([config.admin_key] if config.admin_key else [])
         self._session: aiohttp.ClientSession | None = None
         self.monitor: PoolMonitor | None = None
+        self.limiter: AdaptiveLimiter | None = None
         self.proxy: Proxy | None = None
         self._retry_unavailable = max(1, math.ceil(config.health_interval_s))
         self.counter = TokenCounter.load(config.tokenizer)
@@ -97,21 +107,34 @@ class Gateway:
             self.pool,
             model_name=config.model_name,
             probe_interval_s=config.health_interval_s,
-            # Load signals matter only when there is a choice to make.
-            poll_interval_s=config.poll_interval_s if self._choosing() else 0.0,
+            poll_interval_s=config.poll_interval_s,
             dns=config.upstream_dns,
             dns_interval_s=config.dns_interval_s,
             on_change=self.admission.wake,
+            # Load signals matter when there is a choice to make or a limit to steer.
+            polling=lambda: self._choosing() or self.admission.limits.limit_mode == "adaptive",
         )
         if config.upstream_dns is not None:
             await self.monitor.resolve()
         self.monitor.start()
+        self.limiter = AdaptiveLimiter(
+            self.admission, self.pool, self.metrics.measurements, self._adapted
+        )
+        self.limiter.start()
+        log.info("limit: MAX_ACTIVE %d (%s, start-up)", config.max_active, config.limit_mode)
         log.info("prompt tokens: %s", self.counter.rule)
+
+    def _adapted(self, decision: Decision, reason: str, changed: bool) -> None:
+        if changed:
+            self.metrics.count_limit_change("adaptive", decision.direction, reason)
+        self.metrics.show_decision(decision.direction, reason)
 
     def _choosing(self) -> bool:
         return self.config.upstream_dns is not None or len(self.pool) > 1
 
     async def stop(self) -> None:
+        if self.limiter is not None:
+            await self.limiter.stop()
         if self.monitor is not None:
             await self.monitor.stop()
         if self._session is not None:
@@ -163,17 +186,23 @@ class Gateway:
                 outcome.set(401, "unauthorized")
                 return denied
         try:
-            raw = await request.read()
+            raw = await self.read_body(request)
             parsed = parse_completion(raw, route, self.config.model_name)
-        except web.HTTPRequestEntityTooLarge:
-            outcome.set(413, "bad_request")
-            limit = self.config.max_body_bytes
-            return error_response(
-                413, f"request body is larger than {limit} bytes", "request_too_large", headers
-            )
+        except BodyError as exc:
+            outcome.set(exc.status, "bad_request")
+            return exc.response(headers)
         except BadRequestError as exc:
             outcome.set(400, "bad_request")
             return error_response(400, str(exc), "bad_request", headers, param=exc.param)
+        except (ClientGoneError, asyncio.CancelledError) as exc:
+            # The client left mid-upload (aiohttp cancels the handler, or the read finds the
+            # connection lost): its disconnect, not an internal error.
+            metrics.disconnects.labels("upload").inc()
+            outcome.set(499, "client_disconnect")
+            if isinstance(exc, asyncio.CancelledError):
+                raise
+            # Returned, not raised: aiohttp would log an exception as a 500 with a traceback.
+            return web.Response(status=499)
 
         counted = await self.counter.count_async(route, parsed.data)
         metrics.admission_prompt_tokens.labels(counted.counting).inc(counted.tokens)
@@ -365,6 +394,12 @@ class Gateway:
             outcome.set(499, "client_disconnect")
             raise
 
+    async def read_body(self, request: web.Request) -> bytes:
+        config = self.config
+        return await read_body(
+            request, max_bytes=config.max_body_bytes, timeout_s=config.body_timeout_s
+        )
+
     async def models(self, request: web.Request) -> web.StreamResponse:
         headers = {"X-Request-Id": request_id(request.headers.get("X-Request-Id"))}
         authorization = request.headers.get("Authorization")
@@ -430,49 +465,6 @@ class Gateway:
         resp.headers["Content-Type"] = CONTENT_TYPE_LATEST
         return resp
 
-    async def get_limits(self, request: web.Request) -> web.Response:
-        denied = self._admin_denied(request)
-        if denied is not None:
-            return denied
-        return web.json_response(self.admission.limits.model_dump())
-
-    async def put_limits(self, request: web.Request) -> web.Response:
-        denied = self._admin_denied(request)
-        if denied is not None:
-            return denied
-        try:
-            changes = json.loads(await request.read())
-        except (ValueError, RecursionError):
-            return error_response(400, "body must be a JSON object", "bad_request")
-        if not isinstance(changes, dict):
-            return error_response(400, "body must be a JSON object", "bad_request")
-        try:
-            limits = self.admission.update(changes)
-        except ValidationError as exc:
-            message = explain(exc, what="limits", model=AdmissionLimits)
-            return error_response(400, message, "bad_request")
-        return web.json_response(limits.model_dump())
-
-    async def cache_admin(self, request: web.Request) -> web.Response:
-        """GET: the response cache's state; DELETE: purge it."""
-        denied = self._admin_denied(request)
-        if denied is not None:
-            return denied
-        if self.cache is None:
-            return error_response(404, "the response cache is off (--cache)", "not_found")
-        if request.method == "DELETE":
-            entries, size = self.cache.cache.purge()
-            return web.json_response({"purged_entries": entries, "purged_bytes": size})
-        return web.json_response(self.cache.stats())
-
-    def _admin_denied(self, request: web.Request) -> web.Response | None:
-        if not self.admin_keys.enabled:
-            return error_response(404, "not found (no admin key is configured)", "not_found")
-        authorization = request.headers.get("Authorization")
-        if not (readable(authorization) and self.admin_keys.allows(authorization)):
-            return error_response(401, "a valid admin key is required", "invalid_api_key")
-        return None
-
 
 def _engine_auth(authorization: str | None) -> dict[str, str]:
     """Without gateway keys the client's key is meant for the engine (vLLM --api-key)."""
@@ -509,12 +501,14 @@ _REFUSAL_MESSAGES = {
 }
 
 
-def build_app(config: GatewayConfig) -> web.Application:
-    """The web application; its cleanup context starts and stops the upstream pool and probe."""
+def build_app(config: GatewayConfig, guard: ConnectionGuard | None = None) -> web.Application:
+    """The web application; its cleanup context starts and stops the upstream pool and probe.
+    `guard` (the server's) hears when each request's handler starts and ends."""
     gateway = Gateway(config)
     # aiohttp enforces the body limit itself and raises HTTPRequestEntityTooLarge, answered as 413.
     app = web.Application(client_max_size=config.max_body_bytes)
     app[GATEWAY_KEY] = gateway
+    track = guard.tracked if guard is not None else _as_is
 
     async def lifecycle(_: web.Application) -> AsyncIterator[None]:
         await gateway.start()
@@ -522,18 +516,22 @@ def build_app(config: GatewayConfig) -> web.Application:
         await gateway.stop()
 
     app.cleanup_ctx.append(lifecycle)
-    app.router.add_post(CHAT.path, gateway.chat)
-    app.router.add_post(COMPLETIONS.path, gateway.completions)
-    app.router.add_get(MODELS_PATH, gateway.models)
-    app.router.add_get("/health", gateway.health)
-    app.router.add_get("/livez", gateway.livez)
-    app.router.add_get("/metrics", gateway.prometheus)
-    app.router.add_get("/admin/limits", gateway.get_limits)
-    app.router.add_put("/admin/limits", gateway.put_limits)
-    app.router.add_get("/admin/cache", gateway.cache_admin)
-    app.router.add_delete("/admin/cache", gateway.cache_admin)
-    app.router.add_route("*", "/{tail:.*}", _unrouted)
+    app.router.add_post(CHAT.path, track(gateway.chat))
+    app.router.add_post(COMPLETIONS.path, track(gateway.completions))
+    app.router.add_get(MODELS_PATH, track(gateway.models))
+    app.router.add_get("/health", track(gateway.health))
+    app.router.add_get("/livez", track(gateway.livez))
+    app.router.add_get("/metrics", track(gateway.prometheus))
+    app.router.add_get("/admin/limits", track(functools.partial(admin.get_limits, gateway)))
+    app.router.add_put("/admin/limits", track(functools.partial(admin.put_limits, gateway)))
+    app.router.add_get("/admin/cache", track(functools.partial(admin.cache, gateway)))
+    app.router.add_delete("/admin/cache", track(functools.partial(admin.cache, gateway)))
+    app.router.add_route("*", "/{tail:.*}", track(_unrouted))
     return app
+
+
+def _as_is(handler: Handler) -> Handler:
+    return handler
 
 
 __all__ = ["GATEWAY_KEY", "Gateway", "build_app"]

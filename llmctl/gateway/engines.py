@@ -42,6 +42,8 @@ class Engine:
     detail: str = "not probed yet"
     waiting: float = 0.0
     kv_usage: float = 0.0
+    preemptions: float | None = None  # vllm:num_preemptions_total as last polled
+    polled: bool = False  # its /metrics answered the last poll with the load signals
     member: bool = True  # False once DNS no longer lists it (it drains)
     back_at: float | None = None  # monotonic time it last became ready (the ramp starts there)
     routed: int = 0

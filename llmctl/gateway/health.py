@@ -33,6 +33,7 @@ log = logging.getLogger(__name__)
 
 _WAITING = f"\n{m.VLLM_WAITING.series}{{".encode()
 _KV = f"\n{m.VLLM_KV_USAGE.series}{{".encode()
+_PREEMPTIONS = f"\n{m.VLLM_PREEMPTIONS.series}{{".encode()
 
 
 def lists_model(body: bytes, model_name: str | None) -> bool:
@@ -102,6 +103,7 @@ class PoolMonitor:
         dns: str | None = None,
         dns_interval_s: float = 5.0,
         on_change: Callable[[], None] = lambda: None,
+        polling: Callable[[], bool] = lambda: True,
     ) -> None:
         self._session = session
         self.pool = pool
@@ -111,6 +113,7 @@ class PoolMonitor:
         self._dns = dns
         self._dns_interval_s = dns_interval_s
         self._on_change = on_change
+        self.polling = polling  # whether load signals are wanted now (routing, adaptive mode)
         self._tasks: list[asyncio.Task[None]] = []
         self.dns_detail = ""
 
@@ -184,17 +187,26 @@ class PoolMonitor:
         try:
             async with self._session.get(engine.url + "/metrics", timeout=timeout) as resp:
                 if resp.status != 200:
+                    engine.polled = False
                     return
                 page = b"\n" + await resp.read()
         except (aiohttp.ClientError, TimeoutError):
+            engine.polled = False
             return
-        engine.waiting = gauge_sum(page, _WAITING) or 0.0
-        engine.kv_usage = gauge_sum(page, _KV) or 0.0
+        waiting, kv = gauge_sum(page, _WAITING), gauge_sum(page, _KV)
+        # Nonsense (a page without them, negative or impossible values) counts as no signal.
+        sane = waiting is not None and kv is not None and waiting >= 0 and 0 <= kv <= 1
+        engine.polled = sane
+        engine.waiting = waiting if sane and waiting is not None else 0.0
+        engine.kv_usage = kv if sane and kv is not None else 0.0
+        preemptions = gauge_sum(page, _PREEMPTIONS)
+        engine.preemptions = preemptions if preemptions is not None and preemptions >= 0 else None
 
     async def _poll_loop(self) -> None:
         while True:
-            engines = [e for e in self.pool if e.in_rotation()]
-            await asyncio.gather(*(self.poll(e) for e in engines), return_exceptions=True)
+            if self.polling():
+                engines = [e for e in self.pool if e.in_rotation()]
+                await asyncio.gather(*(self.poll(e) for e in engines), return_exceptions=True)
             await asyncio.sleep(self._poll_interval_s)
 
     # --- membership --------------------------------------------------------------------------------

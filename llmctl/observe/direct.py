@@ -212,6 +212,9 @@ def _compute(now: Scrape, base: Scrape, url: str, note: str) -> StackSnapshot:
         return finite(histogram_quantile(q, delta))
 
     requests = m.GATEWAY_REQUESTS.series
+    decision = next(
+        (lab for lab, v in now.samples.get(m.GATEWAY_LIMIT_DECISION.series, []) if v == 1.0), {}
+    )
     return StackSnapshot(
         source="direct",
         source_url=url,
@@ -244,10 +247,21 @@ def _compute(now: Scrape, base: Scrape, url: str, note: str) -> StackSnapshot:
         cache_miss_per_s=rate(m.GATEWAY_CACHE_LOOKUPS.series, _result(CACHE_FORWARDED)),
         cache_bytes=now.total(m.GATEWAY_CACHE_BYTES.series),
         cache_max_bytes=now.total(m.GATEWAY_CACHE_MAX_BYTES.series),
+        limit_adaptive=now.total(m.GATEWAY_LIMIT_ADAPTIVE.series),
+        limit_direction=decision.get("direction"),
+        limit_reason=decision.get("reason"),
+        adaptive_ttft_p95_s=finite(now.total(m.GATEWAY_ADAPTIVE_TTFT.series)),
+        adaptive_itl_p95_s=finite(now.total(m.GATEWAY_ADAPTIVE_ITL.series)),
+        adaptive_slo_ttft_s=finite(now.total(m.GATEWAY_ADAPTIVE_SLO.series, _signal("ttft"))),
+        adaptive_slo_itl_s=finite(now.total(m.GATEWAY_ADAPTIVE_SLO.series, _signal("itl"))),
         gpus=_gpus(now),
         engines=_engines(now),
         classes=_classes(now),
     )
+
+
+def _signal(name: str) -> Match:
+    return lambda lab: lab.get("signal") == name
 
 
 def _max(scrape: Scrape, name: str) -> float | None:

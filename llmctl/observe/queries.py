@@ -89,7 +89,16 @@ def scalars(window: str) -> dict[str, str]:
         "cache_miss_per_s": lookups(CACHE_FORWARDED),
         "cache_bytes": f"sum({m.GATEWAY_CACHE_BYTES.series})",
         "cache_max_bytes": f"sum({m.GATEWAY_CACHE_MAX_BYTES.series})",
+        "limit_adaptive": f"max({m.GATEWAY_LIMIT_ADAPTIVE.series})",
+        "adaptive_ttft_p95_s": f"max({m.GATEWAY_ADAPTIVE_TTFT.series})",
+        "adaptive_itl_p95_s": f"max({m.GATEWAY_ADAPTIVE_ITL.series})",
+        "adaptive_slo_ttft_s": f'max({m.GATEWAY_ADAPTIVE_SLO.series}{{signal="ttft"}})',
+        "adaptive_slo_itl_s": f'max({m.GATEWAY_ADAPTIVE_SLO.series}{{signal="itl"}})',
     }
+
+
+# The adaptive limit's last change: one series, labels direction and reason.
+LIMIT_DECISION = f"max by (direction, reason) ({m.GATEWAY_LIMIT_DECISION.series} == 1)"
 
 
 # Whether this Prometheus scrapes a gateway at all (else `top` reads the endpoints directly).
@@ -131,6 +140,7 @@ def all_queries(window: str = "10s") -> list[str]:
     """Every query string above, for tests that run them all."""
     return [
         GATEWAY_TARGETS,
+        LIMIT_DECISION,
         *scalars(window).values(),
         *GPU.values(),
         GPU_NAME,

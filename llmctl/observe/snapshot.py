@@ -101,6 +101,15 @@ class StackSnapshot(_Model):
     cache_miss_per_s: float | None = None
     cache_bytes: float | None = None
     cache_max_bytes: float | None = None
+    # The limit: 1 while adaptive; the last adaptive change (direction up/down, reason label); the
+    # p95s adaptive mode steers on (requests admitted under the current limit) and their targets.
+    limit_adaptive: float | None = None
+    limit_direction: str | None = None
+    limit_reason: str | None = None
+    adaptive_ttft_p95_s: float | None = None
+    adaptive_itl_p95_s: float | None = None
+    adaptive_slo_ttft_s: float | None = None
+    adaptive_slo_itl_s: float | None = None
 
     gpus: list[GpuSnapshot] = Field(default_factory=list)
     engines: list[EngineSnapshot] = Field(default_factory=list)

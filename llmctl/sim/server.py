@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import socket
 import time
 from collections.abc import AsyncIterator, Callable
@@ -13,7 +12,7 @@ from aiohttp import web
 from aiohttp.typedefs import Handler
 
 from llmctl.core.errors import ConfigError
-from llmctl.core.openai import CHAT, COMPLETIONS, MODELS_PATH, Kind, error_body
+from llmctl.core.openai import CHAT, COMPLETIONS, MODELS_PATH, Kind, error_body, parse_json
 from llmctl.sim.api import ApiError, parse_generation
 from llmctl.sim.config import SimConfig
 from llmctl.sim.engine import Engine, EngineFailedError
@@ -115,9 +114,11 @@ async def generate(request: web.Request, kind: Kind) -> web.StreamResponse:
     engine = app[ENGINE]
     try:
         try:
-            body = await request.json(loads=json.loads)
-        except (ValueError, RecursionError):
-            raise ApiError("the request body is not valid JSON") from None
+            body = await request.json(loads=parse_json)
+        except RecursionError:
+            raise ApiError("the request body is nested too deeply") from None
+        except ValueError as exc:  # malformed, or NaN / Infinity / 1e999 (not JSON numbers)
+            raise ApiError(f"the request body is not valid JSON: {exc}") from None
         except web.HTTPRequestEntityTooLarge:
             raise ApiError("the request body is too large", status=413) from None
         params = parse_generation(

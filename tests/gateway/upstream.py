@@ -64,6 +64,7 @@ class FakeEngine:
         # number could be reused by a later connection).
         self.connections: set[asyncio.BaseTransport] = set()
         self.models_body: bytes | None = None  # replaces the /v1/models answer when set
+        self.metrics_body: bytes | None = None  # the /metrics page (None: 404)
         self.models_auth: list[str | None] = []  # Authorization of each /v1/models request
         self.runner: web.AppRunner | None = None
         self.port = 0
@@ -75,6 +76,7 @@ class FakeEngine:
     def app(self) -> web.Application:
         app = web.Application()
         app.router.add_get("/v1/models", self._models)
+        app.router.add_get("/metrics", self._metrics)
         app.router.add_post("/v1/chat/completions", self._completion)
         app.router.add_post("/v1/completions", self._completion)
         return app
@@ -89,6 +91,12 @@ class FakeEngine:
     async def stop(self) -> None:
         if self.runner is not None:
             await self.runner.cleanup()
+
+    async def _metrics(self, request: web.Request) -> web.Response:
+        """The engine's /metrics: `metrics_body` when a test set one, else 404 (none at all)."""
+        if self.metrics_body is None:
+            return web.Response(status=404)
+        return web.Response(body=self.metrics_body, content_type="text/plain")
 
     async def _models(self, request: web.Request) -> web.Response:
         self.models_auth.append(request.headers.get("Authorization"))
