@@ -9,10 +9,11 @@ For a cacheable request (cache.py says which):
   as they pass, and a complete, plain, successful answer is stored.
 
 A leader whose client goes away hands over: its followers wake, the first one to run leads in its
-place (and is forwarded itself), the others follow it. A leader that fails, or whose answer cannot
-be stored, releases its followers to the engine one by one, so a refusal is never shared. Every
+place (and is forwarded itself), the others follow it. A leader that fails, or whose answer is
+not one the cache may keep (answers.py), sends its followers to the engine one by one, so a refusal
+is never shared; an answer too big to store still goes to the followers. Every
 response of a cacheable request says `x-cache: hit` or `miss`; `Cache-Control: no-cache` skips the
-lookup and the coalescing, and stores the fresh answer.
+lookup and the coalescing and stores the fresh answer; `no-store` stores nothing either.
 """
 
 from __future__ import annotations
@@ -35,12 +36,11 @@ CACHE_HEADER = "x-cache"
 Forward = Callable[[bytearray], Awaitable[web.StreamResponse]]
 
 
-def no_cache(header: str | None) -> bool:
-    """Whether a Cache-Control header asks to skip the cache (`no-cache` or `no-store`)."""
+def directives(header: str | None) -> set[str]:
+    """The directives of a request's Cache-Control header, lower-cased, without values."""
     if not header:
-        return False
-    directives = {part.strip().split("=", 1)[0].lower() for part in header.split(",")}
-    return bool(directives & {"no-cache", "no-store"})
+        return set()
+    return {part.strip().split("=", 1)[0].lower() for part in header.split(",")}
 
 
 class Flight:
@@ -75,9 +75,11 @@ class CacheFront:
         forward: Forward,
     ) -> web.StreamResponse:
         lookups = self.metrics.cache_lookups
-        if no_cache(request.headers.get("Cache-Control")):
+        asked = directives(request.headers.get("Cache-Control"))
+        if asked & {"no-cache", "no-store"}:
             lookups.labels("bypass").inc()
-            return await self._forward(key, route, outcome, headers, forward)
+            store = "no-store" not in asked
+            return await self._forward(key, route, outcome, headers, forward, store=store)
         while True:
             answer = self.cache.get(key)
             if answer is not None:
@@ -134,6 +136,8 @@ class CacheFront:
         headers: dict[str, str],
         forward: Forward,
         flight: Flight | None = None,
+        *,
+        store: bool = True,
     ) -> web.StreamResponse:
         headers[CACHE_HEADER] = "miss"
         collected = bytearray()
@@ -144,8 +148,10 @@ class CacheFront:
             # leaves while the engine's end of response is read still had a complete answer.
             if outcome.reason == "ok" and outcome.status == 200:
                 answer = read_answer(route.kind, bytes(collected))
-                if answer is not None and self.cache.put(key, answer) and flight is not None:
-                    flight.answer = answer
+                if answer is not None and store:
+                    self.cache.put(key, answer)
+                if flight is not None:
+                    flight.answer = answer  # its followers get it even when it is too big to keep
 
     def _respond(
         self,

@@ -252,6 +252,25 @@ def test_no_cache_bypasses_the_lookup_and_refreshes_the_entry(
     assert lookups(gw, "bypass") == 1
 
 
+def test_no_store_bypasses_and_keeps_nothing(gw: GatewayHandle, engine: FakeEngine) -> None:
+    fresh = run_post(gw.url, greedy(), headers={"Cache-Control": "no-store"})
+    assert fresh.headers["x-cache"] == "miss"
+    assert run_post(gw.url, greedy()).headers["x-cache"] == "miss"
+    assert engine.started == 2
+
+
+def test_an_answer_too_big_to_keep_still_reaches_the_followers(
+    make_gateway: MakeGateway, engine: FakeEngine
+) -> None:
+    gw = make_gateway(cache=True, cache_max_bytes=1024)
+    body = greedy({"delay": 0.3, "tokens": 400})  # ~2 kB of text: over the bound
+    answers = asyncio.run(post_many(gw.url, [body] * 4))
+    assert [a.status for a in answers] == [200] * 4
+    assert engine.started == 1
+    assert len({content(a) for a in answers}) == 1
+    assert gw.metric("llmctl_gateway_cache_entries") == 0
+
+
 def test_answers_are_served_no_longer_than_their_age(
     make_gateway: MakeGateway, engine: FakeEngine
 ) -> None:
