@@ -24,6 +24,7 @@ from pydantic import (
 )
 
 from llmctl.core.errors import ConfigError
+from llmctl.core.modelfiles import is_hub_id
 from llmctl.core.slo import SLO
 from llmctl.core.validation import explain
 
@@ -135,6 +136,15 @@ class GatewaySettings(AdmissionLimits):
         ge=0,
         description="Seconds over which an engine that comes back climbs from 1 to its full limit.",
     )
+    cache: bool = Field(
+        False,
+        description="Answer repeated deterministic requests (temperature 0, or a seed) from a "
+        "response cache, and send identical ones in flight to the engine once.",
+    )
+    cache_max_bytes: int = Field(
+        64 << 20, ge=1024, description="The response cache's size bound (least recently used out)."
+    )
+    cache_ttl_s: float = Field(600.0, gt=0, description="Seconds a cached answer is served.")
 
     idle_timeout_s: float = Field(
         30.0, gt=0, le=DAY_S, description="A connection with no request in progress closes after."
@@ -200,6 +210,11 @@ class GatewayConfig(GatewaySettings):
         "dns_interval_s (a Kubernetes headless Service); replaces `upstreams`.",
     )
     model_name: str | None = Field(None, description="Filled into requests that name no model.")
+    tokenizer: str | None = Field(
+        None,
+        description="The model's folder, or its hub id in the HF cache: prompt tokens are counted "
+        "with its tokenizer and chat template (never downloaded); none: estimated.",
+    )
     api_keys: tuple[SecretStr, ...] = Field((), description="Accepted bearer keys; empty: open.")
     tenants_file: Path | None = Field(
         None,
@@ -227,6 +242,15 @@ class GatewayConfig(GatewaySettings):
             base, limit = parse_upstream(spec)
             checked.append(base if limit is None else f"{base}?max_active={limit}")
         return tuple(checked)
+
+    @field_validator("tokenizer")
+    @classmethod
+    def _check_tokenizer(cls, value: str | None) -> str | None:
+        # A hub id may not be in the cache (yet): the gateway then estimates and says so. A path
+        # that is not there is a mistake.
+        if value is not None and not is_hub_id(value) and not Path(value).expanduser().is_dir():
+            raise ValueError(f"{value} is not a folder (give a model folder or a hub id)")
+        return value
 
     @field_validator("upstream_dns")
     @classmethod
@@ -272,6 +296,7 @@ GATEWAY_ENV = {
     "LLMCTL_API_KEYS": "api_keys",
     "LLMCTL_ADMIN_KEY": "admin_key",
     "LLMCTL_TENANTS_FILE": "tenants_file",
+    "LLMCTL_TOKENIZER": "tokenizer",
     "LLMCTL_GATEWAY_HOST": "host",
     "LLMCTL_GATEWAY_PORT": "port",
 }
@@ -289,6 +314,10 @@ GATEWAY_FLAGS = {
     "dns_interval_s": "--dns-interval",
     "rejoin_ramp_s": "--rejoin-ramp",
     "model_name": "--model",
+    "tokenizer": "--tokenizer",
+    "cache": "--cache",
+    "cache_max_bytes": "--cache-max-bytes",
+    "cache_ttl_s": "--cache-ttl",
     "max_active": "--max-active",
     "max_active_total": "--max-active-total",
     "limit_mode": "--limit-mode",

@@ -1,4 +1,5 @@
-"""The gateway's admin API: `GET`/`PUT /admin/limits`, behind the admin key.
+"""The gateway's admin API: `GET`/`PUT /admin/limits`, `GET`/`DELETE /admin/cache`, behind the
+admin key.
 
 A change of MAX_ACTIVE is logged and counted with its source: `tune` (which says so in the
 X-Llmctl-Source header) or `admin`; the adaptive limit's own changes are counted by the limiter.
@@ -76,6 +77,20 @@ async def put_limits(gateway: Gateway, request: web.Request) -> web.Response:
     if changed:
         log.info("limits changed by %s: %s", source, changed)
     return web.json_response(limits_body(gateway))
+
+
+async def cache(gateway: Gateway, request: web.Request) -> web.Response:
+    """GET: the response cache's state; DELETE: purge it."""
+    denied = admin_denied(gateway, request)
+    if denied is not None:
+        return denied
+    if gateway.cache is None:
+        return error_response(404, "the response cache is off (--cache)", "not_found")
+    if request.method == "DELETE":
+        entries, size = gateway.cache.cache.purge()
+        log.info("response cache purged: %d entries, %d bytes", entries, size)
+        return web.json_response({"purged_entries": entries, "purged_bytes": size})
+    return web.json_response(gateway.cache.stats())
 
 
 def admin_denied(gateway: Gateway, request: web.Request) -> web.Response | None:

@@ -62,6 +62,7 @@ class LocalRuntime:
         # Each service inherits only an allowlist of this environment (see stack.environment).
         base = {**environment.common(self.environ, spec), "PYTHONUNBUFFERED": "1"}
 
+        tokenizer = None
         if spec.engine.kind == "sim":
             engine_argv = commands.llmctl_argv() + commands.sim_args(
                 spec.engine, host="127.0.0.1", port=ports.engine
@@ -75,6 +76,7 @@ class LocalRuntime:
             )
             engine_argv = cmd.argv
             engine_env = {**environment.for_vllm(self.environ, spec), **base, **cmd.env}
+            tokenizer = commands.gateway_tokenizer(cmd.model, self.environ)
         engine = LocalService(
             "engine",
             engine_argv,
@@ -85,7 +87,7 @@ class LocalRuntime:
         )
         gateway = LocalService(
             "gateway",
-            commands.llmctl_argv() + self._gateway_args(),
+            commands.llmctl_argv() + self._gateway_args(tokenizer),
             {**base, **self._gateway_secrets()},
             f"http://{host_port(host, ports.gateway)}/health",
             ports.bind_address,
@@ -93,7 +95,7 @@ class LocalRuntime:
         )
         return [engine, gateway, self._prometheus(base, host)]
 
-    def _gateway_args(self) -> list[str]:
+    def _gateway_args(self, tokenizer: str | None = None) -> list[str]:
         spec = self.spec
         gw = spec.gateway
         args = commands.gateway_args(
@@ -102,6 +104,7 @@ class LocalRuntime:
             port=spec.ports.gateway,
             upstream=f"http://127.0.0.1:{spec.ports.engine}",
             model=spec.engine.name,
+            tokenizer=tokenizer,
         )
         if gw.api_keys_file:
             args += ["--api-keys-file", str(Path(gw.api_keys_file).expanduser().resolve())]

@@ -17,6 +17,7 @@ import jinja2
 from llmctl.core import metrics
 from llmctl.core.errors import ConfigError, LlmctlError
 from llmctl.core.files import write_file
+from llmctl.core.modelfiles import is_hub_id
 from llmctl.core.resources import data_dir
 from llmctl.stack import commands
 from llmctl.stack.credentials import (
@@ -128,10 +129,26 @@ def context(spec: StackSpec, *, cwd: Path | None = None) -> dict[str, Any]:
         ),
         "vllm_entrypoint": ["python3", "-m", commands.VLLM_MODULE],
         "gateway_command": commands.gateway_args(
-            gw, host="0.0.0.0", port=GATEWAY_PORT, upstream=upstream, model=eng.name
+            gw,
+            host="0.0.0.0",
+            port=GATEWAY_PORT,
+            upstream=upstream,
+            model=eng.name,
+            tokenizer=_gateway_tokenizer(spec),
         ),
+        "gateway_tokenizer": _gateway_tokenizer(spec),
         "grafana_datasource_uid": metrics.GRAFANA_DATASOURCE_UID,
     }
+
+
+def _gateway_tokenizer(spec: StackSpec) -> str | None:
+    """The hub id the docker gateway counts prompt tokens with: the vLLM engine's model, read from
+    the HF cache the engine downloads it into (mounted read-only; the gateway starts once the
+    engine is healthy, so the files are there). Local stacks decide in stack/local.py."""
+    eng = spec.engine
+    if spec.runtime != "docker" or eng.kind != "vllm" or not is_hub_id(eng.model):
+        return None
+    return eng.model
 
 
 def render(
