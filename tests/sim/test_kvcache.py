@@ -68,9 +68,9 @@ def words(n: int, tag: str = "t") -> list[str]:
         # A shared prefix shorter than a block: nothing.
         (words(3) + ["x"] * 9, words(3) + ["y"] * 9, 0),
         # The same later blocks after a different first one: the chain breaks at block 0.
-        (["a"] + words(11)[1:], ["b"] + words(11)[1:], 0),
+        (["a", *words(11)[1:]], ["b", *words(11)[1:]], 0),
         # Token ids work as text pieces do.
-        (list(range(20)), list(range(20)) + [7], 20),
+        (list(range(20)), [*list(range(20)), 7], 20),
     ],
 )
 def test_a_request_finds_the_longest_run_of_cached_leading_blocks(
@@ -100,7 +100,7 @@ def test_without_prefix_caching_nothing_is_found_or_counted() -> None:
 def test_requests_sharing_a_prefix_hold_its_blocks_once() -> None:
     s = sched(num_blocks=64, block_size=4)
     prefix = words(16)  # four blocks
-    a, b = make(prefix + ["a"], output=50), make(prefix + ["b"], output=50)
+    a, b = make([*prefix, "a"], output=50), make([*prefix, "b"], output=50)
     s.add(a)
     step(s)  # a's prefill: 17 tokens in 5 blocks, the first four now cached
     s.add(b)
@@ -135,11 +135,12 @@ def test_freed_blocks_are_evicted_least_recently_freed_first_and_tail_first() ->
     run(s, old)
     run(s, new)
     # Each left 3 cached blocks (12 tokens computed); 2 anonymous blocks are free too.
-    assert s.free_blocks == 8 and len(s.kv.evictable) == 6
+    assert s.free_blocks == 8
+    assert len(s.kv.evictable) == 6
     # 4 new blocks: the 2 anonymous first, then old's tail (its blocks 2 and 1), not its head.
     run(s, make(words(13, "z"), output=1))
-    assert s.kv.lookup(make(words(12, "o") + ["?"])) == 1
-    assert s.kv.lookup(make(words(12, "n") + ["?"])) == 3
+    assert s.kv.lookup(make([*words(12, "o"), "?"])) == 1
+    assert s.kv.lookup(make([*words(12, "n"), "?"])) == 3
 
 
 def test_a_hit_on_a_free_cached_block_takes_it_out_of_the_free_pool() -> None:
@@ -157,10 +158,11 @@ def test_preempting_a_request_that_shares_blocks_keeps_them_for_the_other() -> N
     # 10 blocks of 4: the shared 8-token prefix (2 blocks) and two requests that grow past it.
     s = sched(num_blocks=10, block_size=4)
     prefix = words(8)
-    first, second = make(prefix + ["a"], output=18), make(prefix + ["b"], output=18)
+    first, second = make([*prefix, "a"], output=18), make([*prefix, "b"], output=18)
     plans = run(s, first, second)
     assert sum(p.preempted for p in plans) >= 1
-    assert second.num_preemptions >= 1 and first.num_preemptions == 0
+    assert second.num_preemptions >= 1
+    assert first.num_preemptions == 0
     assert first.num_output == second.num_output == 18
     assert s.free_blocks == 10
     # The preempted request's readmission is not a new query (vLLM counts those apart).
@@ -172,10 +174,12 @@ def test_shrinking_the_cache_gives_up_anonymous_blocks_before_cached_ones() -> N
     run(s, make(words(16), output=1))
     assert len(s.kv.evictable) == 4  # and 12 anonymous
     s.resize(5)
-    assert s.free_blocks == 5 and len(s.kv.evictable) == 4
+    assert s.free_blocks == 5
+    assert len(s.kv.evictable) == 4
     s.resize(2)  # the least recently freed cached blocks (the request's tail) go
-    assert s.free_blocks == 2 and len(s.kv.evictable) == 2
-    assert s.kv.lookup(make(words(16) + ["?"])) == 2
+    assert s.free_blocks == 2
+    assert len(s.kv.evictable) == 2
+    assert s.kv.lookup(make([*words(16), "?"])) == 2
 
 
 def test_block_accounting_holds_under_random_shared_prefixes_preemption_and_aborts() -> None:
@@ -211,4 +215,5 @@ def test_block_accounting_holds_under_random_shared_prefixes_preemption_and_abor
         assert len(holders) + anonymous + kv.free == kv.num_blocks
         assert s.context_tokens == sum(r.num_computed for r in s.running)
         live = [r for r in live if r.status != FINISHED]
-    assert hits > 0 and preempted > 0
+    assert hits > 0
+    assert preempted > 0
