@@ -45,6 +45,7 @@ class LastDecision:
 
 
 _HOLD_KINDS = (
+    ("draining", "draining"),
     ("at the minimum", "minimum"),
     ("near the SLO", "near_slo"),
     ("SLO holds", "slo_ok"),
