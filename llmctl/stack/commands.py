@@ -85,13 +85,16 @@ def gateway_args(
     }
     args = ["gateway", "serve"]
     for name, value in values.items():
-        if value is None or value is False:
+        flag = GATEWAY_FLAGS[name]
+        if isinstance(value, bool):
+            on, _, off = flag.partition("/")
+            if value or off:
+                args.append(on if value else off)  # a plain flag, or one of an on/off pair
             continue
-        if value is True:
-            args.append(GATEWAY_FLAGS[name])  # a plain flag
+        if value is None:
             continue
         text = _fmt(value) if isinstance(value, float | int) else str(value)
-        args += [GATEWAY_FLAGS[name], text]
+        args += [flag, text]
     return args
 
 
