@@ -55,11 +55,16 @@ async def _engine() -> tuple[web.AppRunner, int]:
     return runner, int(runner.addresses[0][1])
 
 
-async def _measure(requests: int) -> tuple[float, float, float, float]:
+async def _measure(requests: int, settings: dict[str, object]) -> tuple[float, float, float, float]:
     engine, engine_port = await _engine()
     config = load_gateway_config(
         {},
-        {"upstream_url": f"http://127.0.0.1:{engine_port}", "model_name": "m", "port": 0},
+        {
+            "upstream_url": f"http://127.0.0.1:{engine_port}",
+            "model_name": "m",
+            "port": 0,
+            **settings,
+        },
     )
     gateway = await start_gateway(config)
     gateway_port = int(gateway.addresses[0][1])
@@ -94,6 +99,9 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=3000, help="Requests per target.")
     parser.add_argument("--repeat", type=int, default=3, help="Runs (each a fresh gateway).")
     parser.add_argument("--log", default=os.devnull, help="Where the gateway's log goes.")
+    parser.add_argument(
+        "--no-access-log", action="store_true", help="Without the access log (where it exists)."
+    )
     args = parser.parse_args()
     # As `gateway serve` logs (the access log writes to stderr, other lines through logging).
     log = open(args.log, "a")  # noqa: SIM115 - open for the whole run
@@ -102,7 +110,8 @@ def main() -> None:
         level=logging.INFO, stream=log, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     for _ in range(args.repeat):
-        direct, via, direct_all, via_all = aio.run(_measure(args.requests))
+        settings = {"access_log": False} if args.no_access_log else {}
+        direct, via, direct_all, via_all = aio.run(_measure(args.requests, settings))
         print(
             f"first chunk p50: direct {direct * 1e6:.0f} us, via {via * 1e6:.0f} us, "
             f"added {(via - direct) * 1e6:.0f} us; whole request p50 added "

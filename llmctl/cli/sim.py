@@ -90,6 +90,7 @@ def _run(config: SimConfig) -> None:
             f"(profile {p.name}, max_num_seqs={p.max_num_seqs}, "
             f"kv={p.num_gpu_blocks}x{p.block_size} tokens, time_scale={config.time_scale})",
             highlight=False,
+            soft_wrap=True,  # one line in a stack's log, whatever width rich guesses for it
         )
 
     async def main() -> None:

@@ -138,12 +138,26 @@ class AccessLog:
 
     def request(self, route: str, outcome: Outcome, duration_s: float) -> None:
         now = time.time()
-        fields = access_fields(route, outcome, duration_s)
         if self.json:
             head = {"time": iso_time(now), "level": "info", "logger": ACCESS_LOGGER}
+            fields = access_fields(route, outcome, duration_s)
             line = _json({**head, "message": "request", **fields})
         else:
-            line = f"{self._stamp(now)} INFO {ACCESS_LOGGER}: {logfmt(fields)}"
+            # logfmt(access_fields(...)) written out: this runs for every request.
+            usage = outcome.usage
+            wait, ttft = outcome.queue_wait_s, outcome.ttft_s
+            line = (
+                f"{self._stamp(now)} INFO {ACCESS_LOGGER}: request_id={outcome.request_id} "
+                f"route={route} status={outcome.status} "
+                f"reason={outcome.reason or 'internal_error'} "
+                f"queue_wait_ms={'-' if wait is None else round(wait * 1000, 1)} "
+                f"ttft_ms={'-' if ttft is None else round(ttft * 1000, 1)} "
+                f"duration_ms={round(duration_s * 1000, 1)} "
+                f"prompt_tokens={'-' if usage is None else usage[0]} "
+                f"completion_tokens={'-' if usage is None else usage[1]}"
+            )
+            if outcome.tenant is not None:
+                line += f" tenant={outcome.tenant} class={outcome.class_name or '-'}"
         self._pending.append(line + "\n")
         if len(self._pending) == 1:
             asyncio.get_running_loop().call_later(FLUSH_S, self.flush)
