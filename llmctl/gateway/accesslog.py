@@ -150,9 +150,9 @@ class AccessLog:
                 f"{self._stamp(now)} INFO {ACCESS_LOGGER}: request_id={outcome.request_id} "
                 f"route={route} status={outcome.status} "
                 f"reason={outcome.reason or 'internal_error'} "
-                f"queue_wait_ms={'-' if wait is None else round(wait * 1000, 1)} "
-                f"ttft_ms={'-' if ttft is None else round(ttft * 1000, 1)} "
-                f"duration_ms={round(duration_s * 1000, 1)} "
+                f"queue_wait_ms={'-' if wait is None else f'{wait * 1000:.1f}'} "
+                f"ttft_ms={'-' if ttft is None else f'{ttft * 1000:.1f}'} "
+                f"duration_ms={duration_s * 1000:.1f} "
                 f"prompt_tokens={'-' if usage is None else usage[0]} "
                 f"completion_tokens={'-' if usage is None else usage[1]}"
             )

@@ -143,13 +143,15 @@ def load_stack(
 ) -> LoadedStack:
     """Build the effective StackSpec from defaults, environment, stack file and flags."""
     environ = os.environ if environ is None else environ
-    path, origin = resolve_config_path(config, preset, cwd or Path.cwd())
+    cwd = cwd or Path.cwd()
+    path, origin = resolve_config_path(config, preset, cwd)
     text = stackfile.read_text(path)
+    shown = path.relative_to(cwd) if path.is_relative_to(cwd) else path  # as the user wrote it
     try:
         return _build(
-            stackfile.parse(text, path),
+            stackfile.parse(text, shown),
             origin,
-            {origin: (str(path), stackfile.locator(text))},
+            {origin: (str(shown), stackfile.locator(text))},
             [*env_overrides(environ), *flags],
         )
     except ConfigError as exc:
