@@ -12,6 +12,7 @@ from typing import Any
 
 import yaml
 from python_on_whales import Container, DockerClient
+from python_on_whales.exceptions import NoSuchContainer
 
 from llmctl.core.errors import ConfigError, RuntimeBackendError, UsageError
 from llmctl.stack.credentials import StackSecrets, compose_profiles
@@ -23,6 +24,7 @@ from llmctl.stack.spec import StackSpec, host_port
 COMPOSE_FILE = "compose.yaml"
 SERVICE_LABEL = "com.docker.compose.service"
 POLL_S = 1.0
+OBSERVE_TRIES = 3
 LOG_TAIL_LINES = 15
 # Beyond the engine's own startup allowance: network and containers created, the gateway and
 # Prometheus started after the engine turns healthy, their first health probes.
@@ -105,8 +107,14 @@ class DockerRuntime:
         """Service name -> its container (stopped ones included), inspected in one call."""
 
         def inspect(d: DockerClient) -> list[Container]:
-            ids = [c.id for c in d.compose.ps(all=True)]
-            return d.container.inspect(ids) if ids else []
+            for attempt in range(OBSERVE_TRIES):
+                ids = [c.id for c in d.compose.ps(all=True)]
+                try:
+                    return d.container.inspect(ids) if ids else []
+                except NoSuchContainer:  # removed since the listing (compose recreating it)
+                    if attempt == OBSERVE_TRIES - 1:
+                        raise
+            return []
 
         found = self.docker("list the stack's containers", inspect)
         return {(c.config.labels or {}).get(SERVICE_LABEL, c.name): c for c in found}
@@ -119,7 +127,20 @@ class DockerRuntime:
         return self._observe()[0]
 
     def _observe(self, since: datetime | None = None) -> tuple[list[ServiceStatus], dict[str, str]]:
-        """Every service's status, and service -> container id of those that exited after `since`."""
+        """Every service's status, and service -> container id of those that exited after `since`.
+
+        python-on-whales reads a container's state again when it is asked after a moment, so a
+        container compose removes meanwhile (recreating a service) vanishes mid-read: then look
+        again, as the next poll would."""
+        for attempt in range(OBSERVE_TRIES):
+            try:
+                return self._observe_once(since)
+            except NoSuchContainer:
+                if attempt == OBSERVE_TRIES - 1:
+                    raise
+        raise AssertionError("unreachable")
+
+    def _observe_once(self, since: datetime | None) -> tuple[list[ServiceStatus], dict[str, str]]:
         containers = self.containers()
         names = self.services() + sorted(set(containers) - set(self.services()))
         statuses = [self._status(name, containers.get(name)) for name in names]
@@ -263,6 +284,7 @@ class DockerRuntime:
             ),
             progress,
             timeout,
+            watched=set(wanted),
         )
 
     def stop(self, services: Sequence[str]) -> list[str]:
@@ -279,7 +301,11 @@ class DockerRuntime:
         start: Callable[[DockerClient], object],
         progress: Progress | None,
         timeout: float | None,
+        watched: set[str] | None = None,
     ) -> UpResult:
+        """Run `start` and wait until every service is up. A failure of a service in `watched`
+        (all when None) ends the wait; the others may be down for a while (a gateway whose engine
+        restarts) and are waited for until the deadline."""
         limit = timeout if timeout is not None else self.spec.engine.startup_timeout_s + UP_MARGIN_S
         deadline = time.monotonic() + limit
         starter = _Starter(lambda: self.docker("start the stack", start))
@@ -303,7 +329,12 @@ class DockerRuntime:
                     raise self._explain(starter.error, services)
                 if all(_settled(s) for s in services):
                     return UpResult(already_running=False, services=services)
-                failed = [s for s in services if s.state == "exited" or s.health == "unhealthy"]
+                failed = [
+                    s
+                    for s in services
+                    if (s.state == "exited" or s.health == "unhealthy")
+                    and (watched is None or s.name in watched)
+                ]
                 if failed:
                     raise self._explain(RuntimeBackendError("services failed"), failed)
             if time.monotonic() > deadline:
