@@ -147,7 +147,7 @@ class AccessLog:
             usage = outcome.usage
             wait, ttft = outcome.queue_wait_s, outcome.ttft_s
             line = (
-                f"{self._stamp(now)} INFO {ACCESS_LOGGER}: request_id={outcome.request_id} "
+                f"{self._stamp(now)} INFO {ACCESS_LOGGER}: request_id={outcome.request_id or '-'} "
                 f"route={route} status={outcome.status} "
                 f"reason={outcome.reason or 'internal_error'} "
                 f"queue_wait_ms={'-' if wait is None else f'{wait * 1000:.1f}'} "

@@ -14,11 +14,19 @@ import yaml
 from python_on_whales import Container, DockerClient
 from python_on_whales.exceptions import NoSuchContainer
 
-from llmctl.core.errors import ConfigError, RuntimeBackendError, UsageError
+from llmctl.core.errors import ConfigError, RuntimeBackendError
 from llmctl.stack.credentials import StackSecrets, compose_profiles
 from llmctl.stack.dockercli import DockerRunner
 from llmctl.stack.render import render
-from llmctl.stack.runtime import Health, LogOptions, Progress, ServiceStatus, State, UpResult
+from llmctl.stack.runtime import (
+    Health,
+    LogOptions,
+    Progress,
+    ServiceStatus,
+    State,
+    UpResult,
+    require_known,
+)
 from llmctl.stack.spec import StackSpec, host_port
 
 COMPOSE_FILE = "compose.yaml"
@@ -200,11 +208,8 @@ class DockerRuntime:
     def _known(self, services: Sequence[str]) -> None:
         # A wrong name is the user's mistake whether or not Docker is up: say so first.
         known = self.declared()
-        unknown = [s for s in services if known and s not in known]
-        if unknown:
-            raise UsageError(
-                f"no service {unknown[0]!r} in stack {self.spec.name}: {', '.join(known)}"
-            )
+        if known:  # an unreadable compose file: Docker's own error says more
+            require_known(self.spec.name, services, known)
 
     def logs(
         self,

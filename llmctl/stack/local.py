@@ -17,10 +17,17 @@ from pathlib import Path
 import httpx
 
 from llmctl.core import http
-from llmctl.core.errors import RuntimeBackendError, UsageError
+from llmctl.core.errors import RuntimeBackendError
 from llmctl.stack import environment, logfile, ports, processes
 from llmctl.stack.localservice import SERVICES, LocalService, local_services, service_configs
-from llmctl.stack.runtime import Health, LogOptions, Progress, ServiceStatus, UpResult
+from llmctl.stack.runtime import (
+    Health,
+    LogOptions,
+    Progress,
+    ServiceStatus,
+    UpResult,
+    require_known,
+)
 from llmctl.stack.spec import StackSpec
 
 STOP_GRACE_S = 10.0
@@ -221,11 +228,7 @@ class LocalRuntime:
         return ServiceStatus(service.name, "running", health, f"pid {record.pid}", url)
 
     def _known(self, services: Sequence[str]) -> None:
-        unknown = [s for s in services if s not in SERVICES]
-        if unknown:
-            raise UsageError(
-                f"no service {unknown[0]!r} in stack {self.spec.name}: {', '.join(SERVICES)}"
-            )
+        require_known(self.spec.name, services, SERVICES)
 
     def logs(
         self,

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal, Protocol, cast
 
-from llmctl.core.errors import RuntimeBackendError
+from llmctl.core.errors import RuntimeBackendError, UsageError
 from llmctl.stack.settings import saved_spec
 from llmctl.stack.spec import RuntimeKind, StackSpec
 
@@ -98,6 +98,13 @@ class Runtime(Protocol):
         follow: bool = False,
         options: LogOptions | None = None,
     ) -> Iterator[str]: ...
+
+
+def require_known(stack: str, services: Sequence[str], known: Sequence[str]) -> None:
+    """UsageError naming the first of `services` the stack does not have (and those it has)."""
+    unknown = [name for name in services if name not in known]
+    if unknown:
+        raise UsageError(f"no service {unknown[0]!r} in stack {stack}: {', '.join(known)}")
 
 
 def make_runtime(spec: StackSpec, directory: Path, kind: RuntimeKind | None = None) -> Runtime:

@@ -114,3 +114,38 @@ def test_access_log_can_be_turned_off(engine: FakeEngine, tmp_path: Path) -> Non
     _, lines = _serve(engine, tmp_path / "gateway.log", "--no-access-log")
     assert not [line for line in lines if "llmctl.gateway.access" in line]
     assert [line for line in lines if "limits changed by tune" in line]
+
+
+def test_the_fast_text_line_says_what_the_fields_say() -> None:
+    """The access line is written out by hand for speed; it must stay `logfmt(access_fields)`."""
+    import asyncio
+    import io
+
+    from llmctl.gateway.accesslog import AccessLog, access_fields, logfmt
+    from llmctl.gateway.metrics import Outcome
+
+    done = Outcome()
+    done.set(200, "ok")
+    done.request_id, done.queue_wait_s, done.ttft_s, done.usage = "r-1", 0.00042, 0.13518, (7, 9)
+    refused = Outcome()
+    refused.set(429, "queue_full")
+    refused.request_id, refused.queue_wait_s, refused.tenant, refused.class_name = (
+        "r-2",
+        0,
+        "t",
+        "c",
+    )
+    crashed = Outcome()  # a bug's exception: never set
+
+    async def lines() -> list[str]:
+        access = AccessLog("text", io.StringIO())
+        for outcome in (done, refused, crashed):
+            access.request("/v1/completions", outcome, 0.25)
+        return [line.rstrip("\n") for line in access._pending]
+
+    for outcome, line in zip((done, refused, crashed), asyncio.run(lines()), strict=True):
+        fields = access_fields("/v1/completions", outcome, 0.25)
+        expected = logfmt(fields)
+        assert line.split(": ", 1)[1] == expected
+    first = logfmt(access_fields("/v1/completions", done, 0.25))
+    assert "queue_wait_ms=0.4 ttft_ms=135.2 duration_ms=250.0" in first
