@@ -2,13 +2,21 @@
 
     python benchmarks/gateway_overhead.py [--profile rtx3090-qwen2.5-14b-awq] [--time-scale 1]
         [--streams 1,64,256] [--rounds 3] [--requests 1] [--max-tokens 128] [--ttft-samples 200]
+        [--with-tenants]
 
 Starts `llmctl sim serve` and `llmctl gateway serve` (MAX_ACTIVE above the largest stream count,
 so admission never queues) as child processes, then, in this process, runs N concurrent streams
 that each send `--requests` streamed completions of exactly `--max-tokens` tokens back to back,
 alternating direct and via-gateway rounds so both see the same machine noise. Throughput is the
 tokens counted from each stream's `usage` frame over the round's wall time. TTFT samples alternate
-direct/via one request at a time (one stream), 70 ms apart so the engine is idle at each arrival. Prints a Markdown table and one JSON line.
+direct/via one request at a time (one stream), 70 ms apart so the engine is idle at each arrival.
+Prints a Markdown table and one JSON line.
+
+`--with-tenants` adds a third target, side by side in the same rotation: a second gateway with a
+tenants file (two classes; the tenant has a weight, request, token and concurrency limits set high
+enough never to bind, so every check runs and every answer carries the x-ratelimit headers), whose
+requests carry the tenant's key and an X-Llmctl-Class header. Its TTFT requests ask for no usage, so
+the gateway rewrites their bodies to ask the engine for it, as it does for such clients.
 """
 
 from __future__ import annotations
@@ -20,16 +28,19 @@ import re
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from contextlib import ExitStack
 from dataclasses import dataclass
+from pathlib import Path
 
 import aiohttp
 
 # Run as `python benchmarks/gateway_overhead.py`, so this folder is on sys.path.
-from _common import free_port, process_cpu_seconds, started
+from _common import TENANT_KEY, free_port, process_cpu_seconds, started, tenants_file
 
 from llmctl.core import aio
+from llmctl.gateway.tenants import CLASS_HEADER
 
 MODEL = "bench-model"
 _COMPLETION_TOKENS = re.compile(rb'"completion_tokens":\s*(\d+)')
@@ -48,10 +59,21 @@ class Round:
         return self.tokens / self.seconds
 
 
-async def _one_stream(session: aiohttp.ClientSession, url: str, body: bytes, requests: int) -> int:
+@dataclass(frozen=True)
+class Target:
+    name: str
+    base: str
+    headers: dict[str, str]
+
+
+async def _one_stream(
+    session: aiohttp.ClientSession, url: str, body: bytes, requests: int, headers: dict[str, str]
+) -> int:
     tokens = 0
     for _ in range(requests):
-        async with session.post(url, data=body, headers={"Content-Type": "application/json"}) as r:
+        async with session.post(
+            url, data=body, headers={"Content-Type": "application/json", **headers}
+        ) as r:
             if r.status != 200:
                 raise SystemExit(f"{url} answered {r.status}: {await r.text()}")
             last = b""
@@ -64,7 +86,7 @@ async def _one_stream(session: aiohttp.ClientSession, url: str, body: bytes, req
     return tokens
 
 
-async def _round(base: str, streams: int, requests: int, max_tokens: int) -> tuple[int, float]:
+async def _round(target: Target, streams: int, requests: int, max_tokens: int) -> tuple[int, float]:
     body = json.dumps(
         {
             "model": MODEL,
@@ -78,34 +100,34 @@ async def _round(base: str, streams: int, requests: int, max_tokens: int) -> tup
     connector = aiohttp.TCPConnector(limit=0)
     timeout = aiohttp.ClientTimeout(total=None)
     async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
-        url = base + "/v1/completions"
+        url = target.base + "/v1/completions"
         start = time.perf_counter()
         counts = await asyncio.gather(
-            *(_one_stream(session, url, body, requests) for _ in range(streams))
+            *(_one_stream(session, url, body, requests, target.headers) for _ in range(streams))
         )
         return sum(counts), time.perf_counter() - start
 
 
-async def _ttft_samples(direct: str, via: str, samples: int) -> dict[str, list[float]]:
+async def _ttft_samples(targets: list[Target], samples: int) -> dict[str, list[float]]:
     body = json.dumps(
         {"model": MODEL, "prompt": "Hello there", "max_tokens": 2, "stream": True}
     ).encode()
-    out: dict[str, list[float]] = {"direct": [], "via": []}
+    out: dict[str, list[float]] = {t.name: [] for t in targets}
+    warm = 5 * len(targets)
     async with aiohttp.ClientSession() as session:
-        for i in range(samples * 2 + 10):
-            target = "direct" if i % 2 == 0 else "via"
-            url = (direct if target == "direct" else via) + "/v1/completions"
+        for i in range(samples * len(targets) + warm):
+            target = targets[i % len(targets)]
+            url = target.base + "/v1/completions"
+            headers = {"Content-Type": "application/json", **target.headers}
             start = time.perf_counter()
-            async with session.post(
-                url, data=body, headers={"Content-Type": "application/json"}
-            ) as r:
+            async with session.post(url, data=body, headers=headers) as r:
                 first = await r.content.readany()
                 elapsed = time.perf_counter() - start
                 if b"data:" not in first:
-                    raise SystemExit(f"unexpected first chunk from {target}: {first[:200]!r}")
+                    raise SystemExit(f"unexpected first chunk from {target.name}: {first[:200]!r}")
                 await r.read()
-            if i >= 10:  # the first few warm the connections up
-                out[target].append(elapsed)
+            if i >= warm:  # the first few warm the connections up
+                out[target.name].append(elapsed)
             # Let the engine go idle: the simulator starts a step that follows an idle gap of
             # under 50 ms at its previous step's end (in the past), which would hide added latency.
             await asyncio.sleep(0.07)
@@ -121,6 +143,11 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=1, help="Requests per stream per round.")
     parser.add_argument("--max-tokens", type=int, default=128)
     parser.add_argument("--ttft-samples", type=int, default=200)
+    parser.add_argument(
+        "--with-tenants",
+        action="store_true",
+        help="Also measure a gateway with a tenants file and classes, side by side.",
+    )
     args = parser.parse_args()
     stream_counts = [int(s) for s in args.streams.split(",")]
 
@@ -133,27 +160,45 @@ def main() -> None:
                 "--max-num-seqs", str(max(stream_counts) * 2)]  # fmt: skip
     gateway_args = [*py, "gateway", "serve", "--port", str(gw_port), "--upstream", direct,
                     "--max-active", str(max(stream_counts) * 2), "--queue-max", "0"]  # fmt: skip
+    targets = [Target("direct", direct, {}), Target("via", via, {})]
     with ExitStack() as children:
         children.enter_context(started(sim_args, direct + "/health"))
-        gateway = children.enter_context(
-            started(gateway_args, via + "/health", stderr=subprocess.DEVNULL)
-        )
+        gateways = {
+            "direct": None,
+            "via": children.enter_context(
+                started(gateway_args, via + "/health", stderr=subprocess.DEVNULL)
+            ),
+        }
+        if args.with_tenants:
+            folder = Path(children.enter_context(tempfile.TemporaryDirectory()))
+            tenant_port = free_port()
+            tenant_url = f"http://127.0.0.1:{tenant_port}"
+            tenant_args = [*gateway_args, "--tenants-file", str(tenants_file(folder))]
+            tenant_args[tenant_args.index("--port") + 1] = str(tenant_port)
+            gateways["tenants"] = children.enter_context(
+                started(tenant_args, tenant_url + "/health", stderr=subprocess.DEVNULL)
+            )
+            auth = {"Authorization": f"Bearer {TENANT_KEY}", CLASS_HEADER: "interactive"}
+            targets.append(Target("tenants", tenant_url, auth))
         rounds: list[Round] = []
         for streams in stream_counts:
             for _ in range(args.rounds):
-                for target, base in (("direct", direct), ("via", via)):
-                    cpu0 = process_cpu_seconds(gateway.pid)
-                    tokens, seconds = aio.run(_round(base, streams, args.requests, args.max_tokens))
-                    cpu = process_cpu_seconds(gateway.pid) - cpu0
-                    rounds.append(Round(target, streams, tokens, seconds, cpu))
+                for target in targets:
+                    proc = gateways[target.name]
+                    cpu0 = process_cpu_seconds(proc.pid) if proc else 0.0
+                    tokens, seconds = aio.run(
+                        _round(target, streams, args.requests, args.max_tokens)
+                    )
+                    cpu = process_cpu_seconds(proc.pid) - cpu0 if proc else 0.0
+                    rounds.append(Round(target.name, streams, tokens, seconds, cpu))
                     print(
-                        f"  {target:6} {streams:4} streams: {tokens / seconds:9.1f} tok/s "
+                        f"  {target.name:7} {streams:4} streams: {tokens / seconds:9.1f} tok/s "
                         f"({tokens} tokens in {seconds:.2f} s, gateway cpu {cpu:.2f} s)",
                         file=sys.stderr,
                     )
-        ttft = aio.run(_ttft_samples(direct, via, args.ttft_samples))
+        ttft = aio.run(_ttft_samples(targets, args.ttft_samples))
 
-    report = _report(args, stream_counts, rounds, ttft)
+    report = _report(args, stream_counts, rounds, ttft, [t.name for t in targets])
     print(json.dumps(report))
 
 
@@ -162,31 +207,43 @@ def _report(
     stream_counts: list[int],
     rounds: list[Round],
     ttft: dict[str, list[float]],
+    names: list[str],
 ) -> dict[str, object]:
+    gateways = [n for n in names if n != "direct"]
     print(f"\nprofile {args.profile}, time-scale {args.time_scale}, max_tokens {args.max_tokens}\n")
-    print("| streams | direct tok/s | via gateway tok/s | via/direct | gateway CPU per 1k tokens |")
-    print("|---:|---:|---:|---:|---:|")
-    throughput = {}
+    head = "| streams | direct tok/s |"
+    rule = "|---:|---:|"
+    for name in gateways:
+        what = "via gateway" if name == "via" else "via gateway with tenants"
+        head += f" {what} tok/s | {name}/direct | {name} CPU per 1k tokens |"
+        rule += "---:|---:|---:|"
+    print(head)
+    print(rule)
+    throughput: dict[int, dict[str, float]] = {}
     for streams in stream_counts:
         mine = [r for r in rounds if r.streams == streams]
         per = {}
-        for target in ("direct", "via"):
+        cpu_per_1k = {}
+        for target in names:
             rs = [r for r in mine if r.target == target]
             per[target] = sum(r.tokens for r in rs) / sum(r.seconds for r in rs)
-        via_rounds = [r for r in mine if r.target == "via"]
-        cpu_ms = 1000 * sum(r.gateway_cpu_s for r in via_rounds)
-        cpu_per_1k = cpu_ms / (sum(r.tokens for r in via_rounds) / 1000)
-        ratio = per["via"] / per["direct"]
-        throughput[streams] = {"direct": per["direct"], "via": per["via"], "ratio": ratio}
-        print(
-            f"| {streams} | {per['direct']:.1f} | {per['via']:.1f} | {ratio:.3f} "
-            f"| {cpu_per_1k:.1f} ms |"
-        )
+            cpu_ms = 1000 * sum(r.gateway_cpu_s for r in rs)
+            cpu_per_1k[target] = cpu_ms / (sum(r.tokens for r in rs) / 1000)
+        throughput[streams] = dict(per)
+        line = f"| {streams} | {per['direct']:.1f} |"
+        for name in gateways:
+            ratio = per[name] / per["direct"]
+            throughput[streams][f"{name}_ratio"] = ratio
+            line += f" {per[name]:.1f} | {ratio:.3f} | {cpu_per_1k[name]:.1f} ms |"
+        print(line)
     p50 = {k: statistics.median(v) * 1000 for k, v in ttft.items()}
-    added = p50["via"] - p50["direct"]
+    added = {name: p50[name] - p50["direct"] for name in gateways}
     print(
-        f"\nTTFT p50 at one stream: direct {p50['direct']:.2f} ms, via {p50['via']:.2f} ms, "
-        f"added {added:.2f} ms ({len(ttft['via'])} samples each)"
+        "\nTTFT p50 at one stream: "
+        + ", ".join(f"{k} {v:.2f} ms" for k, v in p50.items())
+        + "; added: "
+        + ", ".join(f"{k} {v:+.2f} ms" for k, v in added.items())
+        + f" ({len(ttft['direct'])} samples each)"
     )
     return {
         "profile": args.profile,

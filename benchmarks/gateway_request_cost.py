@@ -1,7 +1,8 @@
 """What one request costs the gateway, in microseconds: time to the first streamed chunk via the
 gateway minus direct, against an instant in-process engine.
 
-    python benchmarks/gateway_request_cost.py [--requests 3000] [--repeat 3] [--log FILE]
+    python benchmarks/gateway_request_cost.py [--requests 3000] [--repeat 3] [--with-tenants]
+        [--log FILE] [--no-access-log]
 
 One process, one event loop: a bare aiohttp engine that answers each chat completion with one
 text frame and `[DONE]` at once, and `llmctl gateway serve`'s server (`start_gateway`) in front of
@@ -12,6 +13,9 @@ request (to its last byte), which also holds what the gateway does after the ans
 its access-log line). The gateway logs as `llmctl gateway serve` does, INFO and up, into `--log`
 (default: the null device; stderr is sent there too). Compare two checkouts by running it with
 each on PYTHONPATH, alternately; a change of 10 us shows over a few repeats.
+
+`--with-tenants` adds a second gateway with a tenants file (two classes, a tenant with every limit
+set and none binding) to the rotation; its requests carry the tenant's key and a class header.
 """
 
 from __future__ import annotations
@@ -22,14 +26,20 @@ import logging
 import os
 import statistics
 import sys
+import tempfile
 import time
+from pathlib import Path
 
 import aiohttp
+
+# Run as `python benchmarks/gateway_request_cost.py`, so this folder is on sys.path.
+from _common import TENANT_KEY, tenants_file
 from aiohttp import web
 
 from llmctl.core import aio
 from llmctl.core.config import load_gateway_config
 from llmctl.gateway.server import start_gateway
+from llmctl.gateway.tenants import CLASS_HEADER
 
 FRAME = b'data: {"choices":[{"delta":{"content":"x"}}]}\n\n'
 
@@ -55,42 +65,53 @@ async def _engine() -> tuple[web.AppRunner, int]:
     return runner, int(runner.addresses[0][1])
 
 
-async def _measure(requests: int, settings: dict[str, object]) -> tuple[float, float, float, float]:
+async def _measure(
+    requests: int, tenants: Path | None, extra: dict[str, object]
+) -> tuple[dict[str, float], dict[str, float]]:
+    """The median time to the first chunk and to the last byte of each target, in seconds."""
     engine, engine_port = await _engine()
-    config = load_gateway_config(
-        {},
-        {
-            "upstream_url": f"http://127.0.0.1:{engine_port}",
-            "model_name": "m",
-            "port": 0,
-            **settings,
-        },
-    )
-    gateway = await start_gateway(config)
-    gateway_port = int(gateway.addresses[0][1])
+    settings = {
+        "upstream_url": f"http://127.0.0.1:{engine_port}",
+        "model_name": "m",
+        "port": 0,
+        **extra,
+    }
+    gateways = [await start_gateway(load_gateway_config({}, settings))]
+    plain = {"Content-Type": "application/json"}
+    targets = {"direct": (engine_port, plain), "via": (int(gateways[0].addresses[0][1]), plain)}
+    if tenants is not None:
+        config = load_gateway_config({}, {**settings, "tenants_file": tenants})
+        gateways.append(await start_gateway(config))
+        auth = {**plain, "Authorization": f"Bearer {TENANT_KEY}", CLASS_HEADER: "interactive"}
+        targets["tenants"] = (int(gateways[1].addresses[0][1]), auth)
     body = json.dumps({"messages": [{"role": "user", "content": "hi"}], "stream": True}).encode()
-    headers = {"Content-Type": "application/json"}
-    seconds: dict[int, list[float]] = {engine_port: [], gateway_port: []}
-    whole: dict[int, list[float]] = {engine_port: [], gateway_port: []}
+    first: dict[str, list[float]] = {name: [] for name in targets}
+    whole: dict[str, list[float]] = {name: [] for name in targets}
     try:
         async with aiohttp.ClientSession() as session:
             for _ in range(requests):
-                for port, samples in seconds.items():
+                for name, (port, headers) in targets.items():
                     url = f"http://127.0.0.1:{port}/v1/chat/completions"
                     start = time.perf_counter()
                     async with session.post(url, data=body, headers=headers) as resp:
                         await resp.content.readany()
-                        samples.append(time.perf_counter() - start)
+                        first[name].append(time.perf_counter() - start)
                         await resp.read()
-                    whole[port].append(time.perf_counter() - start)
+                    whole[name].append(time.perf_counter() - start)
     finally:
-        await gateway.cleanup()
+        for gateway in gateways:
+            await gateway.cleanup()
         await engine.cleanup()
     return (
-        statistics.median(seconds[engine_port]),
-        statistics.median(seconds[gateway_port]),
-        statistics.median(whole[engine_port]),
-        statistics.median(whole[gateway_port]),
+        {name: statistics.median(samples) for name, samples in first.items()},
+        {name: statistics.median(samples) for name, samples in whole.items()},
+    )
+
+
+def _added(p50: dict[str, float]) -> str:
+    direct = p50["direct"]
+    return ", ".join(
+        f"{name} {(value - direct) * 1e6:.0f} us" for name, value in p50.items() if name != "direct"
     )
 
 
@@ -98,6 +119,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--requests", type=int, default=3000, help="Requests per target.")
     parser.add_argument("--repeat", type=int, default=3, help="Runs (each a fresh gateway).")
+    parser.add_argument(
+        "--with-tenants", action="store_true", help="Also a gateway with a tenants file."
+    )
     parser.add_argument("--log", default=os.devnull, help="Where the gateway's log goes.")
     parser.add_argument(
         "--no-access-log", action="store_true", help="Without the access log (where it exists)."
@@ -109,15 +133,17 @@ def main() -> None:
     logging.basicConfig(
         level=logging.INFO, stream=log, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
-    for _ in range(args.repeat):
-        settings = {"access_log": False} if args.no_access_log else {}
-        direct, via, direct_all, via_all = aio.run(_measure(args.requests, settings))
-        print(
-            f"first chunk p50: direct {direct * 1e6:.0f} us, via {via * 1e6:.0f} us, "
-            f"added {(via - direct) * 1e6:.0f} us; whole request p50 added "
-            f"{(via_all - direct_all) * 1e6:.0f} us",
-            flush=True,
-        )
+    extra: dict[str, object] = {"access_log": False} if args.no_access_log else {}
+    with tempfile.TemporaryDirectory() as folder:
+        tenants = tenants_file(Path(folder)) if args.with_tenants else None
+        for _ in range(args.repeat):
+            first, whole = aio.run(_measure(args.requests, tenants, extra))
+            print(
+                "first chunk p50: "
+                + ", ".join(f"{name} {value * 1e6:.0f} us" for name, value in first.items())
+                + f"; added: {_added(first)}; whole request p50 added: {_added(whole)}",
+                flush=True,
+            )
 
 
 if __name__ == "__main__":

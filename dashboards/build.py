@@ -286,6 +286,22 @@ def gateway() -> Json:
                     q(rate(m.GATEWAY_UPSTREAM_ERRORS.series, GW, "kind"), "upstream {{kind}}")],
                    PERS, "Per second, by stage / kind."),
             ],
+            [
+                ts("Response cache: lookups", [
+                    q(rate(m.GATEWAY_CACHE_LOOKUPS.series, GW, "result"), "{{result}}"),
+                    q(rate(m.GATEWAY_CACHE_EVICTIONS.series, GW, "reason"), "evicted ({{reason}})")],
+                   REQPS, "Cacheable requests per second by what the cache did (hit, coalesced "
+                   "onto one in flight, miss, bypass with no-cache), and answers dropped by reason "
+                   "(all zero while the cache is off)."),
+                ts("Response cache: size", [
+                    q(f"sum({m.GATEWAY_CACHE_BYTES.series}{{{GW}}})", "held"),
+                    q(f"sum({m.GATEWAY_CACHE_MAX_BYTES.series}{{{GW}}})", "bound")],
+                   "bytes", "Answers the cache holds against its size bound."),
+                ts("Prompt tokens counted at admission", [
+                    q(rate(m.GATEWAY_ADMISSION_PROMPT_TOKENS.series, GW, "counting"), "{{counting}}")],
+                   TOKPS, "Exact: the model's tokenizer and chat template; estimated: 4 characters "
+                   "a token (no tokenizer, or a request it cannot count exactly)."),
+            ],
         ],
         [INSTANCE_GW, MODEL],
         [limit_changes_annotation()],

@@ -7,14 +7,18 @@ import inspect
 import os
 import time
 from collections.abc import Callable, Sequence
+from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import typer
-from rich.live import Live
 from rich.table import Table
 
+from llmctl.cli import completion
 from llmctl.cli.console import console, err_console
+from llmctl.cli.help import env_note
+from llmctl.cli.output import print_whole
+from llmctl.cli.services import service_progress
 from llmctl.cli.stackview import (
     reconciled,
     show_config,
@@ -24,10 +28,8 @@ from llmctl.cli.stackview import (
 )
 from llmctl.core.errors import ConfigError, RuntimeBackendError
 from llmctl.core.files import write_file
-from llmctl.stack import chat as chat_api
-from llmctl.stack import lifecycle
+from llmctl.stack import kubernetes, lifecycle
 from llmctl.stack.doctor import diagnose
-from llmctl.stack.endpoints import first_api_key
 from llmctl.stack.render import render_stack
 from llmctl.stack.reports import ConfigReport, DoctorReport, StatusReport
 from llmctl.stack.runtime import ServiceStatus
@@ -35,6 +37,7 @@ from llmctl.stack.settings import (
     CONFIG_FILE,
     LoadedStack,
     Override,
+    env_var_for,
     list_presets,
     load_stack,
     parse_set,
@@ -44,18 +47,49 @@ from llmctl.stack.settings import (
 from llmctl.stack.spec import StackSpec
 
 ConfigOpt = Annotated[
-    Path | None, typer.Option("--config", "-c", help=f"Stack file (default: ./{CONFIG_FILE}).")
+    Path | None,
+    typer.Option("--config", "-c", help="Stack file.", show_default=f"./{CONFIG_FILE}"),
 ]
 PresetOpt = Annotated[
-    str | None, typer.Option("--preset", "-p", help="Use a preset from stacks/ instead of a file.")
+    str | None,
+    typer.Option(
+        "--preset",
+        "-p",
+        metavar="NAME",
+        help=f"Use a preset instead of a file: {', '.join(list_presets())}.",
+        autocompletion=completion.presets,
+    ),
 ]
 SetOpt = Annotated[
     list[str] | None,
-    typer.Option("--set", help="Override any key: --set engine.sim.time_scale=10 (repeatable)."),
+    typer.Option(
+        "--set",
+        metavar="KEY=VALUE",
+        help="Override any key, e.g. --set engine.sim.time_scale=10 (repeatable).",
+    ),
 ]
-RuntimeOpt = Annotated[str | None, typer.Option("--runtime", help="`local` or `docker`.")]
+RuntimeOpt = Annotated[
+    Literal["local", "docker"] | None, typer.Option("--runtime", help="Where services run.")
+]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print the report as JSON (for scripts).")]
 TimeoutOpt = Annotated[float | None, typer.Option("--timeout", help="Seconds to wait for health.")]
+ServiceArg = Annotated[
+    str | None,
+    typer.Argument(
+        metavar="SERVICE",
+        help="One service: engine, gateway, prometheus (grafana and more with docker).",
+        autocompletion=completion.services,
+        show_default=False,
+    ),
+]
+
+
+class RenderTarget(StrEnum):
+    """What `llmctl render` writes: compose (with Prometheus/Grafana files) or a kustomize base."""
+
+    compose = "compose"
+    kubernetes = "kubernetes"
+
 
 # The override flags `config`, `render` and `up` share: parameter name -> (stack key, annotation).
 # `--set` reaches every key; these name the ones people change most.
@@ -122,6 +156,10 @@ def with_overrides(command: Callable[..., None]) -> Callable[..., None]:
         inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=None, annotation=ann)
         for name, (_, ann) in OVERRIDE_FLAGS.items()
     ]
+    for key, ann in OVERRIDE_FLAGS.values():  # help names the variable that sets the key too
+        option = ann.__metadata__[0]
+        if "[env:" not in option.help:
+            option.help += env_note(env_var_for(key))
     sets_param = inspect.Parameter(
         _SETS, inspect.Parameter.KEYWORD_ONLY, default=None, annotation=SetOpt
     )
@@ -171,12 +209,15 @@ def _running_spec(config: Path | None, preset: str | None, sets: list[str] | Non
     return spec
 
 
+running_spec = _running_spec  # `chat` (its own module) acts on the running stack too
+
+
 def init(
     preset: PresetOpt = None,
     path: Annotated[Path, typer.Option("--path", help="Where to write.")] = Path(CONFIG_FILE),
     force: Annotated[bool, typer.Option("--force", help="Overwrite an existing file.")] = False,
 ) -> None:
-    """Write llmctl.toml from a preset (default: local-sim)."""
+    """Write llmctl.toml from a preset (local-sim unless --preset names another)."""
     name = preset or "local-sim"
     source = preset_path(name)
     if (path.exists() or path.is_symlink()) and not force:
@@ -204,11 +245,29 @@ def config(
 
 @with_overrides
 def render(
-    config: ConfigOpt = None, preset: PresetOpt = None, overrides: Sequence[Override] = ()
+    config: ConfigOpt = None,
+    preset: PresetOpt = None,
+    overrides: Sequence[Override] = (),
+    target: Annotated[
+        RenderTarget,
+        typer.Option(
+            "--target",
+            help="compose: .llmctl/<stack>/ (compose, Prometheus, Grafana); kubernetes: a "
+            "kustomize base in .llmctl/<stack>/kubernetes/ (docs/kubernetes.md).",
+        ),
+    ] = RenderTarget.compose,
 ) -> None:
-    """Write compose, Prometheus and Grafana files for the stack into .llmctl/<stack>/."""
+    """Write the stack's files into .llmctl/<stack>/ (nothing starts)."""
     spec = _load(config, preset, overrides).spec
     out = stack_dir(spec)
+    if target is RenderTarget.kubernetes:
+        paths = kubernetes.render_stack(spec, out)
+        base = out / kubernetes.OUT
+        for note in kubernetes.notes(spec, os.environ, base):
+            _note(note)
+        console.print(f"rendered {len(paths)} files into {base}", highlight=False)
+        console.print(f"apply with: kubectl apply -k {base}", highlight=False)
+        return
     paths = render_stack(spec, out)
     console.print(f"rendered {len(paths)} files into {out}")
 
@@ -229,13 +288,8 @@ def up(
     differs, changes the gateway's limits live (no restart) and restarts only the services whose
     configuration changed."""
     spec = _load(config, preset, overrides).spec
-    with Live(_table(spec, []), console=console, transient=True) as live:
-        outcome = lifecycle.up(
-            spec,
-            progress=lambda s: live.update(_table(spec, s)),
-            timeout=timeout,
-            force=force_recreate,
-        )
+    with service_progress(console, lambda s: _table(spec, s)) as progress:
+        outcome = lifecycle.up(spec, progress=progress, timeout=timeout, force=force_recreate)
     spec = outcome.spec
     for note in outcome.notes:
         _note(note)
@@ -243,7 +297,7 @@ def up(
         console.print(line, highlight=False, markup=False)
     if outcome.plan is None:
         console.print(f"stack [bold]{spec.name}[/bold] is up ({spec.runtime})")
-    console.print(_table(spec, outcome.result.services))
+    print_whole(_table(spec, outcome.result.services))
     console.print(f'try: llmctl chat "Hello"   (gateway {spec.endpoints()["gateway"]}/v1)')
 
 
@@ -254,7 +308,12 @@ def _table(spec: StackSpec, services: Sequence[ServiceStatus]) -> Table:
 def restart(
     services: Annotated[
         list[str] | None,
-        typer.Argument(help="engine, gateway, prometheus, ... (default: every service)."),
+        typer.Argument(
+            metavar="SERVICE",
+            help="Services to restart: engine, gateway, prometheus (grafana and more with docker).",
+            autocompletion=completion.services,
+            show_default="every service",
+        ),
     ] = None,
     timeout: TimeoutOpt = None,
     config: ConfigOpt = None,
@@ -264,12 +323,10 @@ def restart(
     """Restart services of the running stack (all, or those named) with the settings it runs
     with; waits until every service is healthy."""
     spec = _running_spec(config, preset, sets)
-    with Live(_table(spec, []), console=console, transient=True) as live:
-        result = lifecycle.restart(
-            spec, services or [], progress=lambda s: live.update(_table(spec, s)), timeout=timeout
-        )
+    with service_progress(console, lambda s: _table(spec, s)) as progress:
+        result = lifecycle.restart(spec, services or [], progress=progress, timeout=timeout)
     console.print(f"restarted {', '.join(services or ['every service'])} of stack {spec.name}")
-    console.print(_table(spec, result.services))
+    print_whole(_table(spec, result.services))
 
 
 def down(
@@ -299,7 +356,7 @@ def status(
 
 
 def logs(
-    service: Annotated[str | None, typer.Argument(help="engine, gateway or prometheus")] = None,
+    service: ServiceArg = None,
     follow: Annotated[bool, typer.Option("--follow", "-f", help="Keep printing.")] = False,
     tail: Annotated[
         int | None, typer.Option("--tail", "-n", help="Only the last N lines of each service.")
@@ -342,30 +399,7 @@ def doctor(
         raise RuntimeBackendError(f"stack {spec.name} cannot run here; see the FAIL rows above")
 
 
-def chat(
-    message: Annotated[str, typer.Argument(help="What to say.")] = "Hello",
-    max_tokens: Annotated[int, typer.Option("--max-tokens", help="Longest answer.")] = 128,
-    config: ConfigOpt = None,
-    preset: PresetOpt = None,
-    sets: SetOpt = None,
-) -> None:
-    """Send one chat message through the running stack's gateway and print the answer."""
-    spec = _running_spec(config, preset, sets)
-    request = chat_api.ChatRequest(
-        gateway_url=spec.endpoints()["gateway"],
-        model=spec.engine.name,
-        messages=[{"role": "user", "content": message}],
-        max_tokens=max_tokens,
-        stream=False,
-        api_key=first_api_key(spec, os.environ),
-        timeout_s=spec.gateway.request_timeout_s,
-    )
-    answer = chat_api.complete(request)
-    console.print(f"[dim]{spec.engine.name} via {spec.endpoints()['gateway']}:[/dim]")
-    console.print(answer["choices"][0]["message"]["content"], highlight=False, markup=False)
-
-
 def register(app: typer.Typer) -> None:
     """Add the stack commands to the top-level app."""
-    for command in (init, config, render, up, restart, down, status, logs, doctor, chat):
+    for command in (init, config, render, up, restart, down, status, logs, doctor):
         app.command(command.__name__)(command)

@@ -24,6 +24,7 @@ from pydantic import (
 )
 
 from llmctl.core.errors import ConfigError
+from llmctl.core.modelfiles import is_hub_id
 from llmctl.core.slo import SLO
 from llmctl.core.validation import explain
 
@@ -136,6 +137,15 @@ class GatewaySettings(AdmissionLimits):
         ge=0,
         description="Seconds over which an engine that comes back climbs from 1 to its full limit.",
     )
+    cache: bool = Field(
+        False,
+        description="Answer repeated deterministic requests (temperature 0, or a seed) from a "
+        "response cache, and send identical ones in flight to the engine once.",
+    )
+    cache_max_bytes: int = Field(
+        64 << 20, ge=1024, description="The response cache's size bound (least recently used out)."
+    )
+    cache_ttl_s: float = Field(600.0, gt=0, description="Seconds a cached answer is served.")
 
     idle_timeout_s: float = Field(
         30.0, gt=0, le=DAY_S, description="A connection with no request in progress closes after."
@@ -209,6 +219,11 @@ class GatewayConfig(GatewaySettings):
         "dns_interval_s (a Kubernetes headless Service); replaces `upstreams`.",
     )
     model_name: str | None = Field(None, description="Filled into requests that name no model.")
+    tokenizer: str | None = Field(
+        None,
+        description="The model's folder, or its hub id in the HF cache: prompt tokens are counted "
+        "with its tokenizer and chat template (never downloaded); none: estimated.",
+    )
     api_keys: tuple[SecretStr, ...] = Field((), description="Accepted bearer keys; empty: open.")
     tenants_file: Path | None = Field(
         None,
@@ -236,6 +251,15 @@ class GatewayConfig(GatewaySettings):
             base, limit = parse_upstream(spec)
             checked.append(base if limit is None else f"{base}?max_active={limit}")
         return tuple(checked)
+
+    @field_validator("tokenizer")
+    @classmethod
+    def _check_tokenizer(cls, value: str | None) -> str | None:
+        # A hub id may not be in the cache (yet): the gateway then estimates and says so. A path
+        # that is not there is a mistake.
+        if value is not None and not is_hub_id(value) and not Path(value).expanduser().is_dir():
+            raise ValueError(f"{value} is not a folder (give a model folder or a hub id)")
+        return value
 
     @field_validator("upstream_dns")
     @classmethod
@@ -283,6 +307,7 @@ GATEWAY_ENV = {
     "LLMCTL_API_KEYS": "api_keys",
     "LLMCTL_ADMIN_KEY": "admin_key",
     "LLMCTL_TENANTS_FILE": "tenants_file",
+    "LLMCTL_TOKENIZER": "tokenizer",
     "LLMCTL_GATEWAY_HOST": "host",
     "LLMCTL_GATEWAY_PORT": "port",
 }
@@ -300,6 +325,10 @@ GATEWAY_FLAGS = {
     "dns_interval_s": "--dns-interval",
     "rejoin_ramp_s": "--rejoin-ramp",
     "model_name": "--model",
+    "tokenizer": "--tokenizer",
+    "cache": "--cache",
+    "cache_max_bytes": "--cache-max-bytes",
+    "cache_ttl_s": "--cache-ttl",
     "max_active": "--max-active",
     "max_active_total": "--max-active-total",
     "limit_mode": "--limit-mode",
@@ -347,21 +376,40 @@ def env_var_of(field: str) -> str | None:
     return next((var for var, name in GATEWAY_ENV.items() if name == field), None)
 
 
-def build_config(model: type[BaseModelT], values: Mapping[str, Any], *, source: str) -> BaseModelT:
-    """Validate `values` into `model`, turning pydantic's errors into one ConfigError naming keys."""
+def build_config(
+    model: type[BaseModelT],
+    values: Mapping[str, Any],
+    *,
+    source: str,
+    names: Mapping[str, str] | None = None,
+    sources: Mapping[str, str] | None = None,
+) -> BaseModelT:
+    """Validate `values` into `model`, turning pydantic's errors into one ConfigError naming keys
+    (`names`: how the user wrote a field, e.g. its flag; `sources`: where a value came from)."""
     try:
         return model.model_validate(dict(values))
     except ValidationError as exc:
-        raise ConfigError(explain(exc, what=source, model=model)) from exc
+        message = explain(exc, what=source, model=model, names=names, sources=sources)
+        raise ConfigError(message) from exc
 
 
 def load_gateway_config(
-    environ: Mapping[str, str], overrides: Mapping[str, Any] | None = None
+    environ: Mapping[str, str], overrides: Mapping[str, Any] | None = None, *, flags: bool = False
 ) -> GatewayConfig:
-    """Defaults, then environment variables, then explicit overrides (CLI flags)."""
+    """Defaults, then environment variables, then explicit overrides (`flags`: they are the
+    command line's, and errors name them by their GATEWAY_FLAGS flag)."""
     values = gateway_values_from_env(environ)
-    values.update({k: v for k, v in (overrides or {}).items() if v is not None})
-    return build_config(GatewayConfig, values, source="gateway settings")
+    sources = {field: f"env {var}" for var, field in GATEWAY_ENV.items() if field in values}
+    given = {k: v for k, v in (overrides or {}).items() if v is not None}
+    values.update(given)
+    names = {field: GATEWAY_FLAGS[field] for field in given if field in GATEWAY_FLAGS}
+    return build_config(
+        GatewayConfig,
+        values,
+        source="gateway settings",
+        names=names if flags else None,
+        sources={k: v for k, v in sources.items() if k not in given},
+    )
 
 
 class AlertThresholds(BaseModel):

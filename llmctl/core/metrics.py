@@ -269,6 +269,43 @@ GATEWAY_CLASS_ACTIVE = MetricSpec(
     ("class",),
 )
 
+# Prompt tokens as the gateway counts them at admission (label `counting`: how).
+TOKEN_COUNTINGS = ("exact", "estimated")
+GATEWAY_ADMISSION_PROMPT_TOKENS = MetricSpec(
+    "llmctl_gateway_admission_prompt_tokens",
+    "counter",
+    "Prompt tokens counted at admission: exact (the model's tokenizer and chat template) or "
+    "estimated (4 characters a token).",
+    ("counting",),
+)
+
+# The response cache (label `result`: what it did for one cacheable request).
+CACHE_RESULTS = ("hit", "miss", "coalesced", "bypass")
+CACHE_EVICTION_REASONS = ("size", "age", "purge")
+GATEWAY_CACHE_LOOKUPS = MetricSpec(
+    "llmctl_gateway_cache_lookups",
+    "counter",
+    "Cacheable requests by what the response cache did: hit (served from it), miss (sent to an "
+    "engine), coalesced (given the answer of an identical request in flight), bypass "
+    "(Cache-Control: no-cache).",
+    ("result",),
+)
+GATEWAY_CACHE_BYTES = MetricSpec(
+    "llmctl_gateway_cache_bytes", "gauge", "Bytes of answers the response cache holds now."
+)
+GATEWAY_CACHE_MAX_BYTES = MetricSpec(
+    "llmctl_gateway_cache_max_bytes", "gauge", "The response cache's size bound."
+)
+GATEWAY_CACHE_ENTRIES = MetricSpec(
+    "llmctl_gateway_cache_entries", "gauge", "Answers the response cache holds now."
+)
+GATEWAY_CACHE_EVICTIONS = MetricSpec(
+    "llmctl_gateway_cache_evictions",
+    "counter",
+    "Answers dropped from the response cache, by reason (size, age, purge).",
+    ("reason",),
+)
+
 GATEWAY_METRICS = (
     GATEWAY_REQUESTS,
     GATEWAY_ACTIVE,
@@ -302,6 +339,12 @@ GATEWAY_METRICS = (
     GATEWAY_RATE_LIMITED,
     GATEWAY_CLASS_QUEUE,
     GATEWAY_CLASS_ACTIVE,
+    GATEWAY_ADMISSION_PROMPT_TOKENS,
+    GATEWAY_CACHE_LOOKUPS,
+    GATEWAY_CACHE_BYTES,
+    GATEWAY_CACHE_MAX_BYTES,
+    GATEWAY_CACHE_ENTRIES,
+    GATEWAY_CACHE_EVICTIONS,
 )
 
 # --- vLLM (names, types and labels as vLLM 0.32 exports them; labels model_name, engine) -----------
@@ -331,6 +374,18 @@ VLLM_PROMPT_TOKENS = MetricSpec(
 )
 VLLM_GENERATION_TOKENS = MetricSpec(
     "vllm:generation_tokens", "counter", "Number of generation tokens processed.", VLLM_LABELS
+)
+VLLM_PREFIX_CACHE_QUERIES = MetricSpec(
+    "vllm:prefix_cache_queries",
+    "counter",
+    "Prefix cache queries, in terms of number of queried tokens.",
+    VLLM_LABELS,
+)
+VLLM_PREFIX_CACHE_HITS = MetricSpec(
+    "vllm:prefix_cache_hits",
+    "counter",
+    "Prefix cache hits, in terms of number of cached tokens.",
+    VLLM_LABELS,
 )
 VLLM_REQUEST_SUCCESS = MetricSpec(
     "vllm:request_success",
@@ -409,6 +464,8 @@ VLLM_METRICS = (
     VLLM_PREEMPTIONS,
     VLLM_PROMPT_TOKENS,
     VLLM_GENERATION_TOKENS,
+    VLLM_PREFIX_CACHE_QUERIES,
+    VLLM_PREFIX_CACHE_HITS,
     VLLM_REQUEST_SUCCESS,
     VLLM_TTFT,
     VLLM_ITL,

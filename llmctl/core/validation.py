@@ -135,6 +135,8 @@ def _known_keys(model: type[BaseModel], path: list[str]) -> list[str]:
     """The field names (and aliases) of the model found by following `path` from `model`."""
     current: type[BaseModel] | None = model
     for part in path:
+        if part.isdigit():  # an item of a list: its model is the list's
+            continue
         if current is None or part not in current.model_fields:
             return []
         current = _model_of(current.model_fields[part].annotation)
@@ -146,10 +148,11 @@ def _known_keys(model: type[BaseModel], path: list[str]) -> list[str]:
 
 
 def _model_of(annotation: Any) -> type[BaseModel] | None:
-    """The pydantic model inside an annotation (`Spec`, `Spec | None`), if there is one."""
+    """The pydantic model inside an annotation (`Spec`, `Spec | None`, `list[Spec]`), if there is
+    one."""
     if isinstance(annotation, type) and issubclass(annotation, BaseModel):
         return annotation
-    if typing.get_origin(annotation) in (typing.Union, types.UnionType):
+    if typing.get_origin(annotation) in (typing.Union, types.UnionType, list, tuple):
         for arg in typing.get_args(annotation):
             found = _model_of(arg)
             if found is not None:

@@ -93,7 +93,8 @@ def configure(log_format: LogFormat, stream: TextIO | None = None) -> None:
 
 
 def _ms(seconds: float | None) -> float | None:
-    return None if seconds is None else round(seconds * 1000, 1)
+    # 1000.0: an int wait (0) must print as the fast line does, 0.0
+    return None if seconds is None else round(seconds * 1000.0, 1)
 
 
 def access_fields(route: str, outcome: Outcome, duration_s: float) -> dict[str, Any]:

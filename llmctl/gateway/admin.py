@@ -1,4 +1,5 @@
-"""The gateway's admin API: `GET`/`PUT /admin/limits`, behind the admin key.
+"""The gateway's admin API: `GET`/`PUT /admin/limits`, `GET`/`DELETE /admin/cache`, behind the
+admin key.
 
 A change of the limits is logged (accesslog.limits_changed) and a change of MAX_ACTIVE counted with
 its source: `tune` or `up` (which say so in the X-Llmctl-Source header), else `admin`; the
@@ -7,6 +8,7 @@ adaptive limit's own changes are logged by the limiter.
 
 from __future__ import annotations
 
+import logging
 import time
 from typing import TYPE_CHECKING
 
@@ -25,6 +27,8 @@ from llmctl.gateway.errors import error_response
 
 if TYPE_CHECKING:
     from llmctl.gateway.app import Gateway
+
+log = logging.getLogger(__name__)
 
 # Who may say who they are (SOURCE_HEADER): `llmctl tune` and `llmctl up`; anyone else is `admin`.
 CALLERS = frozenset(LIMIT_SOURCES) - {"adaptive"}
@@ -78,6 +82,20 @@ async def put_limits(gateway: Gateway, request: web.Request) -> web.Response:
         gateway.metrics.count_limit_change(source, direction, "set")
     accesslog.limits_changed(source, before, limits)
     return web.json_response(limits_body(gateway))
+
+
+async def cache(gateway: Gateway, request: web.Request) -> web.Response:
+    """GET: the response cache's state; DELETE: purge it."""
+    denied = admin_denied(gateway, request)
+    if denied is not None:
+        return denied
+    if gateway.cache is None:
+        return error_response(404, "the response cache is off (--cache)", "not_found")
+    if request.method == "DELETE":
+        entries, size = gateway.cache.cache.purge()
+        log.info("response cache purged: %d entries, %d bytes", entries, size)
+        return web.json_response({"purged_entries": entries, "purged_bytes": size})
+    return web.json_response(gateway.cache.stats())
 
 
 def admin_denied(gateway: Gateway, request: web.Request) -> web.Response | None:

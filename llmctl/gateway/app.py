@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import json
+import logging
 import math
 import time
 from collections.abc import AsyncIterator
@@ -21,12 +22,13 @@ from llmctl.core.openai import (
     MODELS_PATH,
     Route,
 )
-from llmctl.gateway import accesslog, admin, quota
+from llmctl.gateway import accesslog, admin, context, quota
 from llmctl.gateway.adaptive import Decision
 from llmctl.gateway.admission import AdmissionController, AdmissionRefusedError, Slot
-from llmctl.gateway.affinity import prompt_text
 from llmctl.gateway.auth import KeyRing, bearer_token, readable
 from llmctl.gateway.body import BodyError, ClientGoneError, read_body
+from llmctl.gateway.cache import ResponseCache, cache_key, cacheable
+from llmctl.gateway.caching import CacheFront
 from llmctl.gateway.connections import ConnectionGuard
 from llmctl.gateway.engines import EnginePool
 from llmctl.gateway.errors import error_response
@@ -38,6 +40,9 @@ from llmctl.gateway.payload import BadRequestError, CompletionRequest, parse_com
 from llmctl.gateway.proxy import EngineFailedError, Proxy, make_session
 from llmctl.gateway.router import SESSION_HEADER, EngineRouter, RouteHint
 from llmctl.gateway.tenants import CLASS_HEADER, Tenancy, Tenant, load_tenants
+from llmctl.gateway.tokens import TokenCounter
+
+log = logging.getLogger(__name__)
 
 GATEWAY_KEY: web.AppKey[Gateway] = web.AppKey("gateway")
 # The engine that served a request (its host:port), on every answer that reached one.
@@ -81,6 +86,14 @@ class Gateway:
         self.limiter: AdaptiveLimiter | None = None
         self.proxy: Proxy | None = None
         self._retry_unavailable = max(1, math.ceil(config.health_interval_s))
+        self.counter = TokenCounter.load(config.tokenizer)
+        self.cache: CacheFront | None = None
+        if config.cache:
+            store = ResponseCache(
+                config.cache_max_bytes, config.cache_ttl_s, on_evict=self.metrics.evicted
+            )
+            self.metrics.cache = store
+            self.cache = CacheFront(store, self.metrics)
 
     async def start(self) -> None:
         self._session = make_session()
@@ -112,6 +125,7 @@ class Gateway:
         )
         self.limiter.start()
         accesslog.limits_at_start(self.admission.limits)
+        log.info("prompt tokens: %s", self.counter.rule)
 
     def _adapted(self, decision: Decision, reason: str, changed: bool) -> None:
         if changed:
@@ -128,6 +142,7 @@ class Gateway:
             await self.monitor.stop()
         if self._session is not None:
             await self._session.close()
+        self.counter.close()
         if self.access_log is not None:
             self.access_log.flush()
 
@@ -199,16 +214,29 @@ class Gateway:
             # Returned, not raised: aiohttp would log an exception as a 500 with a traceback.
             return web.Response(status=499)
 
+        counted = await self.counter.count_async(route, parsed.data)
+        metrics.admission_prompt_tokens.labels(counted.counting).inc(counted.tokens)
+        window = self.pool.window(str(parsed.data.get("model")))
+        refused = context.check(
+            route, parsed.data, counted, window, self.counter.max_chars_per_token
+        )
+        if refused is not None:
+            outcome.set(400, "bad_request")
+            return web.Response(
+                body=refused.body(), status=400, content_type="application/json", headers=headers
+            )
+
         claim: quota.Claim | None = None
         if tenant is not None and (tenant.requests or tenant.tokens):
             now = time.monotonic()
-            prompt_chars = len(prompt_text(parsed.data, route.body_key))
-            estimate = quota.estimate_tokens(parsed.data, prompt_chars, tenant.default_max_tokens)
+            estimate = quota.estimate_tokens(parsed.data, counted.tokens, tenant.default_max_tokens)
             result = quota.claim(tenant, estimate, now)
             headers.update(quota.headers(tenant, now))
             if isinstance(result, quota.Refusal):
                 outcome.set(429, "rate_limited")
                 metrics.rate_limited.labels(tenant.name, result.limit).inc()
+                # Retry-After is whole seconds; OpenAI's SDKs read this exact one first.
+                headers["retry-after-ms"] = str(math.ceil(result.retry_after_s * 1000))
                 return error_response(
                     429,
                     f"tenant {tenant.name} is at its {result.limit}-per-minute limit; retry later",
@@ -217,10 +245,23 @@ class Gateway:
                     retry_after=max(1, math.ceil(result.retry_after_s)),
                 )
             claim = result
+        serve = functools.partial(
+            self._serve, request, route, parsed, outcome, headers, arrived, rid, authorization
+        )
         try:
-            return await self._serve(
-                request, route, parsed, outcome, headers, arrived, rid, authorization, tenant, rank
-            )
+            if self.cache is not None and cacheable(parsed.data):
+                key = cache_key(tenant.name if tenant else None, route.path, parsed.data)
+                return await self.cache.serve(
+                    request,
+                    route,
+                    parsed.data,
+                    key,
+                    outcome,
+                    headers,
+                    arrived,
+                    lambda collect: serve(tenant, rank, collect),
+                )
+            return await serve(tenant, rank)
         finally:
             if claim is not None:
                 # What the request really used; nothing when it never reached an engine.
@@ -241,14 +282,16 @@ class Gateway:
         authorization: str | None,
         tenant: Tenant | None,
         rank: int,
+        collect: bytearray | None = None,
     ) -> web.StreamResponse:
-        """Admit a checked request and forward it (retrying once on another engine)."""
+        """Admit a checked request and forward it (retrying once on another engine); `collect`
+        receives the engine's answer (the cache's leader)."""
         metrics = self.metrics
         upstream_headers = {"Content-Type": "application/json", "X-Request-Id": rid}
         if not self.keys.enabled and self.tenancy is None:
             upstream_headers.update(_engine_auth(authorization))
         hint = self.router.hint(parsed.data, route.body_key, request.headers.get(SESSION_HEADER))
-        body, strip_usage = self._upstream_body(parsed, tenant, rank)
+        body, strip_usage = self._upstream_body(parsed, tenant, rank, collect is not None)
 
         admitted = await self._admit(hint, headers, outcome, tenant=tenant, rank=rank)
         if isinstance(admitted, web.Response):
@@ -263,6 +306,8 @@ class Gateway:
                 raise RuntimeError("gateway not started")
             for attempt in (1, 2):
                 headers[ENGINE_HEADER] = slot.engine.name
+                if collect is not None:
+                    collect.clear()  # a failed first attempt's bytes are not the answer
                 try:
                     return await proxy.forward(
                         request,
@@ -276,6 +321,7 @@ class Gateway:
                         arrived,
                         can_retry=attempt == 1 and len(self.pool) > 1,
                         strip_usage=strip_usage,
+                        collect=collect,
                     )
                 except EngineFailedError as failed:
                     # Nothing reached the client yet: once, on another engine, ahead of the queue.
@@ -301,20 +347,22 @@ class Gateway:
             metrics.e2e.observe(time.monotonic() - arrived)
 
     def _upstream_body(
-        self, parsed: CompletionRequest, tenant: Tenant | None, rank: int
+        self, parsed: CompletionRequest, tenant: Tenant | None, rank: int, caching: bool = False
     ) -> tuple[bytes, bool]:
         """The body the engine gets, and whether the usage the gateway added must be stripped.
 
-        A tenant's tokens are counted from the engine's usage, so a stream asks for it (and the
-        client, which did not, never sees it); with priority_to_engine, the class rides along as
-        vLLM's `priority`. Otherwise the client's bytes go through untouched."""
-        if tenant is None:
+        A tenant's tokens are counted from the engine's usage, and a cached answer keeps it, so
+        a stream asks for it (and the client, which did not, never sees it); with
+        priority_to_engine, the class rides along as vLLM's `priority`. Otherwise the client's
+        bytes go through untouched."""
+        if tenant is None and not caching:
             return parsed.body, False
         data = parsed.data
         options = data.get("stream_options")
         wants_usage = isinstance(options, dict) and options.get("include_usage") is True
         strip = parsed.stream and not wants_usage
-        if not strip and not self.config.priority_to_engine:
+        priority = tenant is not None and self.config.priority_to_engine
+        if not strip and not priority:
             return parsed.body, False
         data = dict(data)
         if strip:
@@ -322,7 +370,7 @@ class Gateway:
                 **(options if isinstance(options, dict) else {}),
                 "include_usage": True,
             }
-        if self.config.priority_to_engine:
+        if priority:
             data["priority"] = rank
         return json.dumps(data, separators=(",", ":")).encode(), strip
 
@@ -372,7 +420,8 @@ class Gateway:
         denied = self._unauthorized(authorization, headers)
         if denied is not None:
             return denied
-        upstream_headers = _engine_auth(authorization) if not self.keys.enabled else {}
+        engine_key = not self.keys.enabled and self.tenancy is None
+        upstream_headers = _engine_auth(authorization) if engine_key else {}
         if self._session is None:
             raise RuntimeError("gateway not started")
         timeout = aiohttp.ClientTimeout(total=10.0)
@@ -402,7 +451,11 @@ class Gateway:
         self, authorization: str | None, headers: dict[str, str]
     ) -> web.Response | None:
         """The 401 for a missing, unreadable or wrong API key; None when the request may pass."""
-        if readable(authorization) and self.keys.allows(authorization):
+        if self.tenancy is not None:  # a tenant's key, or a plain one (the `default` tenant's)
+            token = bearer_token(authorization) if readable(authorization) else None
+            if token and self.tenancy.identify(token) is not None:
+                return None
+        elif readable(authorization) and self.keys.allows(authorization):
             return None
         return error_response(401, "a valid API key is required", "invalid_api_key", headers)
 
@@ -418,6 +471,9 @@ class Gateway:
             body["engines"] = {e.name: e.detail for e in engines}
             if self.monitor is not None and self.monitor.dns_detail:
                 body["dns"] = self.monitor.dns_detail
+        body["prompt_tokens"] = self.counter.rule
+        if self.cache is not None:
+            body["cache"] = self.cache.stats()
         return web.json_response(body, status=200 if ready else 503)
 
     async def livez(self, request: web.Request) -> web.Response:
@@ -435,7 +491,16 @@ def _engine_auth(authorization: str | None) -> dict[str, str]:
 
 
 _KNOWN_PATHS = frozenset(
-    {CHAT.path, COMPLETIONS.path, MODELS_PATH, "/health", "/livez", "/metrics", "/admin/limits"}
+    {
+        CHAT.path,
+        COMPLETIONS.path,
+        MODELS_PATH,
+        "/health",
+        "/livez",
+        "/metrics",
+        "/admin/limits",
+        "/admin/cache",
+    }
 )
 
 
@@ -478,6 +543,8 @@ def build_app(config: GatewayConfig, guard: ConnectionGuard | None = None) -> we
     app.router.add_get("/metrics", track(gateway.prometheus))
     app.router.add_get("/admin/limits", track(functools.partial(admin.get_limits, gateway)))
     app.router.add_put("/admin/limits", track(functools.partial(admin.put_limits, gateway)))
+    app.router.add_get("/admin/cache", track(functools.partial(admin.cache, gateway)))
+    app.router.add_delete("/admin/cache", track(functools.partial(admin.cache, gateway)))
     app.router.add_route("*", "/{tail:.*}", track(_unrouted))
     return app
 

@@ -47,6 +47,8 @@ class Engine:
     member: bool = True  # False once DNS no longer lists it (it drains)
     back_at: float | None = None  # monotonic time it last became ready (the ramp starts there)
     routed: int = 0
+    # Context window per model id, as its last good probe listed them (vLLM's max_model_len).
+    windows: dict[str, int] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.name = self.name or engine_name(self.url)
@@ -134,6 +136,12 @@ class EnginePool:
             )
             for e in engines
         ]
+
+    def window(self, model: str) -> int | None:
+        """The context window of `model`: the largest any member engine lists (a request too long
+        for that is too long for all); None when none lists one."""
+        found = [e.windows[model] for e in self.engines if e.member and model in e.windows]
+        return max(found) if found else None
 
     def capacity(self, default_limit: int) -> int:
         """Requests the routable engines may hold at once (full limits, no ramp)."""

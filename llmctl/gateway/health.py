@@ -1,7 +1,8 @@
 """Watching the engines: readiness probes, load polls and DNS re-resolution, in the background.
 
 - Every `probe_interval_s` each engine's `/v1/models` is asked whether it lists the model: the
-  verdict puts the engine in rotation or takes it out (`GET /health` reports the pool).
+  verdict puts the engine in rotation or takes it out (`GET /health` reports the pool); the context
+  window it lists for each model (`max_model_len`) is kept for the gateway's length checks.
 - Every `poll_interval_s` (sub-second) each engine's `/metrics` is read for the two load signals
   routing uses, `vllm:num_requests_waiting` and `vllm:kv_cache_usage_perc`, by a line scan rather
   than a full parse (vLLM's page is ~50 KB).
@@ -46,6 +47,25 @@ def lists_model(body: bytes, model_name: str | None) -> bool:
     if model_name is None:
         return True
     return any(isinstance(item, dict) and item.get("id") == model_name for item in data)
+
+
+def model_windows(body: bytes) -> dict[str, int]:
+    """Each listed model's context window (vLLM lists `max_model_len`); models without one are
+    left out."""
+    try:
+        data = json.loads(body).get("data")
+    except (ValueError, AttributeError, RecursionError):
+        return {}
+    if not isinstance(data, list):
+        return {}
+    return {
+        item["id"]: item["max_model_len"]
+        for item in data
+        if isinstance(item, dict)
+        and isinstance(item.get("id"), str)
+        and isinstance(item.get("max_model_len"), int)
+        and not isinstance(item.get("max_model_len"), bool)
+    }
 
 
 def gauge_sum(page: bytes, prefix: bytes) -> float | None:
@@ -130,6 +150,7 @@ class PoolMonitor:
                     )
                 else:
                     ready, detail = True, "ready"
+                    engine.windows = model_windows(body)
         except (aiohttp.ClientError, TimeoutError) as exc:
             ready, detail = False, f"engine unreachable: {type(exc).__name__}"
         self._set(engine, ready, detail)

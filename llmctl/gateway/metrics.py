@@ -12,6 +12,7 @@ from prometheus_client.registry import Collector
 
 from llmctl.core import metrics as m
 from llmctl.gateway.admission import AdmissionController
+from llmctl.gateway.cache import ResponseCache
 from llmctl.gateway.fairness import FairQueue, Queue
 from llmctl.gateway.histogram import LatencyHistogram
 from llmctl.gateway.limiter import Measurements, p95
@@ -71,6 +72,9 @@ class GatewayMetrics:
         self.tenant_requests = m.counter(m.GATEWAY_TENANT_REQUESTS, registry)
         self.tenant_tokens = m.counter(m.GATEWAY_TENANT_TOKENS, registry)
         self.rate_limited = m.counter(m.GATEWAY_RATE_LIMITED, registry)
+        self.admission_prompt_tokens = m.counter(m.GATEWAY_ADMISSION_PROMPT_TOKENS, registry)
+        self.cache_lookups = m.counter(m.GATEWAY_CACHE_LOOKUPS, registry)
+        self.cache_evictions = m.counter(m.GATEWAY_CACHE_EVICTIONS, registry)
         registry.register(_EngineGauges(admission))
         registry.register(ClassGauges(admission.queue))
         self.limit_changes = m.counter(m.GATEWAY_LIMIT_CHANGES, registry)
@@ -96,8 +100,13 @@ class GatewayMetrics:
         slo.labels("itl").set_function(lambda: _or_nan(admission.limits.adaptive_slo.itl_s))
         self.decision = m.gauge(m.GATEWAY_LIMIT_DECISION, registry)
 
+        # The response cache, when it is on (its gauges read 0 while it is off).
+        self.cache: ResponseCache | None = None
         # Live values are read at scrape time, so the request path never touches these gauges.
         live = {
+            m.GATEWAY_CACHE_BYTES: lambda: self.cache.bytes if self.cache is not None else 0,
+            m.GATEWAY_CACHE_MAX_BYTES: lambda: 0 if self.cache is None else self.cache.max_bytes,
+            m.GATEWAY_CACHE_ENTRIES: lambda: len(self.cache) if self.cache is not None else 0,
             m.GATEWAY_ACTIVE: lambda: admission.active,
             m.GATEWAY_QUEUE_DEPTH: lambda: admission.queued,
             m.GATEWAY_MAX_ACTIVE: lambda: admission.limits.max_active,
@@ -113,7 +122,16 @@ class GatewayMetrics:
         for kind in m.UPSTREAM_ERROR_KINDS:
             self.upstream_errors.labels(kind)
             self.retries.labels(kind)
+        for counting in m.TOKEN_COUNTINGS:
+            self.admission_prompt_tokens.labels(counting)
+        for result in m.CACHE_RESULTS:
+            self.cache_lookups.labels(result)
+        for reason in m.CACHE_EVICTION_REASONS:
+            self.cache_evictions.labels(reason)
         self._request_children: dict[tuple[str, int, str], Any] = {}
+
+    def evicted(self, reason: str, entries: int) -> None:
+        self.cache_evictions.labels(reason).inc(entries)
 
     def count_limit_change(self, source: str, direction: str, reason: str) -> None:
         self.limit_changes.labels(source, direction, reason).inc()

@@ -94,12 +94,14 @@ class Proxy:
         *,
         can_retry: bool = False,
         strip_usage: bool = False,
+        collect: bytearray | None = None,
     ) -> web.StreamResponse:
         """Forward one admitted request to its slot's engine; it arrived at `arrived` (monotonic
         clock). How it ended goes into `outcome` (set exactly once). With `can_retry`, a failure
         of the engine before the client got a byte raises EngineFailedError instead of answering,
         so the caller can send the request to another engine. `strip_usage`: the gateway asked the
-        engine for usage the client did not ask for; it is counted, then dropped from the stream."""
+        engine for usage the client did not ask for; it is counted, then dropped from the stream.
+        `collect`: the engine's response bytes are appended to it as they pass (the cache)."""
         metrics = self._metrics
         remaining = self.request_timeout_s - (time.monotonic() - slot.admitted_at)
         upstream: aiohttp.ClientResponse | None = None
@@ -122,6 +124,8 @@ class Proxy:
                     if whole:
                         payload = await upstream.read()
                         state = "done"
+                        if collect is not None:
+                            collect += payload
                 except (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError):
                     metrics.upstream_errors.labels("connect").inc()
                     if can_retry:
@@ -182,7 +186,7 @@ class Proxy:
                 await out.prepare(request)
                 stage = "streaming"
                 state = await self._pump(
-                    route, upstream, out, slot, outcome, arrived, first, strip_usage
+                    route, upstream, out, slot, outcome, arrived, first, strip_usage, collect
                 )
         except TimeoutError:
             metrics.upstream_errors.labels("timeout").inc()
@@ -244,6 +248,7 @@ class Proxy:
         arrived: float,
         first: bytes,
         strip_usage: bool = False,
+        collect: bytearray | None = None,
     ) -> str:
         """Copy SSE bytes as they arrive, `first` (already read) first; returns the stream's state
         (see `forward`)."""
@@ -259,6 +264,8 @@ class Proxy:
             if not chunk:
                 break
             prev, last = last, chunk
+            if collect is not None:
+                collect += chunk
             final = chunk.endswith(DONE_EVENT)
             sent = drop_usage_events(chunk) if strip_usage else chunk
             if final:

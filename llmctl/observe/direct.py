@@ -18,7 +18,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from llmctl.core import http
 from llmctl.core import metrics as m
-from llmctl.observe.queries import MIN_WINDOW_S
+from llmctl.observe.queries import CACHE_FORWARDED, CACHE_SERVED, MIN_WINDOW_S
 from llmctl.observe.snapshot import (
     HISTORY_POINTS,
     ClassSnapshot,
@@ -86,6 +86,11 @@ def histogram_quantile(q: float, buckets: dict[float, float]) -> float | None:
 
 def _status(value: str) -> Match:
     return lambda lab: lab.get("status") == value
+
+
+def _result(pattern: str) -> Match:
+    results = set(pattern.split("|"))
+    return lambda lab: lab.get("result") in results
 
 
 def _is_error(lab: Labels) -> bool:
@@ -213,6 +218,7 @@ def _compute(now: Scrape, base: Scrape, url: str, note: str) -> StackSnapshot:
     return StackSnapshot(
         source="direct",
         source_url=url,
+        reached=sorted(now.reached),
         note=note,
         taken_at=time.time(),
         window_s=dt,
@@ -238,6 +244,10 @@ def _compute(now: Scrape, base: Scrape, url: str, note: str) -> StackSnapshot:
         preemptions_per_s=rate(m.VLLM_PREEMPTIONS.series, job=m.JOB_ENGINE),
         prompt_tokens_per_s=rate(m.VLLM_PROMPT_TOKENS.series, job=m.JOB_ENGINE),
         generation_tokens_per_s=rate(m.VLLM_GENERATION_TOKENS.series, job=m.JOB_ENGINE),
+        cache_hit_per_s=rate(m.GATEWAY_CACHE_LOOKUPS.series, _result(CACHE_SERVED)),
+        cache_miss_per_s=rate(m.GATEWAY_CACHE_LOOKUPS.series, _result(CACHE_FORWARDED)),
+        cache_bytes=now.total(m.GATEWAY_CACHE_BYTES.series),
+        cache_max_bytes=now.total(m.GATEWAY_CACHE_MAX_BYTES.series),
         limit_adaptive=now.total(m.GATEWAY_LIMIT_ADAPTIVE.series),
         limit_direction=decision.get("direction"),
         limit_reason=decision.get("reason"),

@@ -132,6 +132,7 @@ class PrometheusSource:
         return StackSnapshot(
             source="prometheus",
             source_url=self.url,
+            reached=["prometheus"],
             taken_at=time.time(),
             window_s=self.window_s,
             history_span_s=HISTORY_POINTS * HISTORY_STEP_S,

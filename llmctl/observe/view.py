@@ -219,6 +219,24 @@ def _classes(snap: StackSnapshot) -> Panel | None:
     return Panel(_pairs(rows), title="classes", title_align="left")
 
 
+def _cache(snap: StackSnapshot) -> Panel | None:
+    """The gateway's response cache (shown while it is on): what it served, and its size."""
+    if not snap.cache_max_bytes:
+        return None
+    hit, miss = snap.cache_hit_per_s, snap.cache_miss_per_s
+    ratio = None
+    if hit is not None and miss is not None and hit + miss > 0:
+        ratio = 100 * hit / (hit + miss)
+    mib = 1 << 20
+    held = None if snap.cache_bytes is None else snap.cache_bytes / mib
+    rows: list[tuple[str | Text, str | Text]] = [
+        ("hits", f"{num(hit, '{:.1f}', '/s')} ({num(ratio, '{:.0f}', ' %')})"),
+        ("misses", num(miss, "{:.1f}", "/s")),
+        ("held MiB", bar(held, snap.cache_max_bytes / mib)),
+    ]
+    return Panel(_pairs(rows), title=f"response cache ({span(snap.window_s)})", title_align="left")
+
+
 def _history(snap: StackSnapshot) -> Panel:
     h = snap.history
 
@@ -237,31 +255,48 @@ def _history(snap: StackSnapshot) -> Panel:
     return Panel(_pairs(rows), title=title, title_align="left")
 
 
-# What a short terminal gives up first, in order: the sparklines, then the per-class and
-# per-engine rows (the totals above them stay).
-OPTIONAL = ("history", "classes", "engines")
+# What a short terminal gives up first, in order: the sparklines, the response cache, then the
+# per-class and per-engine rows (the totals above them stay).
+OPTIONAL = ("history", "cache", "classes", "engines")
 
 
 def render(
-    snap: StackSnapshot, *, live: bool = False, omit: tuple[str, ...] = ()
+    snap: StackSnapshot, *, live: bool = False, omit: tuple[str, ...] = (), stacked: bool = False
 ) -> RenderableType:
     """The whole `llmctl top` screen for one snapshot (`live`: with the key hint; `omit`: sections
-    of OPTIONAL to leave out)."""
-    top = Table.grid(expand=True, padding=(0, 1))
-    for ratio in (3, 2, 2):
-        top.add_column(ratio=ratio)
-    top.add_row(_admission(snap), _traffic(snap), _latency(snap))
-    middle = Table.grid(expand=True, padding=(0, 1))
-    middle.add_column(ratio=1)
-    middle.add_column(ratio=2)
-    middle.add_row(_engine(snap), _gpus(snap))
+    of OPTIONAL to leave out; `stacked`: panels one under another, each as wide as its content,
+    for a log or a pipe, where there is no screen to share out)."""
+    panels = [_admission(snap), _traffic(snap), _latency(snap), _engine(snap), _gpus(snap)]
     extra = [
         p
-        for name, make in (("engines", _engines), ("classes", _classes), ("history", _history))
+        for name, make in (
+            ("engines", _engines),
+            ("classes", _classes),
+            ("cache", _cache),
+            ("history", _history),
+        )
         if name not in omit and (p := make(snap)) is not None
     ]
     limit = Text("limit ", style="bold").append_text(limit_line(snap))
+    if stacked:
+        return Group(_header(snap, live), limit, *(_shrunk(p) for p in (*panels, *extra)))
+    top = Table.grid(expand=True, padding=(0, 1))
+    for ratio in (3, 2, 2):
+        top.add_column(ratio=ratio)
+    top.add_row(*panels[:3])
+    middle = Table.grid(expand=True, padding=(0, 1))
+    middle.add_column(ratio=1)
+    middle.add_column(ratio=2)
+    middle.add_row(*panels[3:])
     return Group(_header(snap, live), limit, top, middle, *extra)
+
+
+def _shrunk(panel: Panel) -> Panel:
+    """`panel` as wide as its content rather than its share of a screen."""
+    panel.expand = False
+    if isinstance(panel.renderable, Table):
+        panel.renderable.expand = False
+    return panel
 
 
 def fit(snap: StackSnapshot, console: Console, *, live: bool = False) -> RenderableType:

@@ -41,6 +41,7 @@ def local_services(
     # Each service inherits only an allowlist of this environment (see stack.environment).
     base = {**environment.common(environ, spec), "PYTHONUNBUFFERED": "1"}
 
+    tokenizer = None
     if spec.engine.kind == "sim":
         engine_argv = commands.llmctl_argv() + commands.sim_args(
             spec.engine, host="127.0.0.1", port=ports.engine
@@ -59,6 +60,7 @@ def local_services(
         )
         engine_argv = cmd.argv
         engine_env = {**environment.for_vllm(environ, spec), **base, **cmd.env}
+        tokenizer = commands.gateway_tokenizer(cmd.model, environ)
     engine = LocalService(
         "engine",
         engine_argv,
@@ -69,7 +71,7 @@ def local_services(
     )
     gateway = LocalService(
         "gateway",
-        commands.llmctl_argv() + _gateway_args(spec),
+        commands.llmctl_argv() + _gateway_args(spec, tokenizer),
         {**base, **_gateway_secrets(spec, directory, environ)},
         f"http://{host_port(host, ports.gateway)}/health",
         ports.bind_address,
@@ -78,7 +80,7 @@ def local_services(
     return [engine, gateway, _prometheus(spec, directory, base, host)]
 
 
-def _gateway_args(spec: StackSpec) -> list[str]:
+def _gateway_args(spec: StackSpec, tokenizer: str | None = None) -> list[str]:
     gw = spec.gateway
     args = commands.gateway_args(
         gw,
@@ -86,6 +88,7 @@ def _gateway_args(spec: StackSpec) -> list[str]:
         port=spec.ports.gateway,
         upstream=f"http://127.0.0.1:{spec.ports.engine}",
         model=spec.engine.name,
+        tokenizer=tokenizer,
     )
     if gw.api_keys_file:
         args += ["--api-keys-file", str(Path(gw.api_keys_file).expanduser().resolve())]

@@ -1,7 +1,8 @@
 """Render a StackSpec into compose, Prometheus and Grafana files; writing them is a separate step.
 
-Every `templates/**/*.j2` goes through one Jinja environment (StrictUndefined, so a typo in a
-template is an error, not an empty string) into `.llmctl/<stack>/<path without .j2>`.
+Every `templates/**/*.j2` but another target's (`templates/kubernetes/`) goes through one Jinja
+environment (StrictUndefined, so a typo in a template is an error, not an empty string) into
+`.llmctl/<stack>/<path without .j2>`.
 
 A docker stack's folder is self-contained, so it can be moved to the GPU host: when llmctl runs
 from a checkout (which has docker/gateway.Dockerfile), the llmctl image's build context is copied
@@ -22,6 +23,7 @@ import jinja2
 from llmctl.core import metrics
 from llmctl.core.errors import ConfigError, LlmctlError
 from llmctl.core.files import write_file
+from llmctl.core.modelfiles import is_hub_id
 from llmctl.core.resources import data_dir
 from llmctl.stack import commands
 from llmctl.stack.credentials import (
@@ -39,6 +41,8 @@ GATEWAY_DOCKERFILE = "docker/gateway.Dockerfile"
 BUILD_DIR = "build"
 # What the image's build needs of a checkout (as the root .dockerignore lets through).
 BUILD_SOURCES = ("pyproject.toml", "README.md", "llmctl", "templates", "dashboards", "stacks")
+# Templates of the other render targets (kubernetes/: llmctl.stack.kubernetes renders them).
+OTHER_TARGETS = ("kubernetes/",)
 # Folders whose contents render() owns completely: stale files there are removed by write().
 MANAGED_DIRS = ("prometheus/rules", DASHBOARDS_OUT, BUILD_DIR)
 
@@ -134,10 +138,26 @@ def context(spec: StackSpec, *, cwd: Path | None = None) -> dict[str, Any]:
         ),
         "vllm_entrypoint": ["python3", "-m", commands.VLLM_MODULE],
         "gateway_command": commands.gateway_args(
-            gw, host="0.0.0.0", port=GATEWAY_PORT, upstream=upstream, model=eng.name
+            gw,
+            host="0.0.0.0",
+            port=GATEWAY_PORT,
+            upstream=upstream,
+            model=eng.name,
+            tokenizer=_gateway_tokenizer(spec),
         ),
+        "gateway_tokenizer": _gateway_tokenizer(spec),
         "grafana_datasource_uid": metrics.GRAFANA_DATASOURCE_UID,
     }
+
+
+def _gateway_tokenizer(spec: StackSpec) -> str | None:
+    """The hub id the docker gateway counts prompt tokens with: the vLLM engine's model, read from
+    the HF cache the engine downloads it into (mounted read-only; the gateway starts once the
+    engine is healthy, so the files are there). Local stacks decide in stack/local.py."""
+    eng = spec.engine
+    if spec.runtime != "docker" or eng.kind != "vllm" or not is_hub_id(eng.model):
+        return None
+    return eng.model
 
 
 def render(
@@ -155,7 +175,7 @@ def render(
     env = environment(templates)
     ctx = context(spec, cwd=cwd)
     files: dict[str, str] = {}
-    for name in sorted(env.list_templates(filter_func=lambda n: n.endswith(".j2"))):
+    for name in sorted(env.list_templates(filter_func=_compose_template)):
         try:
             files[name.removesuffix(".j2")] = env.get_template(name).render(ctx)
         except jinja2.TemplateError as exc:
@@ -168,6 +188,10 @@ def render(
         files.update(build_files())
     files[ENV_FILE] = env_file_text(spec, stack_secrets, environ)
     return files
+
+
+def _compose_template(name: str) -> bool:
+    return name.endswith(".j2") and not name.startswith(OTHER_TARGETS)
 
 
 def write(files: Mapping[str, str], outdir: Path) -> list[Path]:

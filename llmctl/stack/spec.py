@@ -22,6 +22,15 @@ RuntimeKind = Literal["docker", "local"]
 SimProfile = Literal["tiny", "rtx3090-qwen2.5-14b-awq", "h100-llama3.1-8b", "cpu-tiny-llama"]
 
 _NAME = r"^[a-z0-9][a-z0-9._-]*$"
+# Kubernetes names and quantities (what the kubernetes target writes must be valid as it is).
+_DNS_LABEL = r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$"
+_DNS_NAME = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
+_CPU = r"^(\d+m|\d+(\.\d+)?)$"
+_MEMORY = r"^\d+(Ki|Mi|Gi|Ti)$"
+_LABEL_KEY = (
+    r"([a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?/)?[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?"
+)
+_LABEL_VALUE = r"([A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?)?"
 _SECONDS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800, "y": 31536000}
 # A rate() over the recording window needs several samples in it; four is Prometheus' rule of thumb.
 SAMPLES_PER_WINDOW = 4
@@ -115,6 +124,9 @@ class EngineSpec(_Spec):
         "HF_TOKEN", description="Environment variable holding the HuggingFace token."
     )
     startup_timeout_s: float = Field(180.0, gt=0, description="How long `up` waits for health.")
+    replicas: int = Field(
+        1, ge=1, description="Engine replicas (the kubernetes target; local and docker run one)."
+    )
     sim: SimSpec = Field(default_factory=SimSpec)
 
     @field_validator("image")
@@ -238,6 +250,59 @@ class ObservabilitySpec(_Spec):
         return grammar.image(value)
 
 
+class KubernetesSpec(_Spec):
+    """How `llmctl render --target kubernetes` lays the stack out on a cluster (docs/kubernetes.md)."""
+
+    namespace: str | None = Field(
+        None, pattern=_DNS_LABEL, description="Namespace of the stack; default llmctl-<name>."
+    )
+    cluster_domain: str = Field(
+        "cluster.local", pattern=_DNS_NAME, description="The cluster's DNS domain."
+    )
+    gpus_per_engine: int = Field(1, ge=1, description="`nvidia.com/gpu` of each vLLM engine pod.")
+    engine_cpu: str | None = Field(
+        None, pattern=_CPU, description="CPU of each engine pod; default 8 (vLLM), 1 (sim)."
+    )
+    engine_memory: str | None = Field(
+        None,
+        pattern=_MEMORY,
+        description="Memory of each engine pod (the limit adds engine.shm_size); default 32Gi "
+        "(vLLM), 512Mi (sim).",
+    )
+    model_cache_size: str = Field(
+        "100Gi", pattern=_MEMORY, description="Model cache volume of each vLLM engine replica."
+    )
+    storage_class: str | None = Field(
+        None,
+        pattern=_DNS_NAME,
+        description="StorageClass of the model cache; default the cluster's.",
+    )
+    prometheus_namespace: str = Field(
+        "monitoring",
+        pattern=_DNS_LABEL,
+        description="Where Prometheus runs (it may scrape engines).",
+    )
+    prometheus_url: str = Field(
+        "http://prometheus-operated.monitoring.svc:9090",
+        pattern=r"^https?://[^\s]+$",
+        description="Prometheus as seen in the cluster (KEDA, the Grafana datasource).",
+    )
+    monitoring_labels: dict[str, str] = Field(
+        default_factory=dict,
+        description="Labels your Prometheus selects monitors and rules by (e.g. release).",
+    )
+    autoscale: bool = Field(False, description="A KEDA ScaledObject scales engine replicas.")
+    max_replicas: int = Field(4, ge=1, description="Most engine replicas KEDA scales to.")
+
+    @field_validator("monitoring_labels")
+    @classmethod
+    def _check_labels(cls, value: dict[str, str]) -> dict[str, str]:
+        for key, label in value.items():
+            if not re.fullmatch(_LABEL_KEY, key) or not re.fullmatch(_LABEL_VALUE, label):
+                raise ValueError(f"{key}={label!r} is not a Kubernetes label")
+        return value
+
+
 class PortsSpec(_Spec):
     """Host ports. Docker publishes only gateway, Prometheus, Grafana (and Open WebUI)."""
 
@@ -281,6 +346,7 @@ class StackSpec(_Spec):
     ports: PortsSpec = Field(default_factory=PortsSpec)
     alerts: AlertThresholds = Field(default_factory=AlertThresholds)
     logs: LogsSpec = Field(default_factory=LogsSpec)
+    kubernetes: KubernetesSpec = Field(default_factory=KubernetesSpec)
 
     @model_validator(mode="after")
     def _adaptive_slo(self) -> StackSpec:
@@ -297,6 +363,18 @@ class StackSpec(_Spec):
         # The engine orders its batch by the gateway's classes only if the gateway says them.
         if self.engine.scheduling_policy == "priority":
             self.gateway.priority_to_engine = True
+        return self
+
+    @model_validator(mode="after")
+    def _autoscale(self) -> StackSpec:
+        kube = self.kubernetes
+        if kube.autoscale and not self.observability.prometheus:
+            raise ValueError("kubernetes.autoscale reads the queue from Prometheus: enable it")
+        if kube.autoscale and kube.max_replicas < self.engine.replicas:
+            raise ValueError(
+                f"kubernetes.max_replicas ({kube.max_replicas}) is below engine.replicas "
+                f"({self.engine.replicas}), the fewest KEDA keeps"
+            )
         return self
 
     @model_validator(mode="after")

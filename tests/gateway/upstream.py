@@ -5,7 +5,8 @@ Each request may carry a `fake` object that the gateway forwards untouched:
 between tokens), `drop_after` (cut the connection after N tokens), `stall_after` (stop sending after
 N tokens), `no_done` (end without `[DONE]`), `json_for_stream` (answer a stream request with JSON),
 `retry_after` (a Retry-After header on an error answer), `early_role` (send chat's role frame at
-once, then wait this many seconds before the first token).
+once, then wait this many seconds before the first token), `linger` (seconds between `[DONE]` and
+the end of the response).
 
 Streams are framed as vLLM frames them: chat's role frame goes out with the first token, then one
 frame per token, then a finish frame with an empty delta (empty text for completions).
@@ -160,6 +161,7 @@ class FakeEngine:
                 await out.write(_event({**_chunk(chat, 0), "choices": [], "usage": usage}))
             if not spec.get("no_done"):
                 await out.write(b"data: [DONE]\n\n")
+            await asyncio.sleep(spec.get("linger", 0))
             done = True
             return out
         except (asyncio.CancelledError, ConnectionResetError):

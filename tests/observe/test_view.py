@@ -159,6 +159,23 @@ def test_engines_and_classes_get_rows_of_their_own() -> None:
     assert "engines" not in screen(BUSY)  # one engine: no engine rows
 
 
+def test_the_response_cache_gets_a_panel_while_it_is_on() -> None:
+    assert "response cache" not in screen(BUSY.model_copy(update={"cache_max_bytes": 0.0}))
+    snap = BUSY.model_copy(
+        update={
+            "cache_hit_per_s": 3.0,
+            "cache_miss_per_s": 1.0,
+            "cache_bytes": 16 * 2**20,
+            "cache_max_bytes": 64 * 2**20,
+        }
+    )
+    text = screen(snap)
+    assert "response cache" in text
+    assert cell(text, "hits") == "3.0/s (75 %)"
+    assert cell(text, "misses") == "1.0/s"
+    assert "16 / 64" in line_with(text, "held MiB")
+
+
 def test_the_limit_line_says_how_the_limit_moved_and_why() -> None:
     assert cell(screen(BUSY), "limit") == "4"  # an old gateway: no mode gauge
     static = BUSY.model_copy(update={"limit_adaptive": 0.0})

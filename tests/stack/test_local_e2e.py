@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -75,6 +76,9 @@ def test_up_chat_query_status_down(stack_dir: Path) -> None:
     up = llmctl(stack_dir, "up", *ports)
     assert up.returncode == 0, up.stdout + up.stderr
     assert f"http://127.0.0.1:{gw}" in up.stdout
+    # Piped, `up` says how each service came up, a line per change (a CI log shows progress).
+    for service in ("engine", "gateway", "prometheus"):
+        assert re.search(rf"^\[[\d.]+s\] {service}: running, healthy", up.stdout, re.M), up.stdout
     records = _records(stack_dir)
     assert len(records) == 3
     assert all(processes.is_alive(r) for r in records)
@@ -113,7 +117,8 @@ def test_up_chat_query_status_down(stack_dir: Path) -> None:
 
     chat = llmctl(stack_dir, "chat", "Hello")
     assert chat.returncode == 0
-    assert "llmctl-sim" in chat.stdout
+    assert chat.stdout.strip()
+    assert "llmctl-sim" in chat.stderr
 
     # A crashed gateway leaves a stale pid file: status says so, and `up` restarts only it.
     gateway = processes.read_pidfile(stack_dir / RUN / "gateway.pid")
@@ -214,7 +219,7 @@ def test_up_on_ipv6_loopback(stack_dir: Path) -> None:
     assert status.returncode == 0, status.stdout + status.stderr
     chat = llmctl(stack_dir, "chat", "Hello")
     assert chat.returncode == 0, chat.stdout + chat.stderr
-    assert f"[::1]:{gw}" in chat.stdout
+    assert f"[::1]:{gw}" in chat.stderr  # "MODEL via GATEWAY", beside the answer
     down = llmctl(stack_dir, "down")
     assert down.returncode == 0, down.stdout + down.stderr
 

@@ -288,6 +288,22 @@ def test_unwritable_stack_folder_is_a_config_error(tmp_path: Path) -> None:
         render_stack(_spec("local-sim"), blocker / "stack", environ={})
 
 
+def test_the_docker_gateway_reads_the_engines_model_files(tmp_path: Path) -> None:
+    """With a vLLM engine the gateway counts prompt tokens with the model's tokenizer, read from
+    the HF cache the engine fills (mounted read-only)."""
+    out = _rendered(tmp_path, "qwen2.5-14b-awq-3090")
+    compose = yaml.safe_load((out / "compose.yaml").read_text())
+    gateway = compose["services"]["gateway"]
+    command = gateway["command"]
+    assert command[command.index("--tokenizer") + 1] == "Qwen/Qwen2.5-14B-Instruct-AWQ"
+    assert gateway["environment"]["HF_HOME"] == "/hf-cache"
+    [volume] = gateway["volumes"]
+    assert volume["source"] == "${HF_CACHE_DIR:?run llmctl render}"
+    assert (volume["target"], volume["read_only"]) == ("/hf-cache", True)
+    sim = yaml.safe_load((_rendered(tmp_path / "sim", "local-sim") / "compose.yaml").read_text())
+    assert "--tokenizer" not in sim["services"]["gateway"]["command"]
+
+
 @pytest.mark.parametrize(
     ("sets", "key"),
     [
