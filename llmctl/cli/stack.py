@@ -17,7 +17,7 @@ from rich.table import Table
 from llmctl.cli import completion
 from llmctl.cli.console import console, err_console
 from llmctl.cli.help import env_note
-from llmctl.cli.output import print_whole
+from llmctl.cli.output import FormatOpt, chosen, print_whole
 from llmctl.cli.services import service_progress
 from llmctl.cli.stackview import (
     reconciled,
@@ -71,7 +71,7 @@ SetOpt = Annotated[
 RuntimeOpt = Annotated[
     Literal["local", "docker"] | None, typer.Option("--runtime", help="Where services run.")
 ]
-JsonOpt = Annotated[bool, typer.Option("--json", help="Print the report as JSON (for scripts).")]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Same as --format json.")]
 TimeoutOpt = Annotated[float | None, typer.Option("--timeout", help="Seconds to wait for health.")]
 ServiceArg = Annotated[
     str | None,
@@ -237,10 +237,11 @@ def config(
     config: ConfigOpt = None,
     preset: PresetOpt = None,
     overrides: Sequence[Override] = (),
+    form: FormatOpt = "table",
     as_json: JsonOpt = False,
 ) -> None:
     """Show the effective stack settings and where each value came from."""
-    show_config(ConfigReport.of(_load(config, preset, overrides)), as_json=as_json)
+    show_config(ConfigReport.of(_load(config, preset, overrides)), chosen(form, as_json))
 
 
 @with_overrides
@@ -345,12 +346,13 @@ def status(
     config: ConfigOpt = None,
     preset: PresetOpt = None,
     sets: SetOpt = None,
+    form: FormatOpt = "table",
     as_json: JsonOpt = False,
 ) -> None:
     """Show each service's state and health; exit 1 when any is not healthy."""
     spec = _running_spec(config, preset, sets)
     report = StatusReport.of(spec, lifecycle.status(spec))
-    show_status(report, as_json=as_json)
+    show_status(report, chosen(form, as_json))
     if not report.ready:
         raise typer.Exit(1)
 
@@ -386,6 +388,7 @@ def doctor(
     config: ConfigOpt = None,
     preset: PresetOpt = None,
     sets: SetOpt = None,
+    form: FormatOpt = "table",
     as_json: JsonOpt = False,
 ) -> None:
     """Check what the stack needs here, all in one run: Docker, Compose, the NVIDIA driver and
@@ -394,9 +397,9 @@ def doctor(
     started = time.monotonic()
     checks = diagnose(spec)
     report = DoctorReport.of(spec, checks, time.monotonic() - started)
-    show_doctor(report, as_json=as_json)
+    show_doctor(report, chosen(form, as_json))
     if not report.ok:
-        raise RuntimeBackendError(f"stack {spec.name} cannot run here; see the FAIL rows above")
+        raise RuntimeBackendError(f"stack {spec.name} cannot run here; see the checks marked FAIL")
 
 
 def register(app: typer.Typer) -> None:

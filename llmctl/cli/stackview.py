@@ -1,21 +1,17 @@
-"""How the stack commands print what they found: one function per report, as a table or as JSON
-(`--json`), and the lines that say what `up` did to a running stack."""
+"""How the stack commands print what they found: one view per report (status, config, doctor),
+printed in the format asked for (`--format table|plain|md|json`, `--json` for short), and the
+lines that say what `up` did to a running stack."""
 
 from __future__ import annotations
 
-import typer
 from rich.table import Table
 
-from llmctl.cli.console import console
+from llmctl.cli.output import Format, emit
 from llmctl.stack.lifecycle import UpOutcome
 from llmctl.stack.reports import ConfigReport, DoctorReport, StatusReport, to_json
 
 _HEALTH = {"healthy": "green", "unhealthy": "red", "starting": "yellow", "none": "dim"}
 _MARKS = {"ok": "[green]ok[/]", "warn": "[yellow]warn[/]", "fail": "[red]FAIL[/]"}
-
-
-def _json(text: str) -> None:
-    typer.echo(text)  # as is: never wrapped or highlighted
 
 
 def status_table(report: StatusReport) -> Table:
@@ -28,11 +24,8 @@ def status_table(report: StatusReport) -> Table:
     return table
 
 
-def show_status(report: StatusReport, *, as_json: bool = False) -> None:
-    if as_json:
-        _json(to_json(report))
-    else:
-        console.print(status_table(report))
+def show_status(report: StatusReport, form: Format = "table") -> None:
+    emit(status_table(report), form, lambda: to_json(report))
 
 
 def _shown(value: object) -> str:
@@ -43,30 +36,32 @@ def _shown(value: object) -> str:
     return str(value).lower() if isinstance(value, bool) else repr(value)
 
 
-def show_config(report: ConfigReport, *, as_json: bool = False) -> None:
-    if as_json:
-        _json(to_json(report))
-        return
+def config_table(report: ConfigReport) -> Table:
     table = Table(title=f"stack {report.stack} ({report.origin})", title_justify="left")
     for column in ("key", "value", "source"):
         table.add_column(column)
     for setting in report.settings:
         style = "dim" if setting.source == "default" else ""
         table.add_row(setting.key, _shown(setting.value), setting.source, style=style)
-    console.print(table)
+    return table
 
 
-def show_doctor(report: DoctorReport, *, as_json: bool = False) -> None:
-    if as_json:
-        _json(to_json(report))
-        return
+def show_config(report: ConfigReport, form: Format = "table") -> None:
+    emit(config_table(report), form, lambda: to_json(report))
+
+
+def doctor_table(report: DoctorReport) -> Table:
     title = f"doctor for stack {report.stack} ({report.runtime}), {report.seconds:.2f} s"
     table = Table(title=title, title_justify="left")
     for column in ("check", "result", "detail"):
         table.add_column(column)
     for check in report.checks:
         table.add_row(check.name, _MARKS[check.level], check.detail)
-    console.print(table)
+    return table
+
+
+def show_doctor(report: DoctorReport, form: Format = "table") -> None:
+    emit(doctor_table(report), form, lambda: to_json(report))
 
 
 def reconciled(outcome: UpOutcome) -> list[str]:

@@ -1,5 +1,6 @@
 """What `status`, `config` and `doctor` observed, as versioned models: the CLI prints them as
-tables, or as JSON with `--json` (one object, `schema` first), for scripts.
+tables (or plain lines, Markdown), or as JSON with `--format json` (one object, `schema` first),
+for scripts.
 
 Each report says which stack it is about and how it ran, so a saved report stands on its own.
 """

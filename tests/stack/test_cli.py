@@ -212,7 +212,7 @@ def test_config_render_and_up_declare_the_same_overrides() -> None:
     own = {
         "up": {"--timeout", "--force-recreate"},
         "render": {"--target"},
-        "config": {"--json"},
+        "config": {"--json", "--format"},
     }
     assert len({frozenset(opts - own[name]) for name, opts in options.items()}) == 1
     assert {"--set", "--runtime", "--max-active", "--bind", "--scrape-interval"} < options["up"]
