@@ -122,6 +122,17 @@ def _live_changes(stack_dir: Path, flags: list[str], url: str, admin: GatewayAdm
     assert after["gateway"] == before["gateway"]
     assert admin.get().max_active == 7  # the gateway kept its live limit
 
+    # --force-recreate restarts every service, changed or not; the gateway starts at the file's 7.
+    forced = llmctl(stack_dir, "up", *flags[:-2], "--set", "engine.sim.time_scale=20",
+                    "--force-recreate")  # fmt: skip
+    assert forced.returncode == 0, forced.stdout + forced.stderr
+    assert "restarted engine: --force-recreate" in forced.stdout
+    assert "restarted gateway: --force-recreate" in forced.stdout
+    recreated = _pids(stack_dir)
+    assert recreated["engine"] != after["engine"]
+    assert recreated["gateway"] != after["gateway"]
+    assert admin.get().max_active == 7
+
 
 def _restart_logs_status_and_a_broken_file(stack_dir: Path) -> None:  # noqa: F811
     after = _pids(stack_dir)
