@@ -188,7 +188,7 @@ def log_options(tail: int | None, since: str | None, timestamps: bool) -> LogOpt
     """`logs --tail N --since WHEN --timestamps`: WHEN is a duration back from now (`10m`, `90s`,
     `2h`) or a moment (`2025-01-31T12:00:00`, UTC unless it says otherwise)."""
     if tail is not None and tail < 0:
-        raise UsageError(f"--tail {tail}: give a number of lines, 0 or more")
+        raise UsageError(f"--tail: must be a number of lines, 0 or more (got {tail})")
     start: float | None = None
     if since is not None:
         try:
@@ -198,8 +198,8 @@ def log_options(tail: int | None, since: str | None, timestamps: bool) -> LogOpt
                 moment = datetime.fromisoformat(since.strip().replace("Z", "+00:00"))
             except ValueError:
                 raise UsageError(
-                    f"--since {since!r}: give a duration back from now (10m, 90s, 2h) "
-                    "or a time (2025-01-31T12:00:00)"
+                    "--since: must be a duration back from now (10m, 90s, 2h) or a time "
+                    f"(2025-01-31T12:00:00) (got {since!r})"
                 ) from None
             start = (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).timestamp()
     return LogOptions(tail=tail, since=start, timestamps=timestamps)
