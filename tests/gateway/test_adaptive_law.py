@@ -85,6 +85,24 @@ def test_increase_grows_with_the_headroom(limit: int, ttft: float, expected: int
     assert (decision.limit, decision.direction) == (expected, "up"), decision.reason
 
 
+@pytest.mark.parametrize(
+    ("limit", "ceiling", "expected"),
+    [
+        (10, 40, 15),  # far below where it broke: fast growth (capped at +50 %)
+        (30, 40, 34),  # fast growth stops at 85 % of the limit that broke
+        (34, 40, 35),  # from there, single steps
+        (38, 40, 39),  # up to the edge and past it, one at a time
+        (30, None, 45),  # nothing remembered: fast growth
+    ],
+)
+def test_growth_slows_near_the_limit_that_broke(
+    limit: int, ceiling: int | None, expected: int
+) -> None:
+    signals = _signals(0.1, 0.0, active=limit)
+    decision = decide(limit, signals, SLO_, low=1, high=64, since_decrease=9, ceiling=ceiling)
+    assert (decision.limit, decision.direction) == (expected, "up"), decision.reason
+
+
 def test_reasons_name_the_numbers() -> None:
     breach = decide(8, _signals(2.0, 0.03), SLO_, low=2, high=16, since_decrease=9)
     assert breach.reason == "TTFT p95 2.00 s > 1.00 s"
