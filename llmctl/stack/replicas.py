@@ -78,7 +78,7 @@ def device_groups(
         device_ids = [str(i) for i in range(needed)]
     if len(device_ids) != needed:
         raise ValueError(
-            f"engine.device_ids lists {len(device_ids)} GPU(s), but {replicas} replica(s) x "
+            f"{len(device_ids)} GPU(s) listed, but {replicas} replica(s) x "
             f"{per_replica} GPU(s) each (tensor x pipeline x data parallel size) need {needed}"
         )
     return [list(device_ids[i * per_replica : (i + 1) * per_replica]) for i in range(replicas)]

@@ -11,7 +11,14 @@ import re
 from collections.abc import Callable
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from llmctl.core.config import AlertThresholds, GatewaySettings
 from llmctl.core.metrics import RECORDING_WINDOW
@@ -176,27 +183,26 @@ class EngineSpec(_Spec):
 
     @field_validator("device_ids")
     @classmethod
-    def _check_devices(cls, value: list[str] | None) -> list[str] | None:
-        if value is None:
-            return None
-        for device in value:
+    def _check_devices(cls, value: list[str] | None, info: ValidationInfo) -> list[str] | None:
+        # Fields declared above this one are in info.data (when they were valid themselves).
+        for device in value or []:
             if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9-]*", device):
                 raise ValueError(f"{device!r} is not a GPU index or UUID (0, GPU-8f2c...)")
-        repeated = sorted({d for d in value if value.count(d) > 1})
+        repeated = sorted({d for d in value or [] if value and value.count(d) > 1})
         if repeated:
             raise ValueError(f"{', '.join(repeated)} listed twice: one engine per GPU")
-        return value
-
-    @model_validator(mode="after")
-    def _check_gpus(self) -> EngineSpec:
-        self.device_groups()  # ValueError when the ids do not fit the replicas
-        pinned = self.replicas > 1 or self.device_ids is not None
-        if self.kind == "vllm" and pinned and "CUDA_VISIBLE_DEVICES" in self.env:
+        if "replicas" not in info.data or "extra_args" not in info.data:
+            return value
+        count = info.data["replicas"]
+        replicas.device_groups(value, count, replicas.gpus_per_replica(info.data["extra_args"]))
+        pinned = count > 1 or value is not None
+        env = info.data.get("env", {})
+        if info.data.get("kind") == "vllm" and pinned and "CUDA_VISIBLE_DEVICES" in env:
             raise ValueError(
                 "engine.env sets CUDA_VISIBLE_DEVICES, but each replica gets its own GPUs: "
                 "list them in engine.device_ids instead"
             )
-        return self
+        return value
 
     @property
     def name(self) -> str:
