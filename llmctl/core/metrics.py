@@ -201,7 +201,17 @@ GATEWAY_RETRIES = MetricSpec(
 LIMIT_SOURCES = ("adaptive", "admin", "tune", "up")
 # Why the limit moved (changes), and why adaptive mode held it (the last decision's gauge).
 LIMIT_REASONS = ("ttft", "itl", "preemptions", "engine_queue", "headroom", "bounds", "set")
-HOLD_REASONS = ("minimum", "near_slo", "slo_ok", "idle", "kv", "cooldown", "samples", "hold")
+HOLD_REASONS = (
+    "draining",
+    "minimum",
+    "near_slo",
+    "slo_ok",
+    "idle",
+    "kv",
+    "cooldown",
+    "samples",
+    "hold",
+)
 GATEWAY_LIMIT_CHANGES = MetricSpec(
     "llmctl_gateway_limit_changes",
     "counter",
