@@ -250,9 +250,8 @@ class LocalRuntime:
         options = options or LogOptions()
         if service is not None:
             self._known([service])
-        names = (
-            [service] if service else [n for n in service_names(self.spec) if self._log(n).exists()]
-        )
+        known = service_names(self.spec)
+        names = [service] if service else [n for n in known if self._log(n).exists()]
         readers = {n: logfile.LogReader(self._log(n), self.spec.logs.keep) for n in names}
         prefix = len(names) > 1
 

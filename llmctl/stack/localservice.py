@@ -173,9 +173,7 @@ def service_configs(spec: StackSpec, directory: Path, environ: Mapping[str, str]
         if service.argv is None:
             continue
         env = given.get(service.name, {})
-        if replicas.is_engine(
-            service.name
-        ):  # its own settings and GPUs, not this shell's environment
+        if replicas.is_engine(service.name):  # its settings and GPUs, not this shell's variables
             env = {k: v for k, v in service.env.items() if k in spec.engine.env or k == GPUS}
         config: dict[str, object] = {"argv": service.argv, "env": env}
         if service.name == "prometheus":
