@@ -124,7 +124,11 @@ def decide(
         return Decision(clamp, "down" if clamp < limit else "up", f"bounds [{low}, {high}]")
     kv = signals.kv_usage
     in_use = signals.queued > 0 or signals.active >= limit
-    room = worst is not None and worst < HEADROOM and (kv is None or kv < KV_HIGH)
+    # Each target that is set must have been measured under this limit: TTFT samples come
+    # within a second of a change, ITL ones only as requests end, and growing on TTFT alone
+    # would step over an ITL cliff before seeing it.
+    measured = (not slo.ttft_s or ttft is not None) and (not slo.itl_s or itl is not None)
+    room = measured and worst is not None and worst < HEADROOM and (kv is None or kv < KV_HIGH)
     if (
         room
         and in_use
@@ -147,6 +151,8 @@ def decide(
         why = f"KV {kv * 100:.0f} %"
     elif since_decrease < COOLDOWN:
         why = "settling after a decrease"
+    elif not measured:
+        why = "waiting for samples of every target"
     elif signals.samples < MIN_SAMPLES:
         why = f"{signals.samples} samples"
     return Decision(limit, "hold", why)

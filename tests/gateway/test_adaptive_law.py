@@ -48,6 +48,9 @@ def _signals(ttft: float | None, itl: float | None, **kw: object) -> Signals:
         # limit came from has not taken effect yet; do not cut twice for one event.
         (_signals(2.0, 0.03, active=12), 1, (8, "hold")),
         (_signals(0.2, 0.02, preemptions_per_s=0.5, active=9), 1, (8, "hold")),
+        # TTFT measured under this limit but no request has ended yet (no ITL): do not grow on
+        # half the evidence.
+        (_signals(0.2, None), 9, (8, "hold")),
         # No samples at all and a healthy engine: hold.
         (Signals(None, None, 0, queued=5, active=8), 9, (8, "hold")),
     ],
