@@ -32,6 +32,7 @@ from llmctl.gateway.engines import EnginePool
 log = logging.getLogger(__name__)
 
 MAX_SAMPLES = 500  # the newest requests under the current limit that the p95s are taken over
+WINDOW_INTERVALS = 5  # ... of those that reported in the last this many control intervals
 
 
 @dataclass
@@ -83,25 +84,39 @@ def p95(values: list[float]) -> float | None:
 
 
 class Measurements:
-    """Admitted TTFT and TPOT of the requests admitted since the limit last changed: a request
-    admitted under the old limit that ends later still shows the old limit's latencies."""
+    """Admitted TTFT and TPOT of the requests admitted since the limit last changed (a request
+    admitted under the old limit that ends later still shows the old limit's latencies), and only
+    the recent ones: a limit that held through a change of workload is judged on the new one."""
 
-    def __init__(self) -> None:
-        self.ttft: deque[float] = deque(maxlen=MAX_SAMPLES)
-        self.tpot: deque[float] = deque(maxlen=MAX_SAMPLES)
+    def __init__(self, window_s: float = 5.0) -> None:
+        self._ttft: deque[tuple[float, float]] = deque(maxlen=MAX_SAMPLES)
+        self._tpot: deque[tuple[float, float]] = deque(maxlen=MAX_SAMPLES)
         self.since = -math.inf  # time.monotonic() of the last change
+        self.window_s = window_s
 
     def first_token(self, admitted_s: float, admitted_at: float) -> None:
         if admitted_at >= self.since:
-            self.ttft.append(admitted_s)
+            self._ttft.append((time.monotonic(), admitted_s))
 
     def per_token(self, seconds: float, admitted_at: float) -> None:
         if admitted_at >= self.since:
-            self.tpot.append(seconds)
+            self._tpot.append((time.monotonic(), seconds))
+
+    def _recent(self, samples: deque[tuple[float, float]]) -> list[float]:
+        cutoff = time.monotonic() - self.window_s
+        return [value for at, value in samples if at >= cutoff]
+
+    @property
+    def ttft(self) -> list[float]:
+        return self._recent(self._ttft)
+
+    @property
+    def tpot(self) -> list[float]:
+        return self._recent(self._tpot)
 
     def reset(self) -> None:
-        self.ttft.clear()
-        self.tpot.clear()
+        self._ttft.clear()
+        self._tpot.clear()
         self.since = time.monotonic()
 
 
@@ -138,6 +153,8 @@ class AdaptiveLimiter:
 
     def signals(self, now: float) -> Signals:
         m = self.measurements
+        m.window_s = WINDOW_INTERVALS * self.admission.limits.adaptive_interval_s
+        ttft = m.ttft
         engines = [e for e in self.pool if e.in_rotation()]
         waiting = [e.waiting for e in engines if e.polled]
         kv = [e.kv_usage for e in engines if e.polled]
@@ -156,9 +173,9 @@ class AdaptiveLimiter:
         previous, self._waiting = self._waiting, now_waiting
         sustained = None if now_waiting is None else min(now_waiting, previous or 0.0)
         return Signals(
-            p95_ttft_s=p95(list(m.ttft)),
-            p95_itl_s=p95(list(m.tpot)),
-            samples=len(m.ttft),
+            p95_ttft_s=p95(ttft),
+            p95_itl_s=p95(m.tpot),
+            samples=len(ttft),
             engine_waiting=sustained,
             kv_usage=max(kv) if kv else None,
             preemptions_per_s=sum(rates) if rates else None,

@@ -88,10 +88,10 @@ class GatewayMetrics:
         )
         self.measurements = Measurements()
         m.gauge(m.GATEWAY_ADAPTIVE_TTFT, registry).set_function(
-            lambda: p95(list(self.measurements.ttft)) or float("nan")
+            lambda: p95(self.measurements.ttft) or float("nan")
         )
         m.gauge(m.GATEWAY_ADAPTIVE_ITL, registry).set_function(
-            lambda: p95(list(self.measurements.tpot)) or float("nan")
+            lambda: p95(self.measurements.tpot) or float("nan")
         )
         slo = m.gauge(m.GATEWAY_ADAPTIVE_SLO, registry)
         slo.labels("ttft").set_function(lambda: _or_nan(admission.limits.adaptive_slo.ttft_s))
