@@ -19,6 +19,7 @@ from llmctl.core.config import GatewayConfig
 from llmctl.core.openai import (
     CHAT,
     COMPLETIONS,
+    ENGINE_HEADER,
     MODELS_PATH,
     Route,
 )
@@ -46,7 +47,6 @@ log = logging.getLogger(__name__)
 
 GATEWAY_KEY: web.AppKey[Gateway] = web.AppKey("gateway")
 # The engine that served a request (its host:port), on every answer that reached one.
-ENGINE_HEADER = "X-Llmctl-Engine"
 log = logging.getLogger(__name__)
 
 
