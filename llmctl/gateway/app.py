@@ -39,7 +39,7 @@ from llmctl.gateway.limiter import AdaptiveLimiter
 from llmctl.gateway.metrics import GatewayMetrics, Outcome
 from llmctl.gateway.payload import BadRequestError, CompletionRequest, parse_completion, request_id
 from llmctl.gateway.proxy import EngineFailedError, Proxy, make_session
-from llmctl.gateway.router import SESSION_HEADER, EngineRouter, RouteHint
+from llmctl.gateway.router import SESSION_HEADER, EngineRouter, Retry, RouteHint
 from llmctl.gateway.tenants import CLASS_HEADER, Tenancy, Tenant, load_tenants
 from llmctl.gateway.tokens import TokenCounter
 
@@ -320,7 +320,7 @@ class Gateway:
                     slot.release()
                     metrics.retries.labels(failed.kind).inc()
                     retried = await self._admit(
-                        hint,
+                        Retry(hint),
                         headers,
                         outcome,
                         tenant=tenant,
@@ -365,7 +365,7 @@ class Gateway:
 
     async def _admit(
         self,
-        hint: RouteHint | None,
+        hint: RouteHint | Retry | None,
         headers: dict[str, str],
         outcome: Outcome,
         *,
