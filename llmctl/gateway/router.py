@@ -60,7 +60,7 @@ class EngineRouter:
     def __call__(self, candidates: list[Engine], hint: Any) -> Engine:
         if isinstance(hint, Retry):
             loads = self.pool.loads(candidates, self._limit())
-            best = least_loaded(loads).name
+            best = least_loaded(loads, self._turn).name
             engine = next(e for e in candidates if e.name == best)
             if hint.hint is not None:
                 self.index.record(hint.hint.hashes, engine.name, hint.hint.session)
@@ -75,8 +75,15 @@ class EngineRouter:
             reason = "round_robin" if self.policy == "round_robin" else "least_loaded"
         else:
             loads = self.pool.loads(candidates, self._limit())
+            routable = self.pool.routable()
             choice = choose(
-                self.policy, loads, turn=self._turn, preferred=preferred, slack=self.slack
+                self.policy,
+                loads,
+                turn=self._turn,
+                preferred=preferred,
+                slack=self.slack,
+                total_active=sum(e.active for e in routable),
+                engines=len(routable),
             )
             engine = next(e for e in candidates if e.name == choice.engine)
             reason = choice.reason
