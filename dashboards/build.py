@@ -260,9 +260,11 @@ def gateway() -> Json:
                     q(f"min by (engine) ({m.GATEWAY_ENGINE_UP.series}{{{GW}}})", "{{engine}} up")],
                    "short", "Requests at each engine against its own limit (it ramps up after a "
                    "comeback); up = 1 while in rotation."),
-                ts("Engines: routing", [
-                    q(rate(m.GATEWAY_ROUTED.series, GW, "engine, reason"), "{{engine}} {{reason}}")],
-                   PERS, "Requests sent to each engine per second, by why it was chosen."),
+                ts("Engines: routing and failover", [
+                    q(rate(m.GATEWAY_ROUTED.series, GW, "engine, reason"), "{{engine}} {{reason}}"),
+                    q(rate(m.GATEWAY_RETRIES.series, GW, "kind"), "retried after {{kind}}")],
+                   PERS, "Requests sent to each engine per second, by why it was chosen; requests "
+                   "sent to another engine after theirs failed before the first byte, by failure."),
             ],
             [
                 ts("Classes: waiting and active", [
@@ -363,9 +365,11 @@ def engine() -> Json:
         "llmctl / Engine (vLLM)",
         [
             [
-                ts("Requests", [q(f"sum({m.VLLM_RUNNING.series}{{{ENG}}})", "running"),
-                                q(f"sum({m.VLLM_WAITING.series}{{{ENG}}})", "waiting")],
-                   "short", "Requests in the batch and waiting in the engine."),
+                ts("Requests", [q(f"sum by (instance) ({m.VLLM_RUNNING.series}{{{ENG}}})",
+                                  "{{instance}} running"),
+                                q(f"sum by (instance) ({m.VLLM_WAITING.series}{{{ENG}}})",
+                                  "{{instance}} waiting")],
+                   "short", "Requests in the batch and waiting, per engine."),
                 ts("KV cache use", [q(f"max by (instance) ({m.VLLM_KV_USAGE.series}{{{ENG}}})",
                                       "{{instance}}")],
                    "percentunit", "Share of KV cache blocks in use.", min=0, max=1),
@@ -376,6 +380,18 @@ def engine() -> Json:
                    TOKPS, "Prefill and generation tokens per second."),
                 ts("Preemptions", [q(rate(m.VLLM_PREEMPTIONS.series, ENG), "preemptions")], PERS,
                    "Requests preempted per second (KV cache pressure)."),
+            ],
+            [
+                ts("Prefix cache hit rate", [
+                    q(f"{rate(m.VLLM_PREFIX_CACHE_HITS.series, ENG, 'instance')} / "
+                      f"{rate(m.VLLM_PREFIX_CACHE_QUERIES.series, ENG, 'instance')}",
+                      "{{instance}}")],
+                   "percentunit", "Share of prompt tokens found in the engine's prefix cache, per "
+                   "engine: what prefix-affinity routing raises.", min=0, max=1),
+                ts("Prefix cache tokens", [
+                    q(rate(m.VLLM_PREFIX_CACHE_QUERIES.series, ENG, "instance"), "{{instance}} queried"),
+                    q(rate(m.VLLM_PREFIX_CACHE_HITS.series, ENG, "instance"), "{{instance}} hit")],
+                   TOKPS, "Prompt tokens looked up in the prefix cache and found there, per engine."),
             ],
             [
                 ts("Time to first token", quantiles(m.VLLM_TTFT, ENG), "s", "Engine TTFT percentiles."),
