@@ -46,8 +46,9 @@ from llmctl.gateway.tokens import TokenCounter
 log = logging.getLogger(__name__)
 
 GATEWAY_KEY: web.AppKey[Gateway] = web.AppKey("gateway")
-# The engine that served a request (its host:port), on every answer that reached one.
-log = logging.getLogger(__name__)
+# One line per completion request, with the engine that served it; its own name, so it can be
+# silenced or routed apart from the gateway's other messages.
+access_log = logging.getLogger("llmctl.gateway.access")
 
 
 class Gateway:
@@ -152,17 +153,29 @@ class Gateway:
     async def _completion(self, request: web.Request, route: Route) -> web.StreamResponse:
         # Every exit (answers, cancellation, a bug's exception) is counted here, exactly once.
         outcome = Outcome()
+        arrived = time.monotonic()
         try:
             return await self._handle(request, route, outcome)
         finally:
             self.metrics.count_request(route.path, outcome)
+            if access_log.isEnabledFor(logging.INFO):
+                access_log.info(
+                    "%s %s %d %s engine=%s %.1fms id=%s",
+                    request.remote,
+                    route.path,
+                    outcome.status,
+                    outcome.reason or "internal_error",
+                    outcome.engine or "-",
+                    (time.monotonic() - arrived) * 1000,
+                    outcome.request_id or "-",
+                )
 
     async def _handle(
         self, request: web.Request, route: Route, outcome: Outcome
     ) -> web.StreamResponse:
         arrived = time.monotonic()
         metrics = self.metrics
-        rid = request_id(request.headers.get("X-Request-Id"))
+        rid = outcome.request_id = request_id(request.headers.get("X-Request-Id"))
         headers = {"X-Request-Id": rid}
         authorization = request.headers.get("Authorization")
         tenant: Tenant | None = None
@@ -294,7 +307,7 @@ class Gateway:
             if proxy is None:
                 raise RuntimeError("gateway not started")
             for attempt in (1, 2):
-                headers[ENGINE_HEADER] = slot.engine.name
+                headers[ENGINE_HEADER] = outcome.engine = slot.engine.name
                 if collect is not None:
                     collect.clear()  # a failed first attempt's bytes are not the answer
                 try:

@@ -22,7 +22,7 @@ class Outcome:
     """How one request ended. The first verdict wins (a client that leaves while the gateway
     writes an error event does not make a second one); the request handler counts it once."""
 
-    __slots__ = ("class_name", "reason", "status", "tenant", "usage")
+    __slots__ = ("class_name", "engine", "reason", "request_id", "status", "tenant", "usage")
 
     def __init__(self) -> None:
         self.status = 500
@@ -30,6 +30,8 @@ class Outcome:
         self.usage: tuple[int, int] | None = None  # (prompt, completion) the engine reported
         self.tenant: str | None = None
         self.class_name: str | None = None
+        self.engine: str | None = None  # the engine it went to last (host:port), if any
+        self.request_id: str | None = None
 
     def set(self, status: int, reason: str) -> None:
         if self.reason is None:
