@@ -9,11 +9,19 @@ signals: requests waiting inside it, KV-cache use, preemptions.
 - **Down, at once and by a factor**, when the SLO breaks, the engine preempts, or the engine queues
   requests itself (the limit is above what the engine runs at once). The factor is the measured
   p95 over the target (so a 2x slower engine halves the limit in one step), clamped to [0.5, 0.9].
-- **Up by one**, when the SLO holds with headroom (both p95s under `headroom` of their targets),
+- **Up towards the headroom line**, when the SLO holds with room (both p95s under `headroom` of
+  their targets): to the limit at which the worse p95 would reach `headroom` if it grew in
+  proportion to the limit (limit x headroom / worst), but by at most `GROWTH` of the limit per
+  interval and at least one. Latency grows more slowly than the batch, so this undershoots and
+  converges from below: a limit cut far down by an earlier event climbs back in a few intervals,
+  and the last steps near the SLO are single ones. Only while
   the engine is not saturated (no waiting, KV under `kv_high`) and the current limit is in use
   (requests queue at the gateway, or slots run full). Never up in the `cooldown` intervals after a
   decrease, nor on too few samples: an increase must be earned by requests admitted under the
   current limit.
+- **Not down again while draining**: after a cut, the requests admitted under the old, higher limit
+  still run (active > limit) and still make the latencies; cutting again on their evidence would
+  cut twice for one event. The law holds until they have drained.
 - **Hold** otherwise, and always within [min, max]. Between "break" and "headroom" is a dead band,
   which is what keeps a steady workload's limit still.
 
@@ -32,6 +40,7 @@ KV_HIGH = 0.9  # a KV cache above this is saturated
 MIN_SAMPLES = 8  # requests admitted under the current limit before it may grow
 COOLDOWN = 3  # intervals without an increase after a decrease
 FACTOR_MIN, FACTOR_MAX = 0.5, 0.9
+GROWTH = 0.5  # the largest increase per interval, as a share of the limit
 
 
 @dataclass(frozen=True)
@@ -82,6 +91,8 @@ def decide(
     clamp = min(max(limit, low), high)
 
     def down(factor: float, reason: str) -> Decision:
+        if signals.active > limit:
+            return Decision(limit, "hold", f"{reason}; draining {signals.active} admitted before")
         factor = min(max(factor, FACTOR_MIN), FACTOR_MAX)
         new = max(low, min(clamp, math.floor(limit * factor)))
         if new == limit:
@@ -112,7 +123,10 @@ def decide(
         and since_decrease >= COOLDOWN
         and limit < high
     ):
-        return Decision(limit + 1, "up", _headroom(signals, slo, kv))
+        assert worst is not None  # `room` says so
+        target = math.floor(limit * HEADROOM / max(worst, 0.05))
+        step = max(1, min(math.floor(limit * GROWTH), target - limit))
+        return Decision(min(high, limit + step), "up", _headroom(signals, slo, kv))
     why = "SLO holds" if worst is not None and worst <= 1 else "no samples"
     if worst is not None and worst >= HEADROOM:
         why = "near the SLO"

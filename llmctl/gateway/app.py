@@ -23,7 +23,7 @@ from llmctl.core.openai import (
     MODELS_PATH,
     Route,
 )
-from llmctl.gateway import admin, context, quota
+from llmctl.gateway import accesslog, admin, context, quota
 from llmctl.gateway.adaptive import Decision
 from llmctl.gateway.admission import AdmissionController, AdmissionRefusedError, Slot
 from llmctl.gateway.auth import KeyRing, bearer_token, readable
@@ -46,9 +46,6 @@ from llmctl.gateway.tokens import TokenCounter
 log = logging.getLogger(__name__)
 
 GATEWAY_KEY: web.AppKey[Gateway] = web.AppKey("gateway")
-# One line per completion request, with the engine that served it; its own name, so it can be
-# silenced or routed apart from the gateway's other messages.
-access_log = logging.getLogger("llmctl.gateway.access")
 
 
 class Gateway:
@@ -67,6 +64,10 @@ class Gateway:
             queue = FairQueue(self.tenancy.policies)
         self.admission = AdmissionController(config.limits, self.pool, queue=queue)
         self.metrics = GatewayMetrics(self.admission)
+        self.access_log: accesslog.AccessLog | None = None
+        if config.access_log:
+            self.access_log = accesslog.AccessLog(config.log_format)
+            self.metrics.ttft.tap = self.access_log.tap_ttft
         for tenant in self.tenancy.tenants if self.tenancy is not None else ():
             self.metrics.precreate_tenant(tenant.name)
         self.router = EngineRouter(
@@ -122,7 +123,7 @@ class Gateway:
             self.admission, self.pool, self.metrics.measurements, self._adapted
         )
         self.limiter.start()
-        log.info("limit: MAX_ACTIVE %d (%s, start-up)", config.max_active, config.limit_mode)
+        accesslog.limits_at_start(self.admission.limits)
         log.info("prompt tokens: %s", self.counter.rule)
 
     def _adapted(self, decision: Decision, reason: str, changed: bool) -> None:
@@ -141,6 +142,8 @@ class Gateway:
         if self._session is not None:
             await self._session.close()
         self.counter.close()
+        if self.access_log is not None:
+            self.access_log.flush()
 
     # --- the OpenAI routes ------------------------------------------------------------------------
 
@@ -153,22 +156,15 @@ class Gateway:
     async def _completion(self, request: web.Request, route: Route) -> web.StreamResponse:
         # Every exit (answers, cancellation, a bug's exception) is counted here, exactly once.
         outcome = Outcome()
-        arrived = time.monotonic()
+        started = time.monotonic()
+        token = accesslog.CURRENT.set(outcome)
         try:
             return await self._handle(request, route, outcome)
         finally:
+            accesslog.CURRENT.reset(token)
             self.metrics.count_request(route.path, outcome)
-            if access_log.isEnabledFor(logging.INFO):
-                access_log.info(
-                    "%s %s %d %s engine=%s %.1fms id=%s",
-                    request.remote,
-                    route.path,
-                    outcome.status,
-                    outcome.reason or "internal_error",
-                    outcome.engine or "-",
-                    (time.monotonic() - arrived) * 1000,
-                    outcome.request_id or "-",
-                )
+            if self.access_log is not None:
+                self.access_log.request(route.path, outcome, time.monotonic() - started)
 
     async def _handle(
         self, request: web.Request, route: Route, outcome: Outcome
@@ -302,6 +298,7 @@ class Gateway:
         slot = admitted
         try:
             metrics.queue_wait.observe(slot.waited_s)
+            outcome.queue_wait_s = slot.waited_s
             headers["X-Queue-Wait-Ms"] = f"{slot.waited_s * 1000:.1f}"
             proxy = self.proxy
             if proxy is None:
@@ -393,6 +390,7 @@ class Gateway:
             )
         except AdmissionRefusedError as refused:
             outcome.set(refused.status, refused.reason)
+            outcome.queue_wait_s = refused.waited_s
             headers["X-Queue-Wait-Ms"] = f"{refused.waited_s * 1000:.1f}"
             retry_after = refused.retry_after
             if refused.reason == "engine_unavailable":

@@ -24,6 +24,7 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from llmctl.gateway import accesslog
 from llmctl.gateway.adaptive import Decision, Signals, decide
 from llmctl.gateway.admission import AdmissionController
 from llmctl.gateway.engines import EnginePool
@@ -45,6 +46,7 @@ class LastDecision:
 
 
 _HOLD_KINDS = (
+    ("draining", "draining"),
     ("at the minimum", "minimum"),
     ("near the SLO", "near_slo"),
     ("SLO holds", "slo_ok"),
@@ -182,10 +184,8 @@ class AdaptiveLimiter:
         if changed:
             key = (decision.direction, kind)
             self.changes[key] = self.changes.get(key, 0) + 1
-            log.info(
-                "limit %d -> %d (adaptive: %s)", limits.max_active, decision.limit, decision.reason
-            )
-            self.admission.update({"max_active": decision.limit})
+            after = self.admission.update({"max_active": decision.limit})
+            accesslog.limits_changed("adaptive", limits, after, decision.reason)
             self.measurements.reset()  # judge the new limit on its own requests
         if self._on_decision is not None:
             self._on_decision(decision, kind, changed)

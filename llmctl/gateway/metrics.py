@@ -22,7 +22,17 @@ class Outcome:
     """How one request ended. The first verdict wins (a client that leaves while the gateway
     writes an error event does not make a second one); the request handler counts it once."""
 
-    __slots__ = ("class_name", "engine", "reason", "request_id", "status", "tenant", "usage")
+    __slots__ = (
+        "class_name",
+        "engine",
+        "queue_wait_s",
+        "reason",
+        "request_id",
+        "status",
+        "tenant",
+        "ttft_s",
+        "usage",
+    )
 
     def __init__(self) -> None:
         self.status = 500
@@ -30,8 +40,11 @@ class Outcome:
         self.usage: tuple[int, int] | None = None  # (prompt, completion) the engine reported
         self.tenant: str | None = None
         self.class_name: str | None = None
-        self.engine: str | None = None  # the engine it went to last (host:port), if any
+        # For the access log: known once the request got that far.
         self.request_id: str | None = None
+        self.engine: str | None = None  # the engine it went to last (host:port)
+        self.queue_wait_s: float | None = None
+        self.ttft_s: float | None = None
 
     def set(self, status: int, reason: str) -> None:
         if self.reason is None:

@@ -5,7 +5,7 @@ gradual re-admission, and the gauges back at 0."""
 from __future__ import annotations
 
 import asyncio
-import logging
+import io
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 
@@ -291,18 +291,16 @@ def test_affinity_yields_to_the_least_loaded_engine_beyond_the_slack(
 
 
 def test_the_access_log_names_the_engine_of_each_request(
-    make_gateway: MakeGateway, engines: list[FakeEngine], caplog: pytest.LogCaptureFixture
+    make_gateway: MakeGateway, engines: list[FakeEngine]
 ) -> None:
     gw = pool_gateway(make_gateway, engines[:2], routing="round_robin")
-    caplog.set_level(logging.INFO, logger="llmctl.gateway.access")
+    access = gw.gateway.access_log
+    assert access is not None
+    access.stream = io.StringIO()
     answers = [run_post(gw.url, chat()) for _ in range(2)]
-
-    def lines() -> list[str]:
-        found = [r.getMessage() for r in caplog.records if r.name == "llmctl.gateway.access"]
-        assert len(found) == 2
-        return found
-
-    for answer, line in zip(answers, eventually(lines), strict=True):
-        assert f"/v1/chat/completions 200 ok engine={answer.headers['X-Llmctl-Engine']} " in line
-        assert line.endswith(f"id={answer.headers['X-Request-Id']}")
     assert len({a.headers["X-Llmctl-Engine"] for a in answers}) == 2
+    eventually(lambda: access.flush() or access.stream.getvalue().count("\n") == 2)
+    lines = access.stream.getvalue().splitlines()
+    for answer, line in zip(answers, lines, strict=True):
+        assert f"request_id={answer.headers['X-Request-Id']} " in line
+        assert f" engine={answer.headers['X-Llmctl-Engine']} " in line
