@@ -369,29 +369,32 @@ def engine() -> Json:
                                   "{{instance}} running"),
                                 q(f"sum by (instance) ({m.VLLM_WAITING.series}{{{ENG}}})",
                                   "{{instance}} waiting")],
-                   "short", "Requests in the batch and waiting, per engine."),
+                   "short", "Requests in the batch and waiting, in each engine."),
                 ts("KV cache use", [q(f"max by (instance) ({m.VLLM_KV_USAGE.series}{{{ENG}}})",
                                       "{{instance}}")],
                    "percentunit", "Share of KV cache blocks in use.", min=0, max=1),
             ],
             [
-                ts("Tokens", [q(rate(m.VLLM_PROMPT_TOKENS.series, ENG), "prompt"),
-                              q(rate(m.VLLM_GENERATION_TOKENS.series, ENG), "generation")],
-                   TOKPS, "Prefill and generation tokens per second."),
-                ts("Preemptions", [q(rate(m.VLLM_PREEMPTIONS.series, ENG), "preemptions")], PERS,
-                   "Requests preempted per second (KV cache pressure)."),
+                ts("Tokens", [q(rate(m.VLLM_PROMPT_TOKENS.series, ENG, "instance"),
+                                "{{instance}} prompt"),
+                              q(rate(m.VLLM_GENERATION_TOKENS.series, ENG, "instance"),
+                                "{{instance}} generation")],
+                   TOKPS, "Prefill and generation tokens per second, in each engine."),
+                ts("Preemptions", [q(rate(m.VLLM_PREEMPTIONS.series, ENG, "instance"),
+                                     "{{instance}}")], PERS,
+                   "Requests preempted per second in each engine (KV cache pressure)."),
             ],
             [
                 ts("Prefix cache hit rate", [
                     q(f"{rate(m.VLLM_PREFIX_CACHE_HITS.series, ENG, 'instance')} / "
                       f"{rate(m.VLLM_PREFIX_CACHE_QUERIES.series, ENG, 'instance')}",
                       "{{instance}}")],
-                   "percentunit", "Share of prompt tokens found in the engine's prefix cache, per "
+                   "percentunit", "Share of prompt tokens found in the prefix cache, in each "
                    "engine: what prefix-affinity routing raises.", min=0, max=1),
                 ts("Prefix cache tokens", [
                     q(rate(m.VLLM_PREFIX_CACHE_QUERIES.series, ENG, "instance"), "{{instance}} queried"),
                     q(rate(m.VLLM_PREFIX_CACHE_HITS.series, ENG, "instance"), "{{instance}} hit")],
-                   TOKPS, "Prompt tokens looked up in the prefix cache and found there, per engine."),
+                   TOKPS, "Prompt tokens looked up in the prefix cache and found there, in each engine."),
             ],
             [
                 ts("Time to first token", quantiles(m.VLLM_TTFT, ENG), "s", "Engine TTFT percentiles."),

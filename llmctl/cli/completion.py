@@ -27,7 +27,7 @@ def service_names(config: Path | None = None, preset: str | None = None) -> list
         spec = load_stack(config=config, preset=preset).spec
     except (LlmctlError, OSError):
         return list(USUAL_SERVICES)
-    return list(dict.fromkeys(["engine", *spec.endpoints()]))
+    return list(dict.fromkeys([*spec.engine.services(), *spec.endpoints()]))
 
 
 def services(ctx: Any, incomplete: str) -> list[str]:

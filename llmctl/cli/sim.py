@@ -76,6 +76,9 @@ def serve(
         "does unless told not to (its --enable-prefix-caching/--no-enable-prefix-caching work "
         "too).",
     ),
+    gpu_index: int = typer.Option(
+        0, help="The GPU index its simulated DCGM telemetry reports (a stack's replica: its own)."
+    ),
     # vLLM's names for the same switch, kept out of help: the pair would not fit 80 columns.
     vllm_prefix_caching: bool | None = typer.Option(
         None, "--enable-prefix-caching/--no-enable-prefix-caching", hidden=True
@@ -103,6 +106,7 @@ def serve(
         ),
         scenario=load_scenario(scenario) if scenario is not None else None,
         prefix_caching=prefix_caching if vllm_prefix_caching is None else vllm_prefix_caching,
+        gpu_index=gpu_index,
     )
     _run(config)
 

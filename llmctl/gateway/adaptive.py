@@ -19,6 +19,11 @@ signals: requests waiting inside it, KV-cache use, preemptions.
   (requests queue at the gateway, or slots run full). Never up in the `cooldown` intervals after a
   decrease, nor on too few samples: an increase must be earned by requests admitted under the
   current limit.
+- **Carefully near where it broke** (TCP's slow-start threshold): the limit at which the SLO last
+  broke is remembered for a while (the caller forgets it after `FORGET` calm intervals, since the
+  workload may have changed); fast growth stops at `CEILING_SHARE` of it and the steps beyond are
+  single ones, so a limit bounded by the KV cache or a latency cliff creeps up to the edge instead
+  of jumping over it again.
 - **Not down again while draining**: after a cut, the requests admitted under the old, higher limit
   still run (active > limit) and still make the latencies; cutting again on their evidence would
   cut twice for one event. The law holds until they have drained.
@@ -41,6 +46,8 @@ MIN_SAMPLES = 8  # requests admitted under the current limit before it may grow
 COOLDOWN = 3  # intervals without an increase after a decrease
 FACTOR_MIN, FACTOR_MAX = 0.5, 0.9
 GROWTH = 0.5  # the largest increase per interval, as a share of the limit
+CEILING_SHARE = 0.85  # fast growth stops at this share of the limit that last broke the SLO
+FORGET = 20  # intervals without a decrease after which that limit is forgotten
 
 
 @dataclass(frozen=True)
@@ -83,8 +90,10 @@ def decide(
     low: int,
     high: int,
     since_decrease: int,
+    ceiling: int | None = None,
 ) -> Decision:
-    """The limit for the next interval. `since_decrease`: intervals since the last decrease."""
+    """The limit for the next interval. `since_decrease`: intervals since the last decrease;
+    `ceiling`: the limit at which the SLO last broke, while it is remembered (None: none)."""
     ttft = _ratio(signals.p95_ttft_s, slo.ttft_s)
     itl = _ratio(signals.p95_itl_s, slo.itl_s)
     worst = max((r for r in (ttft, itl) if r is not None), default=None)
@@ -115,7 +124,11 @@ def decide(
         return Decision(clamp, "down" if clamp < limit else "up", f"bounds [{low}, {high}]")
     kv = signals.kv_usage
     in_use = signals.queued > 0 or signals.active >= limit
-    room = worst is not None and worst < HEADROOM and (kv is None or kv < KV_HIGH)
+    # Each target that is set must have been measured under this limit: TTFT samples come
+    # within a second of a change, ITL ones only as requests end, and growing on TTFT alone
+    # would step over an ITL cliff before seeing it.
+    measured = (not slo.ttft_s or ttft is not None) and (not slo.itl_s or itl is not None)
+    room = measured and worst is not None and worst < HEADROOM and (kv is None or kv < KV_HIGH)
     if (
         room
         and in_use
@@ -125,6 +138,8 @@ def decide(
     ):
         assert worst is not None  # `room` says so
         target = math.floor(limit * HEADROOM / max(worst, 0.05))
+        if ceiling is not None:
+            target = min(target, math.floor(ceiling * CEILING_SHARE))
         step = max(1, min(math.floor(limit * GROWTH), target - limit))
         return Decision(min(high, limit + step), "up", _headroom(signals, slo, kv))
     why = "SLO holds" if worst is not None and worst <= 1 else "no samples"
@@ -136,6 +151,8 @@ def decide(
         why = f"KV {kv * 100:.0f} %"
     elif since_decrease < COOLDOWN:
         why = "settling after a decrease"
+    elif not measured:
+        why = "waiting for samples of every target"
     elif signals.samples < MIN_SAMPLES:
         why = f"{signals.samples} samples"
     return Decision(limit, "hold", why)

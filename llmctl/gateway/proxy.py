@@ -162,7 +162,7 @@ class Proxy:
                         # A whole answer's first token is its end (as bench and vLLM count it).
                         now = time.monotonic()
                         metrics.ttft.observe(now - arrived)
-                        metrics.admitted_ttft.observe(now - slot.admitted_at)
+                        metrics.admitted_first_token(now - slot.admitted_at, slot.admitted_at)
                         outcome.set(status, "ok")
                     if status in _RETRY_STATUSES:
                         given = upstream.headers.get("Retry-After")
@@ -284,7 +284,7 @@ class Proxy:
                 if not tokens:
                     first_text = last_text
                     metrics.ttft.observe(last_text - arrived)
-                    metrics.admitted_ttft.observe(last_text - slot.admitted_at)
+                    metrics.admitted_first_token(last_text - slot.admitted_at, slot.admitted_at)
                 tokens += found
             if final:
                 break
@@ -306,7 +306,7 @@ class Proxy:
         self._count_usage(usage, tokens, outcome)
         generated = usage[1] if usage is not None else tokens
         if generated >= 2 and last_text > first_text:
-            metrics.tpot.observe((last_text - first_text) / (generated - 1))
+            metrics.per_token((last_text - first_text) / (generated - 1), slot.admitted_at)
         outcome.set(out.status, "ok")
         return state
 

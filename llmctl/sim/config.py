@@ -24,11 +24,14 @@ class SimConfig:
     faults: FaultSpec = field(default_factory=FaultSpec)
     scenario: Scenario | None = None
     prefix_caching: bool = True  # vLLM v1's default (--enable-prefix-caching)
+    gpu_index: int = 0  # the `gpu` label of its DCGM telemetry (a stack's replica: its GPU)
 
     def __post_init__(self) -> None:
         if not self.time_scale > 0:
             raise ConfigError(f"time-scale must be > 0, got {self.time_scale}")
         if not 0 <= self.port <= 65535:
             raise ConfigError(f"port must be between 0 and 65535, got {self.port}")
+        if self.gpu_index < 0:
+            raise ConfigError(f"gpu-index must be 0 or more, got {self.gpu_index}")
         if not self.model:
             raise ConfigError("model name must not be empty")

@@ -60,6 +60,7 @@ class Engine:
         seed: int,
         scenario: Scenario | None = None,
         prefix_caching: bool = True,
+        gpu_index: int = 0,
     ) -> None:
         self.profile = profile
         self.time_scale = time_scale
@@ -78,7 +79,9 @@ class Engine:
         self.metrics = EngineMetrics(model_name, self.max_model_len)
         # time.monotonic, not loop.time(): uvloop's loop clock has millisecond resolution.
         self.clock = time.monotonic
-        self.gpu = GpuTelemetry(profile, lambda: self.scheduler.kv_usage, self.clock)
+        self.gpu = GpuTelemetry(
+            profile, lambda: self.scheduler.kv_usage, self.clock, index=gpu_index
+        )
         self._wake = asyncio.Event()
         self._requests = 0
         self._vclock = 0.0

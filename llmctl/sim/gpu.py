@@ -44,10 +44,16 @@ class BusyMeter:
 
 
 class GpuTelemetry(Collector):
-    """DCGM_FI_DEV_* gauges for gpu="0", computed at scrape time."""
+    """DCGM_FI_DEV_* gauges for one GPU (`gpu="0"` unless told its index), computed at scrape
+    time."""
 
     def __init__(
-        self, profile: EngineProfile, kv_usage: Callable[[], float], clock: Callable[[], float]
+        self,
+        profile: EngineProfile,
+        kv_usage: Callable[[], float],
+        clock: Callable[[], float],
+        *,
+        index: int = 0,
     ) -> None:
         self.profile = profile
         self._kv_usage = kv_usage
@@ -55,9 +61,10 @@ class GpuTelemetry(Collector):
         now = clock()
         self.util = BusyMeter(1.0, now)
         self.heat = BusyMeter(30.0, now)  # temperature follows load slowly
+        device = profile.name if index == 0 else f"{profile.name}/{index}"
         self._labels = [
-            "0",
-            f"GPU-{uuid.uuid5(uuid.NAMESPACE_DNS, profile.name)}",
+            str(index),
+            f"GPU-{uuid.uuid5(uuid.NAMESPACE_DNS, device)}",
             profile.gpu_model,
             socket.gethostname(),
         ]

@@ -261,6 +261,7 @@ def build_app(config: SimConfig) -> web.Application:
         seed=config.seed,
         scenario=config.scenario,
         prefix_caching=config.prefix_caching,
+        gpu_index=config.gpu_index,
     )
     app.cleanup_ctx.append(_engine_lifecycle)
     return app

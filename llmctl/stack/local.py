@@ -19,7 +19,13 @@ import httpx
 from llmctl.core import http
 from llmctl.core.errors import RuntimeBackendError
 from llmctl.stack import environment, logfile, ports, processes
-from llmctl.stack.localservice import SERVICES, LocalService, local_services, service_configs
+from llmctl.stack.localservice import (
+    LocalService,
+    local_services,
+    service_configs,
+    service_names,
+)
+from llmctl.stack.replicas import is_engine
 from llmctl.stack.runtime import (
     Health,
     LogOptions,
@@ -94,7 +100,9 @@ class LocalRuntime:
         runnable = {s.name for s in self.services(resolve=False) if s.argv is not None}
         self.stop([name for name in services if self._running(name)])
         return self._start(
-            [n for n in SERVICES if n in services and n in runnable], progress, timeout
+            [n for n in service_names(self.spec) if n in services and n in runnable],
+            progress,
+            timeout,
         )
 
     def _start(
@@ -103,7 +111,9 @@ class LocalRuntime:
         to_start = [s for s in self.services() if s.name in names and s.argv is not None]
         for service in to_start:
             self._pidfile(service.name).unlink(missing_ok=True)  # stale: its process is gone
-        busy = ports.conflicts((s.name, s.host, s.port) for s in to_start)
+        busy = ports.conflicts(
+            ("engine" if is_engine(s.name) else s.name, s.host, s.port) for s in to_start
+        )
         if busy:
             raise RuntimeBackendError("\n".join(str(c) for c in busy))
         started: list[processes.PidRecord] = []
@@ -178,8 +188,8 @@ class LocalRuntime:
             elif record is not None or self._pidfile(name).exists():
                 lines.append(f"{name}: not running (stale pid file removed)")
                 self._pidfile(name).unlink(missing_ok=True)
-        watchers = {n: r for n, r in running.items() if n != "engine"}
-        engine = {n: r for n, r in running.items() if n == "engine"}
+        watchers = {n: r for n, r in running.items() if not is_engine(n)}
+        engine = {n: r for n, r in running.items() if is_engine(n)}
         for group in (watchers, engine):
             killed = processes.stop_all(list(group.values()), grace=STOP_GRACE_S)
             for name, record in group.items():
@@ -228,7 +238,7 @@ class LocalRuntime:
         return ServiceStatus(service.name, "running", health, f"pid {record.pid}", url)
 
     def _known(self, services: Sequence[str]) -> None:
-        require_known(self.spec.name, services, SERVICES)
+        require_known(self.spec.name, services, service_names(self.spec))
 
     def logs(
         self,
@@ -240,7 +250,8 @@ class LocalRuntime:
         options = options or LogOptions()
         if service is not None:
             self._known([service])
-        names = [service] if service else [n for n in SERVICES if self._log(n).exists()]
+        known = service_names(self.spec)
+        names = [service] if service else [n for n in known if self._log(n).exists()]
         readers = {n: logfile.LogReader(self._log(n), self.spec.logs.keep) for n in names}
         prefix = len(names) > 1
 

@@ -10,12 +10,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from llmctl.stack import commands, environment
+from llmctl.stack import commands, environment, replicas
 from llmctl.stack.credentials import admin_key
 from llmctl.stack.render import render
 from llmctl.stack.spec import StackSpec, connect_host, host_port
 
-SERVICES = ("engine", "gateway", "prometheus")
+GPUS = "CUDA_VISIBLE_DEVICES"
 
 
 @dataclass(frozen=True)
@@ -29,6 +29,13 @@ class LocalService:
     host: str
     port: int
     skip: str = ""
+    model: str = ""  # a vLLM engine's model as resolved (a folder or a hub id)
+
+
+def service_names(spec: StackSpec) -> list[str]:
+    """Every service of the local runtime, in start order: the engines (one per replica), the
+    gateway, Prometheus."""
+    return [*spec.engine.services(), "gateway", "prometheus"]
 
 
 def local_services(
@@ -41,34 +48,13 @@ def local_services(
     # Each service inherits only an allowlist of this environment (see stack.environment).
     base = {**environment.common(environ, spec), "PYTHONUNBUFFERED": "1"}
 
+    engines = [
+        _engine(spec, replica, base, environ, resolve=resolve)
+        for replica in range(spec.engine.replicas)
+    ]
     tokenizer = None
-    if spec.engine.kind == "sim":
-        engine_argv = commands.llmctl_argv() + commands.sim_args(
-            spec.engine, host="127.0.0.1", port=ports.engine
-        )
-        engine_env = {**base, **spec.engine.env}
-    elif not resolve:
-        # Unresolved (the model as written, no interpreter looked up): enough to compare.
-        engine_argv = [
-            "vllm",
-            *commands.vllm_args(spec.engine, host="127.0.0.1", port=ports.engine),
-        ]
-        engine_env = dict(spec.engine.env)
-    else:
-        cmd = commands.local_vllm_command(
-            spec.engine, host="127.0.0.1", port=ports.engine, environ=environ
-        )
-        engine_argv = cmd.argv
-        engine_env = {**environment.for_vllm(environ, spec), **base, **cmd.env}
-        tokenizer = commands.gateway_tokenizer(cmd.model, environ)
-    engine = LocalService(
-        "engine",
-        engine_argv,
-        engine_env,
-        f"http://127.0.0.1:{ports.engine}/health",
-        "127.0.0.1",
-        ports.engine,
-    )
+    if spec.engine.kind == "vllm" and resolve:
+        tokenizer = commands.gateway_tokenizer(engines[0].model, environ)
     gateway = LocalService(
         "gateway",
         commands.llmctl_argv() + _gateway_args(spec, tokenizer),
@@ -77,7 +63,41 @@ def local_services(
         ports.bind_address,
         ports.gateway,
     )
-    return [engine, gateway, _prometheus(spec, directory, base, host)]
+    return [*engines, gateway, _prometheus(spec, directory, base, host)]
+
+
+def _engine(
+    spec: StackSpec,
+    replica: int,
+    base: dict[str, str],
+    environ: Mapping[str, str],
+    *,
+    resolve: bool,
+) -> LocalService:
+    """Engine replica number `replica`: on its own port; a vLLM one sees only its GPUs, a
+    simulator reports its GPU's index."""
+    engine = spec.engine
+    name, port = engine.services()[replica], spec.ports_of("engine")[replica]
+    groups = engine.device_groups()
+    model = ""
+    if engine.kind == "sim":
+        index = replicas.gpu_indices(groups, engine.replicas)[replica]
+        argv = commands.llmctl_argv() + commands.sim_args(
+            engine, host="127.0.0.1", port=port, gpu_index=index
+        )
+        env = {**base, **engine.env}
+    elif not resolve:
+        # Unresolved (the model as written, no interpreter looked up): enough to compare.
+        argv = ["vllm", *commands.vllm_args(engine, host="127.0.0.1", port=port)]
+        env = dict(engine.env)
+    else:
+        cmd = commands.local_vllm_command(engine, host="127.0.0.1", port=port, environ=environ)
+        argv, model = cmd.argv, cmd.model
+        env = {**environment.for_vllm(environ, spec), **base, **cmd.env}
+    if engine.kind == "vllm" and groups is not None:
+        env[GPUS] = ",".join(groups[replica])
+    health = f"http://127.0.0.1:{port}/health"
+    return LocalService(name, argv, env, health, "127.0.0.1", port, model=model)
 
 
 def _gateway_args(spec: StackSpec, tokenizer: str | None = None) -> list[str]:
@@ -86,7 +106,7 @@ def _gateway_args(spec: StackSpec, tokenizer: str | None = None) -> list[str]:
         gw,
         host=spec.ports.bind_address,
         port=spec.ports.gateway,
-        upstream=f"http://127.0.0.1:{spec.ports.engine}",
+        upstream=",".join(f"http://127.0.0.1:{port}" for port in spec.ports_of("engine")),
         model=spec.engine.name,
         tokenizer=tokenizer,
     )
@@ -140,8 +160,7 @@ def service_configs(spec: StackSpec, directory: Path, environ: Mapping[str, str]
     out): the command line, the environment the stack gives it (by reference for secrets: a
     variable's name, not its value) and, for Prometheus, the config files it reads."""
     gw = spec.gateway
-    given = {
-        "engine": dict(spec.engine.env),
+    given: dict[str, dict[str, object]] = {
         "gateway": {
             "api_keys_env": gw.api_keys_env,
             "admin_key_env": gw.admin_key_env,
@@ -153,7 +172,10 @@ def service_configs(spec: StackSpec, directory: Path, environ: Mapping[str, str]
     for service in local_services(spec, directory, environ, resolve=False):
         if service.argv is None:
             continue
-        config: dict[str, object] = {"argv": service.argv, "env": given.get(service.name, {})}
+        env = given.get(service.name, {})
+        if replicas.is_engine(service.name):  # its settings and GPUs, not this shell's variables
+            env = {k: v for k, v in service.env.items() if k in spec.engine.env or k == GPUS}
+        config: dict[str, object] = {"argv": service.argv, "env": env}
         if service.name == "prometheus":
             rendered = rendered or render(spec, environ=environ)
             config["files"] = {k: v for k, v in rendered.items() if k.startswith("prometheus/")}

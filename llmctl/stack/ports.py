@@ -36,7 +36,7 @@ def wanted(spec: StackSpec) -> list[tuple[str, str, int]]:
     found = []
     for key in spec.published_ports():
         host = "127.0.0.1" if key == "engine" else spec.ports.bind_address
-        found.append((key, host, getattr(spec.ports, key)))
+        found += [(key, host, port) for port in spec.ports_of(key)]  # an engine per replica
     return found
 
 

@@ -25,7 +25,7 @@ from llmctl.core.errors import ConfigError, LlmctlError
 from llmctl.core.files import write_file
 from llmctl.core.modelfiles import is_hub_id
 from llmctl.core.resources import data_dir
-from llmctl.stack import commands
+from llmctl.stack import commands, replicas
 from llmctl.stack.credentials import (
     ADMIN_KEY,
     ENV_FILE,
@@ -104,7 +104,7 @@ def context(spec: StackSpec, *, cwd: Path | None = None) -> dict[str, Any]:
     cwd = cwd or Path.cwd()
     docker = spec.runtime == "docker"
     eng, gw = spec.engine, spec.gateway
-    upstream = f"http://engine:{ENGINE_PORT}"
+    upstream = ",".join(f"http://{name}:{ENGINE_PORT}" for name in eng.services())
     local_host = connect_host(spec.ports.bind_address)
     return {
         "spec": spec,
@@ -131,11 +131,7 @@ def context(spec: StackSpec, *, cwd: Path | None = None) -> dict[str, Any]:
             "dcgm": DCGM_PORT,
             "open_webui": OPEN_WEBUI_PORT,
         },
-        "engine_command": (
-            commands.sim_args(eng, host="0.0.0.0", port=ENGINE_PORT)
-            if eng.kind == "sim"
-            else commands.vllm_args(eng, host="0.0.0.0", port=ENGINE_PORT)
-        ),
+        "engines": _compose_engines(spec),
         "vllm_entrypoint": ["python3", "-m", commands.VLLM_MODULE],
         "gateway_command": commands.gateway_args(
             gw,
@@ -148,6 +144,25 @@ def context(spec: StackSpec, *, cwd: Path | None = None) -> dict[str, Any]:
         "gateway_tokenizer": _gateway_tokenizer(spec),
         "grafana_datasource_uid": metrics.GRAFANA_DATASOURCE_UID,
     }
+
+
+def _compose_engines(spec: StackSpec) -> list[dict[str, Any]]:
+    """One compose service per engine replica: its name, command and the GPUs it reserves
+    (`devices`, its group of engine.device_ids; None: `count` GPUs, any)."""
+    eng = spec.engine
+    groups = eng.device_groups()
+    indices = replicas.gpu_indices(groups, eng.replicas)
+    return [
+        {
+            "name": name,
+            "command": commands.sim_args(eng, host="0.0.0.0", port=ENGINE_PORT, gpu_index=index)
+            if eng.kind == "sim"
+            else commands.vllm_args(eng, host="0.0.0.0", port=ENGINE_PORT),
+            "devices": groups[i] if groups else None,
+            "count": eng.gpus_per_replica,
+        }
+        for i, (name, index) in enumerate(zip(eng.services(), indices, strict=True))
+    ]
 
 
 def _gateway_tokenizer(spec: StackSpec) -> str | None:
@@ -287,12 +302,13 @@ def _abspath(raw: str | None, cwd: Path) -> str | None:
 
 
 def _targets(spec: StackSpec, host: str) -> dict[str, Any]:
-    """Scrape targets for the local runtime: everything on this host's ports."""
-    engine = f"127.0.0.1:{spec.ports.engine}"
-    gpu = {"address": engine, "path": "/dcgm/metrics"} if spec.engine.kind == "sim" else None
+    """Scrape targets for the local runtime: everything on this host's ports, an engine per
+    replica."""
+    engines = [f"127.0.0.1:{port}" for port in spec.ports_of("engine")]
+    gpu = {"addresses": engines, "path": "/dcgm/metrics"} if spec.engine.kind == "sim" else None
     return {
         "gateway": host_port(host, spec.ports.gateway),
-        "engine": engine,
+        "engines": engines,
         "gpu": gpu,
         "prometheus": host_port(host, spec.ports.prometheus),
     }
@@ -300,15 +316,15 @@ def _targets(spec: StackSpec, host: str) -> dict[str, Any]:
 
 def _docker_targets(spec: StackSpec) -> dict[str, Any]:
     """Scrape targets for compose: service names on the stack's network."""
-    engine = f"engine:{ENGINE_PORT}"
-    gpu: dict[str, str] | None = None
+    engines = [f"{name}:{ENGINE_PORT}" for name in spec.engine.services()]
+    gpu: dict[str, Any] | None = None
     if spec.engine.kind == "sim":
-        gpu = {"address": engine, "path": "/dcgm/metrics"}
+        gpu = {"addresses": engines, "path": "/dcgm/metrics"}
     elif spec.observability.dcgm_exporter:
-        gpu = {"address": f"dcgm-exporter:{DCGM_PORT}", "path": "/metrics"}
+        gpu = {"addresses": [f"dcgm-exporter:{DCGM_PORT}"], "path": "/metrics"}
     return {
         "gateway": f"gateway:{GATEWAY_PORT}",
-        "engine": engine,
+        "engines": engines,
         "gpu": gpu,
         "prometheus": f"localhost:{PROMETHEUS_PORT}",
     }

@@ -11,11 +11,18 @@ import re
 from collections.abc import Callable
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from llmctl.core.config import AlertThresholds, GatewaySettings
 from llmctl.core.metrics import RECORDING_WINDOW
-from llmctl.stack import grammar
+from llmctl.stack import grammar, replicas
 
 EngineKind = Literal["vllm", "sim"]
 RuntimeKind = Literal["docker", "local"]
@@ -125,7 +132,16 @@ class EngineSpec(_Spec):
     )
     startup_timeout_s: float = Field(180.0, gt=0, description="How long `up` waits for health.")
     replicas: int = Field(
-        1, ge=1, description="Engine replicas (the kubernetes target; local and docker run one)."
+        1,
+        ge=1,
+        description="Engines behind the gateway, each a whole model copy: `engine-0` .. "
+        "(processes, compose services, pods).",
+    )
+    device_ids: list[str] | None = Field(
+        None,
+        description="GPUs the engines take (docker: device_ids; local vLLM: "
+        "CUDA_VISIBLE_DEVICES), in consecutive groups of tensor x pipeline x data parallel size, "
+        "one group per replica; default 0 .. N-1 with several replicas, any with one.",
     )
     sim: SimSpec = Field(default_factory=SimSpec)
 
@@ -165,10 +181,46 @@ class EngineSpec(_Spec):
         # Copied into .env, whose quoting has its own limits (see llmctl.stack.credentials).
         return _optional(grammar.dotenv_safe, _optional(grammar.path, value))
 
+    @field_validator("device_ids")
+    @classmethod
+    def _check_devices(cls, value: list[str] | None, info: ValidationInfo) -> list[str] | None:
+        # Fields declared above this one are in info.data (when they were valid themselves).
+        for device in value or []:
+            if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9-]*", device):
+                raise ValueError(f"{device!r} is not a GPU index or UUID (0, GPU-8f2c...)")
+        repeated = sorted({d for d in value or [] if value and value.count(d) > 1})
+        if repeated:
+            raise ValueError(f"{', '.join(repeated)} listed twice: one engine per GPU")
+        if "replicas" not in info.data or "extra_args" not in info.data:
+            return value
+        count = info.data["replicas"]
+        replicas.device_groups(value, count, replicas.gpus_per_replica(info.data["extra_args"]))
+        pinned = count > 1 or value is not None
+        env = info.data.get("env", {})
+        if info.data.get("kind") == "vllm" and pinned and "CUDA_VISIBLE_DEVICES" in env:
+            raise ValueError(
+                "engine.env sets CUDA_VISIBLE_DEVICES, but each replica gets its own GPUs: "
+                "list them in engine.device_ids instead"
+            )
+        return value
+
     @property
     def name(self) -> str:
         """The model name clients send (and the gateway fills in)."""
         return self.served_name or self.model
+
+    @property
+    def gpus_per_replica(self) -> int:
+        """The GPUs one vLLM engine takes (its parallel sizes in extra_args)."""
+        return replicas.gpus_per_replica(self.extra_args)
+
+    def device_groups(self) -> list[list[str]] | None:
+        """Each replica's GPU device ids; None: one replica, on any GPU(s)."""
+        return replicas.device_groups(self.device_ids, self.replicas, self.gpus_per_replica)
+
+    def services(self) -> list[str]:
+        """The engine services: `engine`, or `engine-0` .. with several replicas."""
+        return replicas.names(self.replicas)
 
 
 class GatewaySpec(GatewaySettings):
@@ -380,11 +432,19 @@ class StackSpec(_Spec):
     @model_validator(mode="after")
     def _distinct_ports(self) -> StackSpec:
         used: dict[int, str] = {}
+
+        def named(key: str) -> str:
+            ports = self.ports_of(key)
+            many = f" ({ports[0]}-{ports[-1]}, one per engine replica)" if len(ports) > 1 else ""
+            return f"ports.{key}{many}"
+
         for key in self.published_ports():
-            port = getattr(self.ports, key)
-            if port in used:
-                raise ValueError(f"ports.{key} and ports.{used[port]} are both {port}")
-            used[port] = key
+            for port in self.ports_of(key):
+                if port > 65535:
+                    raise ValueError(f"{named(key)} runs past 65535")
+                if port in used:
+                    raise ValueError(f"{named(key)} and {named(used[port])} both take {port}")
+                used[port] = key
         return self
 
     @property
@@ -405,12 +465,19 @@ class StackSpec(_Spec):
             keys.append("open_webui")
         return keys
 
+    def ports_of(self, key: str) -> list[int]:
+        """The ports `ports.<key>` stands for: the engine's is the first of one per replica
+        (local runtime), in the order of `engine.services()`."""
+        first: int = getattr(self.ports, key)
+        return [first + i for i in range(self.engine.replicas)] if key == "engine" else [first]
+
     def endpoints(self) -> dict[str, str]:
         """Service name -> URL a user opens on the host."""
         host = connect_host(self.ports.bind_address)
         urls = {"gateway": f"http://{host_port(host, self.ports.gateway)}"}
         if self.runtime == "local":
-            urls["engine"] = f"http://127.0.0.1:{self.ports.engine}"
+            for name, port in zip(self.engine.services(), self.ports_of("engine"), strict=True):
+                urls[name] = f"http://127.0.0.1:{port}"
         names = {"prometheus": "prometheus", "grafana": "grafana", "open_webui": "open-webui"}
         for key in self.published_ports():
             if key in names:

@@ -48,6 +48,9 @@ def _signals(ttft: float | None, itl: float | None, **kw: object) -> Signals:
         # limit came from has not taken effect yet; do not cut twice for one event.
         (_signals(2.0, 0.03, active=12), 1, (8, "hold")),
         (_signals(0.2, 0.02, preemptions_per_s=0.5, active=9), 1, (8, "hold")),
+        # TTFT measured under this limit but no request has ended yet (no ITL): do not grow on
+        # half the evidence.
+        (_signals(0.2, None), 9, (8, "hold")),
         # No samples at all and a healthy engine: hold.
         (Signals(None, None, 0, queued=5, active=8), 9, (8, "hold")),
     ],
@@ -82,6 +85,24 @@ def test_increase_grows_with_the_headroom(limit: int, ttft: float, expected: int
     decision = decide(
         limit, _signals(ttft, 0.0, active=limit), SLO_, low=1, high=64, since_decrease=9
     )
+    assert (decision.limit, decision.direction) == (expected, "up"), decision.reason
+
+
+@pytest.mark.parametrize(
+    ("limit", "ceiling", "expected"),
+    [
+        (10, 40, 15),  # far below where it broke: fast growth (capped at +50 %)
+        (30, 40, 34),  # fast growth stops at 85 % of the limit that broke
+        (34, 40, 35),  # from there, single steps
+        (38, 40, 39),  # up to the edge and past it, one at a time
+        (30, None, 45),  # nothing remembered: fast growth
+    ],
+)
+def test_growth_slows_near_the_limit_that_broke(
+    limit: int, ceiling: int | None, expected: int
+) -> None:
+    signals = _signals(0.1, 0.0, active=limit)
+    decision = decide(limit, signals, SLO_, low=1, high=64, since_decrease=9, ceiling=ceiling)
     assert (decision.limit, decision.direction) == (expected, "up"), decision.reason
 
 

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import time
+
 import httpx
 
 from llmctl.core import metrics as m
+from llmctl.sim.gpu import GpuTelemetry
+from llmctl.sim.profiles import TINY
 from tests.exposition import Exposition, scrape_value
 from tests.sim.conftest import Sim
 from tests.support import VLLM_REFERENCE_METRICS, eventually
@@ -125,3 +129,16 @@ def test_aborted_stream_frees_kv_and_running_at_once(sim: Sim) -> None:
     # vLLM 0.32 records no stats for a client abort (tests/vllm/test_metrics_parity.py pins that).
     after = scrape_value(metrics, "vllm:request_success_total", finished_reason="abort")
     assert after == aborts
+
+
+def test_dcgm_telemetry_names_the_gpu_it_is_told() -> None:
+    """`--gpu-index N` (a stack's replica on GPU N): its own `gpu` label and UUID."""
+    pages = [
+        Exposition.parse(GpuTelemetry(TINY, lambda: 0.0, time.monotonic, index=i).render().decode())
+        for i in (0, 3)
+    ]
+    for spec in m.DCGM_METRICS:
+        assert pages[1].value(spec.name, gpu="3") >= 0
+        assert not pages[1].matching(spec.name, gpu="0")
+    uuids = [{s.labels["UUID"] for s in p.matching("DCGM_FI_DEV_GPU_UTIL")} for p in pages]
+    assert uuids[0].isdisjoint(uuids[1])
