@@ -186,13 +186,9 @@ class FairQueue:
         """Forget a waiter that left (timed out, cancelled); lazily dropped from the heaps."""
         if not entry.live:
             return
-        entry.live = False
-        self._size -= 1
-        if entry in self._urgent:
-            self._urgent.remove(entry)
+        klass = self._unlink(entry)
+        if klass is None:
             return
-        klass = self._by_rank[entry.rank]
-        klass.waiting -= 1
         tenant = klass.tenants[entry.tenant]
         was_head = bool(tenant.line) and tenant.line[0] is entry
         tenant.line.remove(entry)
@@ -302,14 +298,21 @@ class FairQueue:
             heapq.heappush(heads, item)
         return found
 
-    def _take(self, entry: Entry) -> None:
+    def _unlink(self, entry: Entry) -> _Class | None:
+        """Mark `entry` gone and uncount it; its class, unless it waited in the urgent line."""
         entry.live = False
         self._size -= 1
         if entry in self._urgent:
             self._urgent.remove(entry)
-            return
+            return None
         klass = self._by_rank[entry.rank]
         klass.waiting -= 1
+        return klass
+
+    def _take(self, entry: Entry) -> None:
+        klass = self._unlink(entry)
+        if klass is None:
+            return
         klass.virtual = max(klass.virtual, entry.tag)
         tenant = klass.tenants[entry.tenant]
         tenant.line.remove(entry)

@@ -109,13 +109,14 @@ def rig(tmp_path: Path) -> Iterator[Rig]:
                     proc.wait()
 
 
-def _settled(rig: Rig, band: float = 0.15, seconds: float = 30) -> float:
+def _settled(rig: Rig, band: float | None = 0.15, seconds: float = 30) -> float:
     """Let the limit find its level under the load; its mean over the last few seconds."""
     seen = rig.settle(seconds)
     tail = seen[len(seen) * 2 // 3 :]
     mean = statistics.fmean(tail)
     assert mean > 8, seen  # it grew from its start
-    assert max(tail) - min(tail) <= max(2, band * mean), seen  # and holds still
+    if band is not None:
+        assert max(tail) - min(tail) <= max(2, band * mean), seen  # and holds still
     return mean
 
 
@@ -152,13 +153,13 @@ def test_prompts_three_times_longer_lower_the_limit(rig: Rig) -> None:
 
 def test_a_cache_too_small_for_the_batch_lowers_the_limit(rig: Rig) -> None:
     # A looser ITL target, so that the cache, not latency, is what binds after the change.
-    # Long requests (each ~15 s of wall time here) report their latencies late: start near the
-    # level and give the limit longer to find it.
+    # Long requests (each ~15 s of wall time here) report their ITL late, and the limit grows
+    # only on both targets measured: it may still be climbing when the cache shrinks. Only the
+    # cut is judged here (the other tests judge steadiness): its level after the change against
+    # the mean before (lower than where it was heading, so the test is the harder for it).
     rig.set_limits(adaptive_itl_s=wall(0.040), max_active=16)
     rig.load(64, input_len=2800)
-    # ~2.9k-token prompts at a limit near 13: each interval's TTFT p95 comes from a handful of
-    # requests whose prefills collide or not, so the level wanders more than with short prompts.
-    before = _settled(rig, band=0.35, seconds=45)
+    before = _settled(rig, band=None, seconds=45)
     # A twentieth of the cache holds ~23k tokens: about 8 of these ~2.9k-token requests.
     rig.change(kv_fraction=0.05)
     after = rig.settle(20)
