@@ -1,5 +1,6 @@
-"""What the benchmark scripts share: free ports, readiness polling, child processes, CPU time, and
-a tenants file whose limits never bind (the gateway's cost with tenants)."""
+"""What the benchmark scripts share: free ports, readiness polling, child processes (one or several
+at once), CPU time, reading /metrics, and a tenants file whose limits never bind (the gateway's
+cost with tenants)."""
 
 from __future__ import annotations
 
@@ -14,6 +15,8 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any
+
+from prometheus_client.parser import text_string_to_metric_families
 
 from llmctl.gateway.tenants import key_hash
 
@@ -104,6 +107,51 @@ def started(
         yield proc
     finally:
         stop(proc, grace)
+
+
+@contextmanager
+def started_together(
+    commands: Sequence[tuple[Sequence[str], str]],
+    *,
+    timeout: float = 60.0,
+    stderr: Output = None,
+    grace: float = 10.0,
+) -> Iterator[list[subprocess.Popen[bytes]]]:
+    """Run several `(args, ready_url)` children at once (their start-ups overlap), wait until each
+    answers, and always stop every one on exit."""
+    procs: list[subprocess.Popen[bytes]] = []
+    try:
+        for args, _ in commands:
+            procs.append(subprocess.Popen(list(args), stdout=subprocess.DEVNULL, stderr=stderr))
+        for proc, (_, url) in zip(procs, commands, strict=True):
+            wait_ready(url, timeout, proc=proc)
+        yield procs
+    finally:
+        for proc in procs:
+            stop(proc, grace)
+
+
+def sum_samples(page: str, name: str) -> float:
+    """The sum of every sample of `name` (all label sets) on a Prometheus text page; 0 if none."""
+    total = 0.0
+    for family in text_string_to_metric_families(page):
+        total += sum(s.value for s in family.samples if s.name == name)
+    return total
+
+
+def by_label(page: str, name: str, label: str) -> dict[str, float]:
+    """Each sample of `name` on a Prometheus text page, by the value of its `label`."""
+    return {
+        s.labels.get(label, ""): s.value
+        for family in text_string_to_metric_families(page)
+        for s in family.samples
+        if s.name == name
+    }
+
+
+def get_text(url: str, timeout: float = 5.0) -> str:
+    with urllib.request.urlopen(url, timeout=timeout) as resp:
+        return str(resp.read().decode())
 
 
 TENANT_KEY = "sk-overhead-tenant"  # a benchmark's own throwaway key

@@ -260,9 +260,11 @@ def gateway() -> Json:
                     q(f"min by (engine) ({m.GATEWAY_ENGINE_UP.series}{{{GW}}})", "{{engine}} up")],
                    "short", "Requests at each engine against its own limit (it ramps up after a "
                    "comeback); up = 1 while in rotation."),
-                ts("Engines: routing", [
-                    q(rate(m.GATEWAY_ROUTED.series, GW, "engine, reason"), "{{engine}} {{reason}}")],
-                   PERS, "Requests sent to each engine per second, by why it was chosen."),
+                ts("Engines: routing and failover", [
+                    q(rate(m.GATEWAY_ROUTED.series, GW, "engine, reason"), "{{engine}} {{reason}}"),
+                    q(rate(m.GATEWAY_RETRIES.series, GW, "kind"), "retried after {{kind}}")],
+                   PERS, "Requests sent to each engine per second, by why it was chosen; requests "
+                   "sent to another engine after theirs failed before the first byte, by failure."),
             ],
             [
                 ts("Classes: waiting and active", [
@@ -381,6 +383,18 @@ def engine() -> Json:
                 ts("Preemptions", [q(rate(m.VLLM_PREEMPTIONS.series, ENG, "instance"),
                                      "{{instance}}")], PERS,
                    "Requests preempted per second in each engine (KV cache pressure)."),
+            ],
+            [
+                ts("Prefix cache hit rate", [
+                    q(f"{rate(m.VLLM_PREFIX_CACHE_HITS.series, ENG, 'instance')} / "
+                      f"{rate(m.VLLM_PREFIX_CACHE_QUERIES.series, ENG, 'instance')}",
+                      "{{instance}}")],
+                   "percentunit", "Share of prompt tokens found in the prefix cache, in each "
+                   "engine: what prefix-affinity routing raises.", min=0, max=1),
+                ts("Prefix cache tokens", [
+                    q(rate(m.VLLM_PREFIX_CACHE_QUERIES.series, ENG, "instance"), "{{instance}} queried"),
+                    q(rate(m.VLLM_PREFIX_CACHE_HITS.series, ENG, "instance"), "{{instance}} hit")],
+                   TOKPS, "Prompt tokens looked up in the prefix cache and found there, in each engine."),
             ],
             [
                 ts("Time to first token", quantiles(m.VLLM_TTFT, ENG), "s", "Engine TTFT percentiles."),

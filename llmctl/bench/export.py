@@ -14,9 +14,10 @@ from llmctl.bench.strategies import MixStrategy
 
 
 def level_row(level: LevelReport, stream: StreamReport | None = None) -> dict[str, Any]:
-    """One flat CSV row: strategy fields, failure classes and server numbers as their own columns
-    (the server series over time are left to the JSON: a row holds numbers, not lists); with
-    `stream`, that stream of a mix level (its numbers, the level's name and no server)."""
+    """One flat CSV row: strategy fields, failure classes, requests per engine (`engine_HOST:PORT`)
+    and server numbers as their own columns (the server series over time are left to the JSON: a
+    row holds numbers, not lists); with `stream`, that stream of a mix level (its numbers, the
+    level's name and no server)."""
     row: dict[str, Any] = {"level": level.label}
     if level.streams:
         row["stream"] = stream.name if stream else ""
@@ -27,9 +28,10 @@ def level_row(level: LevelReport, stream: StreamReport | None = None) -> dict[st
         row["stream_class"] = spec.class_name if spec else None
         row["stream_load"] = spec.load.label if spec else None
     numbers: LevelNumbers = stream if stream is not None else level
-    exclude = {"strategy", "failures", "error_samples", "server", "streams", "name"}
+    exclude = {"strategy", "failures", "error_samples", "server", "streams", "name", "engines"}
     row.update(numbers.model_dump(exclude=exclude))
     row.update({f"failures_{k}": v for k, v in numbers.failures.items()})
+    row.update({f"engine_{k}": v for k, v in numbers.engines.items()})
     if stream is None and level.server is not None:
         server = level.server.model_dump(exclude={"sources", "errors", "series"})
         row.update({f"server_{k}": v for k, v in server.items()})

@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 import math
 from bisect import bisect_left, bisect_right
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -226,4 +227,5 @@ def numbers(
     for name, values in (("admitted_ttft", admitted_ttft), ("admitted_e2el", admitted_e2el)):
         fields.update(summarize(values, name, ("mean", "median", "p95", "p99")))
     fields.update(summarize(lag, "sched_lag", ("mean", "p99", "max")))
+    fields["engines"] = dict(sorted(Counter(r.engine for r in measured if r.engine).items()))
     return fields

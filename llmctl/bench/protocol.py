@@ -15,8 +15,9 @@ import time
 from typing import Any, cast
 
 from llmctl.bench.record import RequestRecord, failure_class
-from llmctl.core.openai import CHAT, DONE, has_text
+from llmctl.core.openai import CHAT, DONE, ENGINE_HEADER, has_text
 
+_ENGINE_HEADER = ENGINE_HEADER.lower()
 _HEAD, _CHUNK_SIZE, _CHUNK_DATA, _LENGTH, _UNTIL_CLOSE, _DONE = range(6)
 
 
@@ -190,6 +191,8 @@ class Connection(asyncio.Protocol):
             elif name == "x-queue-wait-ms":
                 with contextlib.suppress(ValueError):
                     record.queue_wait_ms = float(value)
+            elif name == _ENGINE_HEADER:
+                record.engine = value
         self.sse = status == 200 and "event-stream" in content_type
         if chunked:
             self.state = _CHUNK_SIZE

@@ -39,6 +39,7 @@ class RequestRecord:
     completion_tokens: int | None = None  # from `usage`; None when the server sent none
     queue_wait_ms: float | None = None
     prompt_estimate: int = 0
+    engine: str | None = None  # the engine an llmctl gateway chose (its X-Llmctl-Engine)
 
     @property
     def ok(self) -> bool:

@@ -18,7 +18,8 @@ SCHEMA_VERSION = 2
 # observed peak in flight is `max_concurrent_requests` (vLLM's name; v1 called it max_concurrency,
 # which vLLM uses for the configured cap); std_*_ms, max_output_tokens_per_s, the target's limits,
 # label and metadata, server-side time averages, sampling gaps and series over time, and mix
-# levels (`--mix`: a `mix` strategy and the level's numbers per stream in `streams`) are new.
+# levels (`--mix`: a `mix` strategy and the level's numbers per stream in `streams`) and requests
+# per engine behind a gateway (`engines`) are new.
 
 _NUMBER = r"(?:-?\d[\d.eE+-]*|null)"
 _NUMBER_LIST = re.compile(rf"\[\s*(?:{_NUMBER}\s*,\s*)*{_NUMBER}\s*\]")
@@ -174,6 +175,10 @@ class LevelNumbers(_Model):
     mean_sched_lag_ms: float | None = None
     p99_sched_lag_ms: float | None = None
     max_sched_lag_ms: float | None = None
+
+    # Requests sent per engine, as an llmctl gateway named it in X-Llmctl-Engine (failures it
+    # answered included); empty when the target named none.
+    engines: dict[str, int] = Field(default_factory=dict)
 
 
 class StreamReport(LevelNumbers):

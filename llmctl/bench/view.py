@@ -321,6 +321,33 @@ def server_table(report: BenchReport) -> Table | None:
     return _terms_table(SERVER, levels, "server side, from /metrics (warm-up included)")
 
 
+def engines_table(report: BenchReport) -> Table | None:
+    """Per level, the requests each engine behind an llmctl gateway got (from its X-Llmctl-Engine
+    answers), and how far the busiest is above the mean; None unless some level saw two engines."""
+    levels = [lv for lv in report.levels if len(lv.engines) >= 2]
+    if not levels:
+        return None
+    table = _table("per engine (the gateway's X-Llmctl-Engine)")
+    table.add_column("level", no_wrap=True)
+    table.add_column("engine", no_wrap=True)
+    for header in ("requests", "share", "busiest\n/ mean"):
+        table.add_column(header, justify="right")
+    for level in levels:
+        counts = level.engines
+        total = sum(counts.values())
+        busiest = max(counts.values()) / (total / len(counts))
+        for i, (name, count) in enumerate(counts.items()):
+            table.add_row(
+                level.label if i == 0 else "",
+                name,
+                str(count),
+                f"{count / total:.0%}",
+                f"{busiest:.2f}" if i == 0 else "",
+                end_section=i == len(counts) - 1,
+            )
+    return table
+
+
 def _full_columns(report: BenchReport) -> list[tuple[str, LevelNumbers]]:
     """A column per level, and after a mix level one per stream (`mix NAME / STREAM`)."""
     columns: list[tuple[str, LevelNumbers]] = []
@@ -376,6 +403,9 @@ def report_view(report: BenchReport, *, verbose: bool = False) -> RenderableType
     server = server_table(report)
     if server is not None:
         parts += [Text(""), server, legend(SERVER[1:])]
+    engines = engines_table(report)
+    if engines is not None:
+        parts += [Text(""), engines]
     return Group(*parts)
 
 

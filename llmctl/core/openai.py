@@ -35,6 +35,8 @@ ROUTES: dict[str, Route] = {route.path: route for route in (CHAT, COMPLETIONS)}
 # bench's --endpoint names
 ENDPOINTS: dict[str, Route] = {"chat": CHAT, "completions": COMPLETIONS}
 MODELS_PATH = "/v1/models"
+# The llmctl gateway names the engine that served a request in this response header.
+ENGINE_HEADER = "X-Llmctl-Engine"
 
 DONE = b"[DONE]"
 DONE_EVENT = b"data: [DONE]\n\n"

@@ -105,6 +105,7 @@ def access_fields(route: str, outcome: Outcome, duration_s: float) -> dict[str, 
         "route": route,
         "status": outcome.status,
         "reason": outcome.reason or "internal_error",
+        "engine": outcome.engine,
         "queue_wait_ms": _ms(outcome.queue_wait_s),
         "ttft_ms": _ms(outcome.ttft_s),
         "duration_ms": _ms(duration_s),
@@ -150,7 +151,7 @@ class AccessLog:
             line = (
                 f"{self._stamp(now)} INFO {ACCESS_LOGGER}: request_id={outcome.request_id or '-'} "
                 f"route={route} status={outcome.status} "
-                f"reason={outcome.reason or 'internal_error'} "
+                f"reason={outcome.reason or 'internal_error'} engine={outcome.engine or '-'} "
                 f"queue_wait_ms={'-' if wait is None else f'{wait * 1000:.1f}'} "
                 f"ttft_ms={'-' if ttft is None else f'{ttft * 1000:.1f}'} "
                 f"duration_ms={duration_s * 1000:.1f} "

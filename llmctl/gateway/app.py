@@ -19,6 +19,7 @@ from llmctl.core.config import GatewayConfig
 from llmctl.core.openai import (
     CHAT,
     COMPLETIONS,
+    ENGINE_HEADER,
     MODELS_PATH,
     Route,
 )
@@ -38,15 +39,13 @@ from llmctl.gateway.limiter import AdaptiveLimiter
 from llmctl.gateway.metrics import GatewayMetrics, Outcome
 from llmctl.gateway.payload import BadRequestError, CompletionRequest, parse_completion, request_id
 from llmctl.gateway.proxy import EngineFailedError, Proxy, make_session
-from llmctl.gateway.router import SESSION_HEADER, EngineRouter, RouteHint
+from llmctl.gateway.router import SESSION_HEADER, EngineRouter, Retry, RouteHint
 from llmctl.gateway.tenants import CLASS_HEADER, Tenancy, Tenant, load_tenants
 from llmctl.gateway.tokens import TokenCounter
 
 log = logging.getLogger(__name__)
 
 GATEWAY_KEY: web.AppKey[Gateway] = web.AppKey("gateway")
-# The engine that served a request (its host:port), on every answer that reached one.
-ENGINE_HEADER = "X-Llmctl-Engine"
 
 
 class Gateway:
@@ -305,7 +304,7 @@ class Gateway:
             if proxy is None:
                 raise RuntimeError("gateway not started")
             for attempt in (1, 2):
-                headers[ENGINE_HEADER] = slot.engine.name
+                headers[ENGINE_HEADER] = outcome.engine = slot.engine.name
                 if collect is not None:
                     collect.clear()  # a failed first attempt's bytes are not the answer
                 try:
@@ -331,7 +330,7 @@ class Gateway:
                     slot.release()
                     metrics.retries.labels(failed.kind).inc()
                     retried = await self._admit(
-                        hint,
+                        Retry(hint),
                         headers,
                         outcome,
                         tenant=tenant,
@@ -376,7 +375,7 @@ class Gateway:
 
     async def _admit(
         self,
-        hint: RouteHint | None,
+        hint: RouteHint | Retry | None,
         headers: dict[str, str],
         outcome: Outcome,
         *,

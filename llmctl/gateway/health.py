@@ -19,8 +19,7 @@ import contextlib
 import json
 import logging
 import socket
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Awaitable, Callable
 from urllib.parse import urlsplit
 
 import aiohttp
@@ -83,10 +82,17 @@ def gauge_sum(page: bytes, prefix: bytes) -> float | None:
     return total if found else None
 
 
-def dns_urls(scheme: str, infos: list[tuple[Any, ...]], port: int) -> list[str]:
-    """Engine URLs for the addresses of a getaddrinfo answer, in a stable order."""
-    hosts = sorted({str(info[4][0]) for info in infos})
-    return [f"{scheme}://[{h}]:{port}" if ":" in h else f"{scheme}://{h}:{port}" for h in hosts]
+def dns_urls(scheme: str, hosts: list[str], port: int) -> list[str]:
+    """Engine URLs for the addresses a name resolved to, in a stable order."""
+    return [
+        f"{scheme}://[{h}]:{port}" if ":" in h else f"{scheme}://{h}:{port}" for h in sorted(hosts)
+    ]
+
+
+async def system_lookup(host: str, port: int) -> list[str]:
+    """The addresses `host` resolves to, by the system's resolver (raises OSError)."""
+    infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    return sorted({str(info[4][0]) for info in infos})
 
 
 class PoolMonitor:
@@ -116,6 +122,9 @@ class PoolMonitor:
         self.polling = polling  # whether load signals are wanted now (routing, adaptive mode)
         self._tasks: list[asyncio.Task[None]] = []
         self.dns_detail = ""
+        # How a name becomes addresses; tests swap it (the system resolver cannot be steered
+        # without editing /etc/hosts for the whole machine).
+        self.lookup: Callable[[str, int], Awaitable[list[str]]] = system_lookup
 
     def start(self) -> None:
         loop = asyncio.get_running_loop()
@@ -218,16 +227,14 @@ class PoolMonitor:
         parts = urlsplit(self._dns)
         port = parts.port or (443 if parts.scheme == "https" else 80)
         try:
-            infos = await asyncio.get_running_loop().getaddrinfo(
-                parts.hostname, port, type=socket.SOCK_STREAM
-            )
+            hosts = await self.lookup(parts.hostname or "", port)
         except OSError as exc:
             # Keep the last known members: a DNS hiccup must not empty the pool.
             self.dns_detail = f"{parts.hostname}: {exc.strerror or exc}"
             log.warning("cannot resolve %s: %s", parts.hostname, exc)
             return
         self.dns_detail = ""
-        joined, left = self.pool.reconcile(dns_urls(parts.scheme, list(infos), port))
+        joined, left = self.pool.reconcile(dns_urls(parts.scheme, hosts, port))
         for engine in joined:
             log.info("engine %s joined (DNS %s)", engine.name, parts.hostname)
         for engine in left:

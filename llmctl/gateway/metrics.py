@@ -24,6 +24,7 @@ class Outcome:
 
     __slots__ = (
         "class_name",
+        "engine",
         "queue_wait_s",
         "reason",
         "request_id",
@@ -41,6 +42,7 @@ class Outcome:
         self.class_name: str | None = None
         # For the access log: known once the request got that far.
         self.request_id: str | None = None
+        self.engine: str | None = None  # the engine it went to last (host:port)
         self.queue_wait_s: float | None = None
         self.ttft_s: float | None = None
 

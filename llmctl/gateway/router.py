@@ -10,7 +10,7 @@ from typing import Any
 from llmctl.gateway.affinity import AffinityIndex, chain, prompt_text
 from llmctl.gateway.engines import Engine, EnginePool
 from llmctl.gateway.metrics import GatewayMetrics
-from llmctl.gateway.routing import Policy, Reason, choose
+from llmctl.gateway.routing import Policy, Reason, choose, least_loaded
 
 SESSION_HEADER = "X-Session-Id"
 
@@ -21,6 +21,14 @@ class RouteHint:
 
     hashes: list[int]
     session: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Retry:
+    """The hint of a request sent once more after its engine failed: it goes to the least loaded
+    of the other engines (counted as reason `retry`), and a round robin's turn does not move."""
+
+    hint: RouteHint | None
 
 
 class EngineRouter:
@@ -50,6 +58,14 @@ class EngineRouter:
         return RouteHint(chain(prompt_text(body, body_key)), session or None)
 
     def __call__(self, candidates: list[Engine], hint: Any) -> Engine:
+        if isinstance(hint, Retry):
+            loads = self.pool.loads(candidates, self._limit())
+            best = least_loaded(loads, self._turn).name
+            engine = next(e for e in candidates if e.name == best)
+            if hint.hint is not None:
+                self.index.record(hint.hint.hashes, engine.name, hint.hint.session)
+            self._metrics.routed.labels(engine.name, "retry").inc()
+            return engine
         preferred = None
         reason: Reason
         if isinstance(hint, RouteHint):
@@ -59,8 +75,15 @@ class EngineRouter:
             reason = "round_robin" if self.policy == "round_robin" else "least_loaded"
         else:
             loads = self.pool.loads(candidates, self._limit())
+            routable = self.pool.routable()
             choice = choose(
-                self.policy, loads, turn=self._turn, preferred=preferred, slack=self.slack
+                self.policy,
+                loads,
+                turn=self._turn,
+                preferred=preferred,
+                slack=self.slack,
+                total_active=sum(e.active for e in routable),
+                engines=len(routable),
             )
             engine = next(e for e in candidates if e.name == choice.engine)
             reason = choice.reason

@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+import io
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from rich.console import Console
 
 from llmctl.bench.config import BenchConfig, PromptSpec
+from llmctl.bench.export import to_csv
 from llmctl.bench.report import SERIES_NAMES, BenchReport
 from llmctl.bench.runner import run_bench
 from llmctl.bench.strategies import ConcurrentStrategy, RateStrategy
+from llmctl.bench.view import report_view
 from llmctl.sim.profiles import RTX3090_QWEN25_14B_AWQ as PROFILE
 from tests.bench.conftest import StartServer
 from tests.support import free_port, llmctl_server
@@ -177,3 +181,30 @@ def test_completions_endpoint_and_datasets(sim_server: StartServer, tmp_path: Pa
     # A dataset line's own max_tokens wins over --output-len.
     assert reports["chat dataset"].levels[0].total_output_tokens == 5 + 8 + 5 + 8
     assert reports["synthetic completions"].levels[0].total_output_tokens == 4 * 8
+
+
+def test_per_engine_load_behind_a_gateway(sim_server: StartServer, tmp_path: Path) -> None:
+    """Two engines, round robin: the report counts each engine's requests from X-Llmctl-Engine,
+    and the printed view has a row per engine."""
+    with sim_server("--time-scale", "20") as first, sim_server("--time-scale", "20") as second:
+        port = free_port()
+        args = ["gateway", "serve", "--upstream", f"{first},{second}", "--port", str(port),
+                "--routing", "round_robin"]  # fmt: skip
+        url = f"http://127.0.0.1:{port}"
+        with llmctl_server(args, ready_url=f"{url}/health", log=tmp_path / "gateway.log"):
+            config = BenchConfig(
+                target=url,
+                levels=[ConcurrentStrategy(concurrency=2)],
+                requests=8,
+                prompts=PromptSpec(input_len=16, output_len=4),
+            )
+            report = run_bench(config)
+    names = [u.removeprefix("http://") for u in (first, second)]
+    assert report.levels[0].engines == {names[0]: 4, names[1]: 4}
+    out = io.StringIO()
+    Console(file=out, width=120).print(report_view(report))
+    rows = [line for line in out.getvalue().splitlines() if any(n in line for n in names)]
+    assert len(rows) == 2
+    assert "1.00" in rows[0]  # the busiest engine over the mean
+    header, row = to_csv(report).splitlines()
+    assert row.split(",")[header.split(",").index(f"engine_{names[1]}")] == "4"

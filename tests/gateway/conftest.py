@@ -89,3 +89,22 @@ def make_gateway(loop: LoopThread, engine: FakeEngine) -> Iterator[MakeGateway]:
     yield make
     for handle in handles:
         loop.run(handle.runner.cleanup())
+
+
+@pytest.fixture
+def engines(loop: LoopThread) -> Iterator[list[FakeEngine]]:
+    """Three fake engines, for a gateway in front of several."""
+    fakes = [FakeEngine() for _ in range(3)]
+    for fake in fakes:
+        loop.run(fake.start())
+    yield fakes
+    for fake in fakes:
+        loop.run(fake.stop())
+
+
+def pool_gateway(make_gateway: MakeGateway, engines: list[FakeEngine], **kw: Any) -> GatewayHandle:
+    """A gateway in front of `engines`, once every one is in rotation."""
+    gw = make_gateway(upstreams=[e.url for e in engines], **kw)
+    names = [e.url.removeprefix("http://") for e in engines]
+    eventually(lambda: all(gw.metric("llmctl_gateway_engine_up", engine=n) == 1 for n in names))
+    return gw

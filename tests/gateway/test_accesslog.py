@@ -70,6 +70,7 @@ def test_text_log_has_a_line_per_request_and_per_limit_change(
         assert float(fields[timing]) >= 0, whole
     assert float(fields["ttft_ms"]) <= float(fields["duration_ms"])
     assert fields["completion_tokens"] == "4"
+    assert fields["engine"] == engine.url.removeprefix("http://")
     streamed = dict(
         pair.split("=", 1)
         for pair in next(line for line in access if "req-stream" in line).split(": ", 1)[1].split()
@@ -79,7 +80,7 @@ def test_text_log_has_a_line_per_request_and_per_limit_change(
     assert (streamed["prompt_tokens"], streamed["completion_tokens"]) == ("7", "5")
     refused = next(line for line in access if "status=400" in line)
     assert "reason=bad_request" in refused
-    assert "queue_wait_ms=- ttft_ms=-" in refused  # it never got that far
+    assert "engine=- queue_wait_ms=- ttft_ms=-" in refused  # it never got that far
 
     limits = [line for line in lines if "llmctl.gateway.limits:" in line]
     assert "limits at start-up: max_active 1," in limits[0]
@@ -127,6 +128,7 @@ def test_the_fast_text_line_says_what_the_fields_say() -> None:
     done = Outcome()
     done.set(200, "ok")
     done.request_id, done.queue_wait_s, done.ttft_s, done.usage = "r-1", 0.00042, 0.13518, (7, 9)
+    done.engine = "10.0.0.2:8000"
     refused = Outcome()
     refused.set(429, "queue_full")
     refused.request_id, refused.queue_wait_s, refused.tenant, refused.class_name = (
@@ -148,4 +150,4 @@ def test_the_fast_text_line_says_what_the_fields_say() -> None:
         expected = logfmt(fields)
         assert line.split(": ", 1)[1] == expected
     first = logfmt(access_fields("/v1/completions", done, 0.25))
-    assert "queue_wait_ms=0.4 ttft_ms=135.2 duration_ms=250.0" in first
+    assert "engine=10.0.0.2:8000 queue_wait_ms=0.4 ttft_ms=135.2 duration_ms=250.0" in first

@@ -11,6 +11,7 @@ A = EngineLoad("a", active=3, limit=4)
 B = EngineLoad("b", active=1, limit=4)
 C = EngineLoad("c", active=1, limit=4, waiting=2.0)  # queues inside the engine
 D = EngineLoad("d", active=0, limit=4, kv_usage=0.9)
+IDLE = [EngineLoad(name, active=0, limit=4) for name in ("x", "y", "z")]
 
 
 @pytest.mark.parametrize(
@@ -30,6 +31,23 @@ D = EngineLoad("d", active=0, limit=4, kv_usage=0.9)
         ("prefix_affinity", [A, B], {"preferred": "a", "slack": 0.6}, ("a", "affinity")),
         ("prefix_affinity", [A, B], {"preferred": "gone"}, ("b", "affinity_overloaded")),
         ("prefix_affinity", [A, B], {}, ("b", "least_loaded")),
+        # Ties go in turn: an idle pool spreads new work (and new prefixes) over every engine.
+        ("least_loaded", IDLE, {"turn": 0}, ("x", "least_loaded")),
+        ("least_loaded", IDLE, {"turn": 4}, ("y", "least_loaded")),
+        # Bounded loads: 1 in flight of 4 engines allows ceil(1.25 x 2/4) = 1 each, so b (1)
+        # may take no second one however generous the slack; with 6 in flight, 3 each.
+        (
+            "prefix_affinity",
+            [B, *IDLE],
+            {"preferred": "b", "slack": 1.0, "total_active": 1, "engines": 4},
+            ("x", "affinity_overloaded"),
+        ),
+        (
+            "prefix_affinity",
+            [B, *IDLE],
+            {"preferred": "b", "slack": 1.0, "total_active": 6, "engines": 4},
+            ("b", "affinity"),
+        ),
     ],
 )
 def test_choose(

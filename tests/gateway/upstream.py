@@ -65,13 +65,15 @@ class FakeEngine:
         self.connections: set[asyncio.BaseTransport] = set()
         self.models_body: bytes | None = None  # replaces the /v1/models answer when set
         self.metrics_body: bytes | None = None  # the /metrics page (None: 404)
+        self.fail_status: int | None = None  # answer every completion with this error status
         self.models_auth: list[str | None] = []  # Authorization of each /v1/models request
         self.runner: web.AppRunner | None = None
+        self.host = "127.0.0.1"
         self.port = 0
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"http://{self.host}:{self.port}"
 
     def app(self) -> web.Application:
         app = web.Application()
@@ -81,10 +83,12 @@ class FakeEngine:
         app.router.add_post("/v1/completions", self._completion)
         return app
 
-    async def start(self, port: int = 0) -> None:
+    async def start(self, port: int = 0, host: str = "127.0.0.1") -> None:
+        """Listen on `host` (any 127.x.y.z is loopback on Linux: several engines, one port)."""
+        self.host = host
         self.runner = web.AppRunner(self.app(), handler_cancellation=True, access_log=None)
         await self.runner.setup()
-        site = web.TCPSite(self.runner, "127.0.0.1", port)
+        site = web.TCPSite(self.runner, host, port)
         await site.start()
         self.port = self.runner.addresses[0][1]
 
@@ -119,7 +123,7 @@ class FakeEngine:
         done = False
         try:
             await asyncio.sleep(spec.get("delay", 0))
-            status = spec.get("status")
+            status = spec.get("status") or self.fail_status
             if status:
                 done = True
                 err = {"error": {"message": "fake failure", "type": "x", "code": status}}
