@@ -1,0 +1,143 @@
+"""A lean closed-loop streaming client for the gateway benchmarks (raw asyncio, HTTP/1.1 keep-alive).
+
+Each of N streams sends streamed completions back to back over its own connection. Per read it
+only checks for the end of the chunked body and, before the first token, notes the time, so the
+client costs far less than what it measures. Tokens come from each answer's `usage` frame (the
+request asks for it); time to first token is request sent to the first body bytes (completions
+have no role frame, so those bytes are the first token).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import time
+from dataclasses import dataclass, field
+
+_COMPLETION_TOKENS = re.compile(rb'"completion_tokens":\s*(\d+)')
+_END = b"\r\n0\r\n\r\n"  # the end of a chunked body whose last chunk ended in CRLF
+
+
+@dataclass
+class StreamsResult:
+    """What one closed-loop run carried."""
+
+    tokens: int = 0
+    requests: int = 0
+    seconds: float = 0.0
+    ttfts: list[float] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+
+    @property
+    def tokens_per_s(self) -> float:
+        return self.tokens / self.seconds if self.seconds else 0.0
+
+
+class _Conn(asyncio.Protocol):
+    def __init__(self) -> None:
+        self.transport: asyncio.Transport | None = None
+        self.future: asyncio.Future[bytes] | None = None
+        self.head_seen = False
+        self.first: float | None = None
+        self.tail = b""
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self.future is not None and not self.future.done():
+            self.future.set_exception(ConnectionError(f"connection lost: {exc}"))
+
+    def send(self, request: bytes) -> asyncio.Future[bytes]:
+        self.future = asyncio.get_running_loop().create_future()
+        self.head_seen = False
+        self.first = None
+        self.tail = b""
+        assert self.transport is not None
+        self.transport.write(request)
+        return self.future
+
+    def data_received(self, data: bytes) -> None:
+        if not self.head_seen:
+            data = self.tail + data
+            end = data.find(b"\r\n\r\n")
+            if end < 0:
+                self.tail = data
+                return
+            self.head_seen = True
+            if not data.startswith(b"HTTP/1.1 200"):
+                self._done(data)
+                return
+            self.tail = b""
+            data = data[end + 4 :]
+            if not data:
+                return
+        if self.first is None:
+            self.first = time.perf_counter()
+        tail = self.tail[-512:] + data
+        self.tail = tail
+        if tail.endswith(_END):
+            self._done(tail)
+
+    def _done(self, tail: bytes) -> None:
+        if self.future is not None and not self.future.done():
+            self.future.set_result(tail)
+
+
+def request_bytes(host: str, port: int, path: str, body: bytes) -> bytes:
+    return (
+        f"POST {path} HTTP/1.1\r\nHost: {host}:{port}\r\nContent-Type: application/json\r\n"
+        f"Content-Length: {len(body)}\r\n\r\n"
+    ).encode() + body
+
+
+async def _stream(
+    host: str,
+    port: int,
+    request: bytes,
+    result: StreamsResult,
+    requests: int | None,
+    until: float | None,
+) -> None:
+    loop = asyncio.get_running_loop()
+    transport, conn = await loop.create_connection(_Conn, host, port)
+    try:
+        sent = 0
+        while (requests is None or sent < requests) and (
+            until is None or time.perf_counter() < until
+        ):
+            start = time.perf_counter()
+            tail = await conn.send(request)
+            sent += 1
+            match = _COMPLETION_TOKENS.search(tail[tail.rfind(b'"usage"') :])
+            if match is None or conn.first is None:
+                result.errors.append(tail[:200].decode("latin-1"))
+                continue
+            result.tokens += int(match.group(1))
+            result.requests += 1
+            result.ttfts.append(conn.first - start)
+    finally:
+        transport.close()
+
+
+async def closed_loop(
+    base: str,
+    path: str,
+    body: bytes,
+    streams: int,
+    *,
+    requests: int | None = None,
+    seconds: float | None = None,
+) -> StreamsResult:
+    """Run `streams` connections, each sending `requests` requests (or for `seconds`)."""
+    host, _, port_text = base.removeprefix("http://").partition(":")
+    port = int(port_text)
+    request = request_bytes(host, port, path, body)
+    result = StreamsResult()
+    start = time.perf_counter()
+    until = None if seconds is None else start + seconds
+    await asyncio.gather(
+        *(_stream(host, port, request, result, requests, until) for _ in range(streams))
+    )
+    result.seconds = time.perf_counter() - start
+    return result
