@@ -20,12 +20,19 @@ from llmctl.gateway import quota
 from llmctl.gateway.admission import AdmissionController, AdmissionRefusedError, Slot
 from llmctl.gateway.affinity import prompt_text
 from llmctl.gateway.auth import KeyRing, bearer_token, readable
+from llmctl.gateway.connections import ConnectionPool
 from llmctl.gateway.engines import EnginePool
 from llmctl.gateway.errors import error_response
 from llmctl.gateway.fairness import FairQueue
 from llmctl.gateway.health import PoolMonitor
 from llmctl.gateway.metrics import GatewayMetrics, Outcome
-from llmctl.gateway.payload import BadRequestError, CompletionRequest, parse_completion, request_id
+from llmctl.gateway.payload import (
+    BadRequestError,
+    CompletionRequest,
+    add_member,
+    parse_completion,
+    request_id,
+)
 from llmctl.gateway.proxy import EngineFailedError, Proxy, make_session
 from llmctl.gateway.router import SESSION_HEADER, EngineRouter, RouteHint
 from llmctl.gateway.tenants import CLASS_HEADER, Tenancy, Tenant, load_tenants
@@ -64,6 +71,7 @@ class Gateway:
         self.keys = KeyRing(config.api_keys)
         self.admin_keys = KeyRing([config.admin_key] if config.admin_key else [])
         self._session: aiohttp.ClientSession | None = None
+        self.connections = ConnectionPool()
         self.monitor: PoolMonitor | None = None
         self.proxy: Proxy | None = None
         self._retry_unavailable = max(1, math.ceil(config.health_interval_s))
@@ -72,7 +80,7 @@ class Gateway:
         self._session = make_session()
         config = self.config
         self.proxy = Proxy(
-            self._session,
+            self.connections,
             config.request_timeout_s,
             self.metrics,
             self._retry_unavailable,
@@ -101,6 +109,7 @@ class Gateway:
             await self.monitor.stop()
         if self._session is not None:
             await self._session.close()
+        self.connections.close()
 
     # --- the OpenAI routes ------------------------------------------------------------------------
 
@@ -264,24 +273,27 @@ class Gateway:
     ) -> tuple[bytes, bool]:
         """The body the engine gets, and whether the usage the gateway added must be stripped.
 
-        A tenant's tokens are counted from the engine's usage, so a stream asks for it (and the
-        client, which did not, never sees it); with priority_to_engine, the class rides along as
-        vLLM's `priority`. Otherwise the client's bytes go through untouched."""
-        if tenant is None:
-            return parsed.body, False
+        Every stream asks the engine for usage: tokens are counted from that one frame instead of
+        a scan of every chunk, and a client that did not ask never sees it. With
+        priority_to_engine, a tenant's class rides along as vLLM's `priority`. Otherwise the
+        client's bytes go through untouched."""
         data = parsed.data
+        priority = tenant is not None and self.config.priority_to_engine
         options = data.get("stream_options")
         wants_usage = isinstance(options, dict) and options.get("include_usage") is True
         strip = parsed.stream and not wants_usage
-        if not strip and not self.config.priority_to_engine:
+        if not strip and not priority:
             return parsed.body, False
+        if strip and options is None and not priority:
+            # The common case: append the option to the client's JSON object as it is.
+            return add_member(parsed.body, _ASK_USAGE), True
         data = dict(data)
         if strip:
             data["stream_options"] = {
                 **(options if isinstance(options, dict) else {}),
                 "include_usage": True,
             }
-        if self.config.priority_to_engine:
+        if priority:
             data["priority"] = rank
         return json.dumps(data, separators=(",", ":")).encode(), strip
 
@@ -428,6 +440,8 @@ async def _unrouted(request: web.Request) -> web.Response:
         return error_response(405, f"{request.method} is not allowed here", "method_not_allowed")
     return error_response(404, f"no route {request.path}", "not_found")
 
+
+_ASK_USAGE = b'"stream_options":{"include_usage":true}'
 
 _REFUSAL_MESSAGES = {
     "rate_limited": "the tenant is at its rate limit; retry later",

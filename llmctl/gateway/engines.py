@@ -45,6 +45,9 @@ class Engine:
     member: bool = True  # False once DNS no longer lists it (it drains)
     back_at: float | None = None  # monotonic time it last became ready (the ramp starts there)
     routed: int = 0
+    # True once a stream from it carried the usage the gateway asks for: its later streams are
+    # counted from that frame instead of a text scan of every chunk.
+    sends_usage: bool = False
 
     def __post_init__(self) -> None:
         self.name = self.name or engine_name(self.url)
