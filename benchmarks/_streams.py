@@ -91,53 +91,75 @@ def request_bytes(host: str, port: int, path: str, body: bytes) -> bytes:
     ).encode() + body
 
 
+class KeptConnection:
+    """One keep-alive connection that sends the same request again and again."""
+
+    def __init__(self, base: str, path: str, body: bytes) -> None:
+        host, _, port = base.removeprefix("http://").partition(":")
+        self.host, self.port = host, int(port)
+        self.request = request_bytes(self.host, self.port, path, body)
+        self.transport: asyncio.BaseTransport | None = None
+        self.conn: _Conn | None = None
+
+    async def ask(self) -> tuple[float, int]:
+        """(seconds from sending to the first body bytes, completion tokens) of one request."""
+        if self.conn is None:
+            loop = asyncio.get_running_loop()
+            self.transport, self.conn = await loop.create_connection(_Conn, self.host, self.port)
+        start = time.perf_counter()
+        tail = await self.conn.send(self.request)
+        match = _COMPLETION_TOKENS.search(tail[tail.rfind(b'"usage"') :])
+        if match is None or self.conn.first is None:
+            raise RuntimeError(f"unexpected answer: {tail[:200]!r}")
+        return self.conn.first - start, int(match.group(1))
+
+    def close(self) -> None:
+        if self.transport is not None:
+            self.transport.close()
+
+
 async def _stream(
-    host: str,
-    port: int,
-    request: bytes,
+    base: str,
+    path: str,
+    body: bytes,
     result: StreamsResult,
     requests: int | None,
     until: float | None,
 ) -> None:
-    loop = asyncio.get_running_loop()
-    transport, conn = await loop.create_connection(_Conn, host, port)
+    conn = KeptConnection(base, path, body)
     try:
         sent = 0
         while (requests is None or sent < requests) and (
             until is None or time.perf_counter() < until
         ):
-            start = time.perf_counter()
-            tail = await conn.send(request)
             sent += 1
-            match = _COMPLETION_TOKENS.search(tail[tail.rfind(b'"usage"') :])
-            if match is None or conn.first is None:
-                result.errors.append(tail[:200].decode("latin-1"))
+            try:
+                ttft, tokens = await conn.ask()
+            except RuntimeError as exc:
+                result.errors.append(str(exc))
                 continue
-            result.tokens += int(match.group(1))
+            result.tokens += tokens
             result.requests += 1
-            result.ttfts.append(conn.first - start)
+            result.ttfts.append(ttft)
     finally:
-        transport.close()
+        conn.close()
 
 
 async def closed_loop(
     base: str,
     path: str,
-    body: bytes,
+    body: bytes | list[bytes],
     streams: int,
     *,
     requests: int | None = None,
     seconds: float | None = None,
 ) -> StreamsResult:
-    """Run `streams` connections, each sending `requests` requests (or for `seconds`)."""
-    host, _, port_text = base.removeprefix("http://").partition(":")
-    port = int(port_text)
-    request = request_bytes(host, port, path, body)
+    """Run `streams` connections, each sending `requests` requests (or for `seconds`); `body`
+    may be one body per stream."""
     result = StreamsResult()
     start = time.perf_counter()
     until = None if seconds is None else start + seconds
-    await asyncio.gather(
-        *(_stream(host, port, request, result, requests, until) for _ in range(streams))
-    )
+    bodies = body if isinstance(body, list) else [body] * streams
+    await asyncio.gather(*(_stream(base, path, b, result, requests, until) for b in bodies))
     result.seconds = time.perf_counter() - start
     return result

@@ -4,7 +4,7 @@
         [--ttft-ms 10] [--itl-ms 10] [--rate 100] [--keep DIR]
 
 Starts the fake engine (benchmarks/fake_engine.py: prebuilt chunks, one token every --itl-ms per
-stream) and the gateway as child processes, runs N closed-loop streams through the gateway (the
+stream), or with --sim the simulator at real-GPU pacing, and the gateway as child processes, runs N closed-loop streams through the gateway (the
 lean client in _streams.py), and samples the gateway with `py-spy record --native` while it works.
 Each sample is put in one category by its innermost frame that says what the work is (a system call,
 then our modules, then aiohttp's, then asyncio/uvloop); the table gives each category's share of the
@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -122,6 +123,14 @@ def main() -> None:
     parser.add_argument("--itl-ms", type=float, default=10.0)
     parser.add_argument("--rate", type=int, default=100, help="py-spy samples per second")
     parser.add_argument("--keep", type=Path, help="keep the raw py-spy stacks in this folder")
+    parser.add_argument(
+        "--root", type=Path, help="run the gateway of another checkout (e.g. a `git archive`)"
+    )
+    parser.add_argument(
+        "--sim",
+        action="store_true",
+        help="the simulator at real-GPU pacing (rtx3090-qwen2.5-14b-awq) instead of the fake engine",
+    )
     args = parser.parse_args()
     if shutil.which("py-spy") is None:
         raise SystemExit("py-spy is not installed: pip install py-spy")
@@ -143,14 +152,26 @@ def main() -> None:
     ).encode()
     engine_args = [sys.executable, str(HERE / "fake_engine.py"), "--port", str(engine_port),
                    "--ttft-ms", str(args.ttft_ms), "--itl-ms", str(args.itl_ms)]  # fmt: skip
+    if args.sim:
+        engine_args = [sys.executable, "-m", "llmctl", "sim", "serve", "--port", str(engine_port),
+                       "--model", "fake", "--profile", "rtx3090-qwen2.5-14b-awq",
+                       "--max-num-seqs", str(max(levels) * 2)]  # fmt: skip
     gateway_args = [sys.executable, "-m", "llmctl", "gateway", "serve", "--port", str(gw_port),
                     "--upstream", engine, "--max-active", str(max(levels) * 2), "--queue-max", "0",
                     "--health-interval", "5"]  # fmt: skip
     rows = []
     with ExitStack() as children:
-        children.enter_context(started(engine_args, engine + "/health"))
+        children.enter_context(started(engine_args, engine + "/health", timeout=60))
         gateway = children.enter_context(
-            started(gateway_args, via + "/health", stderr=subprocess.DEVNULL)
+            started(
+                gateway_args,
+                via + "/health",
+                stderr=subprocess.DEVNULL,
+                timeout=60,
+                # `python -m` puts the working directory first on sys.path.
+                env={**os.environ, "PYTHONPATH": str(args.root)} if args.root else None,
+                cwd=str(args.root) if args.root else None,
+            )
         )
         for streams in levels:
             aio.run(closed_loop(via, "/v1/completions", body, streams, seconds=2.0))

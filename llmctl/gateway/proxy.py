@@ -132,7 +132,7 @@ class Proxy:
                         head.status >= 400
                         or not stream
                         or head.media_type != "text/event-stream"
-                        or head.length == 0
+                        or head.length == 0  # nothing to relay
                     )
                     if whole:
                         payload = await conn.read_body()
@@ -157,6 +157,20 @@ class Proxy:
                     outcome.set(502, "upstream_error")
                     return error_response(
                         502, f"the engine failed: {exc}", "upstream_error", headers
+                    )
+                sse = head.media_type == "text/event-stream"
+                if whole and stream and sse and head.status < 400 and head.length == 0:
+                    # An event stream with an empty body: as a stream that ended at once.
+                    metrics.upstream_errors.labels("stream").inc()
+                    if can_retry:
+                        raise EngineFailedError("stream", "the engine ended the stream at once")
+                    outcome.set(head.status, "upstream_error")
+                    return web.Response(
+                        body=sse_error_event(
+                            "the engine stream ended early", code="upstream_error"
+                        ),
+                        status=head.status,
+                        headers={**headers, **SSE_HEADERS},
                     )
                 if whole:
                     return self._whole(head, payload, headers, slot, outcome, arrived, can_retry)

@@ -303,3 +303,15 @@ def test_a_kept_alive_connection_the_engine_closed_is_replaced(
     assert engine.connections == 3
     assert len(engine.bodies) == 3
     assert gw.metric("llmctl_gateway_upstream_errors_total") == 0
+
+
+def test_an_empty_event_stream_is_a_stream_that_ended_at_once(
+    make_gateway: MakeGateway, scripted: MakeScripted
+) -> None:
+    head = b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nContent-Length: 0\r\n\r\n"
+    gw = _gateway(make_gateway, scripted(lambda r: [head]))
+    ans = run_post(gw.url, _body(), COMPLETIONS)
+    assert ans.status == 200
+    assert json.loads(ans.events[0][6:])["error"]["code"] == "upstream_error"
+    assert ans.events[-1] == b"data: [DONE]"
+    assert gw.metric("llmctl_gateway_requests_total", reason="upstream_error") == 1
