@@ -63,7 +63,7 @@ _PYTHON = (  # (category, part of a Python frame's file), innermost frame first
     ("admission and routing", ("gateway/admission.py", "gateway/fairness.py", "gateway/router.py",
                                "gateway/routing.py", "gateway/engines.py")),
     ("relay, engine connections (ours)", ("gateway/relay.py", "gateway/wire.py",
-                                          "gateway/connections.py", "gateway/framing.py")),
+                                          "gateway/pool.py", "gateway/framing.py")),
     ("proxy (ours)", ("gateway/proxy.py",)),
     ("request handler (ours)", ("llmctl/gateway/",)),
     ("aiohttp: the engine's answer (client)", ("aiohttp/streams.py", "aiohttp/client_proto.py",

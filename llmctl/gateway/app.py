@@ -20,7 +20,6 @@ from llmctl.gateway import quota
 from llmctl.gateway.admission import AdmissionController, AdmissionRefusedError, Slot
 from llmctl.gateway.affinity import prompt_text
 from llmctl.gateway.auth import KeyRing, bearer_token, readable
-from llmctl.gateway.connections import ConnectionPool
 from llmctl.gateway.engines import EnginePool
 from llmctl.gateway.errors import error_response
 from llmctl.gateway.fairness import FairQueue
@@ -33,6 +32,7 @@ from llmctl.gateway.payload import (
     parse_completion,
     request_id,
 )
+from llmctl.gateway.pool import ConnectionPool
 from llmctl.gateway.proxy import EngineFailedError, Proxy, make_session
 from llmctl.gateway.router import SESSION_HEADER, EngineRouter, RouteHint
 from llmctl.gateway.tenants import CLASS_HEADER, Tenancy, Tenant, load_tenants

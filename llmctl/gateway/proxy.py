@@ -1,6 +1,6 @@
 """The streaming proxy: requests forwarded to their engine, answers passed back, exact error mapping.
 
-Requests go over the gateway's own keep-alive connections (connections.py, wire.py); a streamed
+Requests go over the gateway's own keep-alive connections (pool.py, wire.py); a streamed
 answer is relayed from the engine's socket to the client's as the engine framed it (relay.py).
 Before the first byte reaches the client an error keeps its real HTTP status (upstream 4xx/5xx
 passed through, 503 engine_unavailable, 504 deadline). After it, the stream is ended with an
@@ -22,10 +22,10 @@ from aiohttp.http import HttpVersion11
 
 from llmctl.core.openai import Route, sse_error_event, usage_tokens
 from llmctl.gateway.admission import Slot
-from llmctl.gateway.connections import ConnectError, ConnectionPool
 from llmctl.gateway.engines import Engine
 from llmctl.gateway.errors import error_response
 from llmctl.gateway.metrics import GatewayMetrics, Outcome
+from llmctl.gateway.pool import ConnectError, ConnectionPool
 from llmctl.gateway.relay import BROKEN, CLIENT_GONE, CONGESTED, DONE, StreamRelay
 from llmctl.gateway.wire import EngineConnection, ResponseHead, UpstreamError
 

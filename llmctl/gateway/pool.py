@@ -1,4 +1,4 @@
-"""Keep-alive connections to the engines: reused newest first, dropped after a few idle seconds.
+"""The keep-alive pool of engine connections: reused newest first, dropped after a few idle seconds.
 
 Admission bounds how many requests are in flight, so the pool itself does not: every request takes
 an idle connection to its engine or opens one. Idle connections are dropped after `idle_s` (4 s),
