@@ -1,4 +1,5 @@
-"""What the benchmark scripts share: free ports, readiness polling, child processes, CPU time."""
+"""What the benchmark scripts share: free ports, readiness polling, child processes, CPU time, and
+a tenants file whose limits never bind (the gateway's cost with tenants)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,10 @@ import urllib.error
 import urllib.request
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from pathlib import Path
 from typing import IO, Any
+
+from llmctl.gateway.tenants import key_hash
 
 # A child's output goes to a file object, DEVNULL/PIPE, or None (inherited), as Popen takes it.
 Output = int | IO[Any] | None
@@ -102,3 +106,18 @@ def started(
         yield proc
     finally:
         stop(proc, grace)
+
+
+TENANT_KEY = "sk-overhead-tenant"  # a benchmark's own throwaway key
+
+
+def tenants_file(folder: Path) -> Path:
+    """Two classes and a tenant whose limits are all set and never bind."""
+    path = folder / "tenants.toml"
+    path.write_text(
+        "[classes.interactive]\nrank = 0\n[classes.batch]\nrank = 1\nshare = 0.1\n"
+        'aging_s = 60\n\n[[tenants]]\nname = "bench"\nclass = "interactive"\nweight = 2\n'
+        f'keys = ["{key_hash(TENANT_KEY)}"]\nrequests_per_minute = 100000000\n'
+        "tokens_per_minute = 1000000000\nmax_concurrent = 100000\n"
+    )
+    return path

@@ -84,34 +84,40 @@ class _Conn(asyncio.Protocol):
             self.future.set_result(tail)
 
 
-def request_bytes(host: str, port: int, path: str, body: bytes) -> bytes:
+def request_bytes(
+    host: str, port: int, path: str, body: bytes, headers: dict[str, str] | None = None
+) -> bytes:
+    extra = "".join(f"{k}: {v}\r\n" for k, v in (headers or {}).items())
     return (
         f"POST {path} HTTP/1.1\r\nHost: {host}:{port}\r\nContent-Type: application/json\r\n"
-        f"Content-Length: {len(body)}\r\n\r\n"
+        f"{extra}Content-Length: {len(body)}\r\n\r\n"
     ).encode() + body
 
 
 class KeptConnection:
     """One keep-alive connection that sends the same request again and again."""
 
-    def __init__(self, base: str, path: str, body: bytes) -> None:
+    def __init__(
+        self, base: str, path: str, body: bytes, headers: dict[str, str] | None = None
+    ) -> None:
         host, _, port = base.removeprefix("http://").partition(":")
         self.host, self.port = host, int(port)
-        self.request = request_bytes(self.host, self.port, path, body)
+        self.request = request_bytes(self.host, self.port, path, body, headers)
         self.transport: asyncio.BaseTransport | None = None
         self.conn: _Conn | None = None
 
     async def ask(self) -> tuple[float, int]:
-        """(seconds from sending to the first body bytes, completion tokens) of one request."""
+        """(seconds from sending to the first body bytes, completion tokens) of one request;
+        tokens are -1 when the answer carried no usage (the request did not ask for it)."""
         if self.conn is None:
             loop = asyncio.get_running_loop()
             self.transport, self.conn = await loop.create_connection(_Conn, self.host, self.port)
         start = time.perf_counter()
         tail = await self.conn.send(self.request)
-        match = _COMPLETION_TOKENS.search(tail[tail.rfind(b'"usage"') :])
-        if match is None or self.conn.first is None:
+        if self.conn.first is None or not tail.endswith(_END):
             raise RuntimeError(f"unexpected answer: {tail[:200]!r}")
-        return self.conn.first - start, int(match.group(1))
+        match = _COMPLETION_TOKENS.search(tail[tail.rfind(b'"usage"') :])
+        return self.conn.first - start, int(match.group(1)) if match else -1
 
     def close(self) -> None:
         if self.transport is not None:
@@ -123,10 +129,11 @@ async def _stream(
     path: str,
     body: bytes,
     result: StreamsResult,
+    headers: dict[str, str] | None,
     requests: int | None,
     until: float | None,
 ) -> None:
-    conn = KeptConnection(base, path, body)
+    conn = KeptConnection(base, path, body, headers)
     try:
         sent = 0
         while (requests is None or sent < requests) and (
@@ -135,6 +142,8 @@ async def _stream(
             sent += 1
             try:
                 ttft, tokens = await conn.ask()
+                if tokens < 0:
+                    raise RuntimeError("no usage frame in the answer")
             except RuntimeError as exc:
                 result.errors.append(str(exc))
                 continue
@@ -150,6 +159,7 @@ async def closed_loop(
     path: str,
     body: bytes | list[bytes],
     streams: int,
+    headers: dict[str, str] | None = None,
     *,
     requests: int | None = None,
     seconds: float | None = None,
@@ -160,6 +170,8 @@ async def closed_loop(
     start = time.perf_counter()
     until = None if seconds is None else start + seconds
     bodies = body if isinstance(body, list) else [body] * streams
-    await asyncio.gather(*(_stream(base, path, b, result, requests, until) for b in bodies))
+    await asyncio.gather(
+        *(_stream(base, path, b, result, headers, requests, until) for b in bodies)
+    )
     result.seconds = time.perf_counter() - start
     return result

@@ -2,7 +2,7 @@
 
     python benchmarks/agreement.py [--shapes test|all] [--json rows.json]
 
-Starts the simulator (`tiny` at --time-scale 0.1: 20 ms steps, so latencies are tens of ms to
+Starts the simulator (`tiny` at --time-scale 0.05: 40 ms steps, so latencies are 100 ms to
 seconds and loopback noise is small against them), the gateway and a Prometheus scraping both every
 second, all on free loopback ports. For each shape it sets MAX_ACTIVE live, runs a closed-loop
 `llmctl bench` (3 s warm-up, 13 s measured) and, inside the measured window, takes `llmctl top
@@ -190,7 +190,7 @@ def main() -> int:
             "--port",
             str(sim),
             "--time-scale",
-            "0.1",
+            "0.05",
             "--max-num-seqs",
             "16",
         ]

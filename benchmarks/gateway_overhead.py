@@ -2,7 +2,7 @@
 
     python benchmarks/gateway_overhead.py [--streams 1,64,256] [--rounds 3] [--max-tokens 128]
         [--ttft-samples 150] [--fast-streams 256] [--fast-itl-ms 2] [--fast-seconds 6]
-        [--baseline /path/to/another/checkout]
+        [--baseline /path/to/another/checkout] [--with-tenants]
 
 For a before/after: `git archive <commit> | tar -x -C /tmp/llmctl-base`, then
 `--baseline /tmp/llmctl-base`.
@@ -32,6 +32,11 @@ runs in this process. Targets alternate round by round so all see the same machi
    whole steps when an arrival shifts by a millisecond, so a difference of its p99s measures its
    batching; here via minus direct is what the gateway adds, p50 and p99.
 
+`--with-tenants` adds one more gateway to every part, side by side in the same rotation: one with a
+tenants file (two classes; the tenant has a weight, request, token and concurrency limits set high
+enough never to bind, so every check runs and every answer carries the x-ratelimit headers), whose
+requests carry the tenant's key and an X-Llmctl-Class header.
+
 Prints Markdown tables, the targets of issue 20 with their verdicts, and one JSON line.
 """
 
@@ -45,15 +50,17 @@ import random
 import statistics
 import subprocess
 import sys
+import tempfile
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 
 # Run as `python benchmarks/gateway_overhead.py`, so this folder is on sys.path.
-from _common import free_port, process_cpu_seconds, started
+from _common import TENANT_KEY, free_port, process_cpu_seconds, started, tenants_file
 from _streams import KeptConnection, closed_loop
 
 from llmctl.core import aio
+from llmctl.gateway.tenants import CLASS_HEADER
 
 HERE = Path(__file__).resolve().parent
 MODEL = "bench-model"
@@ -62,9 +69,10 @@ PATH = "/v1/completions"
 
 @dataclass
 class Target:
-    name: str  # direct, via, baseline
+    name: str  # direct, via, baseline, tenants
     base: str
     pid: int | None = None  # the gateway's, for its CPU time
+    headers: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -114,7 +122,7 @@ def run_rounds(
     for _ in range(rounds):
         for target in targets:
             cpu0 = _cpu(target)
-            result = aio.run(closed_loop(target.base, PATH, body, streams, **load))  # type: ignore[arg-type]
+            result = aio.run(closed_loop(target.base, PATH, body, streams, target.headers, **load))  # type: ignore[arg-type]
             cpu = _cpu(target) - cpu0
             if result.errors:
                 raise SystemExit(f"{target.name}: {result.errors[0]}")
@@ -132,7 +140,10 @@ def run_rounds(
 
 
 async def _ttft_samples(targets: list[Target], samples: int) -> dict[str, list[float]]:
-    conns = {t.name: KeptConnection(t.base, PATH, _body(2, "Hello there")) for t in targets}
+    # As most clients send it: no stream_options, so the gateway adds the usage ask and strips
+    # the usage event again (the per-request path with all its work).
+    body = json.dumps({"model": MODEL, "prompt": "Hello there", "max_tokens": 2, "stream": True})
+    conns = {t.name: KeptConnection(t.base, PATH, body.encode(), t.headers) for t in targets}
     out: dict[str, list[float]] = {t.name: [] for t in targets}
     try:
         for i in range(samples + 5):
@@ -153,18 +164,23 @@ def _gateway_args(port: int, upstream: str, max_active: int) -> list[str]:
 
 
 def _gateways(
-    children: ExitStack, upstream: str, max_active: int, baseline: Path | None
+    children: ExitStack, upstream: str, max_active: int, args: argparse.Namespace
 ) -> list[Target]:
     targets = []
-    for name, root in (("via", None), ("baseline", baseline)):
-        if name == "baseline" and root is None:
-            continue
+    runs: list[tuple[str, Path | None, list[str], dict[str, str]]] = [("via", None, [], {})]
+    if args.baseline is not None:
+        runs.append(("baseline", args.baseline, [], {}))
+    if args.with_tenants:
+        folder = Path(children.enter_context(tempfile.TemporaryDirectory()))
+        auth = {"Authorization": f"Bearer {TENANT_KEY}", CLASS_HEADER: "interactive"}
+        runs.append(("tenants", None, ["--tenants-file", str(tenants_file(folder))], auth))
+    for name, root, extra, headers in runs:
         port = free_port()
         # `python -m` puts the working directory first on sys.path: run the baseline from its root.
         env = {**os.environ, "PYTHONPATH": str(root)} if root is not None else None
         proc = children.enter_context(
             started(
-                _gateway_args(port, upstream, max_active),
+                [*_gateway_args(port, upstream, max_active), *extra],
                 f"http://127.0.0.1:{port}/health",
                 stderr=subprocess.DEVNULL,
                 env=env,
@@ -172,7 +188,7 @@ def _gateways(
                 timeout=60,
             )
         )
-        targets.append(Target(name, f"http://127.0.0.1:{port}", proc.pid))
+        targets.append(Target(name, f"http://127.0.0.1:{port}", proc.pid, headers))
     return targets
 
 
@@ -194,6 +210,9 @@ def main() -> None:
     parser.add_argument("--exact-seconds", type=float, default=8.0)
     parser.add_argument("--exact-rounds", type=int, default=2)
     parser.add_argument("--baseline", type=Path, help="another checkout whose gateway runs too")
+    parser.add_argument(
+        "--with-tenants", action="store_true", help="also a gateway with a tenants file and classes"
+    )
     args = parser.parse_args()
     levels = [int(s) for s in args.streams.split(",")] if args.streams else []
     max_active = max([*levels, args.fast_streams, args.exact_streams]) * 2
@@ -208,7 +227,7 @@ def main() -> None:
         children.enter_context(started(sim_args, direct + "/health", timeout=60))
         targets = [
             Target("direct", direct),
-            *_gateways(children, direct, max_active, args.baseline),
+            *_gateways(children, direct, max_active, args),
         ]
         body = _body(args.max_tokens)
         sim_levels = {}
@@ -236,7 +255,7 @@ def _fast_rounds(args: argparse.Namespace, max_active: int) -> dict[str, Rounds]
         children.enter_context(started(engine_args, engine + "/health"))
         targets = [
             Target("direct", engine),
-            *_gateways(children, engine, max_active, args.baseline),
+            *_gateways(children, engine, max_active, args),
         ]
         return run_rounds(
             targets, args.fast_streams, args.fast_rounds, _body(512), seconds=args.fast_seconds
@@ -256,7 +275,7 @@ def _exact_rounds(args: argparse.Namespace, max_active: int) -> dict[str, Rounds
         children.enter_context(started(engine_args, engine + "/health"))
         targets = [
             Target("direct", engine),
-            *_gateways(children, engine, max_active, args.baseline),
+            *_gateways(children, engine, max_active, args),
         ]
         # One request per stream first: they arrive together; what follows is spread out.
         run_rounds(targets, args.exact_streams, 1, bodies, requests=1)

@@ -97,7 +97,30 @@ MODEL = variable("model", "model", f"label_values({m.VLLM_RUNNING.series}, model
 GPU_VAR = variable("gpu", "GPU", f"label_values({m.DCGM_GPU_UTIL.series}, gpu)")
 
 
-def dashboard(uid: str, title: str, rows: list[list[Json]], variables: list[Json]) -> Json:
+def limit_changes_annotation() -> Json:
+    """A marker on every panel's time axis where MAX_ACTIVE moved (adaptive, admin or tune)."""
+    return {
+        "name": "limit changes",
+        "datasource": DS,
+        "enable": True,
+        "iconColor": "orange",
+        "expr": f"sum by (source, direction, reason) "
+        f"(increase({m.GATEWAY_LIMIT_CHANGES.series}{{{GW}}}[1m])) > 0",
+        "step": "15s",
+        "titleFormat": "limit {{direction}} ({{source}})",
+        "textFormat": "reason: {{reason}}",
+        "tagKeys": "source,direction,reason",
+        "useValueForTime": False,
+    }
+
+
+def dashboard(
+    uid: str,
+    title: str,
+    rows: list[list[Json]],
+    variables: list[Json],
+    annotations: list[Json] | None = None,
+) -> Json:
     """Lay panels out in rows (each row shares the 24-column width), ids in order."""
     panels: list[Json] = []
     y = 0
@@ -120,7 +143,7 @@ def dashboard(uid: str, title: str, rows: list[list[Json]], variables: list[Json
         "refresh": "10s",
         "time": {"from": "now-1h", "to": "now"},
         "templating": {"list": variables},
-        "annotations": {"list": []},
+        "annotations": {"list": annotations or []},
         "links": [
             {"type": "dashboards", "tags": ["llmctl"], "asDropdown": True, "title": "llmctl"}
         ],
@@ -169,6 +192,7 @@ def overview() -> Json:
             ],
         ],
         [INSTANCE_GW, MODEL],
+        [limit_changes_annotation()],
     )  # fmt: skip
 
 
@@ -214,6 +238,22 @@ def gateway() -> Json:
                    "Per streamed request: its mean gap between tokens."),
             ],
             [
+                ts("Limit and its changes", [
+                    q(f"sum({MAX_ACTIVE}{{{GW}}})", "max_active"),
+                    q(f"max({m.GATEWAY_LIMIT_ADAPTIVE.series}{{{GW}}})", "adaptive (1) / static (0)"),
+                    q(f"sum by (source, direction, reason) (increase({m.GATEWAY_LIMIT_CHANGES.series}"
+                      f"{{{GW}}}[{RI}]))", "{{source}} {{direction}}: {{reason}}")],
+                   "short", "MAX_ACTIVE over time and every change by who made it (adaptive, admin, "
+                   "tune), direction and reason; the orange markers are the same changes."),
+                ts("Adaptive limit: what it steers on", [
+                    q(f"max({m.GATEWAY_ADAPTIVE_TTFT.series}{{{GW}}})", "TTFT p95"),
+                    q(f'max({m.GATEWAY_ADAPTIVE_SLO.series}{{{GW}, signal="ttft"}})', "TTFT target"),
+                    q(f"max({m.GATEWAY_ADAPTIVE_ITL.series}{{{GW}}})", "ITL p95"),
+                    q(f'max({m.GATEWAY_ADAPTIVE_SLO.series}{{{GW}, signal="itl"}})', "ITL target")],
+                   "s", "p95 TTFT (from the slot's grant) and inter-token latency of the requests "
+                   "admitted under the current limit, against adaptive mode's targets."),
+            ],
+            [
                 ts("Engines: slots in use", [
                     q(f"sum by (engine) ({m.GATEWAY_ENGINE_ACTIVE.series}{{{GW}}})", "{{engine}} active"),
                     q(f"sum by (engine) ({m.GATEWAY_ENGINE_LIMIT.series}{{{GW}}})", "{{engine}} limit"),
@@ -246,8 +286,25 @@ def gateway() -> Json:
                     q(rate(m.GATEWAY_UPSTREAM_ERRORS.series, GW, "kind"), "upstream {{kind}}")],
                    PERS, "Per second, by stage / kind."),
             ],
+            [
+                ts("Response cache: lookups", [
+                    q(rate(m.GATEWAY_CACHE_LOOKUPS.series, GW, "result"), "{{result}}"),
+                    q(rate(m.GATEWAY_CACHE_EVICTIONS.series, GW, "reason"), "evicted ({{reason}})")],
+                   REQPS, "Cacheable requests per second by what the cache did (hit, coalesced "
+                   "onto one in flight, miss, bypass with no-cache), and answers dropped by reason "
+                   "(all zero while the cache is off)."),
+                ts("Response cache: size", [
+                    q(f"sum({m.GATEWAY_CACHE_BYTES.series}{{{GW}}})", "held"),
+                    q(f"sum({m.GATEWAY_CACHE_MAX_BYTES.series}{{{GW}}})", "bound")],
+                   "bytes", "Answers the cache holds against its size bound."),
+                ts("Prompt tokens counted at admission", [
+                    q(rate(m.GATEWAY_ADMISSION_PROMPT_TOKENS.series, GW, "counting"), "{{counting}}")],
+                   TOKPS, "Exact: the model's tokenizer and chat template; estimated: 4 characters "
+                   "a token (no tokenizer, or a request it cannot count exactly)."),
+            ],
         ],
         [INSTANCE_GW, MODEL],
+        [limit_changes_annotation()],
     )  # fmt: skip
 
 
@@ -296,6 +353,7 @@ def capacity() -> Json:
             ],
         ],
         [INSTANCE_GW, MODEL],
+        [limit_changes_annotation()],
     )  # fmt: skip
 
 

@@ -6,9 +6,10 @@ Every table, legend and comparison reads the numbers through this one list, so a
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
-from llmctl.bench.report import LevelReport
+from llmctl.bench.report import LevelNumbers, LevelReport
 
 Value = float | int | str | None
 
@@ -30,13 +31,15 @@ class Section:
     numbers: tuple[Number, ...]
 
 
-def value(level: LevelReport, field: str) -> Value:
-    """The value of `field` in `level` (None where the level has none)."""
+def value(level: LevelNumbers, field: str) -> Value:
+    """The value of `field` in `level` or a mix stream (None where it has none: a stream has no
+    server side of its own)."""
     head, _, tail = field.partition(".")
     if head == "failures":
         return level.failures.get(tail, 0)
     if head == "server":
-        return None if level.server is None else getattr(level.server, tail)
+        server = level.server if isinstance(level, LevelReport) else None
+        return None if server is None else getattr(server, tail)
     result: Value = getattr(level, head)
     return result
 
@@ -115,7 +118,7 @@ SECTIONS: tuple[Section, ...] = (
 BY_FIELD: dict[str, Number] = {n.field: n for s in SECTIONS for n in s.numbers}
 
 
-def failure_numbers(levels: list[LevelReport]) -> tuple[Number, ...]:
+def failure_numbers(levels: Sequence[LevelNumbers]) -> tuple[Number, ...]:
     """A row per failure class that happened in any of `levels` (all zero ones are left out)."""
     seen: list[str] = []
     for level in levels:

@@ -37,7 +37,14 @@ class Target:
 class StreamingClient:
     """Sends POST requests to one target over a pool of keep-alive connections."""
 
-    def __init__(self, target: Target, *, api_key: str | None, timeout_s: float) -> None:
+    def __init__(
+        self,
+        target: Target,
+        *,
+        api_key: str | None,
+        timeout_s: float,
+        headers: dict[str, str] | None = None,
+    ) -> None:
         self.target = target
         self.timeout_s = timeout_s
         self._idle: list[Connection] = []
@@ -45,9 +52,11 @@ class StreamingClient:
         self._busy: set[Connection] = set()
         self._ssl: ssl.SSLContext | None = ssl.create_default_context() if target.tls else None
         auth = f"Authorization: Bearer {api_key}\r\n" if api_key else ""
+        # Extra headers (a mix stream's class) are built into every request's bytes once, here.
+        extra = "".join(f"{name}: {value}\r\n" for name, value in (headers or {}).items())
         self._head_tail = (
             f"Host: {target.host_header}\r\nContent-Type: application/json\r\n"
-            f"Accept: text/event-stream\r\nUser-Agent: llmctl-bench\r\n{auth}"
+            f"Accept: text/event-stream\r\nUser-Agent: llmctl-bench\r\n{auth}{extra}"
         ).encode()
 
     def build(self, path: str, body: bytes) -> bytes:

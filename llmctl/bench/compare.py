@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from llmctl.bench.catalog import BY_FIELD, HEADLINE, fmt
-from llmctl.bench.report import BenchReport, LevelReport
+from llmctl.bench.report import BenchReport, LevelNumbers, LevelReport
 from llmctl.core.slo import format_duration
 
 # Changes smaller than this print as +0.0% or -0.0% and get no verdict.
@@ -126,6 +126,20 @@ def _key(level: LevelReport) -> str:
     return level.strategy.model_dump_json()
 
 
+def _rows(name: str, a: LevelNumbers, b: LevelNumbers) -> list[ComparisonRow]:
+    rows = []
+    for metric in HEADLINE:
+        va, vb = getattr(a, metric), getattr(b, metric)
+        if va is None and vb is None:
+            continue
+        rows.append(
+            ComparisonRow(
+                name, metric, None if va is None else float(va), None if vb is None else float(vb)
+            )
+        )
+    return rows
+
+
 def compare_reports(
     a: BenchReport, b: BenchReport, a_name: str = "A", b_name: str = "B"
 ) -> Comparison:
@@ -139,18 +153,13 @@ def compare_reports(
     rows: list[ComparisonRow] = []
     for la, lb in pairs:
         name = la.label if la.label == lb.label else f"{la.label} / {lb.label}"
-        for metric in HEADLINE:
-            va, vb = getattr(la, metric), getattr(lb, metric)
-            if va is None and vb is None:
-                continue
-            rows.append(
-                ComparisonRow(
-                    name,
-                    metric,
-                    None if va is None else float(va),
-                    None if vb is None else float(vb),
-                )
-            )
+        rows += _rows(name, la, lb)
+        # A mix level's streams are compared by name, after their level.
+        b_streams = {s.name: s for s in lb.streams}
+        for sa in la.streams:
+            sb = b_streams.get(sa.name)
+            if sb is not None:
+                rows += _rows(f"{name} / {sa.name}", sa, sb)
     paired_a = {id(la) for la, _ in pairs}
     paired_b = {id(lb) for _, lb in pairs}
     unmatched = [lv.label for lv in a.levels if id(lv) not in paired_a] + [

@@ -38,6 +38,10 @@ class BenchConfig(BaseModel):
     target: str
     model: str | None = None  # None: the first model the target lists at /v1/models
     api_key: str | None = Field(default=None, repr=False)
+    # The keys of mix streams, by the name of the environment variable each stream names in its
+    # `api_key_env` (the CLI reads them); never written out. A stream that names none sends
+    # `api_key`.
+    api_keys_by_env: dict[str, str] = Field(default_factory=dict, repr=False, exclude=True)
     levels: list[Strategy] = Field(min_length=1)
     duration_s: float | None = Field(default=None, gt=0)
     requests: int | None = Field(default=None, gt=0)
@@ -54,6 +58,9 @@ class BenchConfig(BaseModel):
     # The longest time between two samples of those endpoints. Early in a level they are sampled
     # faster (from 0.1 s), so a level of a few seconds still gets ~20 samples (see bench.sampler).
     sample_interval_s: float = Field(default=1.0, gt=0)
+    # The most points a level keeps of each sampled gauge over time (`server.series`); a longer
+    # level is downsampled, each point the highest reading since the previous one.
+    series_points: int = Field(default=300, ge=2)
     seed: int = 0
 
     @model_validator(mode="after")

@@ -9,20 +9,29 @@ from typing import Any
 
 from llmctl.bench.catalog import BY_FIELD, fmt
 from llmctl.bench.compare import Comparison, ComparisonRow
-from llmctl.bench.report import BenchReport, LevelReport
+from llmctl.bench.report import BenchReport, LevelNumbers, LevelReport, StreamReport
+from llmctl.bench.strategies import MixStrategy
 
-COMPARE_FORMATS = ("table", "md", "csv", "json")
 
-
-def level_row(level: LevelReport) -> dict[str, Any]:
-    """One flat CSV row: strategy fields, failure classes and server numbers as their own columns."""
+def level_row(level: LevelReport, stream: StreamReport | None = None) -> dict[str, Any]:
+    """One flat CSV row: strategy fields, failure classes and server numbers as their own columns
+    (the server series over time are left to the JSON: a row holds numbers, not lists); with
+    `stream`, that stream of a mix level (its numbers, the level's name and no server)."""
     row: dict[str, Any] = {"level": level.label}
-    row.update(level.strategy.model_dump())
-    data = level.model_dump(exclude={"strategy", "failures", "error_samples", "server"})
-    row.update(data)
-    row.update({f"failures_{k}": v for k, v in level.failures.items()})
-    if level.server is not None:
-        server = level.server.model_dump(exclude={"sources", "errors"})
+    if level.streams:
+        row["stream"] = stream.name if stream else ""
+    strategy = level.strategy.model_dump(exclude={"streams"})
+    row.update(strategy)
+    if stream is not None and isinstance(level.strategy, MixStrategy):
+        spec = next((s for s in level.strategy.streams if s.name == stream.name), None)
+        row["stream_class"] = spec.class_name if spec else None
+        row["stream_load"] = spec.load.label if spec else None
+    numbers: LevelNumbers = stream if stream is not None else level
+    exclude = {"strategy", "failures", "error_samples", "server", "streams", "name"}
+    row.update(numbers.model_dump(exclude=exclude))
+    row.update({f"failures_{k}": v for k, v in numbers.failures.items()})
+    if stream is None and level.server is not None:
+        server = level.server.model_dump(exclude={"sources", "errors", "series"})
         row.update({f"server_{k}": v for k, v in server.items()})
     return row
 
@@ -39,8 +48,13 @@ def _csv(rows: list[dict[str, Any]]) -> str:
 
 
 def to_csv(report: BenchReport) -> str:
-    """A run, one row per level with every number as a column."""
-    return _csv([level_row(level) for level in report.levels])
+    """A run, one row per level with every number as a column, and after a mix level one row per
+    stream (its `stream` column set)."""
+    rows = []
+    for level in report.levels:
+        rows.append(level_row(level))
+        rows += [level_row(level, stream) for stream in level.streams]
+    return _csv(rows)
 
 
 def change_text(row: ComparisonRow) -> str:

@@ -10,26 +10,34 @@ from rich.text import Text
 
 from llmctl.bench.progress import LevelProgress
 from llmctl.bench.report import LevelReport
-from llmctl.bench.strategies import ConcurrentStrategy, RateStrategy
+from llmctl.bench.strategies import Strategy
 from llmctl.bench.view import level_line, progress_line, progress_view
 
 
 class ConsoleProgress:
     """BenchProgress on a rich console.
 
-    On a terminal a Live line redraws while a level runs. Anywhere else (a pipe, a CI log) a Live
-    display would print nothing until the end, or a frame per refresh; there a plain line is
-    printed every `every_s` seconds and when each level ends."""
+    On a terminal a Live line redraws while a level runs. Anywhere else (a pipe, a CI log, a dumb
+    terminal) a Live display would print nothing until the end, or a frame per refresh; there a
+    plain line is printed when a level starts, every `every_s` seconds while it runs (elapsed,
+    ok and failed counts, tokens/s) and when it ends."""
 
     def __init__(self, console: Console, every_s: float = 5.0) -> None:
         self.console = console
         self.every_s = every_s
         self._live: Live | None = None
         self._last_line = 0.0
+        self._started = 0.0
 
-    def on_start(self, index: int, total: int, strategy: ConcurrentStrategy | RateStrategy) -> None:
-        if not self.console.is_terminal:
-            self._last_line = time.monotonic()
+    @property
+    def live(self) -> bool:
+        """Whether to redraw in place: on a terminal that is not dumb."""
+        return self.console.is_terminal and not self.console.is_dumb_terminal
+
+    def on_start(self, index: int, total: int, strategy: Strategy) -> None:
+        self._started = time.monotonic()
+        if not self.live:
+            self._last_line = self._started
             self._plain(f"[{index + 1}/{total}] {strategy.label} started")
             return
         self._live = Live(
@@ -45,13 +53,14 @@ class ConsoleProgress:
             self._live.update(progress_view(progress))
             return
         now = time.monotonic()
-        if not self.console.is_terminal and now - self._last_line >= self.every_s:
+        if not self.live and now - self._last_line >= self.every_s:
             self._last_line = now
             self._plain(progress_line(progress))
 
     def on_done(self, index: int, level: LevelReport) -> None:
         self.close()
-        self.console.print(level_line(level), soft_wrap=True)
+        elapsed = time.monotonic() - self._started if self._started else None
+        self.console.print(level_line(level, elapsed), soft_wrap=True, highlight=False)
 
     def close(self) -> None:
         if self._live is not None:

@@ -9,8 +9,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from llmctl.bench.record import FAILURE_CLASSES, RequestRecord
-from llmctl.bench.report import LevelReport, ServerReport, TokenSource
-from llmctl.bench.strategies import ConcurrentStrategy, RateStrategy
+from llmctl.bench.report import LevelReport, ServerReport, StreamReport, TokenSource
+from llmctl.bench.strategies import Strategy
 from llmctl.core.slo import SLO
 
 
@@ -125,7 +125,7 @@ def _token_source(records: Sequence[RequestRecord]) -> TokenSource:
 
 
 def level_report(
-    strategy: ConcurrentStrategy | RateStrategy,
+    strategy: Strategy,
     measured: Sequence[RequestRecord],
     everything: Sequence[RequestRecord],
     window: Window,
@@ -133,7 +133,42 @@ def level_report(
     slo: SLO,
     max_concurrent_requests: int,
     server: ServerReport | None = None,
+    streams: Sequence[StreamReport] = (),
 ) -> LevelReport:
+    """A level's report: its numbers over all of its requests (see `numbers`), the server side,
+    and for a mix level each stream's own (`stream_report`)."""
+    fields = numbers(
+        measured, everything, window, slo=slo, max_concurrent_requests=max_concurrent_requests
+    )
+    return LevelReport.model_validate(
+        {**fields, "strategy": strategy, "server": server, "streams": list(streams)}
+    )
+
+
+def stream_report(
+    name: str,
+    measured: Sequence[RequestRecord],
+    everything: Sequence[RequestRecord],
+    window: Window,
+    *,
+    slo: SLO,
+    max_concurrent_requests: int,
+) -> StreamReport:
+    """One stream of a mix level, over the level's window."""
+    fields = numbers(
+        measured, everything, window, slo=slo, max_concurrent_requests=max_concurrent_requests
+    )
+    return StreamReport.model_validate({**fields, "name": name})
+
+
+def numbers(
+    measured: Sequence[RequestRecord],
+    everything: Sequence[RequestRecord],
+    window: Window,
+    *,
+    slo: SLO,
+    max_concurrent_requests: int,
+) -> dict[str, object]:
     """Latencies come from `measured` (requests sent inside the window); rates from what happened
     inside the window, counting every request (a warm-up request finishing late still flowed)."""
     ok = [r for r in measured if r.ok]
@@ -171,7 +206,6 @@ def level_report(
     for name, values in (("ttft", ttft), ("tpot", tpot), ("itl", itl), ("e2el", e2el)):
         stats.update(summarize(values, name))
     fields: dict[str, object] = {
-        "strategy": strategy,
         "duration": seconds,
         "completed": len(ok),
         "failed": len(measured) - len(ok),
@@ -186,11 +220,10 @@ def level_report(
         "total_token_throughput": (output_inside + input_inside) / seconds,
         "max_output_tokens_per_s": busiest_second(everything, window),
         "max_concurrent_requests": max_concurrent_requests,
-        "server": server,
         **stats,
     }
     fields.update(summarize(waits, "queue_wait", ("mean", "p95", "p99", "max")))
     for name, values in (("admitted_ttft", admitted_ttft), ("admitted_e2el", admitted_e2el)):
         fields.update(summarize(values, name, ("mean", "median", "p95", "p99")))
     fields.update(summarize(lag, "sched_lag", ("mean", "p99", "max")))
-    return LevelReport.model_validate(fields)
+    return fields

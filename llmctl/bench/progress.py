@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from typing import Literal, Protocol
 
 from llmctl.bench.report import LevelReport
-from llmctl.bench.strategies import ConcurrentStrategy, RateStrategy
+from llmctl.bench.strategies import Strategy
 
 Phase = Literal["warmup", "measure", "drain"]
 
@@ -17,7 +17,7 @@ class LevelProgress:
 
     index: int
     total: int
-    strategy: ConcurrentStrategy | RateStrategy
+    strategy: Strategy
     phase: Phase
     elapsed_s: float
     planned_s: float | None  # warm-up + duration; None when the level stops after N requests
@@ -41,7 +41,7 @@ class LevelProgress:
 class BenchProgress(Protocol):
     """What a bench run reports while it runs (the CLI shows it; `tune` may use its own)."""
 
-    def on_start(self, index: int, total: int, strategy: ConcurrentStrategy | RateStrategy) -> None:
+    def on_start(self, index: int, total: int, strategy: Strategy) -> None:
         """A level is about to start."""
 
     def on_update(self, progress: LevelProgress) -> None:
@@ -54,7 +54,7 @@ class BenchProgress(Protocol):
 class NullProgress:
     """Reports nothing (the default for library callers)."""
 
-    def on_start(self, index: int, total: int, strategy: ConcurrentStrategy | RateStrategy) -> None:
+    def on_start(self, index: int, total: int, strategy: Strategy) -> None:
         pass
 
     def on_update(self, progress: LevelProgress) -> None:

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from llmctl.bench.config import BenchConfig
 from llmctl.bench.strategies import Strategy
@@ -16,7 +17,11 @@ SCHEMA_VERSION = 2
 # v2: the SLO in the recorded config is core.slo.SLO (seconds) instead of milliseconds; a level's
 # observed peak in flight is `max_concurrent_requests` (vLLM's name; v1 called it max_concurrency,
 # which vLLM uses for the configured cap); std_*_ms, max_output_tokens_per_s, the target's limits,
-# label and metadata, and server-side time averages and sampling gaps are new.
+# label and metadata, server-side time averages, sampling gaps and series over time, and mix
+# levels (`--mix`: a `mix` strategy and the level's numbers per stream in `streams`) are new.
+
+_NUMBER = r"(?:-?\d[\d.eE+-]*|null)"
+_NUMBER_LIST = re.compile(rf"\[\s*(?:{_NUMBER}\s*,\s*)*{_NUMBER}\s*\]")
 
 TokenSource = Literal["usage", "chunks", "mixed", "none"]
 
@@ -37,12 +42,47 @@ class TargetLimits(_Model):
     queue_timeout_s: float | None = None
 
 
+class ServerSeries(_Model):
+    """The gauges sampled during a level, over time: a point per sample, at most
+    `BenchConfig.series_points` of them (a longer level is downsampled, see bench.series).
+
+    Each list has a value per time in `t_s`: the highest reading since the previous point (the
+    reading itself where there was no downsampling), null where no endpoint carried the gauge
+    then. A gauge that no sampled page carried is null as a whole."""
+
+    start_s: float  # when the level began (its first sample), in seconds since the run started
+    t_s: list[float]  # each point's time, in seconds since the level began
+    num_requests_running: list[float | None] | None = None  # the engine's
+    num_requests_waiting: list[float | None] | None = None
+    kv_cache_usage_perc: list[float | None] | None = None  # 1.0 means the whole KV cache
+    gateway_queue_depth: list[float | None] | None = None  # the llmctl gateway's
+    gateway_active_requests: list[float | None] | None = None
+
+    @model_validator(mode="after")
+    def _one_value_per_time(self) -> ServerSeries:
+        for name in SERIES_NAMES:
+            values = getattr(self, name)
+            if values is not None and len(values) != len(self.t_s):
+                raise ValueError(f"{name} has {len(values)} values for {len(self.t_s)} times")
+        return self
+
+
+SERIES_NAMES: tuple[str, ...] = (
+    "num_requests_running",
+    "num_requests_waiting",
+    "kv_cache_usage_perc",
+    "gateway_queue_depth",
+    "gateway_active_requests",
+)
+
+
 class ServerReport(_Model):
     """Server-side numbers read from the /metrics endpoints while the level ran (warm-up included).
 
     Peaks are of gauges sampled every `max_sample_gap_s` or less, so a spike shorter than that can
     be missed; `preemptions` and the `mean_*` numbers come from counters and histogram sums read
-    before and after the level, so no request is missed however short the level."""
+    before and after the level, so no request is missed however short the level. `series` holds
+    the sampled gauges over time."""
 
     samples: int = 0
     sources: list[str] = Field(default_factory=list)
@@ -58,13 +98,14 @@ class ServerReport(_Model):
     mean_num_requests_waiting: float | None = None
     peak_gateway_queue_depth: float | None = None
     peak_gateway_active_requests: float | None = None
+    series: ServerSeries | None = None  # the gauges above over time; None before schema 2 had it
     errors: list[str] = Field(default_factory=list)
 
 
-class LevelReport(_Model):
-    """One level (one strategy) of a run. Latencies in ms; None where there was no sample."""
+class LevelNumbers(_Model):
+    """Every number measured of a set of requests: a level, or one stream of a mix. Latencies in
+    ms; None where there was no sample."""
 
-    strategy: Strategy
     duration: float  # seconds of the measurement window (warm-up excluded)
     completed: int
     failed: int
@@ -134,7 +175,24 @@ class LevelReport(_Model):
     p99_sched_lag_ms: float | None = None
     max_sched_lag_ms: float | None = None
 
+
+class StreamReport(LevelNumbers):
+    """One stream of a mix level, measured on its own (same window as the level)."""
+
+    name: str
+
+    @property
+    def label(self) -> str:
+        return self.name
+
+
+class LevelReport(LevelNumbers):
+    """One level (one strategy) of a run: its numbers over every request it sent, and for a mix
+    level the same numbers per stream."""
+
+    strategy: Strategy
     server: ServerReport | None = None
+    streams: list[StreamReport] = Field(default_factory=list)  # a mix level's, in its order
 
     @property
     def label(self) -> str:
@@ -157,7 +215,10 @@ class BenchReport(_Model):
     levels: list[LevelReport]
 
     def to_json(self) -> str:
-        return self.model_dump_json(indent=2)
+        """Indented, but a list of numbers (a series) on one line: a point costs ~6 bytes, not ~20."""
+        return _NUMBER_LIST.sub(
+            lambda match: re.sub(r"\s+", "", match.group()), self.model_dump_json(indent=2)
+        )
 
     @classmethod
     def from_json(cls, text: str) -> BenchReport:

@@ -1,4 +1,5 @@
-"""Sample server-side metrics (gateway and engine /metrics) while a level runs; keep peaks and deltas."""
+"""Sample server-side metrics (gateway and engine /metrics) while a level runs; keep peaks, deltas
+and the gauges over time."""
 
 from __future__ import annotations
 
@@ -10,17 +11,19 @@ import time
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
-from llmctl.bench.report import ServerReport, TargetLimits
+from llmctl.bench.report import SERIES_NAMES, ServerReport, ServerSeries, TargetLimits
+from llmctl.bench.series import PeakSeries
 from llmctl.core import http
 from llmctl.core import metrics as m
 
-# ServerReport field -> the gauge it peaks over (summed over label sets, e.g. several engines).
-_PEAKS = {
-    "peak_kv_cache_usage_perc": m.VLLM_KV_USAGE.series,
-    "peak_num_requests_running": m.VLLM_RUNNING.series,
-    "peak_num_requests_waiting": m.VLLM_WAITING.series,
-    "peak_gateway_queue_depth": m.GATEWAY_QUEUE_DEPTH.series,
-    "peak_gateway_active_requests": m.GATEWAY_ACTIVE.series,
+# ServerSeries field (and ServerReport's `peak_<field>`) -> its gauge, summed over label sets
+# (e.g. several engines).
+_GAUGES = {
+    "kv_cache_usage_perc": m.VLLM_KV_USAGE.series,
+    "num_requests_running": m.VLLM_RUNNING.series,
+    "num_requests_waiting": m.VLLM_WAITING.series,
+    "gateway_queue_depth": m.GATEWAY_QUEUE_DEPTH.series,
+    "gateway_active_requests": m.GATEWAY_ACTIVE.series,
 }
 _PREEMPTIONS = m.VLLM_PREEMPTIONS.series
 # ServerReport field -> histogram sums whose increase over the span, divided by the span, is the
@@ -40,7 +43,7 @@ _LIMITS = {
     "queue_timeout_s": m.GATEWAY_QUEUE_TIMEOUT.series,
 }
 _COUNTERS = {_PREEMPTIONS, *(name for names in _TIME_SUMS.values() for name in names)}
-_WANTED = {*_PEAKS.values(), *_COUNTERS, *_LIMITS.values()}
+_WANTED = {*_GAUGES.values(), *_COUNTERS, *_LIMITS.values()}
 _NAME = re.compile(r"[^{\s]+")
 # Sampling starts this fast and slows down to the configured interval as the level goes on, so a
 # level of a few seconds still gets about 20 samples and a long one does not pay for them.
@@ -95,20 +98,32 @@ def origin(url: str) -> tuple[str, str, int | None]:
 
 class ServerSampler:
     """Polls `urls` between `start()` and `stop()` (within `open`/`close`), every `interval`
-    seconds at most (faster early in a level, see `sample_interval`).
+    seconds at most (faster early in a level, see `sample_interval`), and keeps at most `points`
+    points of each gauge over a level. Series times count from `epoch` (a perf_counter reading,
+    by default when the sampler is made: the run's start).
 
     `headers` (the API key) go only to URLs with `trusted`'s origin: another host named by
     --metrics-url must not learn the target's key."""
 
     def __init__(
-        self, urls: list[str], interval: float, headers: dict[str, str], trusted: str
+        self,
+        urls: list[str],
+        interval: float,
+        headers: dict[str, str],
+        trusted: str,
+        *,
+        points: int = 300,
+        epoch: float | None = None,
     ) -> None:
         self.urls = urls
         self.interval = interval
         self.headers = headers
         self.trusted = origin(trusted)
+        self.points = points
+        self.epoch = time.perf_counter() if epoch is None else epoch
         self.limits: TargetLimits | None = None  # as first read: the run's recorded limits
         self._report = ServerReport()
+        self._series = PeakSeries(points)
         self._first: dict[str, float] = {}
         self._last: dict[str, float] = {}
         self._started = self._previous = 0.0
@@ -128,6 +143,7 @@ class ServerSampler:
 
     async def start(self) -> None:
         self._report = ServerReport(sources=list(self.urls))
+        self._series = PeakSeries(self.points)
         self._first, self._last = {}, {}
         self._started = self._previous = 0.0
         await self.sample()
@@ -136,7 +152,22 @@ class ServerSampler:
     async def stop(self) -> ServerReport:
         await self._cancel()
         await self.sample()
+        self._report.series = self.series()
         return self._report
+
+    def series(self) -> ServerSeries | None:
+        """The level's gauges over time so far; None before the first sample or when no page
+        carried any of them."""
+        found = self._series.names
+        if not found:
+            return None
+        return ServerSeries.model_validate(
+            {
+                "start_s": round(self._started - self.epoch, 3),
+                "t_s": [round(t, 3) for t in self._series.times()],
+                **{name: self._series.values(name) for name in SERIES_NAMES if name in found},
+            }
+        )
 
     async def _cancel(self) -> None:
         if self._task is not None:
@@ -182,11 +213,11 @@ class ServerSampler:
         self._previous = now
         if self.limits is None:
             self.limits = limits_from(values)
-        for field, series in _PEAKS.items():
-            if series in values:
-                current = getattr(report, field)
-                value = values[series]
-                setattr(report, field, value if current is None else max(current, value))
+        gauges = {name: values[series] for name, series in _GAUGES.items() if series in values}
+        for name, value in gauges.items():
+            current = getattr(report, f"peak_{name}")
+            setattr(report, f"peak_{name}", value if current is None else max(current, value))
+        self._series.add(now - self._started, gauges)
         for name in _COUNTERS & values.keys():
             self._first.setdefault(name, values[name])
             self._last[name] = values[name]

@@ -1,4 +1,8 @@
-"""Strategies (how one level's requests are timed) and the arrival-time generators behind them."""
+"""Strategies (how one level's requests are timed) and the arrival-time generators behind them.
+
+A level runs one load (closed or open loop), or a *mix*: several named streams at once, each with
+its own load, API key, class header and prompt lengths (a tenant or class of a shared gateway).
+"""
 
 from __future__ import annotations
 
@@ -6,7 +10,7 @@ import random
 from collections.abc import Iterator
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 Arrival = Literal["poisson", "constant", "gamma"]
 
@@ -45,7 +49,54 @@ class RateStrategy(BaseModel):
         return f"{self.rate:g}/s {self.arrival}{shape}"
 
 
-Strategy = Annotated[ConcurrentStrategy | RateStrategy, Field(discriminator="kind")]
+# The load of one stream: a plain level, or one stream of a mix.
+Load = Annotated[ConcurrentStrategy | RateStrategy, Field(discriminator="kind")]
+STREAM_NAME = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$"
+# What an HTTP header value may be here: printable ASCII, no leading or trailing space.
+HEADER_VALUE = r"^[\x21-\x7e](?:[\x20-\x7e]*[\x21-\x7e])?$"
+
+
+class StreamSpec(BaseModel):
+    """One stream of a mix: who sends (the key in `api_key_env`, its class), how much, how long.
+
+    Prompt settings left unset are the run's (`--input-len` and the rest)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    name: str = Field(pattern=STREAM_NAME)
+    load: Load
+    api_key_env: str | None = None  # the variable's name is recorded, never its value
+    class_name: str | None = Field(default=None, alias="class", pattern=HEADER_VALUE)
+    input_len: int | None = Field(default=None, gt=0)
+    input_spread: float | None = Field(default=None, ge=0.0, lt=1.0)
+    output_len: int | None = Field(default=None, gt=0)
+    output_spread: float | None = Field(default=None, ge=0.0, lt=1.0)
+
+
+class MixStrategy(BaseModel):
+    """Several streams at once in one level (`llmctl bench --mix FILE`); each is measured on its
+    own and all together."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    kind: Literal["mix"] = "mix"
+    name: str = Field(pattern=STREAM_NAME)
+    streams: tuple[StreamSpec, ...] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _unique_names(self) -> MixStrategy:
+        names = [s.name for s in self.streams]
+        twice = sorted({n for n in names if names.count(n) > 1})
+        if twice:
+            raise ValueError(f"stream names must differ: {', '.join(twice)} appears twice")
+        return self
+
+    @property
+    def label(self) -> str:
+        return f"mix {self.name}"
+
+
+Strategy = Annotated[ConcurrentStrategy | RateStrategy | MixStrategy, Field(discriminator="kind")]
 
 
 def arrival_gaps(

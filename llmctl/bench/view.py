@@ -6,8 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from rich import box
-from rich.console import Console, Group, RenderableType
-from rich.measure import Measurement
+from rich.console import Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
@@ -15,7 +14,8 @@ from llmctl.bench.catalog import SECTIONS, Number, failure_numbers, fmt, value
 from llmctl.bench.compare import Comparison
 from llmctl.bench.export import change_text, number_text
 from llmctl.bench.progress import LevelProgress
-from llmctl.bench.report import BenchReport, LevelReport
+from llmctl.bench.report import BenchReport, LevelNumbers, LevelReport
+from llmctl.bench.strategies import MixStrategy
 from llmctl.core.slo import format_duration
 
 
@@ -111,6 +111,27 @@ SERVER: tuple[Term, ...] = (
 )
 
 
+STREAMS: tuple[Term, ...] = (
+    Term(
+        "a mix level (--mix) and its streams, each measured on its own over the level's window",
+        (Column("level", "label"), Column("stream", "name")),
+    ),
+    Term(
+        "the stream's X-Llmctl-Class header and its load",
+        (Column("class", "class"), Column("load", "load")),
+    ),
+    *COMPACT[2:],
+    Term(
+        "gateway queue wait of the stream's served requests (X-Queue-Wait-Ms), mean and 99th "
+        "percentile, ms",
+        (
+            Column("queue wait\nmean", "mean_queue_wait_ms"),
+            Column("queue wait\np99", "p99_queue_wait_ms"),
+        ),
+    ),
+)
+
+
 def progress_view(p: LevelProgress) -> RenderableType:
     """One line per running level: phase, bar, live counts."""
     fraction = p.fraction
@@ -132,20 +153,25 @@ def progress_view(p: LevelProgress) -> RenderableType:
 def progress_line(p: LevelProgress) -> str:
     """The same as plain text, for a log: no bar, no redraw."""
     planned = f"/{p.planned_s:.0f}s" if p.planned_s else "s"
+    rate = p.output_tokens / p.elapsed_s if p.elapsed_s > 0 else 0.0
     return (
         f"[{p.index + 1}/{p.total}] {p.strategy.label} {p.phase} {p.elapsed_s:.1f}{planned} "
-        f"ok {p.completed} fail {p.failed} inflight {p.in_flight} tok {p.output_tokens}"
+        f"ok {p.completed} fail {p.failed} inflight {p.in_flight} tok {p.output_tokens} "
+        f"({rate:.1f} tok/s)"
     )
 
 
-def level_line(level: LevelReport) -> Text:
-    """The one-line summary printed when a level ends."""
+def level_line(level: LevelReport, elapsed_s: float | None = None) -> Text:
+    """The one-line summary printed when a level ends (`elapsed_s`: its wall time, warm-up and
+    drain included)."""
+    took = f" in {elapsed_s:.1f}s" if elapsed_s is not None else ""
     return Text.assemble(
         ("done ", "green"),
-        (f"{level.label}: ", "bold"),
-        f"{fmt(level.request_throughput)} req/s, {fmt(level.output_throughput, 1)} out tok/s, ",
-        f"TTFT p50 {fmt(level.median_ttft_ms, 1)} ms, ITL p50 {fmt(level.median_itl_ms, 1)} ms, ",
+        (f"{level.label}{took}: ", "bold"),
+        f"{level.completed} ok, ",
         (f"{level.failed} failed", "red" if level.failed else "dim"),
+        f", {fmt(level.request_throughput)} req/s, {fmt(level.output_throughput, 1)} out tok/s, ",
+        f"TTFT p50 {fmt(level.median_ttft_ms, 1)} ms, ITL p50 {fmt(level.median_itl_ms, 1)} ms",
     )
 
 
@@ -189,7 +215,7 @@ def _table(title: str | None = None) -> Table:
     )
 
 
-def _cell(level: LevelReport, column: Column) -> str | Text:
+def _cell(level: LevelNumbers, column: Column) -> str | Text:
     if column.field == "failed":
         classes = ", ".join(
             f"{k.removeprefix('http_')}:{v}" for k, v in level.failures.items() if v
@@ -248,6 +274,45 @@ def levels_table(report: BenchReport) -> Table:
     return _terms_table(compact_terms(report), report.levels, "per level")
 
 
+def stream_terms(report: BenchReport) -> tuple[Term, ...]:
+    goodput = compact_terms(report)[len(COMPACT) :]
+    return (*STREAMS, *goodput)
+
+
+def streams_table(report: BenchReport) -> Table | None:
+    """Each mix level's streams, a row each with the headline numbers and the queue wait."""
+    mixes = [
+        (lv, lv.strategy)
+        for lv in report.levels
+        if lv.streams and isinstance(lv.strategy, MixStrategy)
+    ]
+    if not mixes:
+        return None
+    terms = stream_terms(report)
+    columns = [c for term in terms for c in term.columns]
+    table = _table("per stream (mix levels)")
+    for column in columns:
+        if column.field in ("label", "name", "class", "load"):
+            table.add_column(column.header, no_wrap=True)
+        else:
+            table.add_column(column.header, justify="right", overflow="fold")
+    for level, mix in mixes:
+        specs = {spec.name: spec for spec in mix.streams}
+        for i, stream in enumerate(level.streams):
+            spec = specs.get(stream.name)
+            words = {
+                "label": level.label if i == 0 else "",
+                "name": stream.name,
+                "class": (spec.class_name if spec else None) or "-",
+                "load": spec.load.label if spec else "-",
+            }
+            table.add_row(
+                *(words[c.field] if c.field in words else _cell(stream, c) for c in columns),
+                end_section=i == len(level.streams) - 1,
+            )
+    return table
+
+
 def server_table(report: BenchReport) -> Table | None:
     """Server-side numbers per level, when any endpoint could be sampled."""
     levels = [lv for lv in report.levels if lv.server and lv.server.samples]
@@ -256,14 +321,25 @@ def server_table(report: BenchReport) -> Table | None:
     return _terms_table(SERVER, levels, "server side, from /metrics (warm-up included)")
 
 
+def _full_columns(report: BenchReport) -> list[tuple[str, LevelNumbers]]:
+    """A column per level, and after a mix level one per stream (`mix NAME / STREAM`)."""
+    columns: list[tuple[str, LevelNumbers]] = []
+    for level in report.levels:
+        columns.append((level.label, level))
+        columns += [(f"{level.label} / {s.name}", s) for s in level.streams]
+    return columns
+
+
 def full_table(report: BenchReport) -> Table:
-    """`--verbose`: every number of every level, a row each, named as in the JSON."""
-    levels = report.levels
+    """`--verbose`: every number of every level (and mix stream), a row each, named as in the
+    JSON."""
+    columns = _full_columns(report)
+    levels = [numbers for _, numbers in columns]
     table = _table("every number per level (JSON field names as in `vllm bench serve`)")
     table.add_column("number", no_wrap=True)
     table.add_column("JSON field", style="dim", no_wrap=True)
-    for level in levels:
-        table.add_column(level.label, justify="right", overflow="fold")
+    for header, _ in columns:
+        table.add_column(header, justify="right", overflow="fold")
     slo = report.config.slo
     for section in SECTIONS:
         numbers = list(section.numbers)
@@ -281,7 +357,7 @@ def full_table(report: BenchReport) -> Table:
     return table
 
 
-def _cells(number: Number, levels: list[LevelReport]) -> list[str]:
+def _cells(number: Number, levels: list[LevelNumbers]) -> list[str]:
     return [fmt(value(level, number.field), number.digits) for level in levels]
 
 
@@ -294,6 +370,9 @@ def report_view(report: BenchReport, *, verbose: bool = False) -> RenderableType
     sources = sorted({level.token_source for level in report.levels} - {"none"})
     if sources:
         parts.append(Text(f"token counts from: {', '.join(sources)}", "dim"))
+    streams = streams_table(report)
+    if streams is not None:
+        parts += [Text(""), streams, legend(stream_terms(report)[:2] + STREAMS[-1:])]
     server = server_table(report)
     if server is not None:
         parts += [Text(""), server, legend(SERVER[1:])]
@@ -335,9 +414,3 @@ def compare_view(c: Comparison) -> RenderableType:
     if c.unmatched:
         parts.append(Text(f"levels only in one report: {', '.join(c.unmatched)}", "yellow"))
     return Group(*parts)
-
-
-def natural_width(renderable: RenderableType) -> int:
-    """Columns `renderable` needs so that nothing in it wraps or is cut."""
-    console = Console(width=10_000)
-    return Measurement.get(console, console.options, renderable).maximum

@@ -2,29 +2,32 @@
 
 from __future__ import annotations
 
-import io
 from pathlib import Path
+from typing import Annotated, Literal
 
 import typer
 from pydantic import ValidationError
-from rich.console import Console, RenderableType
+from rich.console import Console
 
 from llmctl.bench.compare import compare_reports
 from llmctl.bench.config import BenchConfig, PromptSpec
-from llmctl.bench.export import COMPARE_FORMATS, render_comparison, to_csv
+from llmctl.bench.export import comparison_json, render_comparison, to_csv
 from llmctl.bench.live import ConsoleProgress
+from llmctl.bench.mix import load_mix
 from llmctl.bench.report import BenchReport, load_report
 from llmctl.bench.runner import run_bench
-from llmctl.bench.strategies import ConcurrentStrategy, RateStrategy
-from llmctl.bench.view import compare_view, natural_width, report_view
-from llmctl.cli.console import console
-from llmctl.cli.options import check_output, env_secret, write_output
+from llmctl.bench.strategies import ConcurrentStrategy, MixStrategy, RateStrategy, Strategy
+from llmctl.bench.view import compare_view, report_view
+from llmctl.cli.console import console, err_console
+from llmctl.cli.help import App
+from llmctl.cli.options import check_distinct_outputs, check_output, env_secret, write_output
+from llmctl.cli.output import FormatOpt, emit
 from llmctl.core.errors import LlmctlError, TargetError, UsageError
 from llmctl.core.slo import SLO, parse_slo
 from llmctl.core.validation import first_problem
 from llmctl.stack.endpoints import resolve
 
-app = typer.Typer(
+app = App(
     help="Load-test an OpenAI-compatible target (gateway or engine) and measure what users feel.",
     no_args_is_help=True,
 )
@@ -44,6 +47,10 @@ _FLAGS = {
     "reject_backoff_s": "--reject-backoff",
     "target": "--target",
 }
+# PromptSpec is checked on its own first: its fields come without the `prompts.` prefix.
+_FLAGS.update(
+    {k.removeprefix("prompts."): v for k, v in _FLAGS.items() if k.startswith("prompts.")}
+)
 
 
 def _numbers(text: str, flag: str, kind: type[int] | type[float]) -> list[float]:
@@ -64,9 +71,14 @@ def _levels(
     arrival: str,
     burstiness: float,
     max_concurrency: int | None,
-) -> list[ConcurrentStrategy | RateStrategy]:
+    mixes: list[Path],
+) -> list[Strategy]:
+    if mixes:
+        if concurrency is not None or rate is not None:
+            raise UsageError("--mix sets each stream's load: leave out --concurrency and --rate")
+        return [load_mix(path) for path in mixes]
     if (concurrency is None) == (rate is None):
-        raise UsageError("give exactly one of --concurrency 1,8,32 or --rate 2,4,8")
+        raise UsageError("give exactly one of --concurrency 1,8,32, --rate 2,4,8 or --mix FILE")
     if arrival not in ARRIVALS:
         raise UsageError(f"--arrival must be one of {', '.join(ARRIVALS)} (got {arrival!r})")
     if burstiness <= 0:
@@ -87,6 +99,18 @@ def _levels(
     ]
 
 
+def _stream_keys(levels: list[Strategy]) -> dict[str, str]:
+    """The key of every mix stream that names an `api_key_env`, by that variable's name."""
+    keys: dict[str, str] = {}
+    for level in levels:
+        if isinstance(level, MixStrategy):
+            for spec in level.streams:
+                if spec.api_key_env is not None and spec.api_key_env not in keys:
+                    flag = f"--mix (level {level.label}, stream {spec.name}) api_key_env"
+                    keys[spec.api_key_env] = env_secret(spec.api_key_env, flag)
+    return keys
+
+
 def _metadata(items: list[str]) -> dict[str, str]:
     """`--metadata KEY=VALUE` (repeatable), as vLLM's: both sides stripped, the last one wins."""
     out: dict[str, str] = {}
@@ -98,26 +122,15 @@ def _metadata(items: list[str]) -> dict[str, str]:
     return out
 
 
-def _print_whole(renderable: RenderableType) -> None:
-    """Print so that no value is cut: piped, rich would squeeze a table into 80 columns."""
-    if console.is_terminal:
-        console.print(renderable)
-        return
-    out = io.StringIO()
-    width = max(console.width, natural_width(renderable))
-    Console(file=out, width=width, highlight=False).print(renderable)
-    # rich pads every line to the table's width; a log is easier to read and diff without that
-    console.file.write("".join(line.rstrip() + "\n" for line in out.getvalue().splitlines()))
-
-
 @app.callback(invoke_without_command=True)
 def bench(
     ctx: typer.Context,
     target: str | None = typer.Option(
         None,
         "--target",
-        help="Base URL of the gateway or engine, e.g. http://127.0.0.1:8080. "
-        "Default: the stack's gateway (and its engine's /metrics is sampled too).",
+        help="Base URL of the gateway or engine, e.g. http://127.0.0.1:8080. With the stack's "
+        "gateway, its engine's /metrics is sampled too.",
+        show_default="the stack's gateway",
     ),
     concurrency: str | None = typer.Option(
         None, "--concurrency", help="Closed-loop levels: requests kept in flight, e.g. 1,8,32."
@@ -125,8 +138,8 @@ def bench(
     rate: str | None = typer.Option(
         None, "--rate", help="Open-loop levels: requests started per second, e.g. 2,4,8."
     ),
-    arrival: str = typer.Option(
-        "poisson", "--arrival", help="Open-loop arrivals: poisson, constant or gamma."
+    arrival: Literal["poisson", "constant", "gamma"] = typer.Option(
+        "poisson", "--arrival", help="How --rate levels space their requests."
     ),
     burstiness: float = typer.Option(
         1.0, "--burstiness", help="Gamma shape for --arrival gamma (<1 burstier, >1 smoother)."
@@ -134,8 +147,17 @@ def bench(
     max_concurrency: int | None = typer.Option(
         None, "--max-concurrency", help="Cap on requests in flight for --rate levels."
     ),
+    mix: list[Path] = typer.Option(
+        [],
+        "--mix",
+        help="A level of several streams at once (tenants, classes), from a TOML file; "
+        "repeatable, a level per file. See docs/bench.md.",
+    ),
     duration: float | None = typer.Option(
-        None, "--duration", help="Seconds to measure per level (default 30 unless --requests)."
+        None,
+        "--duration",
+        help="Seconds to measure per level.",
+        show_default="30, unless --requests",
     ),
     requests: int | None = typer.Option(
         None, "--requests", help="Requests to measure per level instead of a duration."
@@ -157,11 +179,11 @@ def bench(
     dataset: Path | None = typer.Option(
         None, "--dataset", help="JSONL file of requests (objects with 'messages', or 'prompt')."
     ),
-    endpoint: str = typer.Option(
-        "chat", "--endpoint", help="chat (/v1/chat/completions) or completions (/v1/completions)."
+    endpoint: Literal["chat", "completions"] = typer.Option(
+        "chat", "--endpoint", help="/v1/chat/completions or /v1/completions."
     ),
     model: str | None = typer.Option(
-        None, "--model", help="Model name (default: the first one the target lists)."
+        None, "--model", help="Model name.", show_default="the first one the target lists"
     ),
     api_key_env: str | None = typer.Option(
         None, "--api-key-env", help="Environment variable holding the API key."
@@ -181,21 +203,30 @@ def bench(
         None, "--label", help="A name for this run, kept in the JSON and shown by compare."
     ),
     metadata: list[str] = typer.Option(
-        [], "--metadata", help="KEY=VALUE kept in the JSON (repeatable), e.g. gpu=h100."
+        [],
+        "--metadata",
+        metavar="KEY=VALUE",
+        help="Kept in the JSON (repeatable), e.g. gpu=h100.",
     ),
     verbose: bool = typer.Option(
         False, "--verbose", "-v", help="Also print every number of every level (the full table)."
     ),
     json_out: Path | None = typer.Option(None, "--json", help="Write the result as JSON here."),
     csv_out: Path | None = typer.Option(None, "--csv", help="Write one CSV row per level here."),
+    form: FormatOpt = "table",
 ) -> None:
     """Drive load at each level and report latency, throughput, failures and server peaks."""
     if ctx.invoked_subcommand is not None:
         return
-    levels = _levels(concurrency, rate, arrival, burstiness, max_concurrency)
+    levels = _levels(concurrency, rate, arrival, burstiness, max_concurrency, mix)
+    if mix and max_concurrency is not None:
+        raise UsageError("--max-concurrency goes in a --mix stream (max_concurrency = N)")
     notes = _metadata(metadata)
     check_output(json_out, "--json")
     check_output(csv_out, "--csv")
+    check_distinct_outputs({"--json": json_out, "--csv": csv_out})
+    # With a document format (md, json) on stdout, progress and notes go to stderr.
+    log = console if form in ("table", "plain") else err_console
     stack = resolve()
     if target is None:
         urls = stack.urls
@@ -203,9 +234,10 @@ def bench(
         # A docker stack publishes no engine: then only the gateway is sampled.
         if not engine_metrics and "engine" in urls:
             engine_metrics = [f"{urls['engine']}/metrics"]
-        console.print(f"[dim]target: the stack's gateway {target}[/dim]")
+        log.print(f"[dim]target: the stack's gateway {target}[/dim]")
     # The stack's API key belongs to the stack's gateway, not to any --target.
     api_key = env_secret(api_key_env, "--api-key-env") if api_key_env else None
+    keys_by_env = _stream_keys(levels)
     if api_key is None and stack.owns(target):
         api_key = stack.api_key
     if endpoint not in ("chat", "completions"):
@@ -217,6 +249,7 @@ def bench(
             target=target,
             model=model,
             api_key=api_key,
+            api_keys_by_env=keys_by_env,
             levels=levels,
             duration_s=duration,
             requests=requests,
@@ -238,21 +271,21 @@ def bench(
         )
     except ValidationError as exc:
         raise UsageError(f"bad bench settings: {first_problem(exc, names=_FLAGS)}") from None
-    progress = ConsoleProgress(console)
+    progress = ConsoleProgress(log)
     try:
         report = run_bench(config, progress)
     finally:
         progress.close()
     report = report.model_copy(update={"label": label, "metadata": notes})
-    _print_whole(report_view(report, verbose=verbose))
-    _write(report, json_out, csv_out)
+    emit(report_view(report, verbose=verbose), form, report.to_json)
+    _write(report, json_out, csv_out, log)
     if all(level.completed == 0 for level in report.levels):
         samples = {k: v for level in report.levels for k, v in level.error_samples.items()}
         detail = "; ".join(f"{k}: {v}" for k, v in samples.items())
         raise TargetError(f"no request succeeded ({detail})")
 
 
-def _write(report: BenchReport, json_out: Path | None, csv_out: Path | None) -> None:
+def _write(report: BenchReport, json_out: Path | None, csv_out: Path | None, log: Console) -> None:
     """Write each output asked for; one that fails does not keep the other from being written."""
     outputs: list[tuple[Path, str]] = []
     if json_out is not None:
@@ -266,25 +299,31 @@ def _write(report: BenchReport, json_out: Path | None, csv_out: Path | None) -> 
         except LlmctlError as exc:
             failed.append(str(exc))
             continue
-        console.print(f"wrote {path}")
+        log.print(f"wrote {path}", soft_wrap=True)
     if failed:
         raise LlmctlError("; ".join(failed))
+
+
+CompareFormat = Literal["table", "plain", "md", "csv", "json"]
 
 
 @app.command()
 def compare(
     a: Path = typer.Argument(..., help="The baseline result (JSON from --json)."),
     b: Path = typer.Argument(..., help="The result to compare with it."),
-    form: str = typer.Option(
-        "table", "--format", help="table (coloured), md, csv or json (plain text to pipe)."
-    ),
+    form: Annotated[
+        CompareFormat,
+        typer.Option(
+            "--format",
+            help="table (coloured on a terminal), plain (lines, for logs), md, csv or json.",
+        ),
+    ] = "table",
 ) -> None:
     """Compare two results: the settings that differ, then the headline numbers per level with
     their % change (green and "better" where B is better)."""
-    if form not in COMPARE_FORMATS:
-        raise UsageError(f"--format must be one of {', '.join(COMPARE_FORMATS)} (got {form!r})")
     comparison = compare_reports(load_report(a), load_report(b), a.name, b.name)
-    if form == "table":
-        _print_whole(compare_view(comparison))
-    else:
+    view = compare_view(comparison)
+    if form in ("md", "csv"):  # written by hand: md keeps the level once per group
         typer.echo(render_comparison(comparison, form), nl=False)
+    else:
+        emit(view, form, lambda: comparison_json(comparison))

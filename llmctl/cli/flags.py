@@ -12,8 +12,8 @@ from typing import Annotated, Any
 
 import typer
 from pydantic import BaseModel
-from rich.markup import escape
 
+from llmctl.cli.help import env_note
 from llmctl.core.errors import ConfigError
 
 
@@ -59,12 +59,14 @@ def setting_options(
         if info is None:
             continue
         default = info.get_default(call_default_factory=True)
-        help_text = escape(f"{info.description or ''} [default: {_shown_default(default)}]")
+        help_text = info.description or ""
         if field_name in env:
-            help_text += escape(f" [env: {env[field_name]}]")
+            help_text += env_note(env[field_name])
         kind = _option_type(info.annotation)
         metavar = _METAVARS.get(kind)
-        option = typer.Option(flag, help=help_text, show_default=False, metavar=metavar)
+        # The option's own default is None ("not given"); help shows the setting's.
+        shown = False if kind is bool and not default else _shown_default(default)
+        option = typer.Option(flag, help=help_text, show_default=shown, metavar=metavar)
         annotation: Any = Annotated.__class_getitem__((kind | None, option))  # type: ignore[attr-defined]
         params.append(
             inspect.Parameter(

@@ -11,12 +11,11 @@ import typer
 
 from llmctl.cli.console import console
 from llmctl.cli.flags import setting_options, with_options
+from llmctl.cli.help import App, env_note
 from llmctl.core.config import GATEWAY_ENV, GATEWAY_FLAGS, GatewayConfig, load_gateway_config
 from llmctl.core.errors import ConfigError
 
-app = typer.Typer(
-    help="The admission-controlling gateway in front of the engine.", no_args_is_help=True
-)
+app = App(help="The admission-controlling gateway in front of the engine.", no_args_is_help=True)
 
 
 def _read_keys(path: Path | None, what: str) -> list[str] | None:
@@ -38,12 +37,12 @@ def serve(
     api_keys_file: Path | None = typer.Option(
         None,
         "--api-keys-file",
-        help="File with accepted API keys, one a line \\[env: LLMCTL_API_KEYS].",
+        help="File with accepted API keys, one a line." + env_note("LLMCTL_API_KEYS"),
     ),
     admin_key_file: Path | None = typer.Option(
         None,
         "--admin-key-file",
-        help="File with the admin key \\[env: LLMCTL_ADMIN_KEY]; none: no admin API.",
+        help="File with the admin key; none: no admin API." + env_note("LLMCTL_ADMIN_KEY"),
     ),
     workers: int = typer.Option(
         1, "--workers", help="Must be 1: limits live in one process (more would multiply them)."
@@ -63,7 +62,7 @@ def serve(
     }
     if overrides.get("upstreams") is not None:
         overrides["upstreams"] = _split(overrides["upstreams"])
-    config = load_gateway_config(os.environ, overrides)
+    config = load_gateway_config(os.environ, overrides, flags=True)
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
@@ -73,6 +72,7 @@ def serve(
         f"gateway on http://{config.host}:{config.port} -> {engines} "
         f"(max_active {config.max_active}, {config.queue_mode}, {queue}, {config.routing})",
         highlight=False,
+        soft_wrap=True,  # one line in a log, whatever COLUMNS says
     )
     run(config)
 

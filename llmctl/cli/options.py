@@ -7,6 +7,7 @@ import os
 from pathlib import Path
 
 from llmctl.core.errors import LlmctlError, UsageError
+from llmctl.core.files import check_writable, write_file
 
 
 def env_secret(env_var: str, flag: str) -> str:
@@ -21,19 +22,33 @@ def check_output(path: Path | None, flag: str) -> None:
     """Refuse an output path that cannot be written, before any work is done."""
     if path is None:
         return
-    full = path.expanduser()
-    parent = full.parent
-    if full.is_dir():
-        raise UsageError(f"{flag} {path}: that is a folder; give a file name")
-    if not parent.is_dir():
-        raise UsageError(f"{flag} {path}: the folder {parent} does not exist")
-    if not os.access(parent, os.W_OK | os.X_OK) or (full.exists() and not os.access(full, os.W_OK)):
-        raise UsageError(f"{flag} {path}: not writable")
+    try:
+        check_writable(path)
+    except LlmctlError as exc:
+        raise UsageError(f"{flag}: {exc}") from None
+
+
+def check_distinct_outputs(outputs: dict[str, Path | None]) -> None:
+    """Refuse two flags naming the same file (also through a symlink or a hard link): one output
+    would silently replace the other."""
+    seen: dict[tuple[int, int] | str, str] = {}
+    for flag, path in outputs.items():
+        if path is None:
+            continue
+        full = path.expanduser()
+        try:
+            st = full.stat()
+            key: tuple[int, int] | str = (st.st_dev, st.st_ino)
+        except OSError:  # not there yet: its resolved path is its identity
+            key = os.path.realpath(full)
+        alias = os.path.realpath(full)
+        other = seen.get(key) or seen.get(alias)
+        if other is not None:
+            raise UsageError(f"{other} and {flag} name the same file ({path}); give each its own")
+        seen[key] = seen[alias] = flag
 
 
 def write_output(path: Path, text: str) -> None:
-    """Write `text`; a failure (disk full, the folder gone meanwhile) is a clear error."""
-    try:
-        path.expanduser().write_text(text, encoding="utf-8")
-    except OSError as exc:
-        raise LlmctlError(f"could not write {path}: {exc.strerror or exc}") from exc
+    """Write `text` with the one safe writer (whole or not at all; mode and symlinks kept); a
+    failure (disk full, the folder gone meanwhile, read-only) is a clear error."""
+    write_file(path, text)

@@ -10,13 +10,10 @@ import typer
 from llmctl import __version__
 from llmctl.cli.console import console
 from llmctl.cli.options import check_output, write_output
-from llmctl.core.errors import UsageError
 from llmctl.report.export import ImageFormat, figure_files, write_files
 from llmctl.report.html import render_html
 from llmctl.report.load import load_runs
 from llmctl.report.sections import build_sections
-
-FORMATS: tuple[ImageFormat, ...] = ("svg", "png")
 
 
 def report(
@@ -27,17 +24,16 @@ def report(
         None,
         "-o",
         "--output",
-        help="The HTML file to write (default report.html, unless --figures).",
+        help="The HTML file to write.",
+        show_default="report.html, unless --figures",
     ),
     figures: Path | None = typer.Option(
         None, "--figures", help="Also write every figure as an image file into this folder."
     ),
-    figure_format: str = typer.Option("svg", "--figure-format", help="svg or png."),
+    figure_format: ImageFormat = typer.Option("svg", "--figure-format", help="Image format."),
     title: str | None = typer.Option(None, "--title", help="The page's title."),
 ) -> None:
     """One self-contained HTML report (opens offline) of bench runs, tune runs, or several compared."""
-    if figure_format not in FORMATS:
-        raise UsageError(f"--figure-format must be svg or png (got {figure_format!r})")
     if output is None and figures is None:
         output = Path("report.html")
     check_output(output, "--output")
@@ -54,8 +50,7 @@ def report(
         write_output(output, page)
         console.print(f"wrote {output} ({len(page.encode()) / 1024:.0f} KiB)", highlight=False)
     if figures is not None:
-        fmt: ImageFormat = "png" if figure_format == "png" else "svg"
-        written = write_files(figures, figure_files(sections, fmt))
+        written = write_files(figures, figure_files(sections, figure_format))
         console.print(f"wrote {len(written)} figures to {figures}", highlight=False)
 
 

@@ -5,16 +5,19 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
+from pathlib import Path
 
 import typer
 
 from llmctl.cli.console import console
+from llmctl.cli.help import App
 from llmctl.core import aio
 from llmctl.sim.config import SimConfig
 from llmctl.sim.faults import FaultSpec
 from llmctl.sim.profiles import PROFILES, get_profile
+from llmctl.sim.scenario import load_scenario
 
-app = typer.Typer(
+app = App(
     help="Run a simulated vLLM engine (OpenAI API, vLLM metrics, DCGM telemetry).",
     no_args_is_help=True,
 )
@@ -26,13 +29,18 @@ def serve(
     port: int = typer.Option(8000, help="Port to listen on (0 picks a free one)."),
     model: str = typer.Option("llmctl-sim", help="Served model name (in /v1/models and metrics)."),
     profile: str = typer.Option(
-        "tiny", help=f"Hardware profile: {', '.join(PROFILES)}. See docs/simulator.md."
+        "tiny",
+        help=f"Hardware profile: {', '.join(PROFILES)}. See docs/simulator.md.",
+        autocompletion=lambda incomplete: [p for p in PROFILES if p.startswith(incomplete)],
     ),
     time_scale: float = typer.Option(
         1.0, help="Run N times faster than the simulated hardware (all step times divided by N)."
     ),
     max_num_seqs: int | None = typer.Option(
         None, help="Most requests in the running batch (overrides the profile)."
+    ),
+    max_model_len: int | None = typer.Option(
+        None, help="Context window, tokens: prompt + output at most (overrides the profile)."
     ),
     num_gpu_blocks: int | None = typer.Option(
         None, help="KV cache size in blocks (overrides the profile)."
@@ -56,6 +64,18 @@ def serve(
     stall_rate: float = typer.Option(
         0.0, help="Fraction of requests that get no response at all until the client gives up."
     ),
+    scenario: Path | None = typer.Option(
+        None,
+        help="TOML/JSON file of timed changes (slowdown, KV share, prompt/output scale) in "
+        "simulated seconds; see docs/simulator.md. Live: PUT /sim/conditions.",
+    ),
+    prefix_caching: bool = typer.Option(
+        True,
+        "--prefix-caching/--no-prefix-caching",
+        "--enable-prefix-caching/--no-enable-prefix-caching",
+        help="Keep computed prompt blocks for later requests that share the prefix (vLLM v1's "
+        "default; vLLM's own flag names work too).",
+    ),
 ) -> None:
     """Serve the OpenAI API on a simulated vLLM engine until interrupted."""
     config = SimConfig(
@@ -64,6 +84,7 @@ def serve(
         model=model,
         profile=get_profile(profile).with_overrides(
             max_num_seqs=max_num_seqs,
+            max_model_len=max_model_len,
             num_gpu_blocks=num_gpu_blocks,
             block_size=block_size,
             max_num_batched_tokens=max_num_batched_tokens,
@@ -76,6 +97,8 @@ def serve(
             drop_rate=drop_rate,
             stall_rate=stall_rate,
         ),
+        scenario=load_scenario(scenario) if scenario is not None else None,
+        prefix_caching=prefix_caching,
     )
     _run(config)
 
@@ -88,8 +111,10 @@ def _run(config: SimConfig) -> None:
         console.print(
             f"llmctl sim: serving [bold]{config.model}[/bold] on {url} "
             f"(profile {p.name}, max_num_seqs={p.max_num_seqs}, "
-            f"kv={p.num_gpu_blocks}x{p.block_size} tokens, time_scale={config.time_scale})",
+            f"kv={p.num_gpu_blocks}x{p.block_size} tokens, time_scale={config.time_scale}, "
+            f"prefix caching {'on' if config.prefix_caching else 'off'})",
             highlight=False,
+            soft_wrap=True,  # one line in a log, whatever COLUMNS says
         )
 
     async def main() -> None:

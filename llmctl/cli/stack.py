@@ -1,31 +1,34 @@
-"""Stack commands: init, config, render, up, down, status, logs, doctor, chat."""
+"""Stack commands: init, config, render, up, down, status, logs, doctor."""
 
 from __future__ import annotations
 
 import functools
 import inspect
 import os
-import shutil
 from collections.abc import Callable, Sequence
+from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import typer
-from rich.live import Live
 from rich.table import Table
 
+from llmctl.cli import completion
 from llmctl.cli.console import console, err_console
+from llmctl.cli.help import env_note
+from llmctl.cli.output import print_whole
+from llmctl.cli.services import service_progress
 from llmctl.core.errors import ConfigError, RuntimeBackendError
-from llmctl.stack import chat as chat_api
-from llmctl.stack import lifecycle
+from llmctl.core.files import write_file
+from llmctl.stack import kubernetes, lifecycle
 from llmctl.stack.doctor import diagnose
-from llmctl.stack.endpoints import first_api_key
 from llmctl.stack.render import render_stack
 from llmctl.stack.runtime import ServiceStatus
 from llmctl.stack.settings import (
     CONFIG_FILE,
     LoadedStack,
     Override,
+    env_var_for,
     list_presets,
     load_stack,
     parse_set,
@@ -35,16 +38,47 @@ from llmctl.stack.settings import (
 from llmctl.stack.spec import StackSpec
 
 ConfigOpt = Annotated[
-    Path | None, typer.Option("--config", "-c", help=f"Stack file (default: ./{CONFIG_FILE}).")
+    Path | None,
+    typer.Option("--config", "-c", help="Stack file.", show_default=f"./{CONFIG_FILE}"),
 ]
 PresetOpt = Annotated[
-    str | None, typer.Option("--preset", "-p", help="Use a preset from stacks/ instead of a file.")
+    str | None,
+    typer.Option(
+        "--preset",
+        "-p",
+        metavar="NAME",
+        help=f"Use a preset instead of a file: {', '.join(list_presets())}.",
+        autocompletion=completion.presets,
+    ),
 ]
 SetOpt = Annotated[
     list[str] | None,
-    typer.Option("--set", help="Override any key: --set engine.sim.time_scale=10 (repeatable)."),
+    typer.Option(
+        "--set",
+        metavar="KEY=VALUE",
+        help="Override any key, e.g. --set engine.sim.time_scale=10 (repeatable).",
+    ),
 ]
-RuntimeOpt = Annotated[str | None, typer.Option("--runtime", help="`local` or `docker`.")]
+RuntimeOpt = Annotated[
+    Literal["local", "docker"] | None, typer.Option("--runtime", help="Where services run.")
+]
+ServiceArg = Annotated[
+    str | None,
+    typer.Argument(
+        metavar="SERVICE",
+        help="One service: engine, gateway, prometheus (grafana and more with docker).",
+        autocompletion=completion.services,
+        show_default=False,
+    ),
+]
+
+
+class RenderTarget(StrEnum):
+    """What `llmctl render` writes: compose (with Prometheus/Grafana files) or a kustomize base."""
+
+    compose = "compose"
+    kubernetes = "kubernetes"
+
 
 # The override flags `config`, `render` and `up` share: parameter name -> (stack key, annotation).
 # `--set` reaches every key; these name the ones people change most.
@@ -111,6 +145,10 @@ def with_overrides(command: Callable[..., None]) -> Callable[..., None]:
         inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=None, annotation=ann)
         for name, (_, ann) in OVERRIDE_FLAGS.items()
     ]
+    for key, ann in OVERRIDE_FLAGS.values():  # help names the variable that sets the key too
+        option = ann.__metadata__[0]
+        if "[env:" not in option.help:
+            option.help += env_note(env_var_for(key))
     sets_param = inspect.Parameter(
         _SETS, inspect.Parameter.KEYWORD_ONLY, default=None, annotation=SetOpt
     )
@@ -159,20 +197,24 @@ def _running_spec(config: Path | None, preset: str | None, sets: list[str] | Non
     return spec
 
 
+running_spec = _running_spec  # `chat` (its own module) acts on the running stack too
+
+
 def init(
     preset: PresetOpt = None,
     path: Annotated[Path, typer.Option("--path", help="Where to write.")] = Path(CONFIG_FILE),
     force: Annotated[bool, typer.Option("--force", help="Overwrite an existing file.")] = False,
 ) -> None:
-    """Write llmctl.toml from a preset (default: local-sim)."""
+    """Write llmctl.toml from a preset (local-sim unless --preset names another)."""
     name = preset or "local-sim"
     source = preset_path(name)
-    if path.exists() and not force:
+    if (path.exists() or path.is_symlink()) and not force:
         raise ConfigError(f"{path} exists; use --force to overwrite it")
     try:
-        shutil.copyfile(source, path)
+        text = source.read_bytes()
     except OSError as exc:
-        raise ConfigError(f"cannot write {path}: {exc.strerror}") from exc
+        raise ConfigError(f"cannot read the preset {source}: {exc.strerror}") from exc
+    write_file(path, text)
     console.print(
         f"wrote {path} from preset [bold]{name}[/bold]; presets: {', '.join(list_presets())}"
     )
@@ -204,11 +246,29 @@ def _show(value: object) -> str:
 
 @with_overrides
 def render(
-    config: ConfigOpt = None, preset: PresetOpt = None, overrides: Sequence[Override] = ()
+    config: ConfigOpt = None,
+    preset: PresetOpt = None,
+    overrides: Sequence[Override] = (),
+    target: Annotated[
+        RenderTarget,
+        typer.Option(
+            "--target",
+            help="compose: .llmctl/<stack>/ (compose, Prometheus, Grafana); kubernetes: a "
+            "kustomize base in .llmctl/<stack>/kubernetes/ (docs/kubernetes.md).",
+        ),
+    ] = RenderTarget.compose,
 ) -> None:
-    """Write compose, Prometheus and Grafana files for the stack into .llmctl/<stack>/."""
+    """Write the stack's files into .llmctl/<stack>/ (nothing starts)."""
     spec = _load(config, preset, overrides).spec
     out = stack_dir(spec)
+    if target is RenderTarget.kubernetes:
+        paths = kubernetes.render_stack(spec, out)
+        base = out / kubernetes.OUT
+        for note in kubernetes.notes(spec, os.environ, base):
+            _note(note)
+        console.print(f"rendered {len(paths)} files into {base}", highlight=False)
+        console.print(f"apply with: kubectl apply -k {base}", highlight=False)
+        return
     paths = render_stack(spec, out)
     console.print(f"rendered {len(paths)} files into {out}")
 
@@ -224,10 +284,8 @@ def up(
 ) -> None:
     """Render the stack and start it; waits until every service is healthy."""
     spec = _load(config, preset, overrides).spec
-    with Live(_status_table(spec, []), console=console, transient=True) as live:
-        outcome = lifecycle.up(
-            spec, progress=lambda s: live.update(_status_table(spec, s)), timeout=timeout
-        )
+    with service_progress(console, lambda s: _status_table(spec, s)) as progress:
+        outcome = lifecycle.up(spec, progress=progress, timeout=timeout)
     spec = outcome.spec
     for note in outcome.notes:
         _note(note)
@@ -235,7 +293,7 @@ def up(
         console.print(f"stack [bold]{spec.name}[/bold] is already running")
     else:
         console.print(f"stack [bold]{spec.name}[/bold] is up ({spec.runtime})")
-    console.print(_status_table(spec, outcome.result.services))
+    print_whole(_status_table(spec, outcome.result.services))
     console.print(f'try: llmctl chat "Hello"   (gateway {spec.endpoints()["gateway"]}/v1)')
 
 
@@ -272,7 +330,7 @@ def status(config: ConfigOpt = None, preset: PresetOpt = None, sets: SetOpt = No
 
 
 def logs(
-    service: Annotated[str | None, typer.Argument(help="engine, gateway or prometheus")] = None,
+    service: ServiceArg = None,
     follow: Annotated[bool, typer.Option("--follow", "-f", help="Keep printing.")] = False,
     config: ConfigOpt = None,
     preset: PresetOpt = None,
@@ -302,30 +360,7 @@ def doctor(config: ConfigOpt = None, preset: PresetOpt = None, sets: SetOpt = No
         raise RuntimeBackendError(f"stack {spec.name} cannot run here; see the FAIL rows above")
 
 
-def chat(
-    message: Annotated[str, typer.Argument(help="What to say.")] = "Hello",
-    max_tokens: Annotated[int, typer.Option("--max-tokens", help="Longest answer.")] = 128,
-    config: ConfigOpt = None,
-    preset: PresetOpt = None,
-    sets: SetOpt = None,
-) -> None:
-    """Send one chat message through the running stack's gateway and print the answer."""
-    spec = _running_spec(config, preset, sets)
-    request = chat_api.ChatRequest(
-        gateway_url=spec.endpoints()["gateway"],
-        model=spec.engine.name,
-        messages=[{"role": "user", "content": message}],
-        max_tokens=max_tokens,
-        stream=False,
-        api_key=first_api_key(spec, os.environ),
-        timeout_s=spec.gateway.request_timeout_s,
-    )
-    answer = chat_api.complete(request)
-    console.print(f"[dim]{spec.engine.name} via {spec.endpoints()['gateway']}:[/dim]")
-    console.print(answer["choices"][0]["message"]["content"], highlight=False, markup=False)
-
-
 def register(app: typer.Typer) -> None:
     """Add the stack commands to the top-level app."""
-    for command in (init, config, render, up, down, status, logs, doctor, chat):
+    for command in (init, config, render, up, down, status, logs, doctor):
         app.command(command.__name__)(command)

@@ -5,16 +5,31 @@ from __future__ import annotations
 from pathlib import Path
 
 import typer
+from pydantic import ValidationError
 from rich.table import Table
 
 from llmctl.cli.console import console
-from llmctl.gateway.tenants import add_key, add_tenant, load_tenants
+from llmctl.cli.help import App
+from llmctl.cli.output import print_whole
+from llmctl.core.errors import UsageError
+from llmctl.core.validation import first_problem
+from llmctl.gateway.tenants import TenantSpec, add_key, add_tenant, load_tenants
 
-app = typer.Typer(
+app = App(
     help="The gateway's tenants file: tenants, their classes, keys and limits.",
     no_args_is_help=True,
 )
 
+# TenantSpec field -> the flag that sets it.
+_FLAGS = {
+    "name": "NAME",
+    "class": "--class",
+    "weight": "--weight",
+    "requests_per_minute": "--rpm",
+    "tokens_per_minute": "--tpm",
+    "max_concurrent": "--max-concurrent",
+    "default_max_tokens": "--default-max-tokens",
+}
 FileOpt = typer.Option(
     Path("tenants.toml"), "--file", "-f", help="The tenants file (made if missing)."
 )
@@ -38,6 +53,17 @@ def add(
     ),
 ) -> None:
     """Add a tenant (without keys: `llmctl tenants add-key` makes them)."""
+    limits = {
+        "requests_per_minute": requests_per_minute,
+        "tokens_per_minute": tokens_per_minute,
+        "max_concurrent": max_concurrent,
+        "default_max_tokens": default_max_tokens,
+    }
+    given = {k: v for k, v in limits.items() if v is not None}
+    try:  # checked here too, so a bad value is named by its flag, not its key in the file
+        TenantSpec.model_validate({"name": name, "class": class_name, "weight": weight, **given})
+    except ValidationError as exc:
+        raise UsageError(first_problem(exc, names=_FLAGS)) from None
     add_tenant(
         file,
         name,
@@ -86,4 +112,4 @@ def list_tenants(file: Path = FileOpt) -> None:
             shown(t.tokens_per_minute),
             shown(t.max_concurrent),
         )
-    console.print(table)
+    print_whole(table)

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 import typer
 
-from llmctl.cli.console import console
-from llmctl.core.errors import UsageError
+from llmctl.cli.console import console, interactive
+from llmctl.cli.output import FormatOpt, chosen, emit
+from llmctl.core.errors import TargetError, UsageError
 from llmctl.observe.direct import DirectSource
 from llmctl.observe.live import Sampler, run_live
 from llmctl.observe.prometheus import PrometheusSource
@@ -13,47 +16,54 @@ from llmctl.observe.queries import MIN_WINDOW_S
 from llmctl.observe.view import render
 from llmctl.stack.endpoints import resolve
 
-SOURCES = ("auto", "prometheus", "direct")
-
 
 def top(
     prometheus: str | None = typer.Option(
-        None, "--prometheus", help="Prometheus URL. Default: the stack's."
+        None, "--prometheus", help="Prometheus URL.", show_default="the stack's"
     ),
     gateway: str | None = typer.Option(
-        None, "--gateway", help="Gateway URL, read directly when Prometheus is unreachable."
+        None,
+        "--gateway",
+        help="Gateway URL, read directly when Prometheus is unreachable.",
+        show_default="the stack's",
     ),
     engine: str | None = typer.Option(
-        None, "--engine", help="Engine URL, read directly when Prometheus is unreachable."
+        None,
+        "--engine",
+        help="Engine URL, read directly when Prometheus is unreachable.",
+        show_default="the stack's",
     ),
     interval: float = typer.Option(2.0, "--interval", min=0.1, help="Seconds between refreshes."),
     window: float | None = typer.Option(
         None,
         "--window",
         min=1.0,
-        help="Seconds that rates and percentiles cover. Default: 10, or five scrapes of the "
-        "gateway when Prometheus scrapes less often.",
+        help="Seconds that rates and percentiles cover.",
+        show_default="10, or five scrapes of the gateway when Prometheus scrapes less often",
     ),
-    source: str = typer.Option(
+    source: Literal["auto", "prometheus", "direct"] = typer.Option(
         "auto",
         "--source",
         help="Where numbers come from: prometheus, direct (the gateway's and engine's /metrics), "
         "or auto (Prometheus when it answers, else direct).",
     ),
     once: bool = typer.Option(False, "--once", help="Print one snapshot and exit."),
-    as_json: bool = typer.Option(False, "--json", help="Print one snapshot as JSON and exit."),
+    as_json: bool = typer.Option(False, "--json", help="Same as --format json."),
+    form: FormatOpt = "table",
 ) -> None:
-    """Live view of the stack: slots, queue, traffic, latency, engine and GPUs ([bold]q[/] quits)."""
+    """Live view of the stack: slots, queue, traffic, latency, engine and GPUs (q quits).
+
+    Piped or redirected, or with --once or a --format other than table, it prints one snapshot
+    and exits: 0, or 1 when nothing answered (neither Prometheus nor the gateway or engine)."""
     urls = resolve().urls
     # A stack without Prometheus, or (docker) without a published engine, has no such address:
     # top then reads the gateway directly and shows the engine's fields as missing.
-    if source not in SOURCES:
-        raise UsageError(f"--source must be one of {', '.join(SOURCES)} (got {source!r})")
     prometheus = prometheus or urls.get("prometheus")
     if source == "prometheus" and not prometheus:
         raise UsageError("--source prometheus: the stack has no Prometheus; pass --prometheus URL")
     use_prometheus = prometheus if source != "direct" else None
-    one_shot = as_json or once or not console.is_terminal
+    form = chosen(form, as_json)
+    one_shot = once or form != "table" or not interactive(console)
     direct_window = window or MIN_WINDOW_S
     sampler = Sampler(
         PrometheusSource(use_prometheus, window_s=window) if use_prometheus else None,
@@ -68,11 +78,16 @@ def top(
         why_direct="--source direct" if source == "direct" else "Prometheus not configured",
     )
     try:
-        if as_json:
-            typer.echo(sampler.sample().model_dump_json(indent=2))
-        elif one_shot:
+        if one_shot:
             # Piped or redirected: a full-screen view would only fill the file with frames.
-            console.print(render(sampler.sample()))
+            snap = sampler.sample()
+            emit(render(snap, stacked=True), form, lambda: snap.model_dump_json(indent=2))
+            if not snap.reached:
+                raise TargetError(
+                    f"nothing answered ({snap.note or snap.source_url})",
+                    hint="is the stack up? `llmctl status` shows its services; "
+                    "--prometheus, --gateway and --engine name other addresses",
+                )
         else:
             run_live(sampler, interval=interval, console=console)
     except KeyboardInterrupt:

@@ -7,9 +7,11 @@ from pathlib import Path
 
 import typer
 
-from llmctl.cli.console import console, fail
+from llmctl.cli.console import console, err_console, fail
+from llmctl.cli.help import App
 from llmctl.cli.options import check_output, env_secret, write_output
-from llmctl.core.errors import UsageError
+from llmctl.cli.output import FormatOpt, emit
+from llmctl.core.errors import LlmctlError, UsageError
 from llmctl.stack.endpoints import DEFAULT_URLS, resolve
 from llmctl.stack.settings import edit_stack_file
 from llmctl.tune.limits import GatewayAdmin
@@ -19,7 +21,7 @@ from llmctl.tune.runner import tune_max_active
 from llmctl.tune.trial import TrialPlan
 from llmctl.tune.view import render_report
 
-app = typer.Typer(
+app = App(
     help="Tune the stack live: the best MAX_ACTIVE under a latency target.", no_args_is_help=True
 )
 
@@ -29,13 +31,15 @@ def max_active(
     gateway: str | None = typer.Option(
         None,
         "--gateway",
-        help=f"Gateway URL. Default: the stack's, else {DEFAULT_URLS['gateway']}.",
+        help="Gateway URL.",
+        show_default=f"the stack's, else {DEFAULT_URLS['gateway']}",
     ),
     admin_key_env: str | None = typer.Option(
         None,
         "--admin-key-env",
-        help="Environment variable holding the gateway's admin key. Default: the stack's "
-        "(its admin_key_env/admin_key_file or generated .env), else LLMCTL_ADMIN_KEY.",
+        help="Environment variable holding the gateway's admin key.",
+        show_default="the stack's (its admin_key_env/admin_key_file or generated .env), "
+        "else LLMCTL_ADMIN_KEY",
     ),
     api_key_env: str | None = typer.Option(
         None, "--api-key-env", help="Environment variable holding a gateway API key, if needed."
@@ -43,19 +47,21 @@ def max_active(
     engine_metrics: list[str] = typer.Option(
         [],
         "--engine-metrics",
-        help="Engine /metrics URL for preemptions and KV use (repeatable). Default: the stack's.",
+        help="Engine /metrics URL for preemptions and KV use (repeatable).",
+        show_default="the stack's",
     ),
     slo: str | None = typer.Option(
         None,
         "--slo",
-        help="p95 targets of admitted requests, e.g. ttft=2s,itl=100ms,e2e=30s. "
-        "Default: the stack's alert SLOs (ttft, e2e).",
+        help="p95 targets of admitted requests, e.g. ttft=2s,itl=100ms,e2e=30s.",
+        show_default="the stack's alert SLOs (ttft, e2e)",
     ),
     max_preemptions_per_s: float | None = typer.Option(
         None,
         "--max-preemptions-per-s",
         min=0,
-        help="Engine preemptions per second a passing trial may have. Default: the stack's alert.",
+        help="Engine preemptions per second a passing trial may have.",
+        show_default="the stack's alert",
     ),
     low: int = typer.Option(1, "--min", min=1, help="Smallest MAX_ACTIVE to try."),
     high: int = typer.Option(256, "--max", min=1, help="Largest MAX_ACTIVE to try."),
@@ -66,13 +72,22 @@ def max_active(
     input_len: int = typer.Option(256, "--input-len", min=1, help="Prompt length, tokens."),
     output_len: int = typer.Option(128, "--output-len", min=1, help="Output length, tokens."),
     grid: bool = typer.Option(False, "--grid", help="Try every value from --min to --max."),
+    switch_adaptive: bool = typer.Option(
+        False,
+        "--switch-adaptive",
+        help="If the gateway's limit is adaptive, make it static for the trials (restored after).",
+    ),
     apply: bool = typer.Option(
         False, "--apply", help="Keep the recommendation live and write it into the stack file."
     ),
     json_out: Path | None = typer.Option(None, "--json", help="Write the report as JSON here."),
     config: Path | None = typer.Option(
-        None, "--config", help="Stack file for defaults and --apply. Default: ./llmctl.toml."
+        None,
+        "--config",
+        help="Stack file for defaults and --apply.",
+        show_default="./llmctl.toml",
     ),
+    form: FormatOpt = "table",
 ) -> None:
     """Find the highest-throughput MAX_ACTIVE whose admitted requests meet the SLO.
 
@@ -102,6 +117,8 @@ def max_active(
             "--apply needs a stack file to write: run in a folder with llmctl.toml "
             "or pass --config PATH"
         )
+    if apply and defaults.config_path is not None:
+        check_output(defaults.config_path, "--apply")  # now, not after the whole run
     if apply and not ours:
         raise UsageError(
             f"--apply writes {defaults.config_path}, whose gateway is {defaults.gateway_url}, "
@@ -127,6 +144,7 @@ def max_active(
         input_len=input_len,
         output_len=output_len,
         apply=apply,
+        switch_adaptive=switch_adaptive,
     )
     plan = TrialPlan(
         settings, api_key=env_secret(api_key_env, "--api-key-env") if api_key_env else stack_key
@@ -138,15 +156,19 @@ def max_active(
         else None
     )
     admin = GatewayAdmin(gateway_url, admin_key)
+    # With a document format (md, json) on stdout, progress goes to stderr.
+    log = console if form in ("table", "plain") else err_console
     try:
-        with ConsoleTuneProgress(console) as live:
+        with ConsoleTuneProgress(log) as live:
             report = tune_max_active(plan, admin, progress=live, apply=writer)
     except KeyboardInterrupt:
         fail("interrupted: the gateway's original limits were restored")
         raise typer.Exit(130) from None
     finally:
         admin.close()
-    console.print(render_report(report))
+    emit(render_report(report), form, report.to_json)
     if json_out is not None:
         write_output(json_out, report.to_json() + "\n")
-        console.print(f"Report written to {json_out}", highlight=False)
+        log.print(f"Report written to {json_out}", highlight=False, soft_wrap=True)
+    if report.apply_error:
+        raise LlmctlError(f"--apply failed: {report.apply_error}; the original limits are live")

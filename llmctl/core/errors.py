@@ -15,9 +15,14 @@ from collections.abc import Sequence
 
 
 class LlmctlError(Exception):
-    """An error whose message is meant for the user."""
+    """An error whose message is meant for the user; `hint`, when there is one, the obvious next
+    step (shown on a line of its own)."""
 
     exit_code = 1
+
+    def __init__(self, message: str = "", *, hint: str | None = None) -> None:
+        super().__init__(message)
+        self.hint = hint
 
 
 class ConfigError(LlmctlError):
@@ -43,8 +48,9 @@ class RuntimeBackendError(LlmctlError):
         command: Sequence[str] = (),
         returncode: int | None = None,
         stderr: str = "",
+        hint: str | None = None,
     ) -> None:
-        super().__init__(message)
+        super().__init__(message, hint=hint)
         self.command = list(command)
         self.returncode = returncode
         self.stderr = stderr

@@ -50,7 +50,7 @@ REASONS = (
     "rate_limited",
 )
 # Where a client went away, the `stage` label of GATEWAY_CLIENT_DISCONNECTS.
-DISCONNECT_STAGES = ("queued", "waiting", "streaming")
+DISCONNECT_STAGES = ("upload", "queued", "waiting", "streaming")
 # Kinds of upstream failure, the `kind` label of GATEWAY_UPSTREAM_ERRORS.
 UPSTREAM_ERROR_KINDS = ("connect", "status", "timeout", "stream", "protocol")
 
@@ -196,6 +196,46 @@ GATEWAY_RETRIES = MetricSpec(
     ("kind",),
 )
 
+# The limit and who moved it (adaptive mode, the admin API, tune).
+LIMIT_SOURCES = ("adaptive", "admin", "tune")
+# Why the limit moved (changes), and why adaptive mode held it (the last decision's gauge).
+LIMIT_REASONS = ("ttft", "itl", "preemptions", "engine_queue", "headroom", "bounds", "set")
+HOLD_REASONS = ("minimum", "near_slo", "slo_ok", "idle", "kv", "cooldown", "samples", "hold")
+GATEWAY_LIMIT_CHANGES = MetricSpec(
+    "llmctl_gateway_limit_changes",
+    "counter",
+    "Changes of MAX_ACTIVE by source (adaptive, admin, tune), direction and reason.",
+    ("source", "direction", "reason"),
+)
+GATEWAY_LIMIT_ADAPTIVE = MetricSpec(
+    "llmctl_gateway_limit_adaptive",
+    "gauge",
+    "1 while the limit is adaptive, 0 while it is static.",
+)
+GATEWAY_LIMIT_DECISION = MetricSpec(
+    "llmctl_gateway_limit_decision",
+    "gauge",
+    "The adaptive limit's last decision (up, down or hold): 1 on its direction and reason.",
+    ("direction", "reason"),
+)
+GATEWAY_ADAPTIVE_TTFT = MetricSpec(
+    "llmctl_gateway_adaptive_ttft_p95_seconds",
+    "gauge",
+    "p95 TTFT of requests admitted under the current limit (what adaptive mode steers on).",
+)
+GATEWAY_ADAPTIVE_ITL = MetricSpec(
+    "llmctl_gateway_adaptive_itl_p95_seconds",
+    "gauge",
+    "p95 inter-token latency (per-request TPOT) under the current limit.",
+)
+ADAPTIVE_SIGNALS = ("ttft", "itl")
+GATEWAY_ADAPTIVE_SLO = MetricSpec(
+    "llmctl_gateway_adaptive_slo_seconds",
+    "gauge",
+    "The p95 targets adaptive mode steers to (ttft: admitted time to first token, itl).",
+    ("signal",),
+)
+
 # Tenants and classes (labels from the tenants file: bounded by it, never raw keys).
 GATEWAY_TENANT_REQUESTS = MetricSpec(
     "llmctl_gateway_tenant_requests",
@@ -228,6 +268,43 @@ GATEWAY_CLASS_ACTIVE = MetricSpec(
     ("class",),
 )
 
+# Prompt tokens as the gateway counts them at admission (label `counting`: how).
+TOKEN_COUNTINGS = ("exact", "estimated")
+GATEWAY_ADMISSION_PROMPT_TOKENS = MetricSpec(
+    "llmctl_gateway_admission_prompt_tokens",
+    "counter",
+    "Prompt tokens counted at admission: exact (the model's tokenizer and chat template) or "
+    "estimated (4 characters a token).",
+    ("counting",),
+)
+
+# The response cache (label `result`: what it did for one cacheable request).
+CACHE_RESULTS = ("hit", "miss", "coalesced", "bypass")
+CACHE_EVICTION_REASONS = ("size", "age", "purge")
+GATEWAY_CACHE_LOOKUPS = MetricSpec(
+    "llmctl_gateway_cache_lookups",
+    "counter",
+    "Cacheable requests by what the response cache did: hit (served from it), miss (sent to an "
+    "engine), coalesced (given the answer of an identical request in flight), bypass "
+    "(Cache-Control: no-cache).",
+    ("result",),
+)
+GATEWAY_CACHE_BYTES = MetricSpec(
+    "llmctl_gateway_cache_bytes", "gauge", "Bytes of answers the response cache holds now."
+)
+GATEWAY_CACHE_MAX_BYTES = MetricSpec(
+    "llmctl_gateway_cache_max_bytes", "gauge", "The response cache's size bound."
+)
+GATEWAY_CACHE_ENTRIES = MetricSpec(
+    "llmctl_gateway_cache_entries", "gauge", "Answers the response cache holds now."
+)
+GATEWAY_CACHE_EVICTIONS = MetricSpec(
+    "llmctl_gateway_cache_evictions",
+    "counter",
+    "Answers dropped from the response cache, by reason (size, age, purge).",
+    ("reason",),
+)
+
 GATEWAY_METRICS = (
     GATEWAY_REQUESTS,
     GATEWAY_ACTIVE,
@@ -250,11 +327,23 @@ GATEWAY_METRICS = (
     GATEWAY_ENGINE_UP,
     GATEWAY_ROUTED,
     GATEWAY_RETRIES,
+    GATEWAY_LIMIT_CHANGES,
+    GATEWAY_LIMIT_ADAPTIVE,
+    GATEWAY_LIMIT_DECISION,
+    GATEWAY_ADAPTIVE_TTFT,
+    GATEWAY_ADAPTIVE_ITL,
+    GATEWAY_ADAPTIVE_SLO,
     GATEWAY_TENANT_REQUESTS,
     GATEWAY_TENANT_TOKENS,
     GATEWAY_RATE_LIMITED,
     GATEWAY_CLASS_QUEUE,
     GATEWAY_CLASS_ACTIVE,
+    GATEWAY_ADMISSION_PROMPT_TOKENS,
+    GATEWAY_CACHE_LOOKUPS,
+    GATEWAY_CACHE_BYTES,
+    GATEWAY_CACHE_MAX_BYTES,
+    GATEWAY_CACHE_ENTRIES,
+    GATEWAY_CACHE_EVICTIONS,
 )
 
 # --- vLLM (names, types and labels as vLLM 0.32 exports them; labels model_name, engine) -----------
@@ -284,6 +373,18 @@ VLLM_PROMPT_TOKENS = MetricSpec(
 )
 VLLM_GENERATION_TOKENS = MetricSpec(
     "vllm:generation_tokens", "counter", "Number of generation tokens processed.", VLLM_LABELS
+)
+VLLM_PREFIX_CACHE_QUERIES = MetricSpec(
+    "vllm:prefix_cache_queries",
+    "counter",
+    "Prefix cache queries, in terms of number of queried tokens.",
+    VLLM_LABELS,
+)
+VLLM_PREFIX_CACHE_HITS = MetricSpec(
+    "vllm:prefix_cache_hits",
+    "counter",
+    "Prefix cache hits, in terms of number of cached tokens.",
+    VLLM_LABELS,
 )
 VLLM_REQUEST_SUCCESS = MetricSpec(
     "vllm:request_success",
@@ -362,6 +463,8 @@ VLLM_METRICS = (
     VLLM_PREEMPTIONS,
     VLLM_PROMPT_TOKENS,
     VLLM_GENERATION_TOKENS,
+    VLLM_PREFIX_CACHE_QUERIES,
+    VLLM_PREFIX_CACHE_HITS,
     VLLM_REQUEST_SUCCESS,
     VLLM_TTFT,
     VLLM_ITL,

@@ -10,6 +10,7 @@ carry none, so they are neither tokens nor the first token.
 from __future__ import annotations
 
 import json
+import math
 import re
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -40,6 +41,70 @@ DONE_EVENT = b"data: [DONE]\n\n"
 
 _PROMPT_TOKENS = re.compile(rb'"prompt_tokens"\s*:\s*(\d+)')
 _COMPLETION_TOKENS = re.compile(rb'"completion_tokens"\s*:\s*(\d+)')
+
+
+class NonStandardNumberError(ValueError):
+    """NaN, Infinity, -Infinity or a number beyond a double (1e999) in JSON; `path` says where
+    (`queue_timeout_s`, `messages[0].temperature`; empty at the top level)."""
+
+    def __init__(self, literal: str, path: str = "") -> None:
+        self.literal = literal
+        self.path = path
+        what = f"{literal} is not a JSON number (JSON has no NaN or infinity)"
+        super().__init__(f"{path}: {what}" if path else what)
+
+
+def parse_json(raw: bytes | str) -> Any:
+    """JSON as RFC 8259 defines it, the one loader for request bodies (gateway, admin API, simulator).
+
+    Python's json accepts `NaN`, `Infinity` and `-Infinity` and turns `1e999` into inf; none of them
+    is JSON, and a limit or a sampling value of inf or NaN means nothing. They raise
+    NonStandardNumberError naming where they are; malformed JSON raises ValueError as json does
+    (RecursionError stays as it is: the caller says "nested too deeply")."""
+    try:
+        return json.loads(raw, parse_constant=_refuse_constant, parse_float=_finite_float)
+    except NonStandardNumberError as exc:
+        # Rare, so the second parse that finds the key costs nothing on the common path.
+        raise NonStandardNumberError(exc.literal, _path_of_bad_number(raw)) from None
+
+
+def _refuse_constant(name: str) -> Any:
+    raise NonStandardNumberError(name)
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise NonStandardNumberError(text)
+    return value
+
+
+class _Bad:
+    """Stands in for a non-standard number while its path is looked for."""
+
+
+def _path_of_bad_number(raw: bytes | str) -> str:
+    def mark(text: str) -> Any:
+        value = float(text)
+        return value if math.isfinite(value) else _Bad()
+
+    try:
+        data = json.loads(raw, parse_constant=lambda _: _Bad(), parse_float=mark)
+    except (ValueError, RecursionError):
+        return ""
+    stack: list[tuple[str, Any]] = [("", data)]
+    while stack:
+        path, value = stack.pop()
+        if isinstance(value, _Bad):
+            return path
+        if isinstance(value, dict):
+            items = [(f"{path}.{k}" if path else str(k), v) for k, v in value.items()]
+        elif isinstance(value, list):
+            items = [(f"{path}[{i}]", v) for i, v in enumerate(value)]
+        else:
+            continue
+        stack.extend(reversed(items))
+    return ""
 
 
 def text_frames(data: bytes, key: bytes) -> int:

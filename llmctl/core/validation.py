@@ -79,7 +79,7 @@ def _line(
 ) -> str:
     loc = [str(part) for part in err["loc"]]
     dotted = ".".join(loc)
-    key = names.get(dotted, dotted) or "(root)"
+    key = names.get(dotted, ".".join(_shown_key(part) for part in loc)) or "(root)"
     text = f"{key}: {message(err, model)}"
     source = sources.get(dotted) or _enclosing_source(dotted, sources)
     if source is None:
@@ -116,6 +116,11 @@ def message(err: ErrorDetails, model: type[BaseModel] | None = None) -> str:
     return text
 
 
+def _shown_key(part: str) -> str:
+    """A key as typed, or quoted with escapes when it holds what a terminal would act on."""
+    return part if part.isprintable() and part.strip() == part and part else repr(part)
+
+
 def _shown(value: Any) -> bool:
     return isinstance(value, str | int | float | bool) and len(repr(value)) <= 60
 
@@ -130,6 +135,8 @@ def _known_keys(model: type[BaseModel], path: list[str]) -> list[str]:
     """The field names (and aliases) of the model found by following `path` from `model`."""
     current: type[BaseModel] | None = model
     for part in path:
+        if part.isdigit():  # an item of a list: its model is the list's
+            continue
         if current is None or part not in current.model_fields:
             return []
         current = _model_of(current.model_fields[part].annotation)
@@ -141,10 +148,11 @@ def _known_keys(model: type[BaseModel], path: list[str]) -> list[str]:
 
 
 def _model_of(annotation: Any) -> type[BaseModel] | None:
-    """The pydantic model inside an annotation (`Spec`, `Spec | None`), if there is one."""
+    """The pydantic model inside an annotation (`Spec`, `Spec | None`, `list[Spec]`), if there is
+    one."""
     if isinstance(annotation, type) and issubclass(annotation, BaseModel):
         return annotation
-    if typing.get_origin(annotation) in (typing.Union, types.UnionType):
+    if typing.get_origin(annotation) in (typing.Union, types.UnionType, list, tuple):
         for arg in typing.get_args(annotation):
             found = _model_of(arg)
             if found is not None:

@@ -132,11 +132,13 @@ class AdmissionController:
         return len(self.queue)
 
     def update(self, changes: dict[str, Any]) -> AdmissionLimits:
-        """Apply a (validated) partial change. Raising a limit admits waiters at once; lowering it
-        lets in-flight requests finish and admits no one until the count is below the new limit.
-        Requests already waiting keep their place when QUEUE_MAX or the mode change."""
+        """Apply a partial change, as JSON gives it: each value of its own JSON type only (strict:
+        no "8" or true for a count), within the fields' bounds (else ValidationError, nothing
+        changes). Raising MAX_ACTIVE admits waiters at once; lowering it lets in-flight requests
+        finish and admits no one until the count is below the new limit. Requests already waiting
+        keep their place when QUEUE_MAX or the mode change."""
         merged = {**self._limits.model_dump(), **changes}
-        self._limits = AdmissionLimits.model_validate(merged)
+        self._limits = AdmissionLimits.model_validate(merged, strict=True)
         self.wake()
         return self._limits
 
@@ -210,12 +212,6 @@ class AdmissionController:
             grant = self._grant(hint, exclude, tenant, rank)
             if grant is not None:
                 return Slot(self, grant, arrived, 0.0)
-        if not front:
-            if limits.queue_mode == "reject":
-                raise AdmissionRefusedError("rejected", 429, self.retry_after(), 0.0)
-            if len(self.queue) >= limits.queue_max:
-                raise AdmissionRefusedError("queue_full", 429, self.retry_after(), 0.0)
-
         waiter = _Waiter(asyncio.get_running_loop().create_future(), hint, exclude, tenant)
         entry = Entry(
             tenant.name if tenant is not None else "",
@@ -224,6 +220,20 @@ class AdmissionController:
             arrived,
             waiter,
         )
+        if not front:
+            if limits.queue_mode == "reject":
+                raise AdmissionRefusedError("rejected", 429, self.retry_after(), 0.0)
+            if len(self.queue) >= limits.queue_max:
+                # Full: refuse the arrival, or (fair queue) the waiter it takes the place of.
+                victim = self.queue.displace(entry) if len(self.queue) else None
+                if victim is None:
+                    raise AdmissionRefusedError("queue_full", 429, self.retry_after(), 0.0)
+                pushed: _Waiter = victim.item
+                if not pushed.future.done():  # done: it was leaving anyway (cancelled)
+                    waited = arrived - victim.arrived
+                    pushed.future.set_exception(
+                        AdmissionRefusedError("queue_full", 429, self.retry_after(), waited)
+                    )
         self.queue.push(entry, front=front)
         self._grant_waiters()  # a slot may be free for it (others wait only for their tenant)
         future = waiter.future

@@ -3,27 +3,38 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
+import logging
 import math
 import time
 from collections.abc import AsyncIterator
 
 import aiohttp
 from aiohttp import web
+from aiohttp.typedefs import Handler
 from prometheus_client import CONTENT_TYPE_LATEST
-from pydantic import ValidationError
 
-from llmctl.core.config import AdmissionLimits, GatewayConfig
-from llmctl.core.openai import CHAT, COMPLETIONS, MODELS_PATH, Route
-from llmctl.core.validation import explain
-from llmctl.gateway import quota
+from llmctl.core.config import GatewayConfig
+from llmctl.core.openai import (
+    CHAT,
+    COMPLETIONS,
+    MODELS_PATH,
+    Route,
+)
+from llmctl.gateway import admin, context, quota
+from llmctl.gateway.adaptive import Decision
 from llmctl.gateway.admission import AdmissionController, AdmissionRefusedError, Slot
-from llmctl.gateway.affinity import prompt_text
 from llmctl.gateway.auth import KeyRing, bearer_token, readable
+from llmctl.gateway.body import BodyError, ClientGoneError, read_body
+from llmctl.gateway.cache import ResponseCache, cache_key, cacheable
+from llmctl.gateway.caching import CacheFront
+from llmctl.gateway.connections import ConnectionGuard
 from llmctl.gateway.engines import EnginePool
 from llmctl.gateway.errors import error_response
 from llmctl.gateway.fairness import FairQueue
 from llmctl.gateway.health import PoolMonitor
+from llmctl.gateway.limiter import AdaptiveLimiter
 from llmctl.gateway.metrics import GatewayMetrics, Outcome
 from llmctl.gateway.payload import (
     BadRequestError,
@@ -36,10 +47,14 @@ from llmctl.gateway.pool import ConnectionPool
 from llmctl.gateway.proxy import EngineFailedError, Proxy, make_session
 from llmctl.gateway.router import SESSION_HEADER, EngineRouter, RouteHint
 from llmctl.gateway.tenants import CLASS_HEADER, Tenancy, Tenant, load_tenants
+from llmctl.gateway.tokens import TokenCounter
+
+log = logging.getLogger(__name__)
 
 GATEWAY_KEY: web.AppKey[Gateway] = web.AppKey("gateway")
 # The engine that served a request (its host:port), on every answer that reached one.
 ENGINE_HEADER = "X-Llmctl-Engine"
+log = logging.getLogger(__name__)
 
 
 class Gateway:
@@ -73,8 +88,17 @@ class Gateway:
         self._session: aiohttp.ClientSession | None = None
         self.connections = ConnectionPool()
         self.monitor: PoolMonitor | None = None
+        self.limiter: AdaptiveLimiter | None = None
         self.proxy: Proxy | None = None
         self._retry_unavailable = max(1, math.ceil(config.health_interval_s))
+        self.counter = TokenCounter.load(config.tokenizer)
+        self.cache: CacheFront | None = None
+        if config.cache:
+            store = ResponseCache(
+                config.cache_max_bytes, config.cache_ttl_s, on_evict=self.metrics.evicted
+            )
+            self.metrics.cache = store
+            self.cache = CacheFront(store, self.metrics)
 
     async def start(self) -> None:
         self._session = make_session()
@@ -91,25 +115,40 @@ class Gateway:
             self.pool,
             model_name=config.model_name,
             probe_interval_s=config.health_interval_s,
-            # Load signals matter only when there is a choice to make.
-            poll_interval_s=config.poll_interval_s if self._choosing() else 0.0,
+            poll_interval_s=config.poll_interval_s,
             dns=config.upstream_dns,
             dns_interval_s=config.dns_interval_s,
             on_change=self.admission.wake,
+            # Load signals matter when there is a choice to make or a limit to steer.
+            polling=lambda: self._choosing() or self.admission.limits.limit_mode == "adaptive",
         )
         if config.upstream_dns is not None:
             await self.monitor.resolve()
         self.monitor.start()
+        self.limiter = AdaptiveLimiter(
+            self.admission, self.pool, self.metrics.measurements, self._adapted
+        )
+        self.limiter.start()
+        log.info("limit: MAX_ACTIVE %d (%s, start-up)", config.max_active, config.limit_mode)
+        log.info("prompt tokens: %s", self.counter.rule)
+
+    def _adapted(self, decision: Decision, reason: str, changed: bool) -> None:
+        if changed:
+            self.metrics.count_limit_change("adaptive", decision.direction, reason)
+        self.metrics.show_decision(decision.direction, reason)
 
     def _choosing(self) -> bool:
         return self.config.upstream_dns is not None or len(self.pool) > 1
 
     async def stop(self) -> None:
+        if self.limiter is not None:
+            await self.limiter.stop()
         if self.monitor is not None:
             await self.monitor.stop()
         if self._session is not None:
             await self._session.close()
         self.connections.close()
+        self.counter.close()
 
     # --- the OpenAI routes ------------------------------------------------------------------------
 
@@ -156,28 +195,47 @@ class Gateway:
                 outcome.set(401, "unauthorized")
                 return denied
         try:
-            raw = await request.read()
+            raw = await self.read_body(request)
             parsed = parse_completion(raw, route, self.config.model_name)
-        except web.HTTPRequestEntityTooLarge:
-            outcome.set(413, "bad_request")
-            limit = self.config.max_body_bytes
-            return error_response(
-                413, f"request body is larger than {limit} bytes", "request_too_large", headers
-            )
+        except BodyError as exc:
+            outcome.set(exc.status, "bad_request")
+            return exc.response(headers)
         except BadRequestError as exc:
             outcome.set(400, "bad_request")
             return error_response(400, str(exc), "bad_request", headers, param=exc.param)
+        except (ClientGoneError, asyncio.CancelledError) as exc:
+            # The client left mid-upload (aiohttp cancels the handler, or the read finds the
+            # connection lost): its disconnect, not an internal error.
+            metrics.disconnects.labels("upload").inc()
+            outcome.set(499, "client_disconnect")
+            if isinstance(exc, asyncio.CancelledError):
+                raise
+            # Returned, not raised: aiohttp would log an exception as a 500 with a traceback.
+            return web.Response(status=499)
+
+        counted = await self.counter.count_async(route, parsed.data)
+        metrics.admission_prompt_tokens.labels(counted.counting).inc(counted.tokens)
+        window = self.pool.window(str(parsed.data.get("model")))
+        refused = context.check(
+            route, parsed.data, counted, window, self.counter.max_chars_per_token
+        )
+        if refused is not None:
+            outcome.set(400, "bad_request")
+            return web.Response(
+                body=refused.body(), status=400, content_type="application/json", headers=headers
+            )
 
         claim: quota.Claim | None = None
         if tenant is not None and (tenant.requests or tenant.tokens):
             now = time.monotonic()
-            prompt_chars = len(prompt_text(parsed.data, route.body_key))
-            estimate = quota.estimate_tokens(parsed.data, prompt_chars, tenant.default_max_tokens)
+            estimate = quota.estimate_tokens(parsed.data, counted.tokens, tenant.default_max_tokens)
             result = quota.claim(tenant, estimate, now)
             headers.update(quota.headers(tenant, now))
             if isinstance(result, quota.Refusal):
                 outcome.set(429, "rate_limited")
                 metrics.rate_limited.labels(tenant.name, result.limit).inc()
+                # Retry-After is whole seconds; OpenAI's SDKs read this exact one first.
+                headers["retry-after-ms"] = str(math.ceil(result.retry_after_s * 1000))
                 return error_response(
                     429,
                     f"tenant {tenant.name} is at its {result.limit}-per-minute limit; retry later",
@@ -186,10 +244,23 @@ class Gateway:
                     retry_after=max(1, math.ceil(result.retry_after_s)),
                 )
             claim = result
+        serve = functools.partial(
+            self._serve, request, route, parsed, outcome, headers, arrived, rid, authorization
+        )
         try:
-            return await self._serve(
-                request, route, parsed, outcome, headers, arrived, rid, authorization, tenant, rank
-            )
+            if self.cache is not None and cacheable(parsed.data):
+                key = cache_key(tenant.name if tenant else None, route.path, parsed.data)
+                return await self.cache.serve(
+                    request,
+                    route,
+                    parsed.data,
+                    key,
+                    outcome,
+                    headers,
+                    arrived,
+                    lambda collect: serve(tenant, rank, collect),
+                )
+            return await serve(tenant, rank)
         finally:
             if claim is not None:
                 # What the request really used; nothing when it never reached an engine.
@@ -210,8 +281,10 @@ class Gateway:
         authorization: str | None,
         tenant: Tenant | None,
         rank: int,
+        collect: bytearray | None = None,
     ) -> web.StreamResponse:
-        """Admit a checked request and forward it (retrying once on another engine)."""
+        """Admit a checked request and forward it (retrying once on another engine); `collect`
+        receives the engine's answer (the cache's leader)."""
         metrics = self.metrics
         upstream_headers = {"Content-Type": "application/json", "X-Request-Id": rid}
         if not self.keys.enabled and self.tenancy is None:
@@ -231,6 +304,8 @@ class Gateway:
                 raise RuntimeError("gateway not started")
             for attempt in (1, 2):
                 headers[ENGINE_HEADER] = slot.engine.name
+                if collect is not None:
+                    collect.clear()  # a failed first attempt's bytes are not the answer
                 try:
                     return await proxy.forward(
                         request,
@@ -244,6 +319,7 @@ class Gateway:
                         arrived,
                         can_retry=attempt == 1 and len(self.pool) > 1,
                         strip_usage=strip_usage,
+                        collect=collect,
                     )
                 except EngineFailedError as failed:
                     # Nothing reached the client yet: once, on another engine, ahead of the queue.
@@ -330,13 +406,20 @@ class Gateway:
             outcome.set(499, "client_disconnect")
             raise
 
+    async def read_body(self, request: web.Request) -> bytes:
+        config = self.config
+        return await read_body(
+            request, max_bytes=config.max_body_bytes, timeout_s=config.body_timeout_s
+        )
+
     async def models(self, request: web.Request) -> web.StreamResponse:
         headers = {"X-Request-Id": request_id(request.headers.get("X-Request-Id"))}
         authorization = request.headers.get("Authorization")
         denied = self._unauthorized(authorization, headers)
         if denied is not None:
             return denied
-        upstream_headers = _engine_auth(authorization) if not self.keys.enabled else {}
+        engine_key = not self.keys.enabled and self.tenancy is None
+        upstream_headers = _engine_auth(authorization) if engine_key else {}
         if self._session is None:
             raise RuntimeError("gateway not started")
         timeout = aiohttp.ClientTimeout(total=10.0)
@@ -366,7 +449,11 @@ class Gateway:
         self, authorization: str | None, headers: dict[str, str]
     ) -> web.Response | None:
         """The 401 for a missing, unreadable or wrong API key; None when the request may pass."""
-        if readable(authorization) and self.keys.allows(authorization):
+        if self.tenancy is not None:  # a tenant's key, or a plain one (the `default` tenant's)
+            token = bearer_token(authorization) if readable(authorization) else None
+            if token and self.tenancy.identify(token) is not None:
+                return None
+        elif readable(authorization) and self.keys.allows(authorization):
             return None
         return error_response(401, "a valid API key is required", "invalid_api_key", headers)
 
@@ -382,6 +469,9 @@ class Gateway:
             body["engines"] = {e.name: e.detail for e in engines}
             if self.monitor is not None and self.monitor.dns_detail:
                 body["dns"] = self.monitor.dns_detail
+        body["prompt_tokens"] = self.counter.rule
+        if self.cache is not None:
+            body["cache"] = self.cache.stats()
         return web.json_response(body, status=200 if ready else 503)
 
     async def livez(self, request: web.Request) -> web.Response:
@@ -392,37 +482,6 @@ class Gateway:
         resp.headers["Content-Type"] = CONTENT_TYPE_LATEST
         return resp
 
-    async def get_limits(self, request: web.Request) -> web.Response:
-        denied = self._admin_denied(request)
-        if denied is not None:
-            return denied
-        return web.json_response(self.admission.limits.model_dump())
-
-    async def put_limits(self, request: web.Request) -> web.Response:
-        denied = self._admin_denied(request)
-        if denied is not None:
-            return denied
-        try:
-            changes = json.loads(await request.read())
-        except (ValueError, RecursionError):
-            return error_response(400, "body must be a JSON object", "bad_request")
-        if not isinstance(changes, dict):
-            return error_response(400, "body must be a JSON object", "bad_request")
-        try:
-            limits = self.admission.update(changes)
-        except ValidationError as exc:
-            message = explain(exc, what="limits", model=AdmissionLimits)
-            return error_response(400, message, "bad_request")
-        return web.json_response(limits.model_dump())
-
-    def _admin_denied(self, request: web.Request) -> web.Response | None:
-        if not self.admin_keys.enabled:
-            return error_response(404, "not found (no admin key is configured)", "not_found")
-        authorization = request.headers.get("Authorization")
-        if not (readable(authorization) and self.admin_keys.allows(authorization)):
-            return error_response(401, "a valid admin key is required", "invalid_api_key")
-        return None
-
 
 def _engine_auth(authorization: str | None) -> dict[str, str]:
     """Without gateway keys the client's key is meant for the engine (vLLM --api-key)."""
@@ -430,7 +489,16 @@ def _engine_auth(authorization: str | None) -> dict[str, str]:
 
 
 _KNOWN_PATHS = frozenset(
-    {CHAT.path, COMPLETIONS.path, MODELS_PATH, "/health", "/livez", "/metrics", "/admin/limits"}
+    {
+        CHAT.path,
+        COMPLETIONS.path,
+        MODELS_PATH,
+        "/health",
+        "/livez",
+        "/metrics",
+        "/admin/limits",
+        "/admin/cache",
+    }
 )
 
 
@@ -452,12 +520,14 @@ _REFUSAL_MESSAGES = {
 }
 
 
-def build_app(config: GatewayConfig) -> web.Application:
-    """The web application; its cleanup context starts and stops the upstream pool and probe."""
+def build_app(config: GatewayConfig, guard: ConnectionGuard | None = None) -> web.Application:
+    """The web application; its cleanup context starts and stops the upstream pool and probe.
+    `guard` (the server's) hears when each request's handler starts and ends."""
     gateway = Gateway(config)
     # aiohttp enforces the body limit itself and raises HTTPRequestEntityTooLarge, answered as 413.
     app = web.Application(client_max_size=config.max_body_bytes)
     app[GATEWAY_KEY] = gateway
+    track = guard.tracked if guard is not None else _as_is
 
     async def lifecycle(_: web.Application) -> AsyncIterator[None]:
         await gateway.start()
@@ -465,16 +535,22 @@ def build_app(config: GatewayConfig) -> web.Application:
         await gateway.stop()
 
     app.cleanup_ctx.append(lifecycle)
-    app.router.add_post(CHAT.path, gateway.chat)
-    app.router.add_post(COMPLETIONS.path, gateway.completions)
-    app.router.add_get(MODELS_PATH, gateway.models)
-    app.router.add_get("/health", gateway.health)
-    app.router.add_get("/livez", gateway.livez)
-    app.router.add_get("/metrics", gateway.prometheus)
-    app.router.add_get("/admin/limits", gateway.get_limits)
-    app.router.add_put("/admin/limits", gateway.put_limits)
-    app.router.add_route("*", "/{tail:.*}", _unrouted)
+    app.router.add_post(CHAT.path, track(gateway.chat))
+    app.router.add_post(COMPLETIONS.path, track(gateway.completions))
+    app.router.add_get(MODELS_PATH, track(gateway.models))
+    app.router.add_get("/health", track(gateway.health))
+    app.router.add_get("/livez", track(gateway.livez))
+    app.router.add_get("/metrics", track(gateway.prometheus))
+    app.router.add_get("/admin/limits", track(functools.partial(admin.get_limits, gateway)))
+    app.router.add_put("/admin/limits", track(functools.partial(admin.put_limits, gateway)))
+    app.router.add_get("/admin/cache", track(functools.partial(admin.cache, gateway)))
+    app.router.add_delete("/admin/cache", track(functools.partial(admin.cache, gateway)))
+    app.router.add_route("*", "/{tail:.*}", track(_unrouted))
     return app
+
+
+def _as_is(handler: Handler) -> Handler:
+    return handler
 
 
 __all__ = ["GATEWAY_KEY", "Gateway", "build_app"]

@@ -42,12 +42,16 @@ class Engine:
     detail: str = "not probed yet"
     waiting: float = 0.0
     kv_usage: float = 0.0
+    preemptions: float | None = None  # vllm:num_preemptions_total as last polled
+    polled: bool = False  # its /metrics answered the last poll with the load signals
     member: bool = True  # False once DNS no longer lists it (it drains)
     back_at: float | None = None  # monotonic time it last became ready (the ramp starts there)
     routed: int = 0
     # True once a stream from it carried the usage the gateway asks for: its later streams are
     # counted from that frame instead of a text scan of every chunk.
     sends_usage: bool = False
+    # Context window per model id, as its last good probe listed them (vLLM's max_model_len).
+    windows: dict[str, int] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.name = self.name or engine_name(self.url)
@@ -135,6 +139,12 @@ class EnginePool:
             )
             for e in engines
         ]
+
+    def window(self, model: str) -> int | None:
+        """The context window of `model`: the largest any member engine lists (a request too long
+        for that is too long for all); None when none lists one."""
+        found = [e.windows[model] for e in self.engines if e.member and model in e.windows]
+        return max(found) if found else None
 
     def capacity(self, default_limit: int) -> int:
         """Requests the routable engines may hold at once (full limits, no ramp)."""

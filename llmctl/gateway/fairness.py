@@ -13,9 +13,16 @@
   another tenant's single request by about one slot's service time, and two tenants that both
   saturate get slots in the ratio of their weights.
 
+- When the queue is full, an arrival takes the place of the newest waiter of a lower class, or of
+  the tenant of its own class with the longest line for its weight (if that line is longer than the
+  arrival's own would be): a flood of batch requests that fills the queue does not get interactive
+  requests refused, nor one tenant's backlog another tenant's single request. The waiter pushed out
+  is refused as if it had found the queue full.
+
 Both are pure bookkeeping: the admission controller decides whether a slot is free and asks `pick`
 for the waiter to give it to (skipping waiters that cannot take one now: a tenant at its own
-concurrency limit, a retry that must avoid the only engine with room).
+concurrency limit, a retry that must avoid the only engine with room), and, when the queue is full,
+asks `displace` whom an arrival pushes out (FIFO: nobody, as before).
 """
 
 from __future__ import annotations
@@ -60,6 +67,11 @@ class Queue(Protocol):
         """A request of class `rank` took (+1) or gave back (-1) a slot."""
         ...
 
+    def displace(self, arrival: Entry) -> Entry | None:
+        """The queue is full: the waiter `arrival` takes the place of (removed from the queue),
+        or None when the arrival is the one to refuse."""
+        ...
+
     def entries(self) -> Iterator[Entry]: ...
 
 
@@ -94,6 +106,9 @@ class FifoQueue:
 
     def hold(self, rank: int, delta: int) -> None:
         pass
+
+    def displace(self, arrival: Entry) -> Entry | None:
+        return None  # first come, first served: a full queue refuses the newcomer
 
     def entries(self) -> Iterator[Entry]:
         return iter(self._line)
@@ -188,6 +203,35 @@ class FairQueue:
     def entries(self) -> Iterator[Entry]:
         yield from self._urgent
         yield from (e for e in self._arrivals if e.live)
+
+    def displace(self, arrival: Entry) -> Entry | None:
+        victim = self._victim(arrival)
+        if victim is None:
+            return None
+        klass = self._by_rank[victim.rank]
+        tenant = klass.tenants[victim.tenant]
+        self.remove(victim)
+        # It was its tenant's newest: the tenant gets back the virtual time it had reserved.
+        tenant.finish = victim.tag
+        return victim
+
+    def _victim(self, arrival: Entry) -> Entry | None:
+        """The newest waiter of the longest line (for its tenant's weight) in the lowest class
+        that waits; only from a class below the arrival's, or from its own class when that line
+        is longer than the arrival's tenant's would be with the arrival in it."""
+        klass = next((c for c in reversed(self.classes) if c.waiting), None)
+        if klass is None or klass.policy.rank < arrival.rank:
+            return None
+        lines = [(name, t) for name, t in klass.tenants.items() if t.line]
+        name, longest = max(lines, key=lambda item: len(item[1].line) / item[1].line[-1].weight)
+        if klass.policy.rank == arrival.rank:
+            own = klass.tenants.get(arrival.tenant)
+            after = (len(own.line) if own is not None else 0) + 1
+            if name == arrival.tenant or len(longest.line) / longest.line[-1].weight <= after / (
+                max(arrival.weight, 1e-9)
+            ):
+                return None
+        return longest.line[-1]
 
     def pick(self, can_take: Callable[[Entry], bool], now: float, capacity: int) -> Entry | None:
         for entry in self._urgent:

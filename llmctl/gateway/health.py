@@ -1,7 +1,8 @@
 """Watching the engines: readiness probes, load polls and DNS re-resolution, in the background.
 
 - Every `probe_interval_s` each engine's `/v1/models` is asked whether it lists the model: the
-  verdict puts the engine in rotation or takes it out (`GET /health` reports the pool).
+  verdict puts the engine in rotation or takes it out (`GET /health` reports the pool); the context
+  window it lists for each model (`max_model_len`) is kept for the gateway's length checks.
 - Every `poll_interval_s` (sub-second) each engine's `/metrics` is read for the two load signals
   routing uses, `vllm:num_requests_waiting` and `vllm:kv_cache_usage_perc`, by a line scan rather
   than a full parse (vLLM's page is ~50 KB).
@@ -32,6 +33,7 @@ log = logging.getLogger(__name__)
 
 _WAITING = f"\n{m.VLLM_WAITING.series}{{".encode()
 _KV = f"\n{m.VLLM_KV_USAGE.series}{{".encode()
+_PREEMPTIONS = f"\n{m.VLLM_PREEMPTIONS.series}{{".encode()
 
 
 def lists_model(body: bytes, model_name: str | None) -> bool:
@@ -45,6 +47,25 @@ def lists_model(body: bytes, model_name: str | None) -> bool:
     if model_name is None:
         return True
     return any(isinstance(item, dict) and item.get("id") == model_name for item in data)
+
+
+def model_windows(body: bytes) -> dict[str, int]:
+    """Each listed model's context window (vLLM lists `max_model_len`); models without one are
+    left out."""
+    try:
+        data = json.loads(body).get("data")
+    except (ValueError, AttributeError, RecursionError):
+        return {}
+    if not isinstance(data, list):
+        return {}
+    return {
+        item["id"]: item["max_model_len"]
+        for item in data
+        if isinstance(item, dict)
+        and isinstance(item.get("id"), str)
+        and isinstance(item.get("max_model_len"), int)
+        and not isinstance(item.get("max_model_len"), bool)
+    }
 
 
 def gauge_sum(page: bytes, prefix: bytes) -> float | None:
@@ -82,6 +103,7 @@ class PoolMonitor:
         dns: str | None = None,
         dns_interval_s: float = 5.0,
         on_change: Callable[[], None] = lambda: None,
+        polling: Callable[[], bool] = lambda: True,
     ) -> None:
         self._session = session
         self.pool = pool
@@ -91,6 +113,7 @@ class PoolMonitor:
         self._dns = dns
         self._dns_interval_s = dns_interval_s
         self._on_change = on_change
+        self.polling = polling  # whether load signals are wanted now (routing, adaptive mode)
         self._tasks: list[asyncio.Task[None]] = []
         self.dns_detail = ""
 
@@ -127,6 +150,7 @@ class PoolMonitor:
                     )
                 else:
                     ready, detail = True, "ready"
+                    engine.windows = model_windows(body)
         except (aiohttp.ClientError, TimeoutError) as exc:
             ready, detail = False, f"engine unreachable: {type(exc).__name__}"
         self._set(engine, ready, detail)
@@ -163,17 +187,26 @@ class PoolMonitor:
         try:
             async with self._session.get(engine.url + "/metrics", timeout=timeout) as resp:
                 if resp.status != 200:
+                    engine.polled = False
                     return
                 page = b"\n" + await resp.read()
         except (aiohttp.ClientError, TimeoutError):
+            engine.polled = False
             return
-        engine.waiting = gauge_sum(page, _WAITING) or 0.0
-        engine.kv_usage = gauge_sum(page, _KV) or 0.0
+        waiting, kv = gauge_sum(page, _WAITING), gauge_sum(page, _KV)
+        # Nonsense (a page without them, negative or impossible values) counts as no signal.
+        sane = waiting is not None and kv is not None and waiting >= 0 and 0 <= kv <= 1
+        engine.polled = sane
+        engine.waiting = waiting if sane and waiting is not None else 0.0
+        engine.kv_usage = kv if sane and kv is not None else 0.0
+        preemptions = gauge_sum(page, _PREEMPTIONS)
+        engine.preemptions = preemptions if preemptions is not None and preemptions >= 0 else None
 
     async def _poll_loop(self) -> None:
         while True:
-            engines = [e for e in self.pool if e.in_rotation()]
-            await asyncio.gather(*(self.poll(e) for e in engines), return_exceptions=True)
+            if self.polling():
+                engines = [e for e in self.pool if e.in_rotation()]
+                await asyncio.gather(*(self.poll(e) for e in engines), return_exceptions=True)
             await asyncio.sleep(self._poll_interval_s)
 
     # --- membership --------------------------------------------------------------------------------

@@ -10,6 +10,7 @@ no locks are needed, as in the admission controller.
 from __future__ import annotations
 
 from bisect import bisect_left
+from collections.abc import Callable
 from itertools import accumulate
 
 from llmctl.core.metrics import MetricSpec
@@ -23,7 +24,7 @@ def _bound(value: float) -> str:
 class LatencyHistogram:
     """One unlabelled Prometheus histogram with fixed bucket bounds (seconds)."""
 
-    __slots__ = ("_bounds", "_counts", "_head", "_prefixes", "_sum", "spec")
+    __slots__ = ("_bounds", "_counts", "_head", "_prefixes", "_sum", "spec", "tap")
 
     def __init__(self, spec: MetricSpec) -> None:
         if spec.type != "histogram" or spec.labels:
@@ -36,10 +37,14 @@ class LatencyHistogram:
         self._head = f"# HELP {name} {spec.help}\n# TYPE {name} histogram\n"
         les = [_bound(b) for b in spec.buckets] + ["+Inf"]
         self._prefixes = [f'{name}_bucket{{le="{le}"}} ' for le in les]
+        # Also hands every exact value to this callable (the adaptive limit's measurements).
+        self.tap: Callable[[float], None] | None = None
 
     def observe(self, seconds: float) -> None:
         self._counts[bisect_left(self._bounds, seconds)] += 1
         self._sum += seconds
+        if self.tap is not None:
+            self.tap(seconds)
 
     @property
     def count(self) -> int:

@@ -12,8 +12,10 @@ from prometheus_client.registry import Collector
 
 from llmctl.core import metrics as m
 from llmctl.gateway.admission import AdmissionController
+from llmctl.gateway.cache import ResponseCache
 from llmctl.gateway.fairness import FairQueue, Queue
 from llmctl.gateway.histogram import LatencyHistogram
+from llmctl.gateway.limiter import Measurements, p95
 
 
 class Outcome:
@@ -57,11 +59,41 @@ class GatewayMetrics:
         self.tenant_requests = m.counter(m.GATEWAY_TENANT_REQUESTS, registry)
         self.tenant_tokens = m.counter(m.GATEWAY_TENANT_TOKENS, registry)
         self.rate_limited = m.counter(m.GATEWAY_RATE_LIMITED, registry)
+        self.admission_prompt_tokens = m.counter(m.GATEWAY_ADMISSION_PROMPT_TOKENS, registry)
+        self.cache_lookups = m.counter(m.GATEWAY_CACHE_LOOKUPS, registry)
+        self.cache_evictions = m.counter(m.GATEWAY_CACHE_EVICTIONS, registry)
         registry.register(_EngineGauges(admission))
         registry.register(ClassGauges(admission.queue))
+        self.limit_changes = m.counter(m.GATEWAY_LIMIT_CHANGES, registry)
+        for source in m.LIMIT_SOURCES:
+            for direction, adaptive_reason in (("up", "headroom"), ("down", "ttft")):
+                self.limit_changes.labels(
+                    source, direction, "set" if source != "adaptive" else adaptive_reason
+                )
+        m.gauge(m.GATEWAY_LIMIT_ADAPTIVE, registry).set_function(
+            lambda: 1.0 if admission.limits.limit_mode == "adaptive" else 0.0
+        )
+        self.measurements = Measurements()
+        self.admitted_ttft.tap = self.measurements.first_token
+        self.tpot.tap = self.measurements.per_token
+        m.gauge(m.GATEWAY_ADAPTIVE_TTFT, registry).set_function(
+            lambda: p95(list(self.measurements.ttft)) or float("nan")
+        )
+        m.gauge(m.GATEWAY_ADAPTIVE_ITL, registry).set_function(
+            lambda: p95(list(self.measurements.tpot)) or float("nan")
+        )
+        slo = m.gauge(m.GATEWAY_ADAPTIVE_SLO, registry)
+        slo.labels("ttft").set_function(lambda: _or_nan(admission.limits.adaptive_slo.ttft_s))
+        slo.labels("itl").set_function(lambda: _or_nan(admission.limits.adaptive_slo.itl_s))
+        self.decision = m.gauge(m.GATEWAY_LIMIT_DECISION, registry)
 
+        # The response cache, when it is on (its gauges read 0 while it is off).
+        self.cache: ResponseCache | None = None
         # Live values are read at scrape time, so the request path never touches these gauges.
         live = {
+            m.GATEWAY_CACHE_BYTES: lambda: self.cache.bytes if self.cache is not None else 0,
+            m.GATEWAY_CACHE_MAX_BYTES: lambda: 0 if self.cache is None else self.cache.max_bytes,
+            m.GATEWAY_CACHE_ENTRIES: lambda: len(self.cache) if self.cache is not None else 0,
             m.GATEWAY_ACTIVE: lambda: admission.active,
             m.GATEWAY_QUEUE_DEPTH: lambda: admission.queued,
             m.GATEWAY_MAX_ACTIVE: lambda: admission.limits.max_active,
@@ -77,7 +109,24 @@ class GatewayMetrics:
         for kind in m.UPSTREAM_ERROR_KINDS:
             self.upstream_errors.labels(kind)
             self.retries.labels(kind)
+        for counting in m.TOKEN_COUNTINGS:
+            self.admission_prompt_tokens.labels(counting)
+        for result in m.CACHE_RESULTS:
+            self.cache_lookups.labels(result)
+        for reason in m.CACHE_EVICTION_REASONS:
+            self.cache_evictions.labels(reason)
         self._request_children: dict[tuple[str, int, str], Any] = {}
+
+    def evicted(self, reason: str, entries: int) -> None:
+        self.cache_evictions.labels(reason).inc(entries)
+
+    def count_limit_change(self, source: str, direction: str, reason: str) -> None:
+        self.limit_changes.labels(source, direction, reason).inc()
+
+    def show_decision(self, direction: str, reason: str) -> None:
+        """The adaptive limit's last decision: 1 on it, 0 on every other."""
+        self.decision.clear()
+        self.decision.labels(direction, reason).set(1)
 
     def precreate_tenant(self, tenant: str) -> None:
         """Zeros for a tenant's counters, so dashboards show it before its first request."""
@@ -150,3 +199,7 @@ class ClassGauges(Collector):
             active.add_metric([klass.policy.name], klass.holding)
         yield depth
         yield active
+
+
+def _or_nan(value: float | None) -> float:
+    return float("nan") if value is None else value

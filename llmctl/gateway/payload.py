@@ -8,7 +8,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from llmctl.core.openai import Route
+from llmctl.core.openai import NonStandardNumberError, Route, parse_json
 
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
 
@@ -36,7 +36,9 @@ def parse_completion(raw: bytes, route: Route, default_model: str | None) -> Com
 
     The original bytes are forwarded untouched unless the model had to be filled in."""
     try:
-        data = json.loads(raw)
+        data = parse_json(raw)
+    except NonStandardNumberError as exc:
+        raise BadRequestError(f"request body is not valid JSON: {exc}", exc.path or None) from None
     except (ValueError, UnicodeDecodeError) as exc:
         raise BadRequestError(f"request body is not valid JSON: {exc}") from None
     except RecursionError:

@@ -109,12 +109,14 @@ class Proxy:
         *,
         can_retry: bool = False,
         strip_usage: bool = False,
+        collect: bytearray | None = None,
     ) -> web.StreamResponse:
         """Forward one admitted request to its slot's engine; it arrived at `arrived` (monotonic
         clock). How it ended goes into `outcome` (set exactly once). With `can_retry`, a failure
         of the engine before the client got a byte raises EngineFailedError instead of answering,
         so the caller can send the request to another engine. `strip_usage`: the gateway asked the
-        engine for usage the client did not ask for; it is counted, then dropped from the stream."""
+        engine for usage the client did not ask for; it is counted, then dropped from the stream.
+        `collect`: the engine's response bytes are appended to it as they pass (the cache)."""
         metrics = self._metrics
         url = slot.engine.url
         remaining = self.request_timeout_s - (time.monotonic() - slot.admitted_at)
@@ -136,6 +138,8 @@ class Proxy:
                     )
                     if whole:
                         payload = await conn.read_body()
+                        if collect is not None:
+                            collect += payload
                         self._connections.release(url, conn)
                         conn = None
                 except ConnectError:
@@ -176,7 +180,7 @@ class Proxy:
                     return self._whole(head, payload, headers, slot, outcome, arrived, can_retry)
                 if conn is None:
                     raise RuntimeError("a stream without a connection")
-                relay = self._relay(url, conn, head, route, slot, arrived, strip_usage)
+                relay = self._relay(url, conn, head, route, slot, arrived, strip_usage, collect)
                 # The client's headers go out with the first chunk, not before: until then an
                 # engine that fails can still be replaced by another one.
                 if not await relay.ready() and can_retry:
@@ -254,6 +258,7 @@ class Proxy:
         slot: Slot,
         arrived: float,
         strip_usage: bool,
+        collect: bytearray | None,
     ) -> StreamRelay:
         """Hand the engine's socket to a relay for this stream."""
         metrics = self._metrics
@@ -279,6 +284,7 @@ class Proxy:
             length=head.length,
             strip_usage=strip_usage,
             scan=not slot.engine.sends_usage,
+            collect=collect,
             on_first_text=first_text,
             on_end=ended,
         )

@@ -1,32 +1,30 @@
 """A request's claim on its tenant's limits: checked and charged on arrival, settled at the end.
 
-Requests per minute are charged 1. Tokens per minute are charged prompt plus output: the prompt by
-the gateway's estimate (4 characters a token) and the output by the request's `max_tokens` (or the
-tenant's `default_max_tokens`), then corrected to the usage the engine reports. A refusal is a 429
+Requests per minute are charged 1. Tokens per minute are charged prompt plus output: the prompt as
+the gateway counted it at admission (tokens.py: exact with the model's tokenizer, else estimated
+from its characters) and the output by the request's `max_tokens` (or the tenant's
+`default_max_tokens`), then corrected to the usage the engine reports. A refusal is a 429
 whose Retry-After comes from the limit's log, with OpenAI's `x-ratelimit-*` headers on it and on
 every answer of a limited tenant.
 """
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from typing import Any
 
 from llmctl.gateway.ratelimit import Charge, WindowLimit, duration_text
 from llmctl.gateway.tenants import Tenant
 
-CHARS_PER_TOKEN = 4
 
-
-def estimate_tokens(data: dict[str, Any], prompt_chars: int, default_max_tokens: int) -> int:
-    """Prompt (by characters) plus the most output the request may produce."""
+def estimate_tokens(data: dict[str, Any], prompt_tokens: int, default_max_tokens: int) -> int:
+    """The prompt's tokens plus the most output the request may produce."""
     output = data.get("max_tokens")
     if output is None:
         output = data.get("max_completion_tokens")
     if not isinstance(output, int) or isinstance(output, bool) or output < 1:
         output = default_max_tokens
-    return math.ceil(prompt_chars / CHARS_PER_TOKEN) + output
+    return prompt_tokens + output
 
 
 @dataclass

@@ -14,6 +14,8 @@ Invariants:
 - tokens come from the engine's usage frame (the gateway always asks for it and strips it when the
   client did not), so the text scan runs only until the first text (time to first token), unless
   `scan` (an engine not yet seen to send usage): then every read is scanned and counted;
+- a stream the cache keeps (`collect`) takes the general path throughout: its payloads, usage
+  included, are appended to `collect` before anything is stripped;
 - a client whose socket buffer passes its transport's high-water mark (64 KiB) pauses reading from
   the engine until it drains.
 """
@@ -51,6 +53,7 @@ class StreamRelay(asyncio.Protocol):
         length: int | None,
         strip_usage: bool,
         scan: bool,
+        collect: bytearray | None = None,
         on_first_text: Callable[[float], None],
         on_end: Callable[[StreamRelay], None],
     ) -> None:
@@ -59,6 +62,7 @@ class StreamRelay(asyncio.Protocol):
         self.remaining = length  # Content-Length still to come (None: chunked or until close)
         self.strip = strip_usage
         self.scan = scan
+        self.collect = collect  # the cache keeps the engine's payloads (usage included)
         self.state = OPEN
         self.usage: tuple[int, int] | None = None
         self.tokens = 0  # text frames counted (every read when scanning, else the general path's)
@@ -230,6 +234,8 @@ class StreamRelay(asyncio.Protocol):
         out: list[bytes] = []
         text = False
         for payload in payloads:
+            if self.collect is not None:
+                self.collect += payload
             if b'"usage"' in payload:
                 found = usage_tokens(payload)
                 if found is not None:
@@ -287,6 +293,7 @@ class StreamRelay(asyncio.Protocol):
             and self.chunked
             and bool(self.first_text)
             and not self._pending
+            and self.collect is None
         )
 
     # -- ends ------------------------------------------------------------------------------------

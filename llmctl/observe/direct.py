@@ -18,7 +18,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from llmctl.core import http
 from llmctl.core import metrics as m
-from llmctl.observe.queries import MIN_WINDOW_S
+from llmctl.observe.queries import CACHE_FORWARDED, CACHE_SERVED, MIN_WINDOW_S
 from llmctl.observe.snapshot import (
     HISTORY_POINTS,
     ClassSnapshot,
@@ -86,6 +86,11 @@ def histogram_quantile(q: float, buckets: dict[float, float]) -> float | None:
 
 def _status(value: str) -> Match:
     return lambda lab: lab.get("status") == value
+
+
+def _result(pattern: str) -> Match:
+    results = set(pattern.split("|"))
+    return lambda lab: lab.get("result") in results
 
 
 def _is_error(lab: Labels) -> bool:
@@ -207,9 +212,13 @@ def _compute(now: Scrape, base: Scrape, url: str, note: str) -> StackSnapshot:
         return finite(histogram_quantile(q, delta))
 
     requests = m.GATEWAY_REQUESTS.series
+    decision = next(
+        (lab for lab, v in now.samples.get(m.GATEWAY_LIMIT_DECISION.series, []) if v == 1.0), {}
+    )
     return StackSnapshot(
         source="direct",
         source_url=url,
+        reached=sorted(now.reached),
         note=note,
         taken_at=time.time(),
         window_s=dt,
@@ -235,10 +244,25 @@ def _compute(now: Scrape, base: Scrape, url: str, note: str) -> StackSnapshot:
         preemptions_per_s=rate(m.VLLM_PREEMPTIONS.series, job=m.JOB_ENGINE),
         prompt_tokens_per_s=rate(m.VLLM_PROMPT_TOKENS.series, job=m.JOB_ENGINE),
         generation_tokens_per_s=rate(m.VLLM_GENERATION_TOKENS.series, job=m.JOB_ENGINE),
+        cache_hit_per_s=rate(m.GATEWAY_CACHE_LOOKUPS.series, _result(CACHE_SERVED)),
+        cache_miss_per_s=rate(m.GATEWAY_CACHE_LOOKUPS.series, _result(CACHE_FORWARDED)),
+        cache_bytes=now.total(m.GATEWAY_CACHE_BYTES.series),
+        cache_max_bytes=now.total(m.GATEWAY_CACHE_MAX_BYTES.series),
+        limit_adaptive=now.total(m.GATEWAY_LIMIT_ADAPTIVE.series),
+        limit_direction=decision.get("direction"),
+        limit_reason=decision.get("reason"),
+        adaptive_ttft_p95_s=finite(now.total(m.GATEWAY_ADAPTIVE_TTFT.series)),
+        adaptive_itl_p95_s=finite(now.total(m.GATEWAY_ADAPTIVE_ITL.series)),
+        adaptive_slo_ttft_s=finite(now.total(m.GATEWAY_ADAPTIVE_SLO.series, _signal("ttft"))),
+        adaptive_slo_itl_s=finite(now.total(m.GATEWAY_ADAPTIVE_SLO.series, _signal("itl"))),
         gpus=_gpus(now),
         engines=_engines(now),
         classes=_classes(now),
     )
+
+
+def _signal(name: str) -> Match:
+    return lambda lab: lab.get("signal") == name
 
 
 def _max(scrape: Scrape, name: str) -> float | None:

@@ -16,7 +16,7 @@ from llmctl.core.errors import TargetError
 from llmctl.observe.direct import DirectSource
 from llmctl.observe.prometheus import PrometheusSource, PrometheusUnreachableError
 from llmctl.observe.snapshot import StackSnapshot
-from llmctl.observe.view import render
+from llmctl.observe.view import fit
 
 
 class Sampler:
@@ -91,5 +91,5 @@ def run_live(sampler: Sampler, *, interval: float, console: Console) -> None:
         Live(console=console, screen=True, auto_refresh=False, transient=True) as live,
     ):
         while not stop.is_set():
-            live.update(render(sampler.sample(), live=True), refresh=True)
+            live.update(fit(sampler.sample(), console, live=True), refresh=True)
             stop.wait(interval)

@@ -121,11 +121,18 @@ class PrometheusSource:
         if self.window_s is None:
             self.window_s = queries.window_for(self.scrape_interval_s())
         window = queries.window_text(self.window_s)
-        values = {field: self.scalar(query) for field, query in queries.scalars(window).items()}
+        values: dict[str, Any] = {
+            field: self.scalar(query) for field, query in queries.scalars(window).items()
+        }
+        decision = self.vector(queries.LIMIT_DECISION)
+        if decision:
+            values["limit_direction"] = decision[0]["metric"].get("direction")
+            values["limit_reason"] = decision[0]["metric"].get("reason")
         history = History(**{field: self.series(q) for field, q in queries.HISTORY.items()})
         return StackSnapshot(
             source="prometheus",
             source_url=self.url,
+            reached=["prometheus"],
             taken_at=time.time(),
             window_s=self.window_s,
             history_span_s=HISTORY_POINTS * HISTORY_STEP_S,

@@ -11,6 +11,9 @@ from __future__ import annotations
 from llmctl.core import metrics as m
 
 _OK = m.REASON_OK
+# The cache's lookup results (a regex for the `result` label): answered from the cache, or not.
+CACHE_SERVED = "hit|coalesced"
+CACHE_FORWARDED = "miss|bypass"
 _REQUESTS = m.GATEWAY_REQUESTS.series
 
 
@@ -55,6 +58,10 @@ def scalars(window: str) -> dict[str, str]:
     def engine_rate(spec: m.MetricSpec) -> str:
         return or_zero(f"sum(rate({spec.series}[{window}]))", m.JOB_ENGINE)
 
+    def lookups(results: str) -> str:
+        series = f'{m.GATEWAY_CACHE_LOOKUPS.series}{{result=~"{results}"}}'
+        return or_zero(f"sum(rate({series}[{window}]))", m.JOB_GATEWAY)
+
     return {
         "slots_active": f"sum({m.GATEWAY_ACTIVE.series})",
         "slots_max": f"sum({m.GATEWAY_MAX_ACTIVE.series})",
@@ -78,7 +85,20 @@ def scalars(window: str) -> dict[str, str]:
         "preemptions_per_s": engine_rate(m.VLLM_PREEMPTIONS),
         "prompt_tokens_per_s": engine_rate(m.VLLM_PROMPT_TOKENS),
         "generation_tokens_per_s": engine_rate(m.VLLM_GENERATION_TOKENS),
+        "cache_hit_per_s": lookups(CACHE_SERVED),
+        "cache_miss_per_s": lookups(CACHE_FORWARDED),
+        "cache_bytes": f"sum({m.GATEWAY_CACHE_BYTES.series})",
+        "cache_max_bytes": f"sum({m.GATEWAY_CACHE_MAX_BYTES.series})",
+        "limit_adaptive": f"max({m.GATEWAY_LIMIT_ADAPTIVE.series})",
+        "adaptive_ttft_p95_s": f"max({m.GATEWAY_ADAPTIVE_TTFT.series})",
+        "adaptive_itl_p95_s": f"max({m.GATEWAY_ADAPTIVE_ITL.series})",
+        "adaptive_slo_ttft_s": f'max({m.GATEWAY_ADAPTIVE_SLO.series}{{signal="ttft"}})',
+        "adaptive_slo_itl_s": f'max({m.GATEWAY_ADAPTIVE_SLO.series}{{signal="itl"}})',
     }
+
+
+# The adaptive limit's last change: one series, labels direction and reason.
+LIMIT_DECISION = f"max by (direction, reason) ({m.GATEWAY_LIMIT_DECISION.series} == 1)"
 
 
 # Whether this Prometheus scrapes a gateway at all (else `top` reads the endpoints directly).
@@ -120,6 +140,7 @@ def all_queries(window: str = "10s") -> list[str]:
     """Every query string above, for tests that run them all."""
     return [
         GATEWAY_TARGETS,
+        LIMIT_DECISION,
         *scalars(window).values(),
         *GPU.values(),
         GPU_NAME,

@@ -64,6 +64,9 @@ class StackSnapshot(_Model):
     version: int = 2
     source: Source
     source_url: str
+    # What answered: ["prometheus"], or the endpoints read directly ("gateway", "engine", "gpu");
+    # empty when nothing did (`top --once` then exits non-zero).
+    reached: list[str] = Field(default_factory=list)
     note: str = ""
     taken_at: float
     window_s: float
@@ -94,6 +97,22 @@ class StackSnapshot(_Model):
     preemptions_per_s: float | None = None
     prompt_tokens_per_s: float | None = None
     generation_tokens_per_s: float | None = None
+
+    # The gateway's response cache (max_bytes 0: the cache is off): answers served from it (hits,
+    # and requests coalesced onto an identical one in flight) and sent to an engine, per second.
+    cache_hit_per_s: float | None = None
+    cache_miss_per_s: float | None = None
+    cache_bytes: float | None = None
+    cache_max_bytes: float | None = None
+    # The limit: 1 while adaptive; the last adaptive change (direction up/down, reason label); the
+    # p95s adaptive mode steers on (requests admitted under the current limit) and their targets.
+    limit_adaptive: float | None = None
+    limit_direction: str | None = None
+    limit_reason: str | None = None
+    adaptive_ttft_p95_s: float | None = None
+    adaptive_itl_p95_s: float | None = None
+    adaptive_slo_ttft_s: float | None = None
+    adaptive_slo_itl_s: float | None = None
 
     gpus: list[GpuSnapshot] = Field(default_factory=list)
     engines: list[EngineSnapshot] = Field(default_factory=list)

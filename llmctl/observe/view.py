@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Sequence
 
-from rich.console import Group, RenderableType
+from rich.console import Console, Group, RenderableType
 from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
@@ -81,6 +81,44 @@ def _header(snap: StackSnapshot, live: bool) -> Text:
         text.append(f"  ({snap.note})", style="yellow")
     if live:
         text.append("   q to quit", style="dim")
+    return text
+
+
+_ARROWS = {"up": "↑", "down": "↓"}
+
+
+def limit_line(snap: StackSnapshot) -> Text:
+    """`12 ↑ adaptive (headroom): TTFT p95 410 ms < 1.00 s, ITL p95 40 ms < 100 ms, KV 63 %`, or
+    `12 static`; the p95s are of requests admitted under the current limit (what the mode steers on)."""
+    text = Text(num(snap.slots_max))
+    if snap.limit_adaptive is None:
+        return text
+    if snap.limit_adaptive != 1:
+        text.append(" static", style="dim")
+        return text
+    arrow = _ARROWS.get(snap.limit_direction or "")
+    if arrow:
+        text.append(f" {arrow}", style="green" if arrow == "↑" else "yellow")
+    text.append(" adaptive", style="cyan")
+    if snap.limit_reason:
+        text.append(f" ({snap.limit_reason})", style="dim")
+    parts = []
+    for name, value, target in (
+        ("TTFT p95", snap.adaptive_ttft_p95_s, snap.adaptive_slo_ttft_s),
+        ("ITL p95", snap.adaptive_itl_p95_s, snap.adaptive_slo_itl_s),
+    ):
+        if value is None:
+            continue
+        if target is None:
+            parts.append(f"{name} {seconds(value)}")
+        else:
+            parts.append(
+                f"{name} {seconds(value)} {'<' if value <= target else '>'} {seconds(target)}"
+            )
+    if snap.kv_cache_usage is not None:
+        parts.append(f"KV {snap.kv_cache_usage * 100:.0f} %")
+    if parts:
+        text.append(": " + ", ".join(parts))
     return text
 
 
@@ -181,6 +219,24 @@ def _classes(snap: StackSnapshot) -> Panel | None:
     return Panel(_pairs(rows), title="classes", title_align="left")
 
 
+def _cache(snap: StackSnapshot) -> Panel | None:
+    """The gateway's response cache (shown while it is on): what it served, and its size."""
+    if not snap.cache_max_bytes:
+        return None
+    hit, miss = snap.cache_hit_per_s, snap.cache_miss_per_s
+    ratio = None
+    if hit is not None and miss is not None and hit + miss > 0:
+        ratio = 100 * hit / (hit + miss)
+    mib = 1 << 20
+    held = None if snap.cache_bytes is None else snap.cache_bytes / mib
+    rows: list[tuple[str | Text, str | Text]] = [
+        ("hits", f"{num(hit, '{:.1f}', '/s')} ({num(ratio, '{:.0f}', ' %')})"),
+        ("misses", num(miss, "{:.1f}", "/s")),
+        ("held MiB", bar(held, snap.cache_max_bytes / mib)),
+    ]
+    return Panel(_pairs(rows), title=f"response cache ({span(snap.window_s)})", title_align="left")
+
+
 def _history(snap: StackSnapshot) -> Panel:
     h = snap.history
 
@@ -199,15 +255,57 @@ def _history(snap: StackSnapshot) -> Panel:
     return Panel(_pairs(rows), title=title, title_align="left")
 
 
-def render(snap: StackSnapshot, *, live: bool = False) -> RenderableType:
-    """The whole `llmctl top` screen for one snapshot (`live`: with the key hint)."""
+# What a short terminal gives up first, in order: the sparklines, the response cache, then the
+# per-class and per-engine rows (the totals above them stay).
+OPTIONAL = ("history", "cache", "classes", "engines")
+
+
+def render(
+    snap: StackSnapshot, *, live: bool = False, omit: tuple[str, ...] = (), stacked: bool = False
+) -> RenderableType:
+    """The whole `llmctl top` screen for one snapshot (`live`: with the key hint; `omit`: sections
+    of OPTIONAL to leave out; `stacked`: panels one under another, each as wide as its content,
+    for a log or a pipe, where there is no screen to share out)."""
+    panels = [_admission(snap), _traffic(snap), _latency(snap), _engine(snap), _gpus(snap)]
+    extra = [
+        p
+        for name, make in (
+            ("engines", _engines),
+            ("classes", _classes),
+            ("cache", _cache),
+            ("history", _history),
+        )
+        if name not in omit and (p := make(snap)) is not None
+    ]
+    limit = Text("limit ", style="bold").append_text(limit_line(snap))
+    if stacked:
+        return Group(_header(snap, live), limit, *(_shrunk(p) for p in (*panels, *extra)))
     top = Table.grid(expand=True, padding=(0, 1))
     for ratio in (3, 2, 2):
         top.add_column(ratio=ratio)
-    top.add_row(_admission(snap), _traffic(snap), _latency(snap))
+    top.add_row(*panels[:3])
     middle = Table.grid(expand=True, padding=(0, 1))
     middle.add_column(ratio=1)
     middle.add_column(ratio=2)
-    middle.add_row(_engine(snap), _gpus(snap))
-    extra = [p for p in (_engines(snap), _classes(snap)) if p is not None]
-    return Group(_header(snap, live), top, middle, *extra, _history(snap))
+    middle.add_row(*panels[3:])
+    return Group(_header(snap, live), limit, top, middle, *extra)
+
+
+def _shrunk(panel: Panel) -> Panel:
+    """`panel` as wide as its content rather than its share of a screen."""
+    panel.expand = False
+    if isinstance(panel.renderable, Table):
+        panel.renderable.expand = False
+    return panel
+
+
+def fit(snap: StackSnapshot, console: Console, *, live: bool = False) -> RenderableType:
+    """The screen for `console`'s height: whole if it fits, else without OPTIONAL sections, the
+    least needed first (a full-screen view would otherwise lose its bottom rows)."""
+    dropped: tuple[str, ...] = ()
+    for name in ("", *OPTIONAL):
+        dropped = (*dropped, name) if name else dropped
+        screen = render(snap, live=live, omit=dropped)
+        if len(console.render_lines(screen, console.options, pad=False)) <= console.height:
+            return screen
+    return screen

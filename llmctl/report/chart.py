@@ -60,6 +60,7 @@ class Figure:
     categories: tuple[str, ...] = ()  # the bars' x values, in order
     x_integer: bool = False
     point_labels: bool = False  # write each point's note beside the last series' points
+    small_marks: bool = False  # a series over time: the line matters, not each sample's dot
     note: str = ""  # why nothing is drawn, when nothing is
     legend_extra: tuple[str, ...] = field(default=(), compare=False)
 

@@ -19,16 +19,18 @@ def run_color(index: int) -> str:
 
 
 def settings_that_differ(infos: Sequence[RunInfo]) -> list[tuple[str, list[str]]]:
-    """(setting, value per run) for every setting whose values are not all equal; a setting a run
-    does not have reads "-" there. Addresses are left out: ports differ from run to run."""
+    """(setting, value per run) for every setting or metadata key whose values are not all equal
+    (the target's limits too: MAX_ACTIVE 4 in one, 16 in the other); a setting a run does not
+    have reads "-" there. Addresses are left out: ports differ from run to run."""
+    compared = [info.compared() for info in infos]
     keys: list[str] = []
-    for info in infos:
-        keys.extend(k for k in info.settings if k not in keys)
+    for settings in compared:
+        keys.extend(k for k in settings if k not in keys)
     rows = []
     for key in keys:
         if key in _NOISE:
             continue
-        values = [info.settings.get(key, "-") for info in infos]
+        values = [settings.get(key, "-") for settings in compared]
         if len(set(values)) > 1:
             rows.append((key, values))
     return rows

@@ -68,6 +68,26 @@ class Fields:
             raise self.fail(key, "a whole number", value)
         return value
 
+    def whole(self, key: str) -> int | None:
+        """A whole number that may be missing or null."""
+        value = self.data.get(key)
+        if value is None:
+            return None
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise self.fail(key, "a whole number", value)
+        return value
+
+    def numbers(self, key: str) -> list[float | None] | None:
+        """A list of numbers and nulls (a series), None when missing or null."""
+        value = self.data.get(key)
+        if value is None:
+            return None
+        if not isinstance(value, list):
+            raise self.fail(key, "a list of numbers", value)
+        return [
+            None if v is None else self._as_number(f"{key}[{i}]", v) for i, v in enumerate(value)
+        ]
+
     def text(self, key: str, *, required: bool = False) -> str | None:
         value = self._present(key, required)
         if value is None:
@@ -116,6 +136,10 @@ class Fields:
         if not isinstance(value, dict):
             raise self.fail(key, "an object", value)
         return {str(k): str(v) for k, v in value.items()}
+
+    def has(self, key: str) -> bool:
+        """Whether the key is there at all (null included): a field the file's writer knew."""
+        return key in self.data
 
 
 def flatten(data: dict[str, Any], prefix: str = "") -> dict[str, str]:

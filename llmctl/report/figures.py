@@ -3,6 +3,7 @@ throughput and p95 latencies against MAX_ACTIVE and its trials in order."""
 
 from __future__ import annotations
 
+from llmctl.bench.series import PeakSeries
 from llmctl.report.chart import PALETTE, Figure, Guide, Point, Series
 from llmctl.report.model import METRIC_TEXT, SERVER_PEAKS, BenchRun, TuneRun
 from llmctl.tune.report import format_ms
@@ -10,6 +11,10 @@ from llmctl.tune.report import format_ms
 PERCENTILES = (("p50", PALETTE[0]), ("p95", PALETTE[1]), ("p99", PALETTE[5]))
 THROUGHPUT = "output throughput (tok/s)"
 NOT_RECORDED = "not recorded in this run"
+# The most points a series over time draws for a whole run (a page of several long runs stays
+# small enough to mail); a level gets its share, never fewer than a handful.
+DRAWN_POINTS = 240
+_FEWEST_PER_LEVEL = 8
 
 
 def slo_guides(slo: dict[str, float], metric: str, remark: str = "") -> tuple[Guide, ...]:
@@ -69,6 +74,46 @@ def _per_level(
     )
 
 
+def thinned(points: tuple[tuple[float, float], ...], most: int) -> tuple[tuple[float, float], ...]:
+    """At most `most` points, each the highest since the previous one (as bench downsamples)."""
+    if len(points) <= most:
+        return points
+    series = PeakSeries(most)
+    for t, value in points:
+        series.add(t, {"v": value})
+    return tuple(
+        (t, v) for t, v in zip(series.times(), series.values("v"), strict=True) if v is not None
+    )
+
+
+def _over_time(
+    run: BenchRun, key: str, title: str, axis: tuple[str, str], gauges: list[tuple[str, str, str]]
+) -> Figure:
+    """Gauges (key, text, colour) over the whole run, each point named by its level."""
+    most = max(_FEWEST_PER_LEVEL, DRAWN_POINTS // max(1, len(run.levels)))
+    series = []
+    for gauge, text, color in gauges:
+        points = [
+            Point(t, value, level.label)
+            for level in run.levels
+            for s in level.series
+            if s.key == gauge
+            for t, value in thinned(s.points, most)
+        ]
+        series.append(Series(text, color, tuple(points)))
+    y_title, y_unit = axis
+    return Figure(
+        key,
+        title,
+        "seconds since the run started",
+        y_title,
+        x_unit="s",
+        y_unit=y_unit,
+        series=tuple(series),
+        small_marks=True,
+    )
+
+
 def bench_figures(run: BenchRun) -> list[Figure]:
     """TTFT, ITL and E2E against throughput, goodput, failures, queue wait and the server side."""
     figures = [_latency(run, m, PERCENTILES) for m in ("ttft", "itl", "e2e")]
@@ -111,25 +156,23 @@ def bench_figures(run: BenchRun) -> list[Figure]:
         [("KV cache", [lv.server.get("kv_cache") for lv in levels])],
     )
     figures.append(or_note(kv, f"{NOT_RECORDED}: no engine /metrics was sampled"))
-    over_time = tuple(
-        Series(
-            f"{s.name} ({s.unit})",
-            PALETTE[i % len(PALETTE)],
-            tuple(Point(t, v) for t, v in s.points),
-        )
-        for i, s in enumerate(run.series)
+    requests = [(key, text) for key, text, unit in SERVER_PEAKS if unit == "requests"]
+    over_time = _over_time(
+        run,
+        "server-series",
+        "Server side over time",
+        ("requests", "requests"),
+        [(key, text, PALETTE[i % len(PALETTE)]) for i, (key, text) in enumerate(requests)],
     )
-    figures.append(
-        Figure(
-            "server-series",
-            "Server side over time",
-            "seconds since the run started",
-            "value",
-            x_unit="s",
-            series=over_time,
-            note=run.series_note,
-        )
-    )
+    figures.append(or_note(over_time, run.series_note))
+    kv_over_time = _over_time(
+        run, "kv-cache-series", "KV cache use over time", ("KV cache used (%)", "%"),
+        [("kv_cache", "KV cache", PALETTE[0])],
+    )  # fmt: skip
+    kv_note = run.series_note
+    if not over_time.empty:  # the gateway was sampled, not the engine
+        kv_note = f"{NOT_RECORDED}: no engine /metrics was sampled"
+    figures.append(or_note(kv_over_time, kv_note))
     return figures
 
 

@@ -26,8 +26,10 @@ def _asset(name: str) -> str:
 
 
 def _meta(info: RunInfo) -> str:
-    """The run's header: where it came from, which llmctl, when, on what, and every setting."""
-    items: list[tuple[str, str]] = [
+    """The run's header: its label, where it came from, which llmctl, when, on what, its notes
+    (bench --metadata), and every setting (the target's limits among them)."""
+    items: list[tuple[str, str]] = [("label", info.label)] if info.label else []
+    items += [
         ("file", info.path),
         ("tool", f"llmctl {info.tool} (schema {info.schema_version})"),
         ("llmctl", info.llmctl_version or NOT_RECORDED),

@@ -8,37 +8,64 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from llmctl.core.slo import LATENCIES, SLO
 from llmctl.report.fields import Fields, RunFileError, flatten
-from llmctl.report.model import BenchRun, LevelStats, Run, RunInfo, Trial, TuneRun
+from llmctl.report.model import (
+    BenchRun,
+    LevelStats,
+    Run,
+    RunInfo,
+    TimeSeries,
+    Trial,
+    TuneRun,
+)
 from llmctl.tune.report import format_ms
 
-# v1 field names: {stat}_{name}_ms, named as `vllm bench serve` names them.
-_V1_STATS = {
+# Bench field names: {stat}_{name}_ms, named as `vllm bench serve` names them (a stat a version
+# did not measure, such as v1's std, reads as missing).
+_STATS = {
     "mean": "mean",
+    "std": "std",
     "median": "p50",
     "p90": "p90",
     "p95": "p95",
     "p99": "p99",
     "max": "max",
 }
-_V1_METRICS = {
+_METRICS = {
     "ttft": "ttft",
     "itl": "itl",
     "tpot": "tpot",
     "e2el": "e2e",
     "queue_wait": "queue_wait",
+    "admitted_ttft": "admitted_ttft",
+    "admitted_e2el": "admitted_e2e",
+    "sched_lag": "sched_lag",
 }
-_V1_SERVER = {
+# A level's `server` object: file field -> the model's name. Means and the gap are schema 2's.
+_SERVER = {
     "peak_num_requests_running": "running",
     "peak_num_requests_waiting": "waiting",
     "peak_gateway_queue_depth": "gateway_queue",
     "peak_gateway_active_requests": "gateway_active",
     "peak_kv_cache_usage_perc": "kv_cache",
     "preemptions": "preemptions",
+    "mean_num_requests_running": "running_mean",
+    "mean_num_requests_waiting": "waiting_mean",
+    "samples": "samples",
+    "max_sample_gap_s": "max_sample_gap",
+}
+# `server.series` (schema 2): gauge list -> the model's name, as its peak.
+_SERIES = {
+    "num_requests_running": "running",
+    "num_requests_waiting": "waiting",
+    "gateway_queue_depth": "gateway_queue",
+    "gateway_active_requests": "gateway_active",
+    "kv_cache_usage_perc": "kv_cache",
 }
 _TUNE_METRIC_TEXT = {
     "ttft": "p95 TTFT",
@@ -49,8 +76,9 @@ _TUNE_METRIC_TEXT = {
 }
 # Schemas 1 and 2 differ only in the SLO's unit: milliseconds (`ttft_ms`), then seconds (`ttft_s`).
 _SLO_KEYS = {1: ("_ms", 1.0), 2: ("_s", 1000.0)}  # version -> (key suffix, to milliseconds)
-_NO_SERIES = "not recorded in this run: bench schema {} keeps per-level peaks only"
-_UNRECORDED_BENCH = ("the target's MAX_ACTIVE and queue settings", "the machine")
+_NO_SERIES = "not recorded in this run: its file (bench schema {}) keeps per-level peaks only"
+_NOT_SAMPLED = "not recorded in this run: no /metrics endpoint was sampled"
+_NOT_PUBLISHED = "not published"
 
 
 def _strategy_label(strategy: Fields) -> str:
@@ -61,7 +89,9 @@ def _strategy_label(strategy: Fields) -> str:
         arrival = strategy.text("arrival") or "poisson"
         shape = f" b={strategy.number('burstiness') or 1.0:g}" if arrival == "gamma" else ""
         return f"{strategy.need_number('rate'):g}/s {arrival}{shape}"
-    raise strategy.fail("kind", "concurrent or rate", kind)
+    if kind == "mix":  # `bench --mix`; its streams' own numbers are left to `llmctl bench`
+        return f"mix {strategy.text('name', required=True)}"
+    raise strategy.fail("kind", "concurrent, rate or mix", kind)
 
 
 def _slo(slo: Fields | None, version: int) -> dict[str, float]:
@@ -78,16 +108,50 @@ def _slo_text(slo_ms: dict[str, float]) -> str:
     return SLO(**{f"{name}_s": ms / 1000 for name, ms in slo_ms.items()}).text()
 
 
+def _percent(key: str, value: float) -> float:
+    return value * 100.0 if key == "kv_cache" else value
+
+
+def _series(series: Fields) -> tuple[TimeSeries, ...]:
+    """The level's gauges on the run's clock; a null point (no reading then) is left out."""
+    start = series.need_number("start_s")
+    times = series.numbers("t_s")
+    if times is None or None in times:
+        raise series.fail("t_s", "a list of numbers", series.data.get("t_s"))
+    out = []
+    for name, key in _SERIES.items():
+        values = series.numbers(name)
+        if values is None:
+            continue
+        if len(values) != len(times):
+            raise RunFileError(
+                f"{series.path}: {series.where}.{name} has {len(values)} values for "
+                f"{len(times)} times"
+            )
+        points = tuple(
+            (start + t, _percent(key, v))
+            for t, v in zip(times, values, strict=True)
+            if t is not None and v is not None
+        )
+        out.append(TimeSeries(key, points))
+    return tuple(out)
+
+
 def _bench_level(level: Fields) -> LevelStats:
     latency: dict[str, dict[str, float | None]] = {}
-    for old, metric in _V1_METRICS.items():
-        latency[metric] = {new: level.number(f"{stat}_{old}_ms") for stat, new in _V1_STATS.items()}
-    server: dict[str, float | None] = dict.fromkeys(_V1_SERVER.values())
-    peaks = level.obj("server")
-    if peaks is not None:
-        server = {new: peaks.number(old) for old, new in _V1_SERVER.items()}
-        if server["kv_cache"] is not None:
-            server["kv_cache"] *= 100.0
+    for old, metric in _METRICS.items():
+        latency[metric] = {new: level.number(f"{stat}_{old}_ms") for stat, new in _STATS.items()}
+    server: dict[str, float | None] = dict.fromkeys(_SERVER.values())
+    sampled = level.obj("server")
+    series: tuple[TimeSeries, ...] = ()
+    if sampled is not None:
+        for old, new in _SERVER.items():
+            value = sampled.number(old)
+            server[new] = None if value is None else _percent(new, value)
+        over_time = sampled.obj("series")
+        series = () if over_time is None else _series(over_time)
+    # Schema 1 (and 2 before the rename) called the peak in flight max_concurrency.
+    in_flight = level.whole("max_concurrent_requests")
     return LevelStats(
         label=_strategy_label(level.need_obj("strategy")),
         duration_s=level.need_number("duration"),
@@ -101,36 +165,80 @@ def _bench_level(level: Fields) -> LevelStats:
         request_goodput=level.number("request_goodput"),
         latency=latency,
         server=server,
+        max_output_tokens_per_s=level.number("max_output_tokens_per_s"),
+        max_concurrent_requests=level.whole("max_concurrency") if in_flight is None else in_flight,
+        total_input_tokens=level.whole("total_input_tokens"),
+        total_output_tokens=level.whole("total_output_tokens"),
+        token_source=level.text("token_source"),
+        series=series,
     )
+
+
+def _limits(doc: Fields) -> dict[str, str]:
+    """The target's admission limits as settings, "MAX_ACTIVE" first, as `bench compare` names them."""
+    limits = doc.obj("limits")
+    if limits is None:  # the target published none: a bare engine
+        return dict.fromkeys(
+            ("MAX_ACTIVE", "queue mode", "queue max", "queue timeout"), _NOT_PUBLISHED
+        )
+
+    def shown(value: float | str | None, unit: str = "") -> str:
+        if value is None:
+            return _NOT_PUBLISHED
+        return f"{value:g}{unit}" if isinstance(value, float) else str(value)
+
+    return {
+        "MAX_ACTIVE": shown(limits.whole("max_active")),
+        "queue mode": shown(limits.text("queue_mode")),
+        "queue max": shown(limits.whole("queue_max")),
+        "queue timeout": shown(limits.number("queue_timeout_s"), " s"),
+    }
+
+
+def _series_note(levels: list[Fields], version: int) -> str:
+    sampled = [lv.obj("server") for lv in levels]
+    if not any(s is not None and s.has("series") for s in sampled):
+        return _NO_SERIES.format(version)
+    return _NOT_SAMPLED
 
 
 def _bench(doc: Fields, name: str, version: int) -> BenchRun:
     config = doc.need_obj("config")
-    levels = [_bench_level(level) for level in doc.objects("levels")]
+    raw_levels = doc.objects("levels")
+    levels = [_bench_level(level) for level in raw_levels]
     slo = _slo(config.obj("slo"), version)
     skip = ("levels", "api_key", "slo")
     settings = {k: v for k, v in config.data.items() if k not in skip}
-    shown = {
-        "target": doc.text("target") or "",
-        "model": doc.text("model") or "",
-        "levels": ", ".join(level.label for level in levels),
-        "slo": _slo_text(slo),
-    }
+    shown = {"target": doc.text("target") or "", "model": doc.text("model") or ""}
+    unrecorded = []
+    # Files written before schema 2 recorded the limits have no `limits` key; null is a target
+    # that published none.
+    if doc.has("limits"):
+        shown.update(_limits(doc))
+    else:
+        unrecorded.append("the target's MAX_ACTIVE and queue settings")
+    shown.update({"levels": ", ".join(level.label for level in levels), "slo": _slo_text(slo)})
     shown.update((k, v) for k, v in flatten(settings).items() if k not in shown)
+    metadata = doc.texts("metadata")
+    if "machine" not in metadata:
+        unrecorded.append("the machine")
+    label = doc.text("label")
     return BenchRun(
         info=RunInfo(
-            name=name,
+            name=label or name,
             path=doc.path,
             tool="bench",
             schema_version=version,
             llmctl_version=doc.text("llmctl_version"),
             started_at=doc.text("started_at"),
             settings=shown,
-            unrecorded=_UNRECORDED_BENCH,
+            metadata=metadata,
+            unrecorded=tuple(unrecorded),
+            label=label,
         ),
         slo=slo,
         levels=tuple(levels),
-        series_note=_NO_SERIES.format(version),
+        series_note=_series_note(raw_levels, version),
     )
 
 
@@ -163,6 +271,7 @@ def _trial(order: int, trial: Fields) -> Trial:
         },
         preemptions_per_s=trial.number("preemptions_per_s"),
         peak_kv_cache=None if kv is None else kv * 100.0,
+        peak_running=trial.number("peak_running"),
         violations=tuple(_violation(v) for v in violations),
         broken=tuple(v.text("metric") or "" for v in violations),
     )
@@ -234,7 +343,8 @@ def read_run(data: Any, path: str, name: str) -> Run:
 
 
 def load_runs(paths: Sequence[Path]) -> list[Run]:
-    """Read every file; runs are named by file stem, made unique where two stems are equal."""
+    """Read every file; a run is named by its label, else its file stem, made unique where two
+    names are equal ("run", "run (2)")."""
     runs: list[Run] = []
     seen: dict[str, int] = {}
     for path in paths:
@@ -251,7 +361,10 @@ def load_runs(paths: Sequence[Path]) -> list[Run]:
             ) from exc
         except RecursionError as exc:
             raise RunFileError(f"{path} is nested too deeply to be a bench or tune result") from exc
-        seen[path.stem] = seen.get(path.stem, 0) + 1
-        name = path.stem if seen[path.stem] == 1 else f"{path.stem} ({seen[path.stem]})"
-        runs.append(read_run(data, str(path), name))
+        run = read_run(data, str(path), path.stem)
+        name = run.info.name
+        seen[name] = seen.get(name, 0) + 1
+        if seen[name] > 1:
+            run = replace(run, info=replace(run.info, name=f"{name} ({seen[name]})"))
+        runs.append(run)
     return runs

@@ -175,7 +175,10 @@ def _lines(fig: Figure, f: _Frame) -> list[str]:
     count = len(fig.series)
     for index, series in enumerate(fig.series):
         wider = min(count - 1 - index, 3)
-        radius = 3.0 + 1.5 * wider if len(series.points) <= 60 else 1.5
+        if fig.small_marks:
+            radius = 1.5 + wider
+        else:
+            radius = 3.0 + 1.5 * wider if len(series.points) <= 60 else 1.5
         coords = [(f.px(float(p.x)), f.py(p.y)) for p in series.points]
         if len(coords) > 1:
             path = " ".join(f"{_num(x)},{_num(y)}" for x, y in coords)

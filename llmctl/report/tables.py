@@ -11,6 +11,7 @@ from llmctl.report.model import (
     LATENCY_METRICS,
     LATENCY_STATS,
     METRIC_TEXT,
+    SERVER_OTHERS,
     SERVER_PEAKS,
     BenchRun,
     LevelStats,
@@ -57,7 +58,12 @@ _LEVEL_COLUMNS: tuple[tuple[str, Callable[[LevelStats], str]], ...] = (
     ("req/s", lambda lv: raw(lv.request_throughput)),
     ("goodput req/s", lambda lv: raw(lv.request_goodput)),
     ("output tok/s", lambda lv: raw(lv.output_throughput)),
+    ("peak output tok/s", lambda lv: raw(lv.max_output_tokens_per_s)),
     ("total tok/s", lambda lv: raw(lv.total_token_throughput)),
+    ("input tokens", lambda lv: raw(lv.total_input_tokens)),
+    ("output tokens", lambda lv: raw(lv.total_output_tokens)),
+    ("tokens from", lambda lv: lv.token_source or DASH),
+    ("peak in flight", lambda lv: raw(lv.max_concurrent_requests)),
 )
 
 _TRIAL_COLUMNS: tuple[tuple[str, Callable[[Trial], str]], ...] = (
@@ -75,6 +81,7 @@ _TRIAL_COLUMNS: tuple[tuple[str, Callable[[Trial], str]], ...] = (
     ("p95 queue wait ms", lambda t: raw(t.p95.get("queue_wait"))),
     ("preemptions/s", lambda t: raw(t.preemptions_per_s)),
     ("peak KV %", lambda t: raw(t.peak_kv_cache, 1)),
+    ("peak running", lambda t: raw(t.peak_running, 0)),
     ("broken", lambda t: "; ".join(t.violations)),
 )
 
@@ -93,7 +100,10 @@ def bench_tables(run: BenchRun) -> list[Table]:
                 if any(lv.ms(m, s) is not None for s in LATENCY_STATS)
             ),
             note="TTFT and E2E from when the request was sent; ITL pools every gap between "
-            "chunks; TPOT is per request; queue wait is the gateway's X-Queue-Wait-Ms.",
+            "chunks; TPOT is per request; queue wait is the gateway's X-Queue-Wait-Ms, and "
+            "from admission that wait is taken off each request; send lag is how late this "
+            "client sent against plan (high: the client was the limit); std is the "
+            "population's (schema 2).",
         ),
     ]
     failures = tuple(
@@ -105,15 +115,32 @@ def bench_tables(run: BenchRun) -> list[Table]:
     if failures:
         tables.append(Table("Failures", ("level", "class", "count", "first message"), failures))
     if any(v is not None for lv in levels for v in lv.server.values()):
-        peaks = [(f"{text} %" if unit == "%" else text, key) for key, text, unit in SERVER_PEAKS]
+        columns = [
+            (f"{text} {unit}" if unit in ("%", "s") else text, key, unit)
+            for key, text, unit in (*SERVER_PEAKS, *SERVER_OTHERS)
+        ]
         tables.append(
             Table(
-                "Server side (peaks sampled from /metrics)",
-                ("level", *(text for text, _ in peaks)),
-                tuple((lv.label, *(raw(lv.server.get(k), 1) for _, k in peaks)) for lv in levels),
+                "Server side (from /metrics)",
+                ("level", *(text for text, _, _ in columns)),
+                tuple(
+                    (lv.label, *(_server_cell(lv.server.get(k), unit) for _, k, unit in columns))
+                    for lv in levels
+                ),
+                note="Engine running, waiting, gateway queue and active, and KV cache are "
+                "peaks of the samples (warm-up included); preemptions count the engine's "
+                "counter over the level; the means are time averages from the engine's "
+                "histograms (schema 2).",
             )
         )
     return tables
+
+
+def _server_cell(value: float | None, unit: str) -> str:
+    """Counts of requests or samples whole, a percentage to 0.1, seconds to the millisecond."""
+    if unit in ("requests", "count") and value is not None and value.is_integer():
+        return raw(int(value))
+    return raw(value, {"%": 1, "s": 3}.get(unit, 2))
 
 
 def tune_tables(run: TuneRun) -> list[Table]:

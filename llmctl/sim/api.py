@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from llmctl.core.openai import Kind, error_body
-from llmctl.sim.text import count_tokens, render_chat
+from llmctl.sim.text import render_chat, tokenize
 
 _ROLES = frozenset({"system", "developer", "user", "assistant", "tool", "function"})
 
@@ -35,6 +36,7 @@ class GenerationParams:
     kind: Kind
     model: str
     prompt_tokens: int
+    prompt_ids: Sequence[str | int]  # the prompt's tokens (text pieces, or the ids given)
     max_tokens: int
     ignore_eos: bool
     stream: bool
@@ -67,7 +69,7 @@ def _content_text(content: object, index: int) -> str:
     )
 
 
-def _chat_prompt_tokens(body: dict[str, Any]) -> int:
+def _chat_prompt(body: dict[str, Any]) -> list[str]:
     messages = body.get("messages")
     if not isinstance(messages, list) or not messages:
         raise ApiError("'messages' must be a non-empty list", param="messages")
@@ -79,23 +81,24 @@ def _chat_prompt_tokens(body: dict[str, Any]) -> int:
         if role not in _ROLES:
             raise ApiError(f"unknown message role {role!r}", param=f"messages[{i}].role")
         rendered.append((str(role), _content_text(msg.get("content"), i)))
-    return count_tokens(render_chat(rendered))
+    return tokenize(render_chat(rendered))
 
 
-def _completion_prompt_tokens(body: dict[str, Any]) -> int:
+def _completion_prompt(body: dict[str, Any]) -> Sequence[str | int]:
     prompt = body.get("prompt")
     if isinstance(prompt, list) and len(prompt) == 1 and isinstance(prompt[0], str):
         prompt = prompt[0]
+    tokens: Sequence[str | int]
     if isinstance(prompt, str):
-        tokens = count_tokens(prompt)
+        tokens = tokenize(prompt)
     elif isinstance(prompt, list) and prompt and all(_is_int(t) and t >= 0 for t in prompt):
-        tokens = len(prompt)  # already token ids
+        tokens = prompt  # already token ids
     else:
         raise ApiError(
             "'prompt' must be a string, a one-element list of strings or a list of token ids",
             param="prompt",
         )
-    if tokens == 0:
+    if not tokens:
         raise ApiError("'prompt' must not be empty", param="prompt")
     return tokens
 
@@ -126,7 +129,8 @@ def parse_generation(
             param="model",
             code="model_not_found",
         )
-    prompt_tokens = _chat_prompt_tokens(body) if kind == "chat" else _completion_prompt_tokens(body)
+    prompt_ids = _chat_prompt(body) if kind == "chat" else _completion_prompt(body)
+    prompt_tokens = len(prompt_ids)
     _check_sampling(body)
     key = "max_tokens"
     max_tokens = body.get("max_tokens")
@@ -159,6 +163,7 @@ def parse_generation(
         kind=kind,
         model=served_model,
         prompt_tokens=prompt_tokens,
+        prompt_ids=prompt_ids,
         max_tokens=max_tokens if max_tokens is not None else _default_max_tokens(kind, room),
         ignore_eos=ignore_eos,
         stream=stream,

@@ -7,11 +7,13 @@ from dataclasses import dataclass, field
 from llmctl.core.errors import ConfigError
 from llmctl.sim.faults import FaultSpec
 from llmctl.sim.profiles import TINY, EngineProfile
+from llmctl.sim.scenario import Scenario
 
 
 @dataclass(frozen=True)
 class SimConfig:
-    """Where to listen, what to serve, how fast, and which faults to inject."""
+    """Where to listen, what to serve, how fast, which faults to inject, how the GPU changes,
+    whether the KV cache keeps prefixes."""
 
     host: str = "127.0.0.1"
     port: int = 8000
@@ -20,6 +22,8 @@ class SimConfig:
     time_scale: float = 1.0
     seed: int = 0
     faults: FaultSpec = field(default_factory=FaultSpec)
+    scenario: Scenario | None = None
+    prefix_caching: bool = True  # vLLM v1's default (--enable-prefix-caching)
 
     def __post_init__(self) -> None:
         if not self.time_scale > 0:

@@ -33,6 +33,8 @@ class EngineMetrics:
         self.preemptions = self._counter(m.VLLM_PREEMPTIONS)
         self.prompt_tokens = self._counter(m.VLLM_PROMPT_TOKENS)
         self.generation_tokens = self._counter(m.VLLM_GENERATION_TOKENS)
+        self.prefix_cache_queries = self._counter(m.VLLM_PREFIX_CACHE_QUERIES)
+        self.prefix_cache_hits = self._counter(m.VLLM_PREFIX_CACHE_HITS)
         # vLLM exports every finished_reason from the start, so rate() works before the first one.
         success = m.counter(m.VLLM_REQUEST_SUCCESS, self.registry)
         self.success = {
@@ -75,6 +77,12 @@ class EngineMetrics:
         for gap in inter_token:
             observe(gap)
 
+    def observe_prefix_cache(self, queries: int, hits: int) -> None:
+        """New requests admitted: their tokens, and how many the prefix cache held."""
+        self.prefix_cache_queries.inc(queries)
+        if hits:
+            self.prefix_cache_hits.inc(hits)
+
     def observe_first_token(self, req: SimRequest) -> None:
         """Prefill done: count its prompt tokens and the time to first token, as vLLM does."""
         self.prompt_tokens.inc(req.prompt_tokens)
@@ -89,7 +97,8 @@ class EngineMetrics:
         first_sched = req.first_scheduled if req.first_scheduled is not None else req.arrival
         first_token = req.first_token if req.first_token is not None else req.finished_at
         self.e2e.observe(req.finished_at - req.arrival)
-        self.queue_time.observe(first_sched - req.arrival)
+        queued = req.queued if req.queued is not None else req.arrival
+        self.queue_time.observe(max(0.0, first_sched - queued))
         self.prefill_time.observe(first_token - first_sched)
         self.decode_time.observe(req.finished_at - first_token)
         self.request_prompt_tokens.observe(req.prompt_tokens)

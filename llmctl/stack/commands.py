@@ -16,6 +16,7 @@ from pathlib import Path
 
 from llmctl.core.config import GATEWAY_FLAGS, GatewaySettings
 from llmctl.core.errors import ConfigError
+from llmctl.core.modelfiles import tokenizer_dir
 from llmctl.stack.models import resolve_model
 from llmctl.stack.spec import EngineSpec, GatewaySpec
 from llmctl.stack.vllm import VLLM_PYTHON_ENV, find_vllm_python, vllm_env
@@ -69,20 +70,59 @@ def vllm_args(engine: EngineSpec, *, host: str, port: int, model: str | None = N
     return args + list(engine.extra_args)
 
 
-def gateway_args(
-    gateway: GatewaySpec, *, host: str, port: int, upstream: str, model: str
-) -> list[str]:
-    # `upstream`: one engine URL, a comma list of them, or (kubernetes) an http://NAME:PORT DNS
-    # name given as `upstream_dns` by the caller instead.
-    """Arguments after `llmctl` that run the gateway: every GatewaySettings field as its flag
-    (core.config.GATEWAY_FLAGS). Keys never go on a command line."""
-    values: dict[str, object] = {
+def gateway_values(
+    gateway: GatewaySpec,
+    *,
+    host: str,
+    port: int,
+    model: str,
+    upstream: str | None = None,
+    upstream_dns: str | None = None,
+    tokenizer: str | None = None,
+) -> dict[str, object]:
+    """GatewayConfig field -> value for the gateway a stack runs (None: not set). `upstream` is
+    one engine URL or a comma list; `upstream_dns` an http://NAME:PORT whose addresses are the
+    engines (a Kubernetes headless Service); `tokenizer` the engine's model files, for exact
+    prompt tokens. Keys are never among them."""
+    if (upstream is None) == (upstream_dns is None):
+        raise ValueError("give the engines as exactly one of upstream and upstream_dns")
+    return {
         "host": host,
         "port": port,
         "upstreams": upstream,
+        "upstream_dns": upstream_dns,
         "model_name": model,
+        "tokenizer": tokenizer,
         **{name: getattr(gateway, name) for name in GatewaySettings.model_fields},
     }
+
+
+def flag_text(value: object) -> str:
+    """A setting's value as its flag takes it."""
+    return _fmt(value) if isinstance(value, float | int) else str(value)
+
+
+def gateway_args(
+    gateway: GatewaySpec,
+    *,
+    host: str,
+    port: int,
+    model: str,
+    upstream: str | None = None,
+    upstream_dns: str | None = None,
+    tokenizer: str | None = None,
+) -> list[str]:
+    """Arguments after `llmctl` that run the gateway: every GatewaySettings field as its flag
+    (core.config.GATEWAY_FLAGS), and --tokenizer when given. Keys never go on a command line."""
+    values = gateway_values(
+        gateway,
+        host=host,
+        port=port,
+        model=model,
+        upstream=upstream,
+        upstream_dns=upstream_dns,
+        tokenizer=tokenizer,
+    )
     args = ["gateway", "serve"]
     for name, value in values.items():
         if value is None or value is False:
@@ -90,17 +130,26 @@ def gateway_args(
         if value is True:
             args.append(GATEWAY_FLAGS[name])  # a plain flag
             continue
-        text = _fmt(value) if isinstance(value, float | int) else str(value)
-        args += [GATEWAY_FLAGS[name], text]
+        args += [GATEWAY_FLAGS[name], flag_text(value)]
     return args
 
 
 @dataclass(frozen=True)
 class LocalCommand:
-    """A process the local runtime starts: argv plus the environment it adds."""
+    """A process the local runtime starts: argv plus the environment it adds (for vLLM: the
+    model it serves, a folder or a hub id)."""
 
     argv: list[str]
     env: dict[str, str]
+    model: str = ""
+
+
+def gateway_tokenizer(model: str, environ: Mapping[str, str] | None = None) -> str | None:
+    """What the gateway gets as --tokenizer for a vLLM engine serving `model`: the folder holding
+    its tokenizer (the model's own, or its snapshot in the HF cache as `environ` locates it, so the
+    gateway needs no HF variables), else None (it estimates)."""
+    found = tokenizer_dir(model, environ)
+    return str(found) if found is not None else None
 
 
 def llmctl_argv() -> list[str]:
@@ -128,7 +177,9 @@ def local_vllm_command(
         env["HF_TOKEN"] = environ[engine.hf_token_env]
     if python:
         return LocalCommand(
-            [python, "-m", VLLM_MODULE, *vllm_args(engine, host=host, port=port, model=model)], env
+            [python, "-m", VLLM_MODULE, *vllm_args(engine, host=host, port=port, model=model)],
+            env,
+            model,
         )
     if importlib.util.find_spec("vllm") is not None:
         return LocalCommand(
@@ -139,11 +190,12 @@ def local_vllm_command(
                 *vllm_args(engine, host=host, port=port, model=model),
             ],
             env,
+            model,
         )
     script = shutil.which("vllm")
     if script:
         return LocalCommand(
-            [script, "serve", *vllm_args(engine, host=host, port=port, model=model)], env
+            [script, "serve", *vllm_args(engine, host=host, port=port, model=model)], env, model
         )
     raise ConfigError(
         "engine.kind is 'vllm' but vLLM is not installed: set engine.python (or "

@@ -13,6 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+from llmctl.core.errors import ConfigError
+from llmctl.stack import grammar
 from llmctl.stack.spec import StackSpec
 
 ENV_FILE = ".env"
@@ -74,8 +76,19 @@ def admin_key(spec: StackSpec, directory: Path, environ: Mapping[str, str]) -> s
 
 
 def hf_cache_dir(spec: StackSpec, environ: Mapping[str, str]) -> str:
-    raw = spec.engine.hf_cache_dir or environ.get("HF_HOME") or "~/.cache/huggingface"
-    return str(Path(raw).expanduser().resolve())
+    """The HuggingFace cache folder the engine mounts: engine.hf_cache_dir, else $HF_HOME, else
+    ~/.cache/huggingface, made absolute; checked as .env will carry it (ConfigError naming the
+    source otherwise: $HF_HOME comes from the environment, unchecked until here)."""
+    source, raw = "$HF_HOME", environ.get("HF_HOME")
+    if spec.engine.hf_cache_dir:
+        source, raw = "engine.hf_cache_dir", spec.engine.hf_cache_dir
+    raw = raw or "~/.cache/huggingface"
+    try:
+        grammar.path(raw)
+        resolved = str(Path(raw).expanduser().resolve())
+        return grammar.dotenv_safe(resolved)
+    except (ValueError, RuntimeError) as exc:  # RuntimeError: a symlink loop
+        raise ConfigError(f"{source} ({raw!r}), the HuggingFace cache folder: {exc}") from None
 
 
 def compose_profiles(spec: StackSpec) -> list[str]:
@@ -88,20 +101,33 @@ def compose_profiles(spec: StackSpec) -> list[str]:
     return profiles
 
 
+def env_line(name: str, value: str) -> str:
+    """`NAME='value'`: single quotes, in which compose's .env reader, python-dotenv and a shell all
+    take every character literally (no `$` expansion, no `#` comment); a value they could not read
+    back the same (a quote, a backslash, a control character) is a ConfigError naming it."""
+    try:
+        grammar.env_name(name)
+        grammar.dotenv_safe(value)
+    except ValueError as exc:
+        raise ConfigError(f"{ENV_FILE} cannot hold {name}: {exc}") from None
+    return f"{name}='{value}'"
+
+
 def env_file_text(spec: StackSpec, stack_secrets: StackSecrets, environ: Mapping[str, str]) -> str:
     lines = [
         "# Written by `llmctl render`. Holds generated secrets: keep it private (mode 0600).",
         "# Generated values are kept across renders; delete a line to regenerate it.",
-        f"COMPOSE_PROJECT_NAME={spec.project_name}",
-        f"COMPOSE_PROFILES={','.join(compose_profiles(spec))}",
-        f"HF_CACHE_DIR={hf_cache_dir(spec, environ)}",
+        env_line("COMPOSE_PROJECT_NAME", spec.project_name),
+        env_line("COMPOSE_PROFILES", ",".join(compose_profiles(spec))),
+        env_line("HF_CACHE_DIR", hf_cache_dir(spec, environ)),
     ]
-    lines += [f"{name}={value}" for name, value in sorted(stack_secrets.values.items())]
+    lines += [env_line(name, value) for name, value in sorted(stack_secrets.values.items())]
     return "\n".join(lines) + "\n"
 
 
 def read_env_file(path: Path) -> dict[str, str]:
-    """KEY=VALUE lines (comments and blanks skipped); a missing file reads as empty."""
+    """KEY=VALUE lines (comments and blanks skipped, one pair of enclosing quotes removed, as
+    env_line writes them); a missing file reads as empty."""
     try:
         text = path.read_text()
     except (FileNotFoundError, NotADirectoryError):
@@ -112,5 +138,8 @@ def read_env_file(path: Path) -> dict[str, str]:
         if not line or line.startswith("#") or "=" not in line:
             continue
         key, _, value = line.partition("=")
-        values[key.strip()] = value.strip()
+        value = value.strip()
+        if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
+            value = value[1:-1]
+        values[key.strip()] = value
     return values

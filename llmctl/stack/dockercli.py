@@ -122,14 +122,14 @@ class DockerRunner:
         try:
             version = self("reach the Docker engine", lambda d: d.version(), hint=NO_ENGINE)
         except RuntimeBackendError as exc:
-            return [*found, Finding("docker engine", False, str(exc))]
+            return [*found, Finding("docker engine", False, str(exc), exc)]
         server = getattr(getattr(version, "server", None), "version", None) or "reachable"
         found.append(Finding("docker engine", True, f"server {server}"))
         try:
             compose = self("run Docker Compose v2", lambda d: d.compose.version(), hint=NO_COMPOSE)
             found.append(Finding("docker compose", True, str(compose).strip() or "v2"))
         except RuntimeBackendError as exc:
-            found.append(Finding("docker compose", False, str(exc)))
+            found.append(Finding("docker compose", False, str(exc), exc))
         if gpu:
             info = self("read the Docker engine's runtimes", lambda d: d.system.info())
             has_nvidia = "nvidia" in (info.runtimes or {}) or shutil.which(NVIDIA_HOOK) is not None
@@ -140,6 +140,8 @@ class DockerRunner:
     def preflight(self, *, gpu: bool) -> None:
         """Raise RuntimeBackendError for the first thing `probe` finds missing."""
         for finding in self.probe(gpu=gpu):
+            if finding.error is not None:
+                raise finding.error
             if not finding.ok:
                 returncode = 127 if finding.name == "docker" else None
                 command = [self.binary] if returncode else []
@@ -153,3 +155,4 @@ class Finding:
     name: str
     ok: bool
     detail: str
+    error: RuntimeBackendError | None = None  # the failed command, when one was run

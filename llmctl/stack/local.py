@@ -17,9 +17,8 @@ from pathlib import Path
 import httpx
 
 from llmctl.core import http
-from llmctl.core.config import GATEWAY_ENV
 from llmctl.core.errors import RuntimeBackendError, UsageError
-from llmctl.stack import commands, processes
+from llmctl.stack import commands, environment, logfile, processes
 from llmctl.stack.credentials import admin_key
 from llmctl.stack.runtime import Health, Progress, ServiceStatus, UpResult
 from llmctl.stack.spec import StackSpec, connect_host, host_port
@@ -27,6 +26,7 @@ from llmctl.stack.spec import StackSpec, connect_host, host_port
 SERVICES = ("engine", "gateway", "prometheus")
 STOP_GRACE_S = 10.0
 LOG_TAIL_LINES = 20
+LOG_FLUSH_S = 2.0
 
 
 @dataclass(frozen=True)
@@ -50,6 +50,7 @@ class LocalRuntime:
         self.directory = directory
         self.run_dir = directory / "run"
         self.environ = dict(os.environ if environ is None else environ)
+        self._loggers: dict[str, int] = {}  # service -> pid of its log copier (started here)
 
     # --- what runs -------------------------------------------------------------------------------
 
@@ -58,32 +59,35 @@ class LocalRuntime:
         one), for callers that only look at health: `status` must stay cheap and side-effect free."""
         spec, ports = self.spec, self.spec.ports
         host = connect_host(ports.bind_address)
-        base = {k: v for k, v in self.environ.items() if k not in GATEWAY_ENV}
-        base["PYTHONUNBUFFERED"] = "1"
+        # Each service inherits only an allowlist of this environment (see stack.environment).
+        base = {**environment.common(self.environ, spec), "PYTHONUNBUFFERED": "1"}
 
+        tokenizer = None
         if spec.engine.kind == "sim":
             engine_argv = commands.llmctl_argv() + commands.sim_args(
                 spec.engine, host="127.0.0.1", port=ports.engine
             )
-            engine_env = dict(spec.engine.env)
+            engine_env = {**base, **spec.engine.env}
         elif not resolve:
             engine_argv, engine_env = ["vllm"], {}
         else:
             cmd = commands.local_vllm_command(
                 spec.engine, host="127.0.0.1", port=ports.engine, environ=self.environ
             )
-            engine_argv, engine_env = cmd.argv, cmd.env
+            engine_argv = cmd.argv
+            engine_env = {**environment.for_vllm(self.environ, spec), **base, **cmd.env}
+            tokenizer = commands.gateway_tokenizer(cmd.model, self.environ)
         engine = LocalService(
             "engine",
             engine_argv,
-            {**base, **engine_env},
+            engine_env,
             f"http://127.0.0.1:{ports.engine}/health",
             "127.0.0.1",
             ports.engine,
         )
         gateway = LocalService(
             "gateway",
-            commands.llmctl_argv() + self._gateway_args(),
+            commands.llmctl_argv() + self._gateway_args(tokenizer),
             {**base, **self._gateway_secrets()},
             f"http://{host_port(host, ports.gateway)}/health",
             ports.bind_address,
@@ -91,7 +95,7 @@ class LocalRuntime:
         )
         return [engine, gateway, self._prometheus(base, host)]
 
-    def _gateway_args(self) -> list[str]:
+    def _gateway_args(self, tokenizer: str | None = None) -> list[str]:
         spec = self.spec
         gw = spec.gateway
         args = commands.gateway_args(
@@ -100,6 +104,7 @@ class LocalRuntime:
             port=spec.ports.gateway,
             upstream=f"http://127.0.0.1:{spec.ports.engine}",
             model=spec.engine.name,
+            tokenizer=tokenizer,
         )
         if gw.api_keys_file:
             args += ["--api-keys-file", str(Path(gw.api_keys_file).expanduser().resolve())]
@@ -174,16 +179,20 @@ class LocalRuntime:
             self._pidfile(service.name).unlink(missing_ok=True)  # stale: its process is gone
             _check_port_free(service)
         started: list[processes.PidRecord] = []
+        rotation = processes.LogRotation(self.spec.logs.max_bytes, self.spec.logs.keep)
+        logger_env = environment.common(self.environ, self.spec)
         try:
             for service, argv in [(s, s.argv) for s in to_start if s.argv is not None]:
-                started.append(
-                    processes.spawn(
-                        argv,
-                        env=service.env,
-                        log=self._log(service.name),
-                        pidfile=self._pidfile(service.name),
-                    )
+                spawned = processes.spawn(
+                    argv,
+                    env=service.env,
+                    log=self._log(service.name),
+                    pidfile=self._pidfile(service.name),
+                    rotation=rotation,
+                    logger_env=logger_env,
                 )
+                started.append(spawned.record)
+                self._loggers[service.name] = spawned.logger
             statuses = self._wait_ready(
                 [s.name for s in to_start], progress, timeout or self._default_timeout()
             )
@@ -208,7 +217,9 @@ class LocalRuntime:
                     progress(statuses)
                 dead = [s for s in statuses if s.name in names and s.state == "exited"]
                 if dead:
-                    raise RuntimeBackendError(self._failure(dead[0].name, "exited during start"))
+                    raise RuntimeBackendError(
+                        self._failure(dead[0].name, "exited during start", exited=True)
+                    )
                 if all(s.ready for s in statuses):
                     return statuses
                 if time.monotonic() > deadline:
@@ -218,8 +229,12 @@ class LocalRuntime:
                     )
                 time.sleep(0.25)
 
-    def _failure(self, name: str, what: str) -> str:
+    def _failure(self, name: str, what: str, *, exited: bool = False) -> str:
         log = self._log(name)
+        logger = self._loggers.get(name)
+        if exited and logger is not None:
+            # Its last words reach the log file when its copier has read them all and ended.
+            processes.wait_exit(logger, LOG_FLUSH_S)
         tail = "\n".join(_tail(log, LOG_TAIL_LINES)) or "(no output)"
         return f"{name} {what}; stopped the stack. Last lines of {log}:\n{tail}"
 
@@ -284,27 +299,24 @@ class LocalRuntime:
                 f"no service {service!r} in stack {self.spec.name}: {', '.join(SERVICES)}"
             )
         names = [service] if service else [n for n in SERVICES if self._log(n).exists()]
-        files = {n: self._log(n) for n in names}
+        keep = self.spec.logs.keep
+        readers = {n: logfile.LogReader(self._log(n), keep) for n in names}
         prefix = len(names) > 1
-        offsets: dict[str, int] = {}
-        for name, path in files.items():
-            data = path.read_bytes() if path.exists() else b""
-            offsets[name] = len(data)
+
+        def lines(name: str, data: bytes) -> Iterator[str]:
             for line in data.decode(errors="replace").splitlines():
                 yield f"{name:<10} | {line}" if prefix else line
-        while follow:
-            time.sleep(0.25)
-            for name, path in files.items():
-                if not path.exists():
-                    continue
-                with path.open("rb") as handle:
-                    handle.seek(offsets[name])
-                    chunk = handle.read()
-                # Keep a partial last line for the next round.
-                complete = chunk[: chunk.rfind(b"\n") + 1]
-                offsets[name] += len(complete)
-                for line in complete.decode(errors="replace").splitlines():
-                    yield f"{name:<10} | {line}" if prefix else line
+
+        try:
+            for name, reader in readers.items():
+                yield from lines(name, reader.history(final=not follow))
+            while follow:
+                time.sleep(0.25)
+                for name, reader in readers.items():
+                    yield from lines(name, reader.new())
+        finally:
+            for reader in readers.values():
+                reader.close()
 
 
 def _check_port_free(service: LocalService) -> None:

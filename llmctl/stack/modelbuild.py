@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import sys
+import tempfile
 from pathlib import Path
 
 # ChatML, the format SmolLM2 was tuned on; the tiny model uses it too so both take the same prompts.
@@ -111,19 +113,33 @@ def main(argv: list[str]) -> int:
     parser.add_argument("out", type=Path)
     parser.add_argument("--gguf", type=Path, help="the SmolLM2 GGUF file (recipe smollm2)")
     args = parser.parse_args(argv)
-    # Build beside the target and rename, so a crash never leaves a half-written model behind.
-    tmp = args.out.with_name(args.out.name + ".partial")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    if args.recipe == "tiny":
-        build_tiny(tmp)
-    else:
-        if args.gguf is None:
-            parser.error("--gguf is required for smollm2")
-        build_smollm2(tmp, args.gguf)
-    (tmp / "llmctl-model.json").write_text(json.dumps({"recipe": args.recipe}) + "\n")
-    shutil.rmtree(args.out, ignore_errors=True)
-    tmp.rename(args.out)
+    if args.recipe == "smollm2" and args.gguf is None:
+        parser.error("--gguf is required for smollm2")
+    # Build in a folder created exclusively beside the target (a random name: never one someone
+    # planted) and rename, so a crash never leaves a half-written model behind.
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(
+        tempfile.mkdtemp(prefix=f".{args.out.name}.", suffix=".partial", dir=args.out.parent)
+    )
+    try:
+        if args.recipe == "tiny":
+            build_tiny(tmp)
+        else:
+            build_smollm2(tmp, args.gguf)
+        (tmp / "llmctl-model.json").write_text(json.dumps({"recipe": args.recipe}) + "\n")
+        os.chmod(tmp, 0o755)  # mkdtemp's 0700 would keep other users' vLLM out of a shared cache
+        old = None
+        if args.out.exists() or args.out.is_symlink():
+            old = Path(
+                tempfile.mkdtemp(prefix=f".{args.out.name}.", suffix=".old", dir=args.out.parent)
+            )
+            os.replace(args.out, old / "model")
+        os.replace(tmp, args.out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
     return 0
 
 

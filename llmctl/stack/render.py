@@ -1,12 +1,12 @@
 """Render a StackSpec into compose, Prometheus and Grafana files; writing them is a separate step.
 
-Every `templates/**/*.j2` goes through one Jinja environment (StrictUndefined, so a typo in a
-template is an error, not an empty string) into `.llmctl/<stack>/<path without .j2>`.
+Every `templates/**/*.j2` but another target's (`templates/kubernetes/`) goes through one Jinja
+environment (StrictUndefined, so a typo in a template is an error, not an empty string) into
+`.llmctl/<stack>/<path without .j2>`.
 """
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Mapping
 from pathlib import Path
@@ -17,6 +17,7 @@ import jinja2
 from llmctl.core import metrics
 from llmctl.core.errors import ConfigError, LlmctlError
 from llmctl.core.files import write_file
+from llmctl.core.modelfiles import is_hub_id
 from llmctl.core.resources import data_dir
 from llmctl.stack import commands
 from llmctl.stack.credentials import (
@@ -31,6 +32,8 @@ from llmctl.stack.spec import StackSpec, connect_host, host_port
 
 DASHBOARDS_OUT = "grafana/dashboards"
 GATEWAY_DOCKERFILE = "docker/gateway.Dockerfile"
+# Templates of the other render targets (kubernetes/: llmctl.stack.kubernetes renders them).
+OTHER_TARGETS = ("kubernetes/",)
 # Folders whose contents render() owns completely: stale files there are removed by write().
 MANAGED_DIRS = ("prometheus/rules", DASHBOARDS_OUT)
 
@@ -42,14 +45,31 @@ DCGM_PORT = 9400
 OPEN_WEBUI_PORT = 8080
 
 
-def _yaml_str(value: object) -> str:
-    """A double-quoted YAML scalar (JSON strings are valid YAML)."""
-    return json.dumps(str(value))
+def yaml_str(value: object) -> str:
+    """`value` as a double-quoted YAML scalar in plain ASCII, which no value can break out of:
+    `"` and `\\` escaped, everything outside printable ASCII written as `\\uXXXX` or `\\UXXXXXXXX`.
+
+    (json.dumps is not enough: it writes a character beyond the BMP, an emoji, as a UTF-16
+    surrogate pair, which YAML parsers reject, and with ensure_ascii off it writes line
+    separators such as U+2028 raw, which YAML 1.1 parsers take for line breaks.)"""
+    out = ['"']
+    for char in str(value):
+        code = ord(char)
+        if char in ('"', "\\"):
+            out.append("\\" + char)
+        elif 0x20 <= code < 0x7F:
+            out.append(char)
+        elif code <= 0xFFFF:
+            out.append(f"\\u{code:04x}")
+        else:
+            out.append(f"\\U{code:08x}")
+    out.append('"')
+    return "".join(out)
 
 
 def _compose_str(value: object) -> str:
     """A YAML scalar for compose.yaml, where `$` starts an interpolation unless doubled."""
-    return json.dumps(str(value).replace("$", "$$"))
+    return yaml_str(str(value).replace("$", "$$"))
 
 
 def _compose_list(values: list[str]) -> str:
@@ -66,7 +86,7 @@ def environment(templates: Path | None = None) -> jinja2.Environment:
         lstrip_blocks=True,
         autoescape=False,
     )
-    env.filters.update(q=_yaml_str, cq=_compose_str, clist=_compose_list)
+    env.filters.update(q=yaml_str, cq=_compose_str, clist=_compose_list)
     return env
 
 
@@ -109,10 +129,26 @@ def context(spec: StackSpec, *, cwd: Path | None = None) -> dict[str, Any]:
         ),
         "vllm_entrypoint": ["python3", "-m", commands.VLLM_MODULE],
         "gateway_command": commands.gateway_args(
-            gw, host="0.0.0.0", port=GATEWAY_PORT, upstream=upstream, model=eng.name
+            gw,
+            host="0.0.0.0",
+            port=GATEWAY_PORT,
+            upstream=upstream,
+            model=eng.name,
+            tokenizer=_gateway_tokenizer(spec),
         ),
+        "gateway_tokenizer": _gateway_tokenizer(spec),
         "grafana_datasource_uid": metrics.GRAFANA_DATASOURCE_UID,
     }
+
+
+def _gateway_tokenizer(spec: StackSpec) -> str | None:
+    """The hub id the docker gateway counts prompt tokens with: the vLLM engine's model, read from
+    the HF cache the engine downloads it into (mounted read-only; the gateway starts once the
+    engine is healthy, so the files are there). Local stacks decide in stack/local.py."""
+    eng = spec.engine
+    if spec.runtime != "docker" or eng.kind != "vllm" or not is_hub_id(eng.model):
+        return None
+    return eng.model
 
 
 def render(
@@ -130,7 +166,7 @@ def render(
     env = environment(templates)
     ctx = context(spec, cwd=cwd)
     files: dict[str, str] = {}
-    for name in sorted(env.list_templates(filter_func=lambda n: n.endswith(".j2"))):
+    for name in sorted(env.list_templates(filter_func=_compose_template)):
         try:
             files[name.removesuffix(".j2")] = env.get_template(name).render(ctx)
         except jinja2.TemplateError as exc:
@@ -141,6 +177,10 @@ def render(
             files[f"{DASHBOARDS_OUT}/{path.name}"] = path.read_text()
     files[ENV_FILE] = env_file_text(spec, stack_secrets, environ)
     return files
+
+
+def _compose_template(name: str) -> bool:
+    return name.endswith(".j2") and not name.startswith(OTHER_TARGETS)
 
 
 def write(files: Mapping[str, str], outdir: Path) -> list[Path]:

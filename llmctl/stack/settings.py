@@ -83,6 +83,13 @@ def preset_path(name: str) -> Path:
     return path
 
 
+def env_var_for(key: str) -> str:
+    """The environment variable that sets dotted stack `key`: its own name (MAX_ACTIVE), else
+    the generic LLMCTL__SECTION__KEY."""
+    named = {dotted: var for var, dotted in NAMED_ENV.items()}
+    return named.get(key) or GENERIC_ENV_PREFIX + key.upper().replace(".", "__")
+
+
 def list_presets() -> list[str]:
     return sorted(p.stem for p in data_dir("stacks").glob("*.toml"))
 

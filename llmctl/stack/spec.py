@@ -8,19 +8,29 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from typing import Literal
+from collections.abc import Callable
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from llmctl.core.config import AlertThresholds, GatewaySettings
 from llmctl.core.metrics import RECORDING_WINDOW
+from llmctl.stack import grammar
 
 EngineKind = Literal["vllm", "sim"]
 RuntimeKind = Literal["docker", "local"]
 SimProfile = Literal["tiny", "rtx3090-qwen2.5-14b-awq", "h100-llama3.1-8b", "cpu-tiny-llama"]
 
-_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _NAME = r"^[a-z0-9][a-z0-9._-]*$"
+# Kubernetes names and quantities (what the kubernetes target writes must be valid as it is).
+_DNS_LABEL = r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$"
+_DNS_NAME = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
+_CPU = r"^(\d+m|\d+(\.\d+)?)$"
+_MEMORY = r"^\d+(Ki|Mi|Gi|Ti)$"
+_LABEL_KEY = (
+    r"([a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?/)?[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?"
+)
+_LABEL_VALUE = r"([A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?)?"
 _SECONDS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800, "y": 31536000}
 # A rate() over the recording window needs several samples in it; four is Prometheus' rule of thumb.
 SAMPLES_PER_WINDOW = 4
@@ -28,21 +38,9 @@ SAMPLES_PER_WINDOW = 4
 LLMCTL_IMAGE = "llmctl:0.1.0"
 
 
-def _pinned(image: str) -> str:
-    """Reject images that float (no tag, or `:latest`): a stack must come up the same way twice."""
-    if "@sha256:" in image:
-        return image
-    name, _, tag = image.rpartition(":")
-    if not name or "/" in tag or not tag:
-        raise ValueError(f"image {image!r} has no tag; pin one (e.g. {image}:1.2.3)")
-    if tag == "latest":
-        raise ValueError(f"image {image!r} uses :latest; pin a version")
-    return image
-
-
 def duration_s(text: str) -> float:
     """A Prometheus duration such as `5s` or `1m`, in seconds."""
-    match = re.fullmatch(r"(\d+)(ms|s|m|h|d|w|y)", text)
+    match = re.fullmatch(r"([0-9]+)(ms|s|m|h|d|w|y)", text)
     if match is None:
         raise ValueError(
             f"{text!r} is not a duration: a whole number and one unit of ms, s, m, h, d, w, y "
@@ -62,15 +60,21 @@ def host_port(host: str, port: int) -> str:
 
 
 def _env_name(value: str | None) -> str | None:
-    if value is not None and not _ENV_NAME.match(value):
-        raise ValueError(
-            f"{value!r} is not an environment variable name (give the NAME, not a value)"
-        )
-    return value
+    return None if value is None else grammar.env_name(value)
+
+
+def _optional(check: Callable[[str], str], value: str | None) -> str | None:
+    return None if value is None else check(value)
 
 
 class _Spec(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_default=True)
+    # No inf or NaN (TOML has both): a deadline or threshold of inf is not one.
+    model_config = ConfigDict(extra="forbid", validate_default=True, allow_inf_nan=False)
+
+    @field_validator("*")
+    @classmethod
+    def _printable(cls, value: Any) -> Any:
+        return grammar.printable_all(value)
 
 
 class SimSpec(_Spec):
@@ -109,7 +113,7 @@ class EngineSpec(_Spec):
     env: dict[str, str] = Field(
         default_factory=dict, description="Non-secret environment for the engine process."
     )
-    shm_size: str = Field("8g", pattern=r"^\d+[bkmg]?$", description="Docker shm size for vLLM.")
+    shm_size: str = Field("8g", pattern=r"^[0-9]+[bkmg]?$", description="Docker shm size for vLLM.")
     python: str | None = Field(
         None, description="Python with vLLM installed (local runtime); else `vllm` on PATH."
     )
@@ -120,17 +124,46 @@ class EngineSpec(_Spec):
         "HF_TOKEN", description="Environment variable holding the HuggingFace token."
     )
     startup_timeout_s: float = Field(180.0, gt=0, description="How long `up` waits for health.")
+    replicas: int = Field(
+        1, ge=1, description="Engine replicas (the kubernetes target; local and docker run one)."
+    )
     sim: SimSpec = Field(default_factory=SimSpec)
 
     @field_validator("image")
     @classmethod
     def _check_image(cls, value: str) -> str:
-        return _pinned(value)
+        return grammar.image(value)
 
     @field_validator("hf_token_env")
     @classmethod
     def _check_token(cls, value: str | None) -> str | None:
         return _env_name(value)
+
+    @field_validator("env")
+    @classmethod
+    def _check_env(cls, value: dict[str, str]) -> dict[str, str]:
+        return grammar.env_names(value)
+
+    @field_validator("model")
+    @classmethod
+    def _check_model(cls, value: str) -> str:
+        return grammar.model_name(value)
+
+    @field_validator("served_name")
+    @classmethod
+    def _check_served_name(cls, value: str | None) -> str | None:
+        return _optional(grammar.model_name, value)
+
+    @field_validator("python")
+    @classmethod
+    def _check_python(cls, value: str | None) -> str | None:
+        return _optional(grammar.path, value)
+
+    @field_validator("hf_cache_dir")
+    @classmethod
+    def _check_cache(cls, value: str | None) -> str | None:
+        # Copied into .env, whose quoting has its own limits (see llmctl.stack.credentials).
+        return _optional(grammar.dotenv_safe, _optional(grammar.path, value))
 
     @property
     def name(self) -> str:
@@ -158,15 +191,25 @@ class GatewaySpec(GatewaySettings):
         True, description="With no admin key reference, generate one into .env (kept)."
     )
 
+    @field_validator("*")
+    @classmethod
+    def _printable(cls, value: Any) -> Any:
+        return grammar.printable_all(value)
+
     @field_validator("image")
     @classmethod
     def _check_image(cls, value: str) -> str:
-        return _pinned(value)
+        return grammar.image(value)
 
     @field_validator("api_keys_env", "admin_key_env")
     @classmethod
     def _check_envs(cls, value: str | None) -> str | None:
         return _env_name(value)
+
+    @field_validator("api_keys_file", "admin_key_file")
+    @classmethod
+    def _check_files(cls, value: str | None) -> str | None:
+        return _optional(grammar.path, value)
 
 
 class ObservabilitySpec(_Spec):
@@ -204,7 +247,60 @@ class ObservabilitySpec(_Spec):
     @field_validator("prometheus_image", "grafana_image", "dcgm_exporter_image", "open_webui_image")
     @classmethod
     def _check_images(cls, value: str) -> str:
-        return _pinned(value)
+        return grammar.image(value)
+
+
+class KubernetesSpec(_Spec):
+    """How `llmctl render --target kubernetes` lays the stack out on a cluster (docs/kubernetes.md)."""
+
+    namespace: str | None = Field(
+        None, pattern=_DNS_LABEL, description="Namespace of the stack; default llmctl-<name>."
+    )
+    cluster_domain: str = Field(
+        "cluster.local", pattern=_DNS_NAME, description="The cluster's DNS domain."
+    )
+    gpus_per_engine: int = Field(1, ge=1, description="`nvidia.com/gpu` of each vLLM engine pod.")
+    engine_cpu: str | None = Field(
+        None, pattern=_CPU, description="CPU of each engine pod; default 8 (vLLM), 1 (sim)."
+    )
+    engine_memory: str | None = Field(
+        None,
+        pattern=_MEMORY,
+        description="Memory of each engine pod (the limit adds engine.shm_size); default 32Gi "
+        "(vLLM), 512Mi (sim).",
+    )
+    model_cache_size: str = Field(
+        "100Gi", pattern=_MEMORY, description="Model cache volume of each vLLM engine replica."
+    )
+    storage_class: str | None = Field(
+        None,
+        pattern=_DNS_NAME,
+        description="StorageClass of the model cache; default the cluster's.",
+    )
+    prometheus_namespace: str = Field(
+        "monitoring",
+        pattern=_DNS_LABEL,
+        description="Where Prometheus runs (it may scrape engines).",
+    )
+    prometheus_url: str = Field(
+        "http://prometheus-operated.monitoring.svc:9090",
+        pattern=r"^https?://[^\s]+$",
+        description="Prometheus as seen in the cluster (KEDA, the Grafana datasource).",
+    )
+    monitoring_labels: dict[str, str] = Field(
+        default_factory=dict,
+        description="Labels your Prometheus selects monitors and rules by (e.g. release).",
+    )
+    autoscale: bool = Field(False, description="A KEDA ScaledObject scales engine replicas.")
+    max_replicas: int = Field(4, ge=1, description="Most engine replicas KEDA scales to.")
+
+    @field_validator("monitoring_labels")
+    @classmethod
+    def _check_labels(cls, value: dict[str, str]) -> dict[str, str]:
+        for key, label in value.items():
+            if not re.fullmatch(_LABEL_KEY, key) or not re.fullmatch(_LABEL_VALUE, label):
+                raise ValueError(f"{key}={label!r} is not a Kubernetes label")
+        return value
 
 
 class PortsSpec(_Spec):
@@ -224,7 +320,18 @@ class PortsSpec(_Spec):
             ipaddress.ip_address(value)
         except ValueError as exc:
             raise ValueError(f"{value!r} is not an IP address") from exc
+        if "%" in value:  # an IPv6 scope (fe80::1%eth0) is free text: not in a compose file
+            raise ValueError(f"{value!r} has a scope; give the address alone")
         return value
+
+
+class LogsSpec(_Spec):
+    """The local runtime's service logs (`.llmctl/<stack>/run/<service>.log`), rotated by size."""
+
+    max_bytes: int = Field(
+        10 << 20, ge=4096, description="A log file rotates when it would grow past this."
+    )
+    keep: int = Field(3, ge=0, le=100, description="Rotated parts kept (`.log.1` newest).")
 
 
 class StackSpec(_Spec):
@@ -238,12 +345,36 @@ class StackSpec(_Spec):
     observability: ObservabilitySpec = Field(default_factory=ObservabilitySpec)
     ports: PortsSpec = Field(default_factory=PortsSpec)
     alerts: AlertThresholds = Field(default_factory=AlertThresholds)
+    logs: LogsSpec = Field(default_factory=LogsSpec)
+    kubernetes: KubernetesSpec = Field(default_factory=KubernetesSpec)
+
+    @model_validator(mode="after")
+    def _adaptive_slo(self) -> StackSpec:
+        # The adaptive limit keeps the stack's own alert SLOs unless told otherwise.
+        gw = self.gateway
+        if "adaptive_ttft_s" not in gw.model_fields_set:
+            gw.adaptive_ttft_s = self.alerts.slo_p95_ttft_s
+        if "adaptive_itl_s" not in gw.model_fields_set:
+            gw.adaptive_itl_s = self.alerts.slo_p95_itl_s
+        return self
 
     @model_validator(mode="after")
     def _priority(self) -> StackSpec:
         # The engine orders its batch by the gateway's classes only if the gateway says them.
         if self.engine.scheduling_policy == "priority":
             self.gateway.priority_to_engine = True
+        return self
+
+    @model_validator(mode="after")
+    def _autoscale(self) -> StackSpec:
+        kube = self.kubernetes
+        if kube.autoscale and not self.observability.prometheus:
+            raise ValueError("kubernetes.autoscale reads the queue from Prometheus: enable it")
+        if kube.autoscale and kube.max_replicas < self.engine.replicas:
+            raise ValueError(
+                f"kubernetes.max_replicas ({kube.max_replicas}) is below engine.replicas "
+                f"({self.engine.replicas}), the fewest KEDA keeps"
+            )
         return self
 
     @model_validator(mode="after")

@@ -17,8 +17,10 @@ class GatewayAdmin:
 
     def __init__(self, gateway_url: str, admin_key: str, *, timeout_s: float = 10.0) -> None:
         self.url = gateway_url.rstrip("/").removesuffix("/v1") + "/admin/limits"
+        # The gateway logs and counts limit changes by source: these are tune's.
         self._client = http.client(
-            timeout_s=timeout_s, headers={"Authorization": f"Bearer {admin_key}"}
+            timeout_s=timeout_s,
+            headers={"Authorization": f"Bearer {admin_key}", "X-Llmctl-Source": "tune"},
         )
 
     def get(self) -> AdmissionLimits:

@@ -97,6 +97,11 @@ class Recommendation(_Model):
     max_active: int | None
     basis: Literal["flat", "slo", "top", "none"]
     reason: str
+    # The range adaptive mode should move MAX_ACTIVE in for workloads like this one: from half the
+    # recommendation (room to fall when prompts grow or the engine slows) to the first value that
+    # broke the SLO (or the highest tried).
+    adaptive_min: int | None = None
+    adaptive_max: int | None = None
 
 
 class TuneSettings(_Model):
@@ -115,6 +120,8 @@ class TuneSettings(_Model):
     input_len: int = Field(gt=0)
     output_len: int = Field(gt=0)
     apply: bool = False
+    # The gateway's limit was adaptive: tune switched it to static for its trials (and back).
+    switch_adaptive: bool = False
 
 
 class TuneReport(_Model):
@@ -130,6 +137,7 @@ class TuneReport(_Model):
     recommendation: Recommendation
     applied: bool = False
     applied_to: str | None = None  # the stack config file written by --apply, if any
+    apply_error: str | None = None  # why --apply could not write it (the limits were restored)
 
     def to_json(self) -> str:
         return self.model_dump_json(indent=2)
@@ -175,6 +183,11 @@ def explain(choice: Choice, trials: list[TrialReport], *, min_gain: float) -> Re
         return Recommendation(
             max_active=None, basis="none", reason=f"nothing meets the SLO: {broken or 'no trials'}"
         )
+    tried = max(by_value)
+    adaptive = {
+        "adaptive_min": max(1, value // 2),
+        "adaptive_max": max(value, choice.first_fail or tried),
+    }
     tput = f"{by_value[value].output_throughput:.4g} tok/s"
     tail = f"; {broken}" if broken else ""
     if choice.basis == "flat":
@@ -188,7 +201,7 @@ def explain(choice: Choice, trials: list[TrialReport], *, min_gain: float) -> Re
         reason = (
             f"throughput still rising at {value} ({tput}), the highest value tried; raise --max"
         )
-    return Recommendation(max_active=value, basis=choice.basis, reason=reason)
+    return Recommendation(max_active=value, basis=choice.basis, reason=reason, **adaptive)
 
 
 def check_slo(

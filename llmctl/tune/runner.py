@@ -10,8 +10,9 @@ from typing import Protocol
 from llmctl import __version__
 from llmctl.bench.progress import LevelProgress
 from llmctl.bench.report import LevelReport
-from llmctl.bench.strategies import ConcurrentStrategy, RateStrategy
+from llmctl.bench.strategies import Strategy
 from llmctl.core.config import AdmissionLimits
+from llmctl.core.errors import LlmctlError, TargetError
 from llmctl.tune.limits import GatewayAdmin
 from llmctl.tune.report import TrialReport, TuneReport, TuneSettings, explain
 from llmctl.tune.search import GridSweep, GrowBisect, SearchPolicy, recommend
@@ -64,7 +65,7 @@ class _BenchHooks:
     def __init__(self, hooks: TuneProgress) -> None:
         self.hooks = hooks
 
-    def on_start(self, index: int, total: int, strategy: ConcurrentStrategy | RateStrategy) -> None:
+    def on_start(self, index: int, total: int, strategy: Strategy) -> None:
         pass
 
     def on_update(self, progress: LevelProgress) -> None:
@@ -94,16 +95,24 @@ def tune_max_active(
     """Search MAX_ACTIVE live on the gateway behind `admin`.
 
     The gateway's original limits come back on every exit (done, error, Ctrl-C), except when
-    `settings.apply` is set and the run finished: then the recommended MAX_ACTIVE stays live (with
-    the original queue settings) and `apply` writes it into the stack config.
+    `settings.apply` is set and the run finished: then `apply` writes the recommended MAX_ACTIVE
+    into the stack config and it stays live (with the original queue settings). When that write
+    fails (LlmctlError), the original limits come back too and the report says why in
+    `apply_error`: the run's results are kept, and the live limits match the unchanged file.
     """
     settings = plan.settings
     hooks: TuneProgress = progress or NullTuneProgress()
     started = datetime.now(UTC)
     original = admin.get()
+    if original.limit_mode == "adaptive" and not settings.switch_adaptive:
+        raise TargetError(
+            f"the gateway's limit is adaptive (MAX_ACTIVE {original.max_active} now, moving within "
+            f"[{original.adaptive_min}, {original.adaptive_max}]): trials need a fixed limit. "
+            "Pass --switch-adaptive to make it static for the run (it is adaptive again after)"
+        )
     hooks.on_start(settings, original)
     trials: list[TrialReport] = []
-    applied, applied_to = False, None
+    applied, applied_to, apply_error = False, None, None
     try:
         policy = make_policy(settings)
         while (value := policy.next_candidate()) is not None:
@@ -116,9 +125,15 @@ def tune_max_active(
         recommendation = explain(choice, trials, min_gain=MIN_GAIN)
         if settings.apply and recommendation.max_active is not None:
             value = recommendation.max_active
-            admin.restore(original.model_copy(update={"max_active": value}))
-            written = apply(value) if apply is not None else None
-            applied, applied_to = True, str(written) if written is not None else None
+            try:
+                # The file first: if it cannot be written, the live limits go back to the
+                # original below, so the gateway and its stack file still agree.
+                written = apply(value) if apply is not None else None
+            except LlmctlError as exc:
+                apply_error = str(exc)
+            else:
+                admin.restore(original.model_copy(update={"max_active": value}))
+                applied, applied_to = True, str(written) if written is not None else None
     finally:
         if not applied:
             admin.restore(original)
@@ -131,6 +146,7 @@ def tune_max_active(
         recommendation=recommendation,
         applied=applied,
         applied_to=applied_to,
+        apply_error=apply_error,
     )
     hooks.on_done(report)
     return report

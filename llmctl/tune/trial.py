@@ -38,13 +38,17 @@ def trial_limits(max_active: int, original: AdmissionLimits, plan: TrialPlan) ->
     """The limits a trial runs under: the candidate, and a queue that holds every surplus client
     for the whole trial (a 429 or a queue timeout would be the tuner's doing, not the engine's)."""
     surplus = concurrency_for(max_active) - max_active
-    return AdmissionLimits(
-        max_active=max_active,
-        queue_mode="queue",
-        queue_max=max(original.queue_max, surplus),
-        queue_timeout_s=max(
-            original.queue_timeout_s, plan.settings.warmup_s + plan.settings.trial_duration_s + 60.0
-        ),
+    return original.model_copy(
+        update={
+            "max_active": max_active,
+            "limit_mode": "static",  # a trial measures one fixed limit
+            "queue_mode": "queue",
+            "queue_max": max(original.queue_max, surplus),
+            "queue_timeout_s": max(
+                original.queue_timeout_s,
+                plan.settings.warmup_s + plan.settings.trial_duration_s + 60.0,
+            ),
+        }
     )
 
 

@@ -136,12 +136,26 @@ def render_report(report: TuneReport) -> RenderableType:
     else:
         verdict = Text(f"Recommended MAX_ACTIVE = {rec.max_active}", style="bold green")
         verdict += Text(f": {rec.reason}")
+        if rec.adaptive_min is not None and rec.adaptive_max is not None:
+            verdict += Text(
+                f"\nFor adaptive mode: adaptive_min = {rec.adaptive_min}, "
+                f"adaptive_max = {rec.adaptive_max}."
+            )
     original = report.original_limits.max_active
     if report.applied:
         where = f" and written to {report.applied_to}" if report.applied_to else ""
         after = Text(f"Applied: MAX_ACTIVE {rec.max_active} is live{where}.")
+    elif report.apply_error:
+        after = Text(
+            f"Not applied ({report.apply_error}): MAX_ACTIVE restored to {original}, "
+            "the stack file unchanged.",
+            style="red",
+        )
     else:
-        after = Text(f"MAX_ACTIVE restored to {original} (use --apply to keep the recommendation).")
+        again = ", adaptive again" if report.original_limits.limit_mode == "adaptive" else ""
+        after = Text(
+            f"MAX_ACTIVE restored to {original}{again} (use --apply to keep the recommendation)."
+        )
     parts: list[RenderableType] = [trials_table(report.trials, rec.max_active)]
     parts += [
         Text(f"MAX_ACTIVE {t.max_active} fails: " + "; ".join(map(str, t.violations)), style="red")

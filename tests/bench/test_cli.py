@@ -203,7 +203,53 @@ def test_an_output_that_fails_after_the_run_is_a_clear_error(
         code, out, err = _run(capsys, "--target", url, "--concurrency", "1", "--requests", "1",
                               "--json", str(json_out), "--csv", str(csv_out))  # fmt: skip
     assert code == 1
-    assert f"could not write {json_out}" in err
+    assert f"cannot write {json_out}" in err
     assert "Traceback" not in err
     assert "conc 1" in out  # the results were shown
     assert len(csv_out.read_text().splitlines()) == 2  # and the other output still written
+
+
+@pytest.mark.parametrize("alias", ["same", "symlink", "hardlink", "dotted"])
+def test_json_and_csv_on_the_same_file_is_a_usage_error_before_the_run(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, alias: str
+) -> None:
+    from tests.support import free_port
+
+    first = tmp_path / "out.txt"
+    first.write_text("keep me\n")
+    second = {
+        "same": first,
+        "symlink": tmp_path / "link.txt",
+        "hardlink": tmp_path / "hard.txt",
+        "dotted": tmp_path / "sub" / ".." / "out.txt",
+    }[alias]
+    (tmp_path / "sub").mkdir()
+    if alias == "symlink":
+        second.symlink_to(first)
+    elif alias == "hardlink":
+        second.hardlink_to(first)
+    target = f"http://127.0.0.1:{free_port()}"  # a run would fail otherwise: the check comes first
+    code, _, err = _run(capsys, "--target", target, "--concurrency", "1",
+                        "--json", str(first), "--csv", str(second))  # fmt: skip
+    assert code == 2
+    assert "--json and --csv name the same file" in err
+    assert first.read_text() == "keep me\n"
+
+
+def test_outputs_keep_their_mode_and_are_written_through_a_symlink(
+    fake_engine: StartServer, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    real = tmp_path / "results" / "r.json"
+    real.parent.mkdir()
+    real.write_text("old\n")
+    real.chmod(0o600)
+    link = tmp_path / "r.json"
+    link.symlink_to(real)
+    with fake_engine("--ttft-ms", "1", "--itl-ms", "1") as url:
+        code, _, err = _run(capsys, "--target", url, "--concurrency", "1", "--requests", "1",
+                            "--json", str(link))  # fmt: skip
+    assert code == 0, err
+    assert link.is_symlink()
+    assert json.loads(real.read_text())["model"] == "fake"
+    assert real.stat().st_mode & 0o777 == 0o600
+    assert sorted(p.name for p in real.parent.iterdir()) == ["r.json"]  # no temporary left

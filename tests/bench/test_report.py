@@ -94,6 +94,8 @@ def test_a_version_1_report_still_loads() -> None:
     assert level.std_ttft_ms is None  # not measured then
     assert report.label is None
     assert report.limits is None
+    assert level.server is not None
+    assert level.server.series is None  # peaks only, then
 
 
 def test_an_early_version_2_report_still_loads() -> None:
@@ -102,6 +104,7 @@ def test_an_early_version_2_report_still_loads() -> None:
     report = load_report(DATA / "bench-v2-early.json")
     assert report.levels[0].max_concurrent_requests == early["levels"][0]["max_concurrency"] == 2
     assert report.config.slo == SLO(ttft_s=1.0)
+    assert all(lv.server is not None and lv.server.series is None for lv in report.levels)
 
 
 def test_csv_has_one_row_per_level(report: BenchReport) -> None:

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
 from llmctl.bench.config import BenchConfig, PromptSpec
+from llmctl.bench.report import SERIES_NAMES, BenchReport
 from llmctl.bench.runner import run_bench
 from llmctl.bench.strategies import ConcurrentStrategy, RateStrategy
 from llmctl.sim.profiles import RTX3090_QWEN25_14B_AWQ as PROFILE
@@ -42,8 +45,14 @@ def test_sim_ttft_and_itl_match_the_time_model(sim_server: StartServer) -> None:
     assert server.preemptions == 0
 
 
+@dataclass(frozen=True)
+class Stack:
+    gateway: str
+    engine: str
+
+
 @pytest.fixture
-def tiny_gateway(sim_server: StartServer, tmp_path: Path) -> Iterator[str]:
+def tiny_gateway(sim_server: StartServer, tmp_path: Path) -> Iterator[Stack]:
     """A gateway with one slot and a one-request queue that waits 0.2 s, over a slow-ish sim."""
     with sim_server("--profile", PROFILE.name) as engine:
         port = free_port()
@@ -55,13 +64,13 @@ def tiny_gateway(sim_server: StartServer, tmp_path: Path) -> Iterator[str]:
         with llmctl_server(
             args, ready_url=f"http://127.0.0.1:{port}/health", log=tmp_path / "gateway.log"
         ):
-            yield f"http://127.0.0.1:{port}"
+            yield Stack(f"http://127.0.0.1:{port}", engine)
 
 
-def test_gateway_rejections_are_counted_apart(tiny_gateway: str) -> None:
+def test_gateway_rejections_are_counted_apart(tiny_gateway: Stack) -> None:
     # Each admitted request takes ~0.4 s (TTFT + 15 x 22 ms); one arrives every 0.1 s.
     config = BenchConfig(
-        target=tiny_gateway,
+        target=tiny_gateway.gateway,
         api_key="bench-key",
         levels=[RateStrategy(rate=10, arrival="constant")],
         requests=30,
@@ -86,6 +95,59 @@ def test_gateway_rejections_are_counted_apart(tiny_gateway: str) -> None:
     assert level.p95_admitted_e2el_ms is not None
     assert level.server is not None
     assert level.server.peak_gateway_active_requests == 1
+
+
+def test_server_series_are_recorded_over_time_and_bounded(tiny_gateway: Stack) -> None:
+    """Both /metrics pages read every 20 ms: ~60 readings per level, kept as at most 6 points
+    (a machine so busy that the loop reads them 5 times slower still downsamples)."""
+    config = BenchConfig(
+        target=tiny_gateway.gateway,
+        api_key="bench-key",
+        levels=[ConcurrentStrategy(concurrency=1), ConcurrentStrategy(concurrency=3)],
+        duration_s=1.2,
+        prompts=PromptSpec(input_len=32, output_len=16),
+        metrics_urls=[f"{tiny_gateway.engine}/metrics"],
+        sample_interval_s=0.02,
+        series_points=6,
+    )
+    report = run_bench(config)
+    level_end = 0.0
+    for level in report.levels:
+        server = level.server
+        assert server is not None
+        assert server.span_s is not None
+        series = server.series
+        assert series is not None
+        assert server.samples > 6
+        assert len(series.t_s) == 6
+        assert series.t_s == sorted(series.t_s)
+        assert series.t_s[-1] == pytest.approx(server.span_s, abs=0.001)
+        # Points spread over the level, not bunched at its start (a gap between two readings,
+        # when the loop stalled, cannot be split).
+        assert server.max_sample_gap_s is not None
+        gaps = [b - a for a, b in zip(series.t_s, series.t_s[1:], strict=False)]
+        assert max(gaps) < 3 * server.span_s / 6 + server.max_sample_gap_s
+        # Levels follow each other on the run's clock.
+        assert series.start_s >= level_end - 0.001
+        level_end = series.start_s + server.span_s
+        for name in SERIES_NAMES:  # the gateway's gauges and the engine's, every point read
+            values = getattr(series, name)
+            assert values is not None, name
+            assert None not in values, name
+            # Each point is the highest reading since the previous one: no peak is lost.
+            assert max(values) == getattr(server, f"peak_{name}"), name
+    busy = report.levels[1].server
+    assert busy is not None
+    assert busy.series is not None
+    assert busy.peak_gateway_active_requests == 1  # one slot
+    assert busy.peak_gateway_queue_depth == 1  # one queue place; the third client is turned away
+    assert busy.peak_num_requests_running == 1
+    assert busy.series.kv_cache_usage_perc is not None
+    assert max(v or 0 for v in busy.series.kv_cache_usage_perc) > 0
+    # The JSON keeps each list on one line, and reads back the same.
+    text = report.to_json()
+    assert re.search(r'"t_s": \[[0-9.]+(,[0-9.]+){5}\]', text)
+    assert BenchReport.from_json(text) == report
 
 
 def test_completions_endpoint_and_datasets(sim_server: StartServer, tmp_path: Path) -> None:

@@ -7,6 +7,7 @@ import time
 from collections import Counter
 
 import httpx
+import pytest
 
 from tests.gateway.client import chat, post_many
 from tests.gateway.conftest import MakeGateway
@@ -37,6 +38,12 @@ def test_admin_api_needs_the_admin_key(make_gateway: MakeGateway) -> None:
         "queue_mode": "queue",
         "queue_max": 64,
         "queue_timeout_s": 30.0,
+        "limit_mode": "static",
+        "adaptive_min": 1,
+        "adaptive_max": 64,
+        "adaptive_ttft_s": 2.0,
+        "adaptive_itl_s": None,
+        "adaptive_interval_s": 1.0,
     }
 
 
@@ -65,6 +72,49 @@ def test_put_limits_validates_and_updates_the_gauges(make_gateway: MakeGateway) 
     assert resp.json()["queue_timeout_s"] == 30.0  # untouched fields keep their values
     assert gw.metric("llmctl_gateway_max_active") == 7
     assert gw.metric("llmctl_gateway_queue_max") == 3
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        (b'{"max_active": "8"}', "max_active"),  # a string is not a number
+        (b'{"max_active": true}', "max_active"),  # nor is a boolean
+        (b'{"max_active": 1.5}', "max_active"),
+        (b'{"max_active": 8.0}', "max_active"),  # a count is a JSON integer
+        (b'{"max_active": 1e34}', "max_active"),
+        (b'{"max_active": 10001}', "max_active"),  # above MAX_ACTIVE_MAX
+        (b'{"queue_max": 100001}', "queue_max"),
+        (b'{"queue_max": "3"}', "queue_max"),
+        (b'{"queue_timeout_s": 1e308}', "queue_timeout_s"),
+        (b'{"queue_timeout_s": 86401}', "queue_timeout_s"),  # over a day
+        (b'{"queue_timeout_s": "30"}', "queue_timeout_s"),
+        (b'{"queue_timeout_s": false}', "queue_timeout_s"),
+        (b'{"queue_timeout_s": 1e999}', "queue_timeout_s"),  # inf after parsing: not JSON
+        (b'{"queue_timeout_s": -Infinity}', "queue_timeout_s"),
+        (b'{"queue_mode": 1}', "queue_mode"),
+    ],
+)
+def test_put_limits_takes_only_json_types_within_bounds(
+    make_gateway: MakeGateway, body: bytes, field: str
+) -> None:
+    gw = make_gateway(admin_key="admin-secret")
+    before = httpx.get(gw.url + "/admin/limits", headers=ADMIN).json()
+    resp = httpx.put(gw.url + "/admin/limits", content=body, headers=ADMIN)
+    assert resp.status_code == 400, resp.text
+    assert resp.json()["error"]["code"] == "bad_request"
+    assert field in resp.json()["error"]["message"]
+    assert httpx.get(gw.url + "/admin/limits", headers=ADMIN).json() == before
+
+
+def test_put_limits_takes_integers_for_seconds_and_the_bounds_themselves(
+    make_gateway: MakeGateway,
+) -> None:
+    gw = make_gateway(admin_key="admin-secret")
+    body = {"max_active": 10_000, "queue_max": 100_000, "queue_timeout_s": 86_400}
+    resp = httpx.put(gw.url + "/admin/limits", json=body, headers=ADMIN)
+    assert resp.status_code == 200, resp.text
+    assert resp.json() | body == resp.json()
+    assert resp.json()["queue_timeout_s"] == 86_400.0
 
 
 def test_raising_max_active_admits_waiters_at_once(

@@ -32,10 +32,11 @@ def _serve(*args: str, env: dict[str, str] | None = None) -> subprocess.Complete
     ("args", "env", "message"),
     [
         ((), {"MAX_ACTIVE": "0"}, "max_active"),
-        (("--max-active", "-3"), {}, "max_active"),
-        (("--queue-max", "-1"), {}, "queue_max"),
-        (("--queue-timeout", "0"), {}, "queue_timeout_s"),
-        (("--request-timeout", "-5"), {}, "request_timeout_s"),
+        # A flag's value is named by the flag, a variable's by its key (and the variable).
+        (("--max-active", "-3"), {}, "--max-active: must be at least 1"),
+        (("--queue-max", "-1"), {}, "--queue-max: must be at least 0"),
+        (("--queue-timeout", "0"), {}, "--queue-timeout: must be greater than 0"),
+        (("--request-timeout", "-5"), {}, "--request-timeout: must be greater than 0"),
         ((), {"QUEUE_MODE": "drop"}, "queue_mode"),
         ((), {"VLLM_BASE_URL": "localhost:8000"}, "upstreams"),
         (("--workers", "2"), {}, "exactly one process"),

@@ -126,3 +126,58 @@ def test_window_limit_refuses_only_at_the_limit_and_knows_when_to_retry() -> Non
 )
 def test_reset_durations_read_like_openai(seconds: float, text: str) -> None:
     assert duration_text(seconds) == text
+
+
+def _full(lines: dict[tuple[str, int, float], int]) -> tuple[FairQueue, dict[str, list[Entry]]]:
+    """A fair queue holding `count` waiters of each (tenant, rank, weight)."""
+    queue = FairQueue(CLASSES)
+    held: dict[str, list[Entry]] = {}
+    arrived = 0.0
+    for (tenant, rank, weight), count in lines.items():
+        for _ in range(count):
+            entry = _entry(tenant, rank, weight, arrived)
+            queue.push(entry)
+            held.setdefault(tenant, []).append(entry)
+            arrived += 1.0
+    return queue, held
+
+
+# (waiters by (tenant, rank, weight), the arrival (tenant, rank, weight), who is pushed out)
+DISPLACE_CASES = [
+    ({("nightly", 1, 1.0): 8}, ("chat", 0, 1.0), "nightly"),  # a lower class makes room
+    ({("chat", 0, 1.0): 8}, ("nightly", 1, 1.0), None),  # never a higher class
+    ({("flood", 0, 1.0): 8}, ("single", 0, 1.0), "flood"),  # the longest line, same class
+    ({("flood", 0, 1.0): 8}, ("flood", 0, 1.0), None),  # not its own line
+    ({("a", 0, 1.0): 4, ("b", 0, 1.0): 4}, ("a", 0, 1.0), None),  # would be longer than b's
+    ({("a", 0, 1.0): 5, ("b", 0, 1.0): 3}, ("b", 0, 1.0), "a"),
+    ({("heavy", 0, 3.0): 6, ("light", 0, 1.0): 1}, ("light", 0, 1.0), None),  # 6/3 <= 2/1
+    ({("heavy", 0, 3.0): 6}, ("light", 0, 1.0), "heavy"),  # 6/3 > 1/1
+    ({("chat", 0, 1.0): 2, ("nightly", 1, 1.0): 6}, ("chat", 0, 1.0), "nightly"),
+]
+
+
+@pytest.mark.parametrize(("lines", "arrival", "pushed"), DISPLACE_CASES)
+def test_a_full_queue_pushes_out_the_newest_of_the_longest_lower_line(
+    lines: dict[tuple[str, int, float], int], arrival: tuple[str, int, float], pushed: str | None
+) -> None:
+    queue, held = _full(lines)
+    size = len(queue)
+    victim = queue.displace(_entry(*arrival, arrived=100.0))
+    if pushed is None:
+        assert victim is None
+        assert len(queue) == size
+        return
+    assert victim is held[pushed][-1]  # the newest of that line
+    assert len(queue) == size - 1
+    assert victim not in list(queue.entries())
+    # The tenant gets back the virtual time it had reserved: its next request takes that tag.
+    again = _entry(pushed, victim.rank, victim.weight, 101.0)
+    queue.push(again)
+    assert again.tag == victim.tag
+
+
+def test_fifo_never_pushes_anyone_out() -> None:
+    queue = FifoQueue()
+    queue.push(_entry("x"))
+    assert queue.displace(_entry("y")) is None
+    assert len(queue) == 1

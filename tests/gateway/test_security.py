@@ -41,6 +41,24 @@ def test_bad_bodies_are_400_with_openai_error(
     assert gw.metric("llmctl_gateway_requests_total", reason="bad_request", status="400") == 1
 
 
+@pytest.mark.parametrize("number", [b"NaN", b"Infinity", b"-Infinity", b"1e999", b"-1e999"])
+def test_non_standard_json_numbers_are_400_and_never_forwarded(
+    make_gateway: MakeGateway, engine: FakeEngine, number: bytes
+) -> None:
+    gw = make_gateway()
+    body = b'{"messages": [{"role": "user", "content": "x"}], "temperature": ' + number + b"}"
+    resp = httpx.post(gw.url + CHAT, content=body, headers={"Content-Type": "application/json"})
+    assert resp.status_code == 400
+    error = resp.json()["error"]
+    assert error["param"] == "temperature"
+    assert "not a JSON number" in error["message"]
+    nested = b'{"messages": [{"role": "user", "content": "x", "w": [1, ' + number + b"]}]}"
+    resp = httpx.post(gw.url + CHAT, content=nested)
+    assert resp.status_code == 400
+    assert resp.json()["error"]["param"] == "messages[0].w[1]"
+    assert engine.started == 0
+
+
 def test_missing_model_without_model_name_is_400(make_gateway: MakeGateway) -> None:
     gw = make_gateway(model_name=None)
     resp = httpx.post(gw.url + CHAT, json={"messages": [{"role": "user", "content": "x"}]})

@@ -5,11 +5,13 @@ engine and hidden from the client, and the class passed on as vLLM's priority.""
 from __future__ import annotations
 
 import asyncio
+import math
 import time
 from pathlib import Path
 from typing import Any
 
 import aiohttp
+import httpx
 import pytest
 
 from llmctl.gateway.tenants import add_key, add_tenant, key_hash, load_tenants
@@ -78,6 +80,17 @@ def test_keys_come_from_the_tenants_file_and_plain_keys_keep_working(
     assert gateway.metric("llmctl_gateway_tenant_requests_total", tenant="default") == 1
 
 
+@pytest.mark.parametrize(
+    ("key", "status"), [(KEYS["chat"], 200), ("sk-legacy", 200), ("sk-nope", 401), (None, 401)]
+)
+def test_the_models_list_takes_the_same_keys(
+    gateway: GatewayHandle, engine: FakeEngine, key: str | None, status: int
+) -> None:
+    headers = {"Authorization": f"Bearer {key}"} if key else {}
+    assert httpx.get(f"{gateway.url}/v1/models", headers=headers).status_code == status
+    assert engine.models_auth[-1:] in ([], [None])  # no tenant's key goes to the engine
+
+
 def test_a_request_may_lower_its_class_never_raise_it(gateway: GatewayHandle) -> None:
     lowered = run_post(gateway.url, chat(), headers={**_auth("chat"), "X-Llmctl-Class": "batch"})
     assert lowered.headers["X-Llmctl-Class"] == "batch"
@@ -144,6 +157,8 @@ def test_request_and_token_limits_refuse_only_at_the_limit(gateway: GatewayHandl
     assert first.headers["x-ratelimit-limit-tokens"] == "400"
     assert refused.error_code == "rate_limited"
     assert 50 <= int(refused.headers["Retry-After"]) <= 61
+    exact_ms = int(refused.headers["retry-after-ms"])  # the same wait, to the millisecond
+    assert int(refused.headers["Retry-After"]) == max(1, math.ceil(exact_ms / 1000))
     assert refused.headers["x-ratelimit-remaining-requests"] == "0"
     # The token charge was settled to the engine's usage (10 each), not the 100+ estimates.
     limits = gateway.gateway.tenancy
@@ -193,3 +208,28 @@ def test_the_cli_adds_tenants_and_keys_shown_once(tmp_path: Path) -> None:
     assert spec.tenants[0].keys == [key_hash(key)]
     assert key not in path.read_text()  # only its hash is stored
     assert oct(path.stat().st_mode & 0o777) == oct(0o600)
+
+
+def test_a_queue_full_of_batch_makes_room_for_an_interactive_request(
+    make_gateway: MakeGateway, tmp_path: Path
+) -> None:
+    gw = make_gateway(tenants_file=_tenants_file(tmp_path), max_active=1, queue_max=4)
+    service = 0.3
+    # One batch request holds the slot and four fill the queue, in this order (0.02 s apart).
+    bodies = [("batch", chat({"delay": service}), i * 0.02) for i in range(5)]
+    bodies.append(("chat", chat({"delay": service}), 0.2))
+    results = asyncio.run(_posts(gw.url, bodies))
+    answered = {
+        (tenant, round(delay, 2)): a
+        for (tenant, _, delay), (_, _, a) in zip(bodies, results, strict=True)
+    }
+    chat_elapsed = next(elapsed for tenant, elapsed, _ in results if tenant == "chat")
+    assert answered[("chat", 0.2)].status == 200
+    assert chat_elapsed < 2 * service + 0.15  # next after the one being served
+    refused = [key for key, a in answered.items() if a.status == 429]
+    assert refused == [("batch", 0.08)]  # the newest batch waiter, pushed out
+    assert answered[("batch", 0.08)].error_code == "queue_full"
+    assert (
+        gw.metric("llmctl_gateway_tenant_requests_total", tenant="nightly", reason="queue_full")
+        == 1
+    )

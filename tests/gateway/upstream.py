@@ -5,7 +5,8 @@ Each request may carry a `fake` object that the gateway forwards untouched:
 between tokens), `drop_after` (cut the connection after N tokens), `stall_after` (stop sending after
 N tokens), `no_done` (end without `[DONE]`), `json_for_stream` (answer a stream request with JSON),
 `retry_after` (a Retry-After header on an error answer), `early_role` (send chat's role frame at
-once, then wait this many seconds before the first token).
+once, then wait this many seconds before the first token), `linger` (seconds between `[DONE]` and
+the end of the response).
 
 Streams are framed as vLLM frames them: chat's role frame goes out with the first token, then one
 frame per token, then a finish frame with an empty delta (empty text for completions).
@@ -63,6 +64,7 @@ class FakeEngine:
         # number could be reused by a later connection).
         self.connections: set[asyncio.BaseTransport] = set()
         self.models_body: bytes | None = None  # replaces the /v1/models answer when set
+        self.metrics_body: bytes | None = None  # the /metrics page (None: 404)
         self.models_auth: list[str | None] = []  # Authorization of each /v1/models request
         self.runner: web.AppRunner | None = None
         self.port = 0
@@ -74,6 +76,7 @@ class FakeEngine:
     def app(self) -> web.Application:
         app = web.Application()
         app.router.add_get("/v1/models", self._models)
+        app.router.add_get("/metrics", self._metrics)
         app.router.add_post("/v1/chat/completions", self._completion)
         app.router.add_post("/v1/completions", self._completion)
         return app
@@ -88,6 +91,12 @@ class FakeEngine:
     async def stop(self) -> None:
         if self.runner is not None:
             await self.runner.cleanup()
+
+    async def _metrics(self, request: web.Request) -> web.Response:
+        """The engine's /metrics: `metrics_body` when a test set one, else 404 (none at all)."""
+        if self.metrics_body is None:
+            return web.Response(status=404)
+        return web.Response(body=self.metrics_body, content_type="text/plain")
 
     async def _models(self, request: web.Request) -> web.Response:
         self.models_auth.append(request.headers.get("Authorization"))
@@ -152,6 +161,7 @@ class FakeEngine:
                 await out.write(_event({**_chunk(chat, 0), "choices": [], "usage": usage}))
             if not spec.get("no_done"):
                 await out.write(b"data: [DONE]\n\n")
+            await asyncio.sleep(spec.get("linger", 0))
             done = True
             return out
         except (asyncio.CancelledError, ConnectionResetError):

@@ -196,6 +196,9 @@ def live_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveStack]:
         "--scrape-interval", "1s", "--max-active", str(MAX_ACTIVE), "--queue-max", str(QUEUE_MAX),
         "--queue-timeout", "0.5", "--set", "engine.sim.time_scale=4",
         "--set", f"gateway.tenants_file='{tenants}'",
+        # Adaptive mode pinned at MAX_ACTIVE (min = max): its gauges have series, the limit holds.
+        "--set", "gateway.limit_mode='adaptive'", "--set", f"gateway.adaptive_min={MAX_ACTIVE}",
+        "--set", f"gateway.adaptive_max={MAX_ACTIVE}", "--set", "gateway.adaptive_interval_s=0.5",
     ]  # fmt: skip
     up = _llmctl(cwd, "up", *flags)
     records = [r for r in map(processes.read_pidfile, (cwd / RUN).glob("*.pid")) if r]
@@ -209,6 +212,7 @@ def live_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveStack]:
             [
                 m.REC_E2E_P95,
                 m.REC_TTFT_P95,
+                m.REC_REQUEST_RATE,
                 f'{m.GATEWAY_REQUESTS.series}{{status="429"}}',
                 f"rate({m.VLLM_GENERATION_TOKENS.series}[1m]) > 0",
                 m.DCGM_GPU_UTIL.series,

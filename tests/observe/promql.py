@@ -98,6 +98,13 @@ def dashboard_queries() -> Iterator[tuple[str, str, str]]:
                 yield path.name, panel["title"], target["expr"]
 
 
+def annotation_queries() -> Iterator[tuple[str, str, str]]:
+    """(dashboard file, annotation name, expr) for every Prometheus annotation."""
+    for path in DASHBOARDS:
+        for annotation in load(path)["annotations"]["list"]:
+            yield path.name, annotation["name"], annotation["expr"]
+
+
 def variable_queries() -> Iterator[tuple[str, str, str, str]]:
     """(dashboard file, variable, metric selector, label) for each label_values() variable."""
     for path in DASHBOARDS:

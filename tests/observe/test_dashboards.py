@@ -34,6 +34,7 @@ UNITS = RATE_UNITS | {
     "percentunit",
     "bool_yes_no",
     "mbytes",
+    "bytes",
     "celsius",
     "watt",
 }

@@ -28,7 +28,7 @@ from tests.observe.conftest import (
     start_prometheus,
     wait_for_data,
 )
-from tests.observe.promql import dashboard_queries, substitute, variable_queries
+from tests.observe.promql import annotation_queries, dashboard_queries, substitute, variable_queries
 from tests.support import REPO
 
 pytestmark = pytest.mark.timeout(180)
@@ -139,6 +139,10 @@ def test_direct_scrape_agrees_with_prometheus(live_stack: LiveStack) -> None:
         assert 1 / 4 < a / b < 4, (field, a, b)
     assert snap.gpus
     assert [g.gpu for g in snap.gpus] == [g.gpu for g in prom.gpus()]
+    # The adaptive limit (pinned: min = max) as both sources see it.
+    assert snap.limit_adaptive == prom.scalar(window["limit_adaptive"]) == 1
+    assert snap.limit_direction == "hold"
+    assert snap.adaptive_slo_ttft_s == prom.scalar(window["adaptive_slo_ttft_s"]) > 0
 
 
 def test_every_dashboard_query_returns_data(live_stack: LiveStack) -> None:
@@ -151,6 +155,12 @@ def test_every_dashboard_query_returns_data(live_stack: LiveStack) -> None:
             empty.append(f"{name} / {title}: {expr}")
     assert seen > 50
     assert not empty, "\n".join(empty)
+    # Annotations mark events (`... > 0`): valid everywhere, and with data once the filter goes.
+    annotations = list(annotation_queries())
+    assert {name for name, _, _ in annotations} >= {"gateway.json", "overview.json"}
+    for name, title, expr in annotations:
+        prom.vector(substitute(expr))
+        assert prom.vector(substitute(expr.removesuffix(" > 0"))), f"{name} / {title}"
     for name, var, selector, label in variable_queries():
         result = prom.vector(f"count by ({label}) ({selector})")
         assert result, f"{name} variable {var}"
@@ -181,6 +191,7 @@ def test_top_json_and_once_from_prometheus(live_stack: LiveStack) -> None:
     assert result.returncode == 0, result.stderr
     assert "source: prometheus" in result.stdout
     assert f"/ {MAX_ACTIVE}" in result.stdout
+    assert re.search(rf"limit +{MAX_ACTIVE} adaptive \((minimum|[a-z_]+)\)", result.stdout)
 
 
 def test_top_finds_the_running_stack_without_flags(live_stack: LiveStack) -> None:
@@ -243,7 +254,9 @@ def test_falls_back_to_direct_scrapes_when_prometheus_stops(
 def test_gateway_and_engine_down_show_dashes_not_a_crash(refused_url: str) -> None:
     closed = ("--prometheus", refused_url, "--gateway", refused_url, "--engine", refused_url)
     result = _top(*closed, "--json")
-    assert result.returncode == 0, result.stderr
+    # Nothing answered: exit 1, and the (empty) snapshot is still printed.
+    assert result.returncode == 1, result.stderr
+    assert result.stderr.startswith("error: nothing answered")
     data = json.loads(result.stdout)
     assert data["source"] == "direct"
     assert data["slots_active"] is None

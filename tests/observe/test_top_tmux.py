@@ -45,7 +45,8 @@ class Tmux:
     def wait_for(self, *texts: str, timeout: float = 30.0) -> str:
         def shown() -> str:
             screen = self.screen()
-            assert all(t in screen for t in texts), f"{texts} not on screen:\n{screen}"
+            size = self("display", "-p", "-t", "top", "#{pane_width}x#{pane_height}").strip()
+            assert all(t in screen for t in texts), f"{texts} not on the {size} screen:\n{screen}"
             return screen
 
         return eventually(shown, timeout=timeout, interval=0.25)
@@ -65,7 +66,8 @@ def test_top_draws_in_tmux_and_quits(live_stack: LiveStack, tmp_path: Path, quit
     )  # fmt: skip
     # The shell records top's exit status (tmux 3.3 reports a dead pane's status unreliably); its
     # no-op INT trap keeps it alive through Ctrl-C while top gets the default SIGINT handling.
-    command = f"trap : INT; {top}; echo $? > {shlex.quote(str(rc))}"
+    # COLUMNS/LINES from the test's own environment would override the pane's real size.
+    command = f"trap : INT; unset COLUMNS LINES; {top}; echo $? > {shlex.quote(str(rc))}"
     tmux = Tmux()
     try:
         tmux("new-session", "-d", "-s", "top", "-x", "110", "-y", "40", "-c", str(REPO))

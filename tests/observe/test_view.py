@@ -7,7 +7,7 @@ import io
 from rich.console import Console
 
 from llmctl.observe.snapshot import GpuSnapshot, History, StackSnapshot
-from llmctl.observe.view import MISSING, bar, render, sparkline
+from llmctl.observe.view import MISSING, bar, fit, render, sparkline
 
 
 def screen(snap: StackSnapshot) -> str:
@@ -157,3 +157,69 @@ def test_engines_and_classes_get_rows_of_their_own() -> None:
     assert "12 waiting, 1 active" in line_with(text, "batch")
     assert "0 waiting, 3 active" in line_with(text, "interactive")
     assert "engines" not in screen(BUSY)  # one engine: no engine rows
+
+
+def test_the_response_cache_gets_a_panel_while_it_is_on() -> None:
+    assert "response cache" not in screen(BUSY.model_copy(update={"cache_max_bytes": 0.0}))
+    snap = BUSY.model_copy(
+        update={
+            "cache_hit_per_s": 3.0,
+            "cache_miss_per_s": 1.0,
+            "cache_bytes": 16 * 2**20,
+            "cache_max_bytes": 64 * 2**20,
+        }
+    )
+    text = screen(snap)
+    assert "response cache" in text
+    assert cell(text, "hits") == "3.0/s (75 %)"
+    assert cell(text, "misses") == "1.0/s"
+    assert "16 / 64" in line_with(text, "held MiB")
+
+
+def test_the_limit_line_says_how_the_limit_moved_and_why() -> None:
+    assert cell(screen(BUSY), "limit") == "4"  # an old gateway: no mode gauge
+    static = BUSY.model_copy(update={"limit_adaptive": 0.0})
+    assert cell(screen(static), "limit") == "4 static"
+    adaptive = BUSY.model_copy(
+        update={
+            "slots_max": 12,
+            "limit_adaptive": 1.0,
+            "limit_direction": "up",
+            "limit_reason": "headroom",
+            "adaptive_ttft_p95_s": 0.41,
+            "adaptive_slo_ttft_s": 1.0,
+            "adaptive_itl_p95_s": 0.12,
+            "adaptive_slo_itl_s": 0.1,
+            "kv_cache_usage": 0.63,
+        }
+    )
+    assert cell(screen(adaptive), "limit") == (
+        "12 ↑ adaptive (headroom): TTFT p95 410 ms < 1.00 s, ITL p95 120 ms > 100 ms, KV 63 %"
+    )
+
+
+def test_a_short_terminal_drops_the_least_needed_sections_first() -> None:
+    from llmctl.observe.snapshot import ClassSnapshot, EngineSnapshot
+
+    snap = BUSY.model_copy(
+        update={
+            "engines": [
+                EngineSnapshot(engine=f"e{i}", active=1, limit=4, up=True) for i in range(3)
+            ],
+            "classes": [ClassSnapshot(name="batch", queued=1, active=1)],
+        }
+    )
+
+    def shown(width: int, height: int) -> str:
+        console = Console(file=io.StringIO(), width=width, height=height, color_system=None)
+        console.print(fit(snap, console))
+        out = console.file.getvalue()  # type: ignore[attr-defined]
+        assert isinstance(out, str)
+        assert len(out.splitlines()) <= height
+        return out
+
+    tall = shown(110, 60)
+    assert all(s in tall for s in ("history", "classes", "engines", "admission"))
+    short = shown(80, 24)
+    assert "history" not in short
+    assert all(s in short for s in ("limit", "admission", "latency", "GPU"))

@@ -15,6 +15,9 @@ from tests.tune.conftest import ADMIN_KEY, SIM_FLAGS, run_stack
 
 DATA = Path(__file__).parent / "data"
 BENCH_V1 = DATA / "bench-v1.json"  # open-loop levels with 429s, an SLO, server peaks
+# Schema 2: label, metadata (machine), the gateway's limits (MAX_ACTIVE 2, queue max 2), closed
+# loop 1, 4, 8 with queueing, server series over time (sim behind the gateway, engine sampled too).
+BENCH_V2 = DATA / "bench-v2.json"
 TUNE_V1 = DATA / "tune-v1.json"  # a search with a failing trial and a recommendation
 
 

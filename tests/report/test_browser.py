@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import io
 import json
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -17,7 +18,7 @@ from llmctl.bench.report import SCHEMA_VERSION as BENCH_SCHEMA
 from llmctl.report.chart import value_text
 from llmctl.tune.report import SCHEMA_VERSION as TUNE_SCHEMA
 from tests.report.chromium import CHROMIUM, Page, PageLog, chromium, devtools_page
-from tests.report.conftest import BENCH_V1, TUNE_V1, LiveRuns, llmctl
+from tests.report.conftest import BENCH_V1, BENCH_V2, TUNE_V1, LiveRuns, llmctl
 
 pytestmark = [
     pytest.mark.slow,  # the real runs behind it take about 15 s, once per session
@@ -69,14 +70,29 @@ async def _visit(browser: str, page_url: str) -> Visit:
             png = await page.screenshot(left, top, width, height)
             shots[fig["id"]] = Image.open(io.BytesIO(png)).convert("RGB")
         data = {s["key"]: {f["key"]: f for f in s["figures"]} for s in read["data"]["sections"]}
-        return Visit(page.log, data, read["figures"], shots, await _hover(page, read["figures"][0]))
+        return Visit(page.log, data, read["figures"], shots, await _hover(page, read["figures"]))
 
 
-async def _hover(page: Page, fig: dict[str, Any]) -> dict[str, Any]:
-    """Point at the figure's first mark and read the tip; then click the figure."""
+def _alone(fig: dict[str, Any], p: dict[str, Any]) -> bool:
+    """No other mark within 30 units: the page's script names the nearest mark within 28."""
+    here = (float(p["cx"]), float(p["cy"]))
+    return all(
+        q is p or math.dist(here, (float(q["cx"]), float(q["cy"]))) > 30 for q in fig["points"]
+    )
+
+
+async def _hover(page: Page, figures: list[dict[str, Any]]) -> dict[str, Any]:
+    """Point at the first mark of a latency figure that no other mark is near (runs of one sweep
+    can plot nearly the same point) and read the tip; then click the figure."""
+    fig, point = next(
+        (f, p)
+        for f in figures
+        if f["id"].endswith(("-ttft", "-itl", "-e2e")) and not f["empty"]
+        for p in f["points"]
+        if _alone(f, p)
+    )
     left, top, width, _ = fig["box"]
     k = width / fig["width"]
-    point = fig["points"][0]
     at = (left + float(point["cx"]) * k, top + float(point["cy"]) * k)
     await page.mouse("mouseMoved", *at)
     tip = await page.evaluate(
@@ -90,11 +106,12 @@ async def _hover(page: Page, fig: dict[str, Any]) -> dict[str, Any]:
 
 @pytest.fixture(scope="module")
 def visit(live_runs: LiveRuns, tmp_path_factory: pytest.TempPathFactory) -> Visit:
-    """Two bench runs (one live, one schema-1 file) and two tune runs, compared and each alone."""
+    """Three bench runs (one live, a schema-1 file, a labelled schema-2 file) and two tune runs,
+    compared and each alone."""
     tmp = tmp_path_factory.mktemp("report-page")
     page = tmp / "report.html"
-    llmctl("report", str(live_runs.bench), str(BENCH_V1), str(live_runs.tune), str(TUNE_V1),
-           "-o", str(page))  # fmt: skip
+    llmctl("report", str(live_runs.bench), str(BENCH_V1), str(BENCH_V2), str(live_runs.tune),
+           str(TUNE_V1), "-o", str(page))  # fmt: skip
     with chromium(tmp / "profile") as browser:
         return asyncio.run(_visit(browser, page.resolve().as_uri()))
 
@@ -145,6 +162,25 @@ def _bench_expected(raw: dict[str, Any]) -> dict[str, dict[str, list[tuple[Any, 
         "engine running": bars(lambda lv: lv["server"]["peak_num_requests_running"]),
         "gateway queue": bars(lambda lv: lv["server"]["peak_gateway_queue_depth"]),
     }
+    if any(lv["server"].get("series") for lv in levels):
+
+        def over_time(gauge: str, scale: float = 1.0) -> list[tuple[Any, float]]:
+            """On the run's clock: each level's start plus its points' times."""
+            return [
+                (series["start_s"] + t, v * scale)
+                for lv in levels
+                if (series := lv["server"]["series"])
+                for t, v in zip(series["t_s"], series[gauge], strict=True)
+                if v is not None
+            ]
+
+        expected["server-series"] = {
+            "engine running": over_time("num_requests_running"),
+            "engine waiting": over_time("num_requests_waiting"),
+            "gateway queue": over_time("gateway_queue_depth"),
+            "gateway active": over_time("gateway_active_requests"),
+        }
+        expected["kv-cache-series"] = {"KV cache": over_time("kv_cache_usage_perc", 100)}
     return expected
 
 
@@ -173,7 +209,10 @@ def test_the_page_loads_without_errors_or_requests(visit: Visit) -> None:
 def test_hovering_a_point_reads_it_and_a_click_widens_the_figure(visit: Visit) -> None:
     plotted = _plotted(visit, visit.hover["figure"])
     series = plotted["series"][visit.hover["point"]["s"]]
-    x, y, note = next(p for p in series["points"] if str(p[0]) == visit.hover["point"]["x"])
+    # Numbers, not their text: the page's JSON, read back through the browser, writes 576.0 as 576.
+    x, y, note = next(
+        p for p in series["points"] if float(p[0]) == float(visit.hover["point"]["x"])
+    )
     assert (
         visit.hover["tip"]
         == f"{series['name']} · {note}: {value_text(y)} ms at {value_text(x)} tok/s"
@@ -245,20 +284,42 @@ def test_the_drawn_points_carry_the_plotted_numbers(visit: Visit) -> None:
                 assert float(p["cy"]) == pytest.approx(y1 - height, abs=0.06), fig["id"]
 
 
-@pytest.mark.parametrize("which", ["live", "v1"])
+@pytest.mark.parametrize("which", ["live", "v1", "v2"])
 def test_bench_figures_plot_the_json_numbers(visit: Visit, live_runs: LiveRuns, which: str) -> None:
-    path = live_runs.bench if which == "live" else BENCH_V1
+    path, section_key = {
+        "live": (live_runs.bench, "bench"),
+        "v1": (BENCH_V1, "bench-v1"),
+        "v2": (BENCH_V2, "max2"),  # a labelled run's section is named by its label
+    }[which]
     raw = json.loads(path.read_text())
-    assert raw["schema_version"] == (BENCH_SCHEMA if which == "live" else 1)
-    section = visit.data[path.stem]
-    for key, series in _bench_expected(raw).items():
+    assert raw["schema_version"] == (1 if which == "v1" else BENCH_SCHEMA)
+    section = visit.data[section_key]
+    expected = _bench_expected(raw)
+    for key, series in expected.items():
         plotted = _series(section[key])
         for name, points in series.items():
             assert plotted[name] == points, f"{path.stem}/{key}/{name}"
+    # Schema 2 records the server side over time; schema 1 says it did not.
+    assert ("server-series" in expected) is (which != "v1")
+    if which == "v1":
+        assert section["server-series"]["note"].startswith("not recorded in this run")
+    else:  # every sample of every level (short levels: nothing thinned)
+        running = next(
+            s for s in section["server-series"]["series"] if s["name"] == "engine running"
+        )
+        for level in raw["levels"]:
+            drawn = [p for p in running["points"] if p[2] == _label(level)]
+            assert len(drawn) == level["server"]["samples"] >= 2
     # The live run queued (queue wait) and turned requests away (429s), so both figures have data.
     if which == "live":
         assert any(y > 0 for _, y in _series(section["queue-wait"])["p99"])
         assert _series(section["failures"])["http_429"]
+        # Over time, each level reaches the peak its file records (the queue filled up).
+        queue = next(s for s in section["server-series"]["series"] if s["name"] == "gateway queue")
+        for level in raw["levels"]:
+            peak = level["server"]["peak_gateway_queue_depth"]
+            assert max(y for _, y, note in queue["points"] if note == _label(level)) == peak
+        assert raw["levels"][-1]["server"]["peak_gateway_queue_depth"] > 0
 
 
 @pytest.mark.parametrize("which", ["live", "v1"])
@@ -275,7 +336,11 @@ def test_tune_figures_plot_the_json_numbers(visit: Visit, live_runs: LiveRuns, w
 
 
 def test_comparisons_overlay_every_run(visit: Visit, live_runs: LiveRuns) -> None:
-    benches = {p.stem: json.loads(p.read_text()) for p in (live_runs.bench, BENCH_V1)}
+    files = (live_runs.bench, BENCH_V1, BENCH_V2)
+    benches = {}
+    for path in files:
+        raw = json.loads(path.read_text())
+        benches[raw.get("label") or path.stem] = raw  # a run is named by its label
     compared = visit.data["compare-bench"]
     assert _series(compared["ttft"]) == {
         name: [(lv["output_throughput"], lv["p95_ttft_ms"]) for lv in raw["levels"]]

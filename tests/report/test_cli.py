@@ -12,7 +12,7 @@ import pytest
 from PIL import Image
 
 from llmctl.cli import main
-from tests.report.conftest import BENCH_V1, TUNE_V1
+from tests.report.conftest import BENCH_V1, BENCH_V2, TUNE_V1
 from tests.support import REPO
 
 
@@ -46,6 +46,19 @@ def test_a_page_and_svg_figures(tmp_path: Path, capsys: pytest.CaptureFixture[st
         root = ET.fromstring(path.read_text())
         assert root.tag == "{http://www.w3.org/2000/svg}svg"
         assert path.stat().st_size < 12_000
+
+
+def test_a_schema_2_run_has_its_series_over_time_as_figures(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, out, _ = _run(capsys, str(BENCH_V2), "-o", str(tmp_path / "r.html"), "--figures",
+                        str(tmp_path))  # fmt: skip
+    assert code == 0, out
+    for key in ("server-series", "kv-cache-series"):
+        root = ET.fromstring((tmp_path / f"bench-{key}.svg").read_text())
+        marks = root.findall(".//{http://www.w3.org/2000/svg}circle[@class='pt']")
+        assert len(marks) > 40  # every sample of every level
+    assert (tmp_path / "r.html").stat().st_size < 150_000
 
 
 def test_png_figures(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -90,6 +103,12 @@ def _nan_level() -> dict[str, Any]:
     return data
 
 
+def _bad_series(name: str, value: Any) -> dict[str, Any]:
+    data: dict[str, Any] = json.loads(BENCH_V2.read_text())
+    data["levels"][0]["server"]["series"][name] = value
+    return data
+
+
 def _tune_without_trials() -> dict[str, Any]:
     data: dict[str, Any] = json.loads(TUNE_V1.read_text())
     del data["trials"]
@@ -113,6 +132,18 @@ def _tune_without_trials() -> dict[str, Any]:
         ),
         ("[" * 100_000 + "]" * 100_000, "nested too deeply"),
         (json.dumps(_tune_without_trials()), "trials is missing"),
+        (
+            json.dumps(_bad_series("t_s", [0, "soon"])),
+            "levels[0].server.series.t_s[1] should be a number, not text",
+        ),
+        (
+            json.dumps(_bad_series("num_requests_running", [1.0, 2.0])),
+            "levels[0].server.series.num_requests_running has 2 values for 13 times",
+        ),
+        (
+            json.dumps(_bad_series("gateway_queue_depth", {"a": 1})),
+            "levels[0].server.series.gateway_queue_depth should be a list of numbers",
+        ),
     ],
 )
 def test_a_bad_file_is_one_clear_error(
@@ -134,7 +165,7 @@ def test_a_bad_file_is_one_clear_error(
     [
         (["missing.json"], "cannot read missing.json"),
         (["binary.json"], "cannot read binary.json"),
-        ([str(BENCH_V1), "--figure-format", "gif"], "--figure-format must be svg or png"),
+        ([str(BENCH_V1), "--figure-format", "gif"], "--figure-format: must be one of svg, png"),
         ([str(BENCH_V1), "-o", "no/such/folder/r.html"], "does not exist"),
     ],
 )
@@ -163,6 +194,6 @@ def test_the_docs_figures_are_what_this_command_draws(
     assert _run(capsys, *bench, "--figures", str(tmp_path))[0] == 0
     assert _run(capsys, str(runs / "tune.json"), "--figures", str(tmp_path))[0] == 0
     committed = sorted(docs.glob("*.svg"))
-    assert len(committed) == 4
+    assert len(committed) == 5
     for figure in committed:
         assert figure.read_text() == (tmp_path / figure.name).read_text(), figure.name

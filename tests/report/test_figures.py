@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from dataclasses import fields, replace
+from html import escape
 from pathlib import Path
 from typing import Any
 
@@ -14,13 +15,14 @@ import pytest
 from llmctl.bench import report as bench_report
 from llmctl.report.chart import nice_ticks, tick_text
 from llmctl.report.comparison import settings_that_differ
-from llmctl.report.figures import bench_figures, tune_figures
+from llmctl.report.figures import DRAWN_POINTS, bench_figures, thinned, tune_figures
+from llmctl.report.html import render_html
 from llmctl.report.load import load_runs
 from llmctl.report.model import BenchRun, RunInfo, TimeSeries, TuneRun
 from llmctl.report.sections import build_sections
 from llmctl.report.svg import render_svg
 from llmctl.tune import report as tune_report
-from tests.report.conftest import BENCH_V1, TUNE_V1
+from tests.report.conftest import BENCH_V1, BENCH_V2, TUNE_V1
 
 
 def _bench() -> BenchRun:
@@ -88,17 +90,170 @@ def test_what_schema_1_did_not_record_says_so() -> None:
     assert "no --slo" in goodput.note
 
 
-def test_server_series_over_time_are_drawn_when_a_run_has_them() -> None:
-    """What a later schema adds: the figure fills in without any other change."""
-    series = (
-        TimeSeries("engine running", "requests", ((0.0, 0.0), (1.0, 4.0), (2.0, 8.0))),
-        TimeSeries("gateway queue", "requests", ((0.0, 0.0), (1.0, 2.0), (2.0, 5.0))),
+def _v2() -> tuple[dict[str, Any], BenchRun]:
+    (run,) = load_runs([BENCH_V2])
+    assert isinstance(run, BenchRun)
+    return json.loads(BENCH_V2.read_text()), run
+
+
+def test_a_schema_2_bench_file_reads_its_label_metadata_limits_and_new_numbers() -> None:
+    raw, run = _v2()
+    info = run.info
+    assert info.name == info.label == raw["label"] == "max2"
+    assert info.metadata == raw["metadata"]
+    limits = raw["limits"]
+    assert info.settings["MAX_ACTIVE"] == str(limits["max_active"]) == "2"
+    assert info.settings["queue max"] == str(limits["queue_max"])
+    assert info.settings["queue timeout"] == f"{limits['queue_timeout_s']:g} s"
+    assert info.settings["queue mode"] == "not published"  # no gauge says it
+    assert info.unrecorded == ()  # limits recorded, and --metadata named the machine
+    level, raw_level = run.levels[1], raw["levels"][1]
+    assert level.ms("ttft", "std") == raw_level["std_ttft_ms"]
+    assert level.ms("admitted_ttft", "p95") == raw_level["p95_admitted_ttft_ms"]
+    assert level.ms("sched_lag", "p99") == raw_level["p99_sched_lag_ms"]
+    assert level.max_output_tokens_per_s == raw_level["max_output_tokens_per_s"]
+    assert level.max_concurrent_requests == raw_level["max_concurrent_requests"] == 4
+    assert level.total_output_tokens == raw_level["total_output_tokens"]
+    server = raw_level["server"]
+    assert level.server["running_mean"] == server["mean_num_requests_running"]
+    assert level.server["max_sample_gap"] == server["max_sample_gap_s"]
+    # The series on the run's clock: the level's start plus each point's time.
+    series = {s.key: s.points for s in level.series}
+    start, times = server["series"]["start_s"], server["series"]["t_s"]
+    assert series["gateway_queue"] == tuple(
+        (start + t, v) for t, v in zip(times, server["series"]["gateway_queue_depth"], strict=True)
     )
-    run = replace(_bench(), series=series)
-    fig = {f.key: f for f in bench_figures(run)}["server-series"]
-    assert not fig.empty
-    assert [[(p.x, p.y) for p in s.points] for s in fig.series] == [list(s.points) for s in series]
-    assert render_svg(fig).count('class="pt"') == 6
+    assert max(v for _, v in series["kv_cache"]) == server["peak_kv_cache_usage_perc"] * 100
+
+
+def test_the_header_shows_the_label_metadata_and_limits() -> None:
+    _, run = _v2()
+    page = render_html(build_sections([run]), title="t", generated="test")
+    header = page[page.index('<dl class="meta">') : page.index("</dl>")]
+    for key, value in (("label", "max2"), ("machine", "dev-vm (2 cores)"), ("MAX_ACTIVE", "2"),
+                       ("note", "for the report tests"), ("queue max", "2")):  # fmt: skip
+        assert f"<dt>{key}</dt><dd>{escape(value)}</dd>" in header, key
+    assert "not recorded" not in header
+
+
+def _copy(tmp_path: Path, name: str, **changes: Any) -> Path:
+    data = json.loads(BENCH_V2.read_text())
+    for key, value in changes.items():
+        if key == "max_active":
+            data["limits"]["max_active"] = value
+        else:
+            data[key] = value
+    path = tmp_path / f"{name}.json"
+    path.write_text(json.dumps(data))
+    return path
+
+
+def test_runs_compare_by_label_with_the_limits_and_metadata_that_differ(tmp_path: Path) -> None:
+    wider = _copy(tmp_path, "other", label="max4", max_active=4, metadata={"machine": "h200"})
+    runs = load_runs([BENCH_V2, wider, BENCH_V1])
+    assert [r.info.name for r in runs] == ["max2", "max4", "bench-v1"]
+    (section, *_) = build_sections(runs)
+    differences = next(t for t in section.tables if t.title == "Settings that differ")
+    assert differences.columns == ("setting", "max2", "max4", "bench-v1")
+    rows = {row[0]: row[1:] for row in differences.rows}
+    assert rows["MAX_ACTIVE"] == ("2", "4", "-")  # schema 1 did not record it
+    assert rows["metadata machine"] == ("dev-vm (2 cores)", "h200", "-")
+    assert "MAX_ACTIVE and queue settings" in differences.note
+    ttft = next(f for f in section.figures if f.key == "ttft")
+    assert [s.name for s in ttft.series] == ["max2", "max4", "bench-v1"]
+
+
+def test_runs_with_one_label_are_told_apart(tmp_path: Path) -> None:
+    runs = load_runs([BENCH_V2, _copy(tmp_path, "again")])
+    assert [r.info.name for r in runs] == ["max2", "max2 (2)"]
+    assert [s.key for s in build_sections(runs)] == ["compare-bench", "max2", "max2-2"]
+
+
+def test_a_target_that_published_no_limits_says_so(tmp_path: Path) -> None:
+    (run,) = load_runs([_copy(tmp_path, "engine", limits=None)])
+    assert run.info.settings["MAX_ACTIVE"] == "not published"
+    assert "the target's MAX_ACTIVE and queue settings" not in run.info.unrecorded
+
+
+def test_server_series_over_time_are_drawn_when_a_run_has_them() -> None:
+    raw, run = _v2()
+    figures = {f.key: f for f in bench_figures(run)}
+    requests, kv = figures["server-series"], figures["kv-cache-series"]
+    assert not requests.empty
+    assert not kv.empty
+    drawn = {s.name: [(p.x, p.y, p.note) for p in s.points] for s in requests.series}
+    expected = []
+    for level, raw_level in zip(run.levels, raw["levels"], strict=True):
+        series = raw_level["server"]["series"]
+        expected += [
+            (series["start_s"] + t, v, level.label)
+            for t, v in zip(series["t_s"], series["num_requests_running"], strict=True)
+        ]
+    assert drawn["engine running"] == expected
+    assert set(drawn) == {"engine running", "engine waiting", "gateway queue", "gateway active"}
+    assert render_svg(kv).count('class="pt"') == sum(len(lv["server"]["series"]["t_s"])
+                                                     for lv in raw["levels"])  # fmt: skip
+
+
+def test_a_long_run_draws_a_bounded_number_of_points_and_keeps_its_peaks() -> None:
+    """Two hour-long levels at 300 points each: the figure draws its share, the peaks stay."""
+    _, run = _v2()
+    points = tuple((float(i), 1.0 + (i % 7) + (50.0 if i == 123 else 0.0)) for i in range(300))
+    levels = tuple(replace(lv, series=(TimeSeries("running", points),)) for lv in run.levels[:2])
+    fig = {f.key: f for f in bench_figures(replace(run, levels=levels))}["server-series"]
+    (running,) = (s for s in fig.series if s.name == "engine running")
+    assert len(running.points) == 2 * (DRAWN_POINTS // 2)
+    assert max(p.y for p in running.points) == max(y for _, y in points) == 55.0
+    assert thinned(points, 500) == points  # a series that fits is drawn as it is
+
+
+def test_an_engine_without_a_gateway_still_has_its_series_and_gateway_ones_say_nothing() -> None:
+    _, run = _v2()
+    levels = tuple(
+        replace(lv, series=tuple(s for s in lv.series if not s.key.startswith("gateway")))
+        for lv in run.levels
+    )
+    figures = {f.key: f for f in bench_figures(replace(run, levels=levels))}
+    names = [s.name for s in figures["server-series"].series if s.points]
+    assert names == ["engine running", "engine waiting"]
+
+
+def test_a_file_whose_series_were_not_sampled_says_why(tmp_path: Path) -> None:
+    data = json.loads(BENCH_V2.read_text())
+    for level in data["levels"]:
+        level["server"]["series"] = None
+    path = tmp_path / "unsampled.json"
+    path.write_text(json.dumps(data))
+    (run,) = load_runs([path])
+    assert isinstance(run, BenchRun)
+    figures = {f.key: f for f in bench_figures(run)}
+    assert figures["server-series"].empty
+    assert (
+        figures["server-series"].note
+        == "not recorded in this run: no /metrics endpoint was sampled"
+    )
+    assert figures["kv-cache-series"].empty
+
+
+def test_the_tune_header_has_the_preemption_and_error_limits(tmp_path: Path) -> None:
+    v2 = tmp_path / "tune-v2.json"
+    upgraded = tune_report.upgrade(json.loads(TUNE_V1.read_text()))
+    upgraded["settings"]["max_preemptions_per_s"] = 0.5
+    upgraded["settings"]["max_error_rate"] = 0.02
+    v2.write_text(json.dumps(upgraded))
+    old, new = load_runs([TUNE_V1, v2])
+    assert (old.info.settings["max_preemptions_per_s"], old.info.settings["max_error_rate"]) == (
+        "0",
+        "0.01",
+    )
+    assert (new.info.settings["max_preemptions_per_s"], new.info.settings["max_error_rate"]) == (
+        "0.5",
+        "0.02",
+    )
+    assert settings_that_differ([old.info, new.info]) == [
+        ("max_preemptions_per_s", ["0", "0.5"]),
+        ("max_error_rate", ["0.01", "0.02"]),
+    ]
 
 
 def test_tune_figures_cross_out_failures_and_ring_the_recommendation() -> None:

@@ -154,3 +154,17 @@ def test_completions_default_to_16_tokens_like_vllm(client: openai.OpenAI) -> No
     assert resp.usage is not None
     assert resp.usage.completion_tokens == 16
     assert resp.choices[0].finish_reason == "length"
+
+
+NON_STANDARD = [b"NaN", b"Infinity", b"-Infinity", b"1e999", b"-1e999"]
+
+
+@pytest.mark.parametrize("number", NON_STANDARD)
+def test_non_standard_json_numbers_are_a_400(sim: Sim, number: bytes) -> None:
+    body = b'{"model": "llmctl-sim", "prompt": "hi", "max_tokens": 2, "temperature": ' + number
+    resp = httpx.post(f"{sim.url}/v1/completions", content=body + b"}")
+    assert resp.status_code == 400, resp.text
+    error = resp.json()["error"]
+    assert error["type"] == "invalid_request_error"
+    assert "temperature" in error["message"]
+    assert number.lstrip(b"-").decode() in error["message"]

@@ -1,6 +1,9 @@
-"""The vLLM-v1-shaped scheduler: FCFS, batch bound, chunked prefill, preemption, abort."""
+"""The vLLM-v1-shaped scheduler: FCFS, batch bound, chunked prefill, preemption, abort, and the
+work of each step that the time model charges (tokens, prefill attention pairs, decode context)."""
 
 from __future__ import annotations
+
+import random
 
 from llmctl.sim.scheduler import FINISHED, RUNNING, WAITING, Scheduler, SimRequest
 
@@ -79,3 +82,59 @@ def test_abort_frees_blocks_wherever_the_request_is() -> None:
     assert s.free_blocks == 10
     assert running.finished_reason == "abort"
     assert not s.has_work()
+
+
+def test_each_plan_carries_the_work_the_time_model_charges() -> None:
+    # A 40-token prompt in chunks of at most 32 tokens next to a request that decodes.
+    s = Scheduler(max_num_seqs=4, num_blocks=100, block_size=16, max_num_batched_tokens=32)
+    decoder, prompt = make(10, 50), make(40, 5)
+    s.add(decoder)
+    run_step(s)  # decoder's prefill: 10 tokens
+    run_step(s)  # its first decode (10 cached tokens)
+    s.add(prompt)
+    plans = []
+    for _ in range(3):
+        plan = s.schedule(0.0)
+        plans.append((plan.tokens, plan.prefill_tokens, plan.prefill_pairs, plan.decode_context))
+        s.complete(plan, 0.0)
+    assert plans == [
+        # decoder (11 cached) + a 31-token chunk at position 0: 31 x 32 / 2 pairs
+        (32, 31, 496, 11),
+        # decoder (12 cached) + the last 9 tokens at positions 31..39: 9 x 31 + 9 x 10 / 2
+        (10, 9, 324, 12),
+        # both decode: 13 + 40 cached tokens
+        (2, 0, 0, 53),
+    ]
+
+
+def _brute_context(s: Scheduler) -> int:
+    return sum(r.num_computed for r in s.running)
+
+
+def test_the_incremental_context_sum_matches_a_full_recount() -> None:
+    """Random arrivals, chunked prefills, preemptions (a small KV cache) and aborts: the running
+    total and each plan's decode context agree with summing over the requests."""
+    rng = random.Random(7)
+    s = Scheduler(max_num_seqs=6, num_blocks=40, block_size=8, max_num_batched_tokens=48)
+    live: list[SimRequest] = []
+    preemptions = 0
+    for _ in range(600):
+        if rng.random() < 0.3:
+            req = make(rng.randint(1, 90), rng.randint(1, 40))
+            s.add(req)
+            live.append(req)
+        if live and rng.random() < 0.05:
+            s.abort(live.pop(rng.randrange(len(live))))
+        plan = s.schedule(0.0)
+        preemptions += plan.preempted
+        decoding = [
+            r
+            for r, n in plan.scheduled
+            if n == 1 and r.num_output and r.num_computed == r.num_tokens - 1
+        ]
+        assert plan.decode_context == sum(r.num_computed for r in decoding)
+        assert plan.tokens == sum(n for _, n in plan.scheduled)
+        s.complete(plan, 0.0)
+        assert s.context_tokens == _brute_context(s)
+        live = [r for r in live if r.status != FINISHED]
+    assert preemptions > 0

@@ -91,6 +91,28 @@ def test_chat_without_a_running_stack_says_so(tmp_path: Path) -> None:
     assert "llmctl up" in done.stderr
 
 
+def test_init_force_writes_through_a_symlink_keeps_the_mode_and_refuses_read_only(
+    tmp_path: Path,
+) -> None:
+    real = tmp_path / "configs" / "stack.toml"
+    real.parent.mkdir()
+    real.write_text("# mine\n")
+    real.chmod(0o600)
+    (tmp_path / "llmctl.toml").symlink_to(real)
+    assert llmctl(tmp_path, "init").returncode == 1  # a symlink counts as existing
+    done = llmctl(tmp_path, "init", "--force", "--preset", "smollm2-cpu")
+    assert done.returncode == 0, done.stderr
+    assert (tmp_path / "llmctl.toml").is_symlink()
+    assert "smollm2" in real.read_text()
+    assert stat.S_IMODE(real.stat().st_mode) == 0o600
+    real.chmod(0o400)
+    refused = llmctl(tmp_path, "init", "--force")
+    assert refused.returncode == 1
+    assert "read-only" in refused.stderr
+    assert "Traceback" not in refused.stderr
+    assert "smollm2" in real.read_text()
+
+
 def test_init_into_a_missing_folder_is_a_clear_error(tmp_path: Path) -> None:
     done = llmctl(tmp_path, "init", "--path", "nodir/x.toml")
     assert done.returncode == 1
@@ -187,5 +209,6 @@ def test_config_render_and_up_declare_the_same_overrides() -> None:
         name: {opt for param in group.commands[name].params for opt in param.opts}
         for name in ("config", "render", "up")
     }
-    assert options["config"] == options["render"] == options["up"] - {"--timeout"}
+    own = {"up": {"--timeout"}, "render": {"--target"}, "config": set()}
+    assert len({frozenset(opts - own[name]) for name, opts in options.items()}) == 1
     assert {"--set", "--runtime", "--max-active", "--bind", "--scrape-interval"} < options["up"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -75,6 +76,9 @@ def test_up_chat_query_status_down(stack_dir: Path) -> None:
     up = llmctl(stack_dir, "up", *ports)
     assert up.returncode == 0, up.stdout + up.stderr
     assert f"http://127.0.0.1:{gw}" in up.stdout
+    # Piped, `up` says how each service came up, a line per change (a CI log shows progress).
+    for service in ("engine", "gateway", "prometheus"):
+        assert re.search(rf"^\[[\d.]+s\] {service}: running, healthy", up.stdout, re.M), up.stdout
     records = _records(stack_dir)
     assert len(records) == 3
     assert all(processes.is_alive(r) for r in records)
@@ -113,7 +117,8 @@ def test_up_chat_query_status_down(stack_dir: Path) -> None:
 
     chat = llmctl(stack_dir, "chat", "Hello")
     assert chat.returncode == 0
-    assert "llmctl-sim" in chat.stdout
+    assert chat.stdout.strip()
+    assert "llmctl-sim" in chat.stderr
 
     # A crashed gateway leaves a stale pid file: status says so, and `up` restarts only it.
     gateway = processes.read_pidfile(stack_dir / RUN / "gateway.pid")
@@ -213,6 +218,72 @@ def test_up_on_ipv6_loopback(stack_dir: Path) -> None:
     assert status.returncode == 0, status.stdout + status.stderr
     chat = llmctl(stack_dir, "chat", "Hello")
     assert chat.returncode == 0, chat.stdout + chat.stderr
-    assert f"[::1]:{gw}" in chat.stdout
+    assert f"[::1]:{gw}" in chat.stderr  # "MODEL via GATEWAY", beside the answer
     down = llmctl(stack_dir, "down")
     assert down.returncode == 0, down.stdout + down.stderr
+
+
+def _environ(pid: int) -> dict[str, str]:
+    raw = Path(f"/proc/{pid}/environ").read_bytes()
+    pairs = (item.partition(b"=") for item in raw.split(b"\0") if item)
+    return {k.decode(): v.decode(errors="replace") for k, _, v in pairs}
+
+
+@pytest.mark.slow
+def test_each_service_gets_only_its_environment_and_stale_pid_files_are_not_adopted(
+    stack_dir: Path,
+) -> None:
+    (stack_dir / "llmctl.toml").write_text(
+        'name = "local-sim"\n[gateway]\napi_keys_env = "TEAM_KEYS"\n'
+        '[engine.env]\nENGINE_SETTING = "on"\n[observability]\nprometheus = false\n'
+    )
+    gw, engine = free_port(), free_port()
+    run = stack_dir / RUN
+    run.mkdir(parents=True)
+    innocent = subprocess.Popen(["sleep", "60"])
+    try:
+        for name in ("engine", "gateway"):  # no start time: not verifiable, so not ours
+            (run / f"{name}.pid").write_text(f"{innocent.pid}\n")
+        secrets = {
+            "TEAM_KEYS": "sk-team-key-1",
+            "HF_TOKEN": "hf_not_for_the_sim",
+            "UNRELATED_SECRET": "s3cr3t",
+        }
+        up = subprocess.run(
+            [sys.executable, "-m", "llmctl", "up", "--gateway-port", str(gw),
+             "--engine-port", str(engine)],
+            cwd=stack_dir, env={**_env(), **secrets}, capture_output=True, text=True,
+            timeout=120, check=False,
+        )  # fmt: skip
+        assert up.returncode == 0, up.stdout + up.stderr
+        assert "already running" not in up.stdout
+        records = {r.pid: r for r in _records(stack_dir)}
+        assert innocent.pid not in records
+        engine_env = _environ(processes.read_pidfile(run / "engine.pid").pid)  # type: ignore[union-attr]
+        gateway_env = _environ(processes.read_pidfile(run / "gateway.pid").pid)  # type: ignore[union-attr]
+        everywhere = "\n".join(f"{k}={v}" for k, v in engine_env.items())
+        for value in secrets.values():
+            assert value not in everywhere
+        assert engine_env["ENGINE_SETTING"] == "on"
+        assert "PATH" in engine_env
+        assert gateway_env["LLMCTL_API_KEYS"] == "sk-team-key-1"
+        assert "LLMCTL_ADMIN_KEY" in gateway_env  # generated into .env, given to the gateway only
+        assert "LLMCTL_ADMIN_KEY" not in engine_env
+        for name in ("TEAM_KEYS", "HF_TOKEN", "UNRELATED_SECRET"):
+            assert name not in gateway_env
+        resp = httpx.post(
+            f"http://127.0.0.1:{gw}/v1/completions",
+            json={"prompt": "hi", "max_tokens": 2},
+            headers={"Authorization": "Bearer sk-team-key-1"},
+            timeout=10,
+        )
+        assert resp.status_code == 200, resp.text
+        logs = llmctl(stack_dir, "logs", "gateway")
+        assert logs.returncode == 0
+        assert "gateway listening" in logs.stdout
+        down = llmctl(stack_dir, "down")
+        assert down.returncode == 0, down.stdout + down.stderr
+        assert innocent.poll() is None
+    finally:
+        innocent.kill()
+        innocent.wait()

@@ -17,7 +17,7 @@ from llmctl.core import metrics
 from llmctl.core.errors import ConfigError
 from llmctl.stack.credentials import read_env_file
 from llmctl.stack.render import environment, render, render_stack, write
-from llmctl.stack.settings import list_presets, load_stack, parse_set
+from llmctl.stack.settings import Override, list_presets, load_stack, parse_set
 from llmctl.stack.spec import StackSpec
 
 PRESETS = list_presets()
@@ -48,7 +48,8 @@ def _rendered(tmp_path: Path, preset: str, *sets: str) -> Path:
     return out
 
 
-def _compose_config(out: Path, *profiles: str) -> dict[str, Any]:
+def _compose_config(out: Path, *profiles: str, env: dict[str, str] | None = None) -> dict[str, Any]:
+    """What `docker compose config` reads from the rendered files (in `env`, when given)."""
     assert COMPOSE is not None
     args = [a for p in profiles for a in ("--profile", p)]
     done = subprocess.run(
@@ -57,6 +58,7 @@ def _compose_config(out: Path, *profiles: str) -> dict[str, Any]:
         text=True,
         check=False,
         cwd=out,
+        env=env,
     )
     assert done.returncode == 0, done.stderr
     config: dict[str, Any] = json.loads(done.stdout)
@@ -284,3 +286,69 @@ def test_unwritable_stack_folder_is_a_config_error(tmp_path: Path) -> None:
     blocker.write_text("")
     with pytest.raises(ConfigError, match="cannot write"):
         render_stack(_spec("local-sim"), blocker / "stack", environ={})
+
+
+def test_the_docker_gateway_reads_the_engines_model_files(tmp_path: Path) -> None:
+    """With a vLLM engine the gateway counts prompt tokens with the model's tokenizer, read from
+    the HF cache the engine fills (mounted read-only)."""
+    out = _rendered(tmp_path, "qwen2.5-14b-awq-3090")
+    compose = yaml.safe_load((out / "compose.yaml").read_text())
+    gateway = compose["services"]["gateway"]
+    command = gateway["command"]
+    assert command[command.index("--tokenizer") + 1] == "Qwen/Qwen2.5-14B-Instruct-AWQ"
+    assert gateway["environment"]["HF_HOME"] == "/hf-cache"
+    [volume] = gateway["volumes"]
+    assert volume["source"] == "${HF_CACHE_DIR:?run llmctl render}"
+    assert (volume["target"], volume["read_only"]) == ("/hf-cache", True)
+    sim = yaml.safe_load((_rendered(tmp_path / "sim", "local-sim") / "compose.yaml").read_text())
+    assert "--tokenizer" not in sim["services"]["gateway"]["command"]
+
+
+@pytest.mark.parametrize(
+    ("sets", "key"),
+    [
+        # The reported injections: each is refused, naming the key and what is allowed.
+        (['engine.env={"X: y\\n    privileged: true\\n    Z" = "v"}'], "engine.env"),
+        (["engine.hf_cache_dir='/cache\\nCOMPOSE_PROFILES=dcgm'"], "engine.hf_cache_dir"),
+        (["engine.image='vllm/vllm-openai:v1\\n    privileged: true'"], "engine.image"),
+        (["engine.image='Vllm/VLLM:1'"], "engine.image"),
+        (["gateway.api_keys_env='KEYS}:-x}\\nX'"], "gateway.api_keys_env"),
+        (["engine.model='--trust-remote-code'"], "engine.model"),
+        (["ports.bind_address='fe80::1%eth0\\n'"], "ports.bind_address"),
+        (["observability.scrape_interval='\u0663s'"], "observability.scrape_interval"),
+        (["alerts.slo_p95_ttft_s=inf"], "alerts.slo_p95_ttft_s"),
+    ],
+)
+def test_values_that_would_break_out_are_refused_naming_the_key(sets: list[str], key: str) -> None:
+    with pytest.raises(ConfigError) as refused:
+        _spec("local-sim", "runtime='docker'", "engine.kind='vllm'", *sets)
+    assert key in str(refused.value)
+
+
+def test_hf_home_from_the_environment_is_checked_before_it_reaches_env(tmp_path: Path) -> None:
+    spec = _spec("qwen2.5-14b-awq-3090")
+    with pytest.raises(ConfigError, match=r"\$HF_HOME"):
+        render(spec, environ={"HF_HOME": "/cache\nCOMPOSE_PROFILES=dcgm,webui"})
+    with pytest.raises(ConfigError, match=r"\$HF_HOME"):
+        render(spec, environ={"HF_HOME": "/it's/here"})
+
+
+@needs_compose
+def test_odd_but_valid_values_come_out_exactly(tmp_path: Path) -> None:
+    odd = 'a "quoted" $HOME ${X:?boom} #not-a-comment \U0001f600 \u2028 é: - [x]'
+    odd_values = {"engine.model": odd, "engine.env": {"ODD": odd}, "engine.extra_args": [odd]}
+    flags = [Override(key, value, "test") for key, value in odd_values.items()]
+    spec = load_stack(preset="qwen2.5-14b-awq-3090", environ={}, flags=flags).spec
+    out = tmp_path / "out"
+    render_stack(spec, out, environ={"HF_HOME": str(tmp_path / "a dir: with $ and #")})
+    engine = _compose_config(out)["services"]["engine"]
+    # `docker compose config` writes a literal $ as $$ again.
+    assert engine["environment"]["ODD"].replace("$$", "$") == odd
+    command = [arg.replace("$$", "$") for arg in engine["command"]]
+    assert command[command.index("--model") + 1] == odd
+    assert command[-1] == odd
+    assert engine["volumes"][0]["source"].replace("$$", "$") == str(
+        tmp_path / "a dir: with $ and #"
+    )
+    assert set(engine) >= {"image", "command", "environment"}
+    assert "privileged" not in engine

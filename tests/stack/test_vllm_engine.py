@@ -11,8 +11,9 @@ import pytest
 
 from llmctl.core.errors import ConfigError
 from llmctl.stack.commands import VLLM_MODULE, local_vllm_command
+from llmctl.stack.local import LocalRuntime
 from llmctl.stack.models import model_dir, prepare_model, resolve_model
-from llmctl.stack.spec import EngineSpec
+from llmctl.stack.spec import EngineSpec, StackSpec
 from llmctl.stack.vllm import find_vllm_python, vllm_env
 
 
@@ -116,7 +117,7 @@ def _llmctl(*args: str) -> subprocess.CompletedProcess[str]:
 def test_models_cli_errors_are_red_messages(cache: Path) -> None:
     bad = _llmctl("models", "prepare", "gpt-5")
     assert bad.returncode == 2
-    assert "unknown recipe 'gpt-5'" in bad.stderr
+    assert "RECIPE: must be one of tiny, smollm2 (got 'gpt-5')" in bad.stderr
     missing = _llmctl("models", "prepare", "tiny")
     assert missing.returncode == 1
     assert "vllm-setup" in missing.stderr
@@ -124,3 +125,23 @@ def test_models_cli_errors_are_red_messages(cache: Path) -> None:
     assert listing.returncode == 0
     assert "tiny" in listing.stdout
     assert "not built" in listing.stdout
+
+
+def test_the_local_gateway_gets_the_model_folder_as_its_tokenizer(
+    cache: Path, tmp_path: Path
+) -> None:
+    _python(cache / "vllm-venv")
+    model = tmp_path / "model"
+    model.mkdir()
+
+    def gateway_argv() -> list[str]:
+        spec = StackSpec(engine=EngineSpec(kind="vllm", model=str(model), served_name="m"))
+        services = LocalRuntime(spec, tmp_path / "stack", dict(os.environ)).services()
+        argv = next(s.argv for s in services if s.name == "gateway")
+        assert argv is not None
+        return argv
+
+    assert "--tokenizer" not in gateway_argv()  # no tokenizer.json: the gateway estimates
+    (model / "tokenizer.json").write_text("{}")
+    argv = gateway_argv()
+    assert argv[argv.index("--tokenizer") + 1] == str(model)

@@ -88,3 +88,15 @@ def test_an_unwritable_json_output_is_refused_before_tuning(
     assert code == 2
     assert "does not exist" in out
     assert "Traceback" not in out
+
+
+def test_apply_to_a_read_only_stack_file_is_refused_before_tuning(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    stack_file = tmp_path / "llmctl.toml"
+    stack_file.write_text('name = "s"\n')
+    stack_file.chmod(0o444)
+    code, out = run_cli(capsys, "--admin-key-env", "TUNE_KEY", "--apply")
+    assert code == 2
+    assert "read-only" in out
+    assert "Traceback" not in out

@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -205,17 +206,17 @@ def test_interrupted_or_failed_run_restores_the_original_limits(
     assert stack.limits() == ORIGINAL
 
 
-def test_sigint_to_the_cli_restores_the_original_limits(fresh_stack: Stack, tmp_path: Path) -> None:
-    stack = fresh_stack
+def _cli_during_first_trial(
+    stack: Stack, tmp_path: Path, args: list[str], act: Callable[[subprocess.Popen[bytes]], None]
+) -> tuple[int, str, AdmissionLimits]:
+    """Run `llmctl tune max-active ARGS` in a child; once its first trial has changed the limits,
+    `act` on it; then its exit code, its output and the limits it left."""
     env = {**os.environ, "TUNE_TEST_ADMIN": ADMIN_KEY}
-    args = [
-        sys.executable, "-m", "llmctl", "tune", "max-active", "--gateway", stack.gateway,
-        "--admin-key-env", "TUNE_TEST_ADMIN", "--engine-metrics", f"{stack.engine}/metrics",
-        "--slo", "e2e=2s", "--trial-duration", "30", "--warmup", "0.2",
-        "--input-len", str(INPUT_LEN), "--output-len", str(OUTPUT_LEN),
-    ]  # fmt: skip
+    common = ["--admin-key-env", "TUNE_TEST_ADMIN", "--engine-metrics", f"{stack.engine}/metrics"]
+    common += ["--slo", "e2e=2s", "--input-len", str(INPUT_LEN), "--output-len", str(OUTPUT_LEN)]
+    argv = [sys.executable, "-m", "llmctl", "tune", "max-active", *common, *args]
     log = (tmp_path / "tune.log").open("wb")
-    proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=tmp_path)
+    proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=tmp_path)
     try:
 
         def trial_load_running() -> bool:
@@ -225,17 +226,28 @@ def test_sigint_to_the_cli_restores_the_original_limits(fresh_stack: Stack, tmp_
             return stack.limits() != ORIGINAL and _gateway_busy(stack.gateway) > 0
 
         eventually(trial_load_running, timeout=20, interval=0.05)
-        proc.send_signal(signal.SIGINT)
-        code = proc.wait(15)
+        act(proc)
+        code = proc.wait(60)
+        limits = stack.limits()
     finally:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
         log.close()
-    output = (tmp_path / "tune.log").read_text()
+        stack.admin.restore(ORIGINAL)  # for the next test, whatever happened
+    return code, (tmp_path / "tune.log").read_text(), limits
+
+
+def test_sigint_to_the_cli_restores_the_original_limits(fresh_stack: Stack, tmp_path: Path) -> None:
+    def interrupt(proc: subprocess.Popen[bytes]) -> None:
+        time.sleep(0.5)  # well inside the first trial's load
+        proc.send_signal(signal.SIGINT)
+
+    args = ["--gateway", fresh_stack.gateway, "--trial-duration", "30", "--warmup", "0.2"]
+    code, output, limits = _cli_during_first_trial(fresh_stack, tmp_path, args, interrupt)
     assert code == 130, output
     assert "restored" in output
-    assert stack.limits() == ORIGINAL
+    assert limits == ORIGINAL
 
 
 def test_apply_keeps_the_recommendation_live_and_writes_the_stack_file(
@@ -269,6 +281,34 @@ def test_apply_keeps_the_recommendation_live_and_writes_the_stack_file(
         assert "# tuned by llmctl tune" in config.read_text()
     finally:
         stack.admin.restore(ORIGINAL)
+
+
+def test_a_failed_apply_keeps_the_report_and_restores_the_limits(
+    fresh_stack: Stack, tmp_path: Path
+) -> None:
+    """The stack file turns read-only while the trials run: the write at the end fails, the
+    --json report is still written (saying why), the original limits are live, exit code 1."""
+    stack = fresh_stack
+    config = tmp_path / "llmctl.toml"
+    port = stack.gateway.rsplit(":", 1)[1]
+    original_text = f'name = "t"\n\n[ports]\ngateway = {port}\n\n[gateway]\nmax_active = 3\n'
+    config.write_text(original_text)
+    out_json = tmp_path / "tune.json"
+    args = ["--apply", "--json", str(out_json), "--grid", "--min", "2", "--max", "3"]
+    args += ["--trial-duration", "1", "--warmup", "0.2"]
+    code, output, limits_after = _cli_during_first_trial(
+        stack, tmp_path, args, lambda _: config.chmod(0o444)
+    )
+    assert code == 1, output
+    assert "read-only" in output
+    assert "Traceback" not in output
+    report = TuneReport.from_json(out_json.read_text())
+    assert [t.max_active for t in report.trials] == [2, 3]
+    assert not report.applied
+    assert report.apply_error is not None
+    assert "read-only" in report.apply_error
+    assert limits_after == ORIGINAL
+    assert config.read_text() == original_text
 
 
 def test_cli_prints_trials_chart_and_recommendation_and_writes_json(

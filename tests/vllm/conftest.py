@@ -119,6 +119,7 @@ def vllm_stack(tiny_model: Path, tmp_path_factory: pytest.TempPathFactory) -> It
         "gateway", "serve", "--upstream", engine_url, "--model", MODEL,
         "--port", str(gateway_port), "--max-active", str(MAX_ACTIVE),
         "--queue-max", "64", "--request-timeout", "120", "--health-interval", "0.5",
+        "--tokenizer", str(tiny_model),
     ]  # fmt: skip
     try:
         with llmctl_server(
