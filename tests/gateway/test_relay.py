@@ -316,3 +316,52 @@ def test_an_empty_event_stream_is_a_stream_that_ended_at_once(
     assert json.loads(ans.events[0][6:])["error"]["code"] == "upstream_error"
     assert ans.events[-1] == b"data: [DONE]"
     assert gw.metric("llmctl_gateway_requests_total", reason="upstream_error") == 1
+
+
+def test_every_engine_of_the_router_is_relayed_and_counted_on_its_own(
+    make_gateway: MakeGateway, scripted: MakeScripted
+) -> None:
+    def pieces(request: dict[str, Any], usage: bool) -> list[Piece]:
+        out: list[Piece] = [SSE_HEAD]
+        for t in "abcde":  # one read per token: the relay's fast path once the first text is out
+            out += [chunk(text_event(t)), 0.005]
+        tail = _usage_tail(request, 5) if usage else b""
+        return [*out, tail + chunk(DONE), LAST]
+
+    counts = scripted(lambda r: pieces(r, usage=True))
+    ignores = scripted(lambda r: pieces(r, usage=False))  # an engine that ignores stream_options
+    gw = make_gateway(upstreams=[counts.url, ignores.url], routing="round_robin")
+    names = [e.url.removeprefix("http://") for e in (counts, ignores)]
+    eventually(lambda: all(gw.metric("llmctl_gateway_engine_up", engine=n) == 1 for n in names))
+    for _ in range(6):
+        ans = run_post(gw.url, _body(), COMPLETIONS)
+        assert ans.status == 200, ans.body
+        assert _texts(ans.events) == list("abcde")
+        assert ans.events[-1] == b"data: [DONE]"
+        assert b'"usage"' not in ans.body
+    by_url = {e.url: e for e in gw.gateway.pool.engines}
+    assert by_url[counts.url].sends_usage
+    assert not by_url[ignores.url].sends_usage
+    assert len(counts.bodies) == len(ignores.bodies) == 3
+    assert gw.metric("llmctl_gateway_completion_tokens_total") == 30
+    assert gw.metric("llmctl_gateway_time_per_output_token_seconds_count") == 6
+
+
+def test_a_stream_that_ends_before_its_first_chunk_is_retried_on_another_engine(
+    make_gateway: MakeGateway, scripted: MakeScripted
+) -> None:
+    empty = scripted(lambda r: [SSE_HEAD, LAST])
+    good = scripted(
+        lambda r: [SSE_HEAD, chunk(text_event("x")), _usage_tail(r, 1), chunk(DONE), LAST]
+    )
+    gw = make_gateway(upstreams=[empty.url, good.url], routing="round_robin")
+    names = [e.url.removeprefix("http://") for e in (empty, good)]
+    eventually(lambda: all(gw.metric("llmctl_gateway_engine_up", engine=n) == 1 for n in names))
+    for _ in range(4):
+        ans = run_post(gw.url, _body(), COMPLETIONS)
+        assert ans.status == 200, ans.body
+        assert _texts(ans.events) == ["x"]
+    assert len(empty.bodies) >= 1
+    assert len(good.bodies) == 4
+    assert gw.metric("llmctl_gateway_retries_total", kind="stream") == len(empty.bodies)
+    assert gw.metric("llmctl_gateway_requests_total", reason="ok") == 4
