@@ -49,6 +49,13 @@ def make_session(connect_timeout_s: float = 5.0) -> aiohttp.ClientSession:
     )
 
 
+class _EventStream(web.StreamResponse):
+    """A streamed response whose headers wait for its first bytes (aiohttp >= 3.12 buffers them;
+    older versions send them at `prepare`), so the first event costs one write, not two."""
+
+    _send_headers_immediately = False
+
+
 class EngineFailedError(Exception):
     """The engine failed before the client got a byte: the request may go to another engine.
 
@@ -186,12 +193,17 @@ class Proxy:
                 if not await relay.ready() and can_retry:
                     metrics.upstream_errors.labels("stream").inc()
                     raise EngineFailedError("stream", "the engine ended the stream at once")
-                out = web.StreamResponse(status=head.status, headers={**headers, **SSE_HEADERS})
+                out = _EventStream(status=head.status, headers={**headers, **SSE_HEADERS})
                 writer = await out.prepare(request)
                 stage = "streaming"
                 client = request.transport
                 if client is None or writer is None:
                     raise ConnectionResetError("the client is gone")
+                first = relay.take_held()
+                if first:
+                    # The headers and the first events in one write. With none held the stream
+                    # has ended already, and the headers go out with its end.
+                    await out.write(first)
                 relay.start(client, chunked=request.version >= HttpVersion11)
                 while (state := await relay.wait()) == CONGESTED:
                     await writer.drain()

@@ -100,6 +100,12 @@ class StreamRelay(asyncio.Protocol):
             await self._wait()
         return bool(self._held or self.tail or self.state == DONE)
 
+    def take_held(self) -> bytes:
+        """The payloads read before the client's headers went out, joined (the caller sends them
+        with the headers, in one write); the relay forgets them."""
+        held, self._held = self._held, []
+        return b"".join(held)
+
     def start(self, client: asyncio.Transport, chunked: bool) -> None:
         """The client's headers are out: forward what was read, and from now on every read."""
         self.client = client
