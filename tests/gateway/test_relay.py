@@ -64,6 +64,15 @@ def _gateway(make_gateway: MakeGateway, engine: ScriptedEngine, **kw: Any) -> Ga
     return make_gateway(upstream_url=engine.url, **kw)
 
 
+def _two_engines(
+    make_gateway: MakeGateway, first: ScriptedEngine, second: ScriptedEngine
+) -> GatewayHandle:
+    gw = make_gateway(upstreams=[first.url, second.url], routing="round_robin")
+    names = [e.url.removeprefix("http://") for e in (first, second)]
+    eventually(lambda: all(gw.metric("llmctl_gateway_engine_up", engine=n) == 1 for n in names))
+    return gw
+
+
 def _usage_tail(request: dict[str, Any], tokens: int) -> bytes:
     asked = (request.get("stream_options") or {}).get("include_usage")
     return chunk(usage_event(5, tokens)) if asked else b""
@@ -330,9 +339,7 @@ def test_every_engine_of_the_router_is_relayed_and_counted_on_its_own(
 
     counts = scripted(lambda r: pieces(r, usage=True))
     ignores = scripted(lambda r: pieces(r, usage=False))  # an engine that ignores stream_options
-    gw = make_gateway(upstreams=[counts.url, ignores.url], routing="round_robin")
-    names = [e.url.removeprefix("http://") for e in (counts, ignores)]
-    eventually(lambda: all(gw.metric("llmctl_gateway_engine_up", engine=n) == 1 for n in names))
+    gw = _two_engines(make_gateway, counts, ignores)
     for _ in range(6):
         ans = run_post(gw.url, _body(), COMPLETIONS)
         assert ans.status == 200, ans.body
@@ -354,9 +361,7 @@ def test_a_stream_that_ends_before_its_first_chunk_is_retried_on_another_engine(
     good = scripted(
         lambda r: [SSE_HEAD, chunk(text_event("x")), _usage_tail(r, 1), chunk(DONE), LAST]
     )
-    gw = make_gateway(upstreams=[empty.url, good.url], routing="round_robin")
-    names = [e.url.removeprefix("http://") for e in (empty, good)]
-    eventually(lambda: all(gw.metric("llmctl_gateway_engine_up", engine=n) == 1 for n in names))
+    gw = _two_engines(make_gateway, empty, good)
     for _ in range(4):
         ans = run_post(gw.url, _body(), COMPLETIONS)
         assert ans.status == 200, ans.body
