@@ -2,13 +2,17 @@
 gateway minus direct, against an instant in-process engine.
 
     python benchmarks/gateway_request_cost.py [--requests 3000] [--repeat 3] [--with-tenants]
+        [--log FILE] [--no-access-log]
 
 One process, one event loop: a bare aiohttp engine that answers each chat completion with one
 text frame and `[DONE]` at once, and `llmctl gateway serve`'s server (`start_gateway`) in front of
 it. Requests go one at a time over one keep-alive connection, alternating direct and via, so the
 difference of the two medians is the gateway's own per-request work (parsing, admission, the
-upstream hop, metrics, the connection guard) with no engine time in it. Compare two checkouts by
-running it with each on PYTHONPATH, alternately; a change of 10 us shows over a few repeats.
+upstream hop, metrics, the connection guard) with no engine time in it; the same for the whole
+request (to its last byte), which also holds what the gateway does after the answer (counting it,
+its access-log line). The gateway logs as `llmctl gateway serve` does, INFO and up, into `--log`
+(default: the null device; stderr is sent there too). Compare two checkouts by running it with
+each on PYTHONPATH, alternately; a change of 10 us shows over a few repeats.
 
 `--with-tenants` adds a second gateway with a tenants file (two classes, a tenant with every limit
 set and none binding) to the rotation; its requests carry the tenant's key and a class header.
@@ -18,7 +22,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
+import os
 import statistics
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -58,10 +65,17 @@ async def _engine() -> tuple[web.AppRunner, int]:
     return runner, int(runner.addresses[0][1])
 
 
-async def _measure(requests: int, tenants: Path | None) -> dict[str, float]:
-    """The median time to the first chunk of each target, in seconds."""
+async def _measure(
+    requests: int, tenants: Path | None, extra: dict[str, object]
+) -> tuple[dict[str, float], dict[str, float]]:
+    """The median time to the first chunk and to the last byte of each target, in seconds."""
     engine, engine_port = await _engine()
-    settings = {"upstream_url": f"http://127.0.0.1:{engine_port}", "model_name": "m", "port": 0}
+    settings = {
+        "upstream_url": f"http://127.0.0.1:{engine_port}",
+        "model_name": "m",
+        "port": 0,
+        **extra,
+    }
     gateways = [await start_gateway(load_gateway_config({}, settings))]
     plain = {"Content-Type": "application/json"}
     targets = {"direct": (engine_port, plain), "via": (int(gateways[0].addresses[0][1]), plain)}
@@ -71,7 +85,8 @@ async def _measure(requests: int, tenants: Path | None) -> dict[str, float]:
         auth = {**plain, "Authorization": f"Bearer {TENANT_KEY}", CLASS_HEADER: "interactive"}
         targets["tenants"] = (int(gateways[1].addresses[0][1]), auth)
     body = json.dumps({"messages": [{"role": "user", "content": "hi"}], "stream": True}).encode()
-    seconds: dict[str, list[float]] = {name: [] for name in targets}
+    first: dict[str, list[float]] = {name: [] for name in targets}
+    whole: dict[str, list[float]] = {name: [] for name in targets}
     try:
         async with aiohttp.ClientSession() as session:
             for _ in range(requests):
@@ -80,13 +95,24 @@ async def _measure(requests: int, tenants: Path | None) -> dict[str, float]:
                     start = time.perf_counter()
                     async with session.post(url, data=body, headers=headers) as resp:
                         await resp.content.readany()
-                        seconds[name].append(time.perf_counter() - start)
+                        first[name].append(time.perf_counter() - start)
                         await resp.read()
+                    whole[name].append(time.perf_counter() - start)
     finally:
         for gateway in gateways:
             await gateway.cleanup()
         await engine.cleanup()
-    return {name: statistics.median(samples) for name, samples in seconds.items()}
+    return (
+        {name: statistics.median(samples) for name, samples in first.items()},
+        {name: statistics.median(samples) for name, samples in whole.items()},
+    )
+
+
+def _added(p50: dict[str, float]) -> str:
+    direct = p50["direct"]
+    return ", ".join(
+        f"{name} {(value - direct) * 1e6:.0f} us" for name, value in p50.items() if name != "direct"
+    )
 
 
 def main() -> None:
@@ -96,21 +122,26 @@ def main() -> None:
     parser.add_argument(
         "--with-tenants", action="store_true", help="Also a gateway with a tenants file."
     )
+    parser.add_argument("--log", default=os.devnull, help="Where the gateway's log goes.")
+    parser.add_argument(
+        "--no-access-log", action="store_true", help="Without the access log (where it exists)."
+    )
     args = parser.parse_args()
+    # As `gateway serve` logs (the access log writes to stderr, other lines through logging).
+    log = open(args.log, "a")  # noqa: SIM115 - open for the whole run
+    sys.stderr = log
+    logging.basicConfig(
+        level=logging.INFO, stream=log, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    extra: dict[str, object] = {"access_log": False} if args.no_access_log else {}
     with tempfile.TemporaryDirectory() as folder:
         tenants = tenants_file(Path(folder)) if args.with_tenants else None
         for _ in range(args.repeat):
-            p50 = aio.run(_measure(args.requests, tenants))
-            direct = p50["direct"]
+            first, whole = aio.run(_measure(args.requests, tenants, extra))
             print(
                 "first chunk p50: "
-                + ", ".join(f"{name} {value * 1e6:.0f} us" for name, value in p50.items())
-                + "; added: "
-                + ", ".join(
-                    f"{name} {(value - direct) * 1e6:.0f} us"
-                    for name, value in p50.items()
-                    if name != "direct"
-                ),
+                + ", ".join(f"{name} {value * 1e6:.0f} us" for name, value in first.items())
+                + f"; added: {_added(first)}; whole request p50 added: {_added(whole)}",
                 flush=True,
             )
 

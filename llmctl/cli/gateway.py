@@ -9,7 +9,6 @@ from typing import Any
 
 import typer
 
-from llmctl.cli.console import console
 from llmctl.cli.flags import setting_options, with_options
 from llmctl.cli.help import App, env_note
 from llmctl.core.config import GATEWAY_ENV, GATEWAY_FLAGS, GatewayConfig, load_gateway_config
@@ -51,6 +50,7 @@ def serve(
     """Serve the OpenAI API in front of one or several engines with exact admission control.
 
     One process holds the limits: run exactly one gateway (no multi-worker setups)."""
+    from llmctl.gateway.accesslog import configure as configure_logging
     from llmctl.gateway.server import check_single_worker, run
 
     check_single_worker(workers, os.environ)
@@ -63,16 +63,19 @@ def serve(
     if overrides.get("upstreams") is not None:
         overrides["upstreams"] = _split(overrides["upstreams"])
     config = load_gateway_config(os.environ, overrides, flags=True)
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    # Log lines, not console output: they never wrap, and follow --log-format.
+    configure_logging(config.log_format)
     queue = "no queue" if config.queue_max == 0 else f"queue {config.queue_max}"
     engines = config.upstream_dns or ", ".join(config.upstreams)
-    console.print(
-        f"gateway on http://{config.host}:{config.port} -> {engines} "
-        f"(max_active {config.max_active}, {config.queue_mode}, {queue}, {config.routing})",
-        highlight=False,
-        soft_wrap=True,  # one line in a log, whatever COLUMNS says
+    logging.getLogger("llmctl.gateway").info(
+        "gateway on http://%s:%s -> %s (max_active %s, %s, %s, %s)",
+        config.host,
+        config.port,
+        engines,
+        config.max_active,
+        config.queue_mode,
+        queue,
+        config.routing,
     )
     run(config)
 

@@ -72,9 +72,13 @@ def serve(
     prefix_caching: bool = typer.Option(
         True,
         "--prefix-caching/--no-prefix-caching",
-        "--enable-prefix-caching/--no-enable-prefix-caching",
-        help="Keep computed prompt blocks for later requests that share the prefix (vLLM v1's "
-        "default; vLLM's own flag names work too).",
+        help="Keep computed prompt blocks for later requests that share the prefix, as vLLM v1 "
+        "does unless told not to (its --enable-prefix-caching/--no-enable-prefix-caching work "
+        "too).",
+    ),
+    # vLLM's names for the same switch, kept out of help: the pair would not fit 80 columns.
+    vllm_prefix_caching: bool | None = typer.Option(
+        None, "--enable-prefix-caching/--no-enable-prefix-caching", hidden=True
     ),
 ) -> None:
     """Serve the OpenAI API on a simulated vLLM engine until interrupted."""
@@ -98,7 +102,7 @@ def serve(
             stall_rate=stall_rate,
         ),
         scenario=load_scenario(scenario) if scenario is not None else None,
-        prefix_caching=prefix_caching,
+        prefix_caching=prefix_caching if vllm_prefix_caching is None else vllm_prefix_caching,
     )
     _run(config)
 

@@ -1,10 +1,11 @@
-"""Stack commands: init, config, render, up, down, status, logs, doctor."""
+"""Stack commands: init, config, render, up, restart, down, status, logs, doctor, chat."""
 
 from __future__ import annotations
 
 import functools
 import inspect
 import os
+import time
 from collections.abc import Callable, Sequence
 from enum import StrEnum
 from pathlib import Path
@@ -16,13 +17,21 @@ from rich.table import Table
 from llmctl.cli import completion
 from llmctl.cli.console import console, err_console
 from llmctl.cli.help import env_note
-from llmctl.cli.output import print_whole
+from llmctl.cli.output import FormatOpt, chosen, print_whole
 from llmctl.cli.services import service_progress
+from llmctl.cli.stackview import (
+    reconciled,
+    show_config,
+    show_doctor,
+    show_status,
+    status_table,
+)
 from llmctl.core.errors import ConfigError, RuntimeBackendError
 from llmctl.core.files import write_file
 from llmctl.stack import kubernetes, lifecycle
 from llmctl.stack.doctor import diagnose
 from llmctl.stack.render import render_stack
+from llmctl.stack.reports import ConfigReport, DoctorReport, StatusReport
 from llmctl.stack.runtime import ServiceStatus
 from llmctl.stack.settings import (
     CONFIG_FILE,
@@ -62,6 +71,8 @@ SetOpt = Annotated[
 RuntimeOpt = Annotated[
     Literal["local", "docker"] | None, typer.Option("--runtime", help="Where services run.")
 ]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Same as --format json.")]
+TimeoutOpt = Annotated[float | None, typer.Option("--timeout", help="Seconds to wait for health.")]
 ServiceArg = Annotated[
     str | None,
     typer.Argument(
@@ -190,8 +201,9 @@ def _note(text: str) -> None:
 
 
 def _running_spec(config: Path | None, preset: str | None, sets: list[str] | None) -> StackSpec:
-    """The spec the stack was brought up with (saved by `up`), else the current config's."""
-    spec, notes = lifecycle.acted_on(_load(config, preset, _sets(sets)))
+    """The spec the stack was brought up with (saved by `up`), else the current config's; the
+    recorded one, with the error as a note, when the stack file is broken."""
+    spec, notes = lifecycle.acted_on(lambda: _load(config, preset, _sets(sets)))
     for note in notes:
         _note(note)
     return spec
@@ -222,26 +234,14 @@ def init(
 
 @with_overrides
 def config(
-    config: ConfigOpt = None, preset: PresetOpt = None, overrides: Sequence[Override] = ()
+    config: ConfigOpt = None,
+    preset: PresetOpt = None,
+    overrides: Sequence[Override] = (),
+    form: FormatOpt = "table",
+    as_json: JsonOpt = False,
 ) -> None:
     """Show the effective stack settings and where each value came from."""
-    loaded = _load(config, preset, overrides)
-    table = Table(title=f"stack {loaded.spec.name} ({loaded.origin})", title_justify="left")
-    table.add_column("key")
-    table.add_column("value")
-    table.add_column("source")
-    for key, value, source in loaded.effective_values():
-        style = "dim" if source == "default" else ""
-        table.add_row(key, _show(value), source, style=style)
-    console.print(table)
-
-
-def _show(value: object) -> str:
-    if value is None:
-        return "-"
-    if isinstance(value, str):
-        return value
-    return str(value).lower() if isinstance(value, bool) else repr(value)
+    show_config(ConfigReport.of(_load(config, preset, overrides)), chosen(form, as_json))
 
 
 @with_overrides
@@ -278,34 +278,56 @@ def up(
     config: ConfigOpt = None,
     preset: PresetOpt = None,
     overrides: Sequence[Override] = (),
-    timeout: Annotated[
-        float | None, typer.Option("--timeout", help="Seconds to wait for health.")
-    ] = None,
+    timeout: TimeoutOpt = None,
+    force_recreate: Annotated[
+        bool, typer.Option("--force-recreate", help="Restart every service, changed or not.")
+    ] = False,
 ) -> None:
-    """Render the stack and start it; waits until every service is healthy."""
+    """Render the stack and start it; waits until every service is healthy.
+
+    On a running stack, applies what changed, as docker compose does: prints each setting that
+    differs, changes the gateway's limits live (no restart) and restarts only the services whose
+    configuration changed."""
     spec = _load(config, preset, overrides).spec
-    with service_progress(console, lambda s: _status_table(spec, s)) as progress:
-        outcome = lifecycle.up(spec, progress=progress, timeout=timeout)
+    with service_progress(console, lambda s: _table(spec, s)) as progress:
+        outcome = lifecycle.up(spec, progress=progress, timeout=timeout, force=force_recreate)
     spec = outcome.spec
     for note in outcome.notes:
         _note(note)
-    if outcome.result.already_running:
-        console.print(f"stack [bold]{spec.name}[/bold] is already running")
-    else:
+    for line in reconciled(outcome):
+        console.print(line, highlight=False, markup=False)
+    if outcome.plan is None:
         console.print(f"stack [bold]{spec.name}[/bold] is up ({spec.runtime})")
-    print_whole(_status_table(spec, outcome.result.services))
+    print_whole(_table(spec, outcome.result.services))
     console.print(f'try: llmctl chat "Hello"   (gateway {spec.endpoints()["gateway"]}/v1)')
 
 
-def _status_table(spec: StackSpec, services: Sequence[ServiceStatus]) -> Table:
-    table = Table(title=f"{spec.name} ({spec.runtime})", title_justify="left")
-    for column in ("service", "state", "health", "endpoint", "detail"):
-        table.add_column(column)
-    colours = {"healthy": "green", "unhealthy": "red", "starting": "yellow", "none": "dim"}
-    for s in services:
-        health = f"[{colours[s.health]}]{s.health}[/]"
-        table.add_row(s.name, s.state, health, s.url or "-", s.detail)
-    return table
+def _table(spec: StackSpec, services: Sequence[ServiceStatus]) -> Table:
+    return status_table(StatusReport.of(spec, services))
+
+
+def restart(
+    services: Annotated[
+        list[str] | None,
+        typer.Argument(
+            metavar="SERVICE",
+            help="Services to restart: engine, gateway, prometheus (grafana and more with docker).",
+            autocompletion=completion.services,
+            show_default="every service",
+        ),
+    ] = None,
+    timeout: TimeoutOpt = None,
+    config: ConfigOpt = None,
+    preset: PresetOpt = None,
+    sets: SetOpt = None,
+) -> None:
+    """Restart services of the running stack (all, or those named) with the settings it runs
+    with; waits until every service is healthy."""
+    spec = _running_spec(config, preset, sets)
+    with service_progress(console, lambda s: _table(spec, s)) as progress:
+        result = lifecycle.restart(spec, services or [], progress=progress, timeout=timeout)
+    console.print(f"restarted {', '.join(services or ['every service'])} of stack {spec.name}")
+    print_whole(_table(spec, result.services))
 
 
 def down(
@@ -320,47 +342,67 @@ def down(
         console.print(line, highlight=False)
 
 
-def status(config: ConfigOpt = None, preset: PresetOpt = None, sets: SetOpt = None) -> None:
+def status(
+    config: ConfigOpt = None,
+    preset: PresetOpt = None,
+    sets: SetOpt = None,
+    form: FormatOpt = "table",
+    as_json: JsonOpt = False,
+) -> None:
     """Show each service's state and health; exit 1 when any is not healthy."""
     spec = _running_spec(config, preset, sets)
-    services = lifecycle.status(spec)
-    console.print(_status_table(spec, services))
-    if not all(s.ready for s in services):
+    report = StatusReport.of(spec, lifecycle.status(spec))
+    show_status(report, chosen(form, as_json))
+    if not report.ready:
         raise typer.Exit(1)
 
 
 def logs(
     service: ServiceArg = None,
     follow: Annotated[bool, typer.Option("--follow", "-f", help="Keep printing.")] = False,
+    tail: Annotated[
+        int | None, typer.Option("--tail", "-n", help="Only the last N lines of each service.")
+    ] = None,
+    since: Annotated[
+        str | None,
+        typer.Option("--since", help="Only lines since: a duration back (10m, 2h) or a time."),
+    ] = None,
+    timestamps: Annotated[
+        bool, typer.Option("--timestamps", "-t", help="Show when each line was logged.")
+    ] = False,
     config: ConfigOpt = None,
     preset: PresetOpt = None,
     sets: SetOpt = None,
 ) -> None:
     """Print the stack's logs (all services, or one)."""
+    options = lifecycle.log_options(tail, since, timestamps)
     spec = _running_spec(config, preset, sets)
     try:
-        for line in lifecycle.logs(spec, service, follow=follow):
+        for line in lifecycle.logs(spec, service, follow=follow, options=options):
             console.out(line, highlight=False)
     except KeyboardInterrupt:
         pass
 
 
-def doctor(config: ConfigOpt = None, preset: PresetOpt = None, sets: SetOpt = None) -> None:
-    """Check Docker, Compose, the NVIDIA runtime, Prometheus and vLLM for this stack."""
+def doctor(
+    config: ConfigOpt = None,
+    preset: PresetOpt = None,
+    sets: SetOpt = None,
+    form: FormatOpt = "table",
+    as_json: JsonOpt = False,
+) -> None:
+    """Check what the stack needs here, all in one run: Docker, Compose, the NVIDIA driver and
+    runtime, GPUs and their free memory against the model's need, ports, disk, Prometheus, vLLM."""
     spec = _load(config, preset, _sets(sets)).spec
-    table = Table(title=f"doctor for stack {spec.name} ({spec.runtime})", title_justify="left")
-    for column in ("check", "result", "detail"):
-        table.add_column(column)
-    marks = {"ok": "[green]ok[/]", "warn": "[yellow]warn[/]", "fail": "[red]FAIL[/]"}
+    started = time.monotonic()
     checks = diagnose(spec)
-    for check in checks:
-        table.add_row(check.name, marks[check.level], check.detail)
-    console.print(table)
-    if any(c.level == "fail" for c in checks):
-        raise RuntimeBackendError(f"stack {spec.name} cannot run here; see the FAIL rows above")
+    report = DoctorReport.of(spec, checks, time.monotonic() - started)
+    show_doctor(report, chosen(form, as_json))
+    if not report.ok:
+        raise RuntimeBackendError(f"stack {spec.name} cannot run here; see the checks marked FAIL")
 
 
 def register(app: typer.Typer) -> None:
     """Add the stack commands to the top-level app."""
-    for command in (init, config, render, up, down, status, logs, doctor):
+    for command in (init, config, render, up, restart, down, status, logs, doctor):
         app.command(command.__name__)(command)

@@ -13,7 +13,7 @@ from llmctl.cli.options import check_output, env_secret, write_output
 from llmctl.cli.output import FormatOpt, emit
 from llmctl.core.errors import LlmctlError, UsageError
 from llmctl.stack.endpoints import DEFAULT_URLS, resolve
-from llmctl.stack.settings import edit_stack_file
+from llmctl.stack.settings import edit_stack_file, list_presets
 from llmctl.tune.limits import GatewayAdmin
 from llmctl.tune.live import ConsoleTuneProgress
 from llmctl.tune.report import TuneSettings, tune_slo
@@ -113,9 +113,11 @@ def max_active(
             "admin key (the gateway's LLMCTL_ADMIN_KEY)"
         )
     if apply and defaults.config_path is None:
+        running = defaults.spec.name if defaults.spec is not None else None
+        init = f"llmctl init --preset {running}" if running in list_presets() else "llmctl init"
         raise UsageError(
-            "--apply needs a stack file to write: run in a folder with llmctl.toml "
-            "or pass --config PATH"
+            "--apply writes the result into the stack file, and there is none here: create "
+            f"llmctl.toml with `{init}`, or pass --config PATH"
         )
     if apply and defaults.config_path is not None:
         check_output(defaults.config_path, "--apply")  # now, not after the whole run

@@ -30,6 +30,7 @@ from llmctl.core.validation import explain
 
 QueueMode = Literal["queue", "reject"]
 LimitMode = Literal["static", "adaptive"]
+LogFormat = Literal["text", "json"]
 BaseModelT = TypeVar("BaseModelT", bound=BaseModel)
 
 # Upper bounds of the limits: far above any real engine's batch or any sane wait, low enough that a
@@ -170,6 +171,14 @@ class GatewaySettings(AdmissionLimits):
         le=1_000_000,
         description="File descriptors kept free of client connections (engine pool, logs).",
     )
+    access_log: bool = Field(
+        True,
+        description="A log line per completion request: id, route, status, reason, queue wait, "
+        "TTFT, duration, tokens, tenant.",
+    )
+    log_format: LogFormat = Field(
+        "text", description="The gateway's log lines as `text` or `json` (one object a line)."
+    )
 
 
 def parse_upstream(spec: str) -> tuple[str, int | None]:
@@ -293,6 +302,8 @@ GATEWAY_ENV = {
     "LLMCTL_BODY_TIMEOUT_S": "body_timeout_s",
     "LLMCTL_MAX_CONNECTIONS": "max_connections",
     "LLMCTL_FD_RESERVE": "fd_reserve",
+    "LLMCTL_ACCESS_LOG": "access_log",
+    "LLMCTL_LOG_FORMAT": "log_format",
     "LLMCTL_API_KEYS": "api_keys",
     "LLMCTL_ADMIN_KEY": "admin_key",
     "LLMCTL_TENANTS_FILE": "tenants_file",
@@ -338,6 +349,9 @@ GATEWAY_FLAGS = {
     "body_timeout_s": "--body-timeout",
     "max_connections": "--max-connections",
     "fd_reserve": "--fd-reserve",
+    # A setting that is on by default needs its off switch: `--on/--off` declares both.
+    "access_log": "--access-log/--no-access-log",
+    "log_format": "--log-format",
     "host": "--host",
     "port": "--port",
 }

@@ -2,6 +2,8 @@
 
     LlmctlError            -- shown to the user as a red message, exit code 1
       +-- ConfigError      -- a stack file, flag or environment variable has a bad value
+      |     +-- StackFileError -- the stack's settings do not load (commands on a running
+      |                           stack fall back to what `up` recorded)
       +-- UsageError       -- the command line itself is wrong (exit code 2)
       +-- RuntimeBackendError -- docker / local process management failed
       +-- TargetError      -- a running stack, engine or Prometheus could not be reached or answered badly
@@ -27,6 +29,14 @@ class LlmctlError(Exception):
 
 class ConfigError(LlmctlError):
     """A configuration value is missing or invalid."""
+
+
+class StackFileError(ConfigError):
+    """The stack's settings (its file, with the environment and flags on top) do not load."""
+
+    def __init__(self, message: str, path: str) -> None:
+        super().__init__(message)
+        self.path = path
 
 
 class UsageError(LlmctlError):

@@ -196,15 +196,26 @@ GATEWAY_RETRIES = MetricSpec(
     ("kind",),
 )
 
-# The limit and who moved it (adaptive mode, the admin API, tune).
-LIMIT_SOURCES = ("adaptive", "admin", "tune")
+# The limit and who moved it.
+# Who changed MAX_ACTIVE: the adaptive loop, an admin API caller, `llmctl tune`, `llmctl up`.
+LIMIT_SOURCES = ("adaptive", "admin", "tune", "up")
 # Why the limit moved (changes), and why adaptive mode held it (the last decision's gauge).
 LIMIT_REASONS = ("ttft", "itl", "preemptions", "engine_queue", "headroom", "bounds", "set")
-HOLD_REASONS = ("minimum", "near_slo", "slo_ok", "idle", "kv", "cooldown", "samples", "hold")
+HOLD_REASONS = (
+    "draining",
+    "minimum",
+    "near_slo",
+    "slo_ok",
+    "idle",
+    "kv",
+    "cooldown",
+    "samples",
+    "hold",
+)
 GATEWAY_LIMIT_CHANGES = MetricSpec(
     "llmctl_gateway_limit_changes",
     "counter",
-    "Changes of MAX_ACTIVE by source (adaptive, admin, tune), direction and reason.",
+    "Changes of MAX_ACTIVE by source (adaptive, admin, tune, up), direction and reason.",
     ("source", "direction", "reason"),
 )
 GATEWAY_LIMIT_ADAPTIVE = MetricSpec(

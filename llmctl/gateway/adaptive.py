@@ -9,11 +9,24 @@ signals: requests waiting inside it, KV-cache use, preemptions.
 - **Down, at once and by a factor**, when the SLO breaks, the engine preempts, or the engine queues
   requests itself (the limit is above what the engine runs at once). The factor is the measured
   p95 over the target (so a 2x slower engine halves the limit in one step), clamped to [0.5, 0.9].
-- **Up by one**, when the SLO holds with headroom (both p95s under `headroom` of their targets),
+- **Up towards the headroom line**, when the SLO holds with room (both p95s under `headroom` of
+  their targets): to the limit at which the worse p95 would reach `headroom` if it grew in
+  proportion to the limit (limit x headroom / worst), but by at most `GROWTH` of the limit per
+  interval and at least one. Latency grows more slowly than the batch, so this undershoots and
+  converges from below: a limit cut far down by an earlier event climbs back in a few intervals,
+  and the last steps near the SLO are single ones. Only while
   the engine is not saturated (no waiting, KV under `kv_high`) and the current limit is in use
   (requests queue at the gateway, or slots run full). Never up in the `cooldown` intervals after a
   decrease, nor on too few samples: an increase must be earned by requests admitted under the
   current limit.
+- **Carefully near where it broke** (TCP's slow-start threshold): the limit at which the SLO last
+  broke is remembered for a while (the caller forgets it after `FORGET` calm intervals, since the
+  workload may have changed); fast growth stops at `CEILING_SHARE` of it and the steps beyond are
+  single ones, so a limit bounded by the KV cache or a latency cliff creeps up to the edge instead
+  of jumping over it again.
+- **Not down again while draining**: after a cut, the requests admitted under the old, higher limit
+  still run (active > limit) and still make the latencies; cutting again on their evidence would
+  cut twice for one event. The law holds until they have drained.
 - **Hold** otherwise, and always within [min, max]. Between "break" and "headroom" is a dead band,
   which is what keeps a steady workload's limit still.
 
@@ -32,6 +45,9 @@ KV_HIGH = 0.9  # a KV cache above this is saturated
 MIN_SAMPLES = 8  # requests admitted under the current limit before it may grow
 COOLDOWN = 3  # intervals without an increase after a decrease
 FACTOR_MIN, FACTOR_MAX = 0.5, 0.9
+GROWTH = 0.5  # the largest increase per interval, as a share of the limit
+CEILING_SHARE = 0.85  # fast growth stops at this share of the limit that last broke the SLO
+FORGET = 20  # intervals without a decrease after which that limit is forgotten
 
 
 @dataclass(frozen=True)
@@ -74,14 +90,18 @@ def decide(
     low: int,
     high: int,
     since_decrease: int,
+    ceiling: int | None = None,
 ) -> Decision:
-    """The limit for the next interval. `since_decrease`: intervals since the last decrease."""
+    """The limit for the next interval. `since_decrease`: intervals since the last decrease;
+    `ceiling`: the limit at which the SLO last broke, while it is remembered (None: none)."""
     ttft = _ratio(signals.p95_ttft_s, slo.ttft_s)
     itl = _ratio(signals.p95_itl_s, slo.itl_s)
     worst = max((r for r in (ttft, itl) if r is not None), default=None)
     clamp = min(max(limit, low), high)
 
     def down(factor: float, reason: str) -> Decision:
+        if signals.active > limit:
+            return Decision(limit, "hold", f"{reason}; draining {signals.active} admitted before")
         factor = min(max(factor, FACTOR_MIN), FACTOR_MAX)
         new = max(low, min(clamp, math.floor(limit * factor)))
         if new == limit:
@@ -112,7 +132,12 @@ def decide(
         and since_decrease >= COOLDOWN
         and limit < high
     ):
-        return Decision(limit + 1, "up", _headroom(signals, slo, kv))
+        assert worst is not None  # `room` says so
+        target = math.floor(limit * HEADROOM / max(worst, 0.05))
+        if ceiling is not None:
+            target = min(target, math.floor(ceiling * CEILING_SHARE))
+        step = max(1, min(math.floor(limit * GROWTH), target - limit))
+        return Decision(min(high, limit + step), "up", _headroom(signals, slo, kv))
     why = "SLO holds" if worst is not None and worst <= 1 else "no samples"
     if worst is not None and worst >= HEADROOM:
         why = "near the SLO"

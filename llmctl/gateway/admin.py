@@ -1,8 +1,9 @@
 """The gateway's admin API: `GET`/`PUT /admin/limits`, `GET`/`DELETE /admin/cache`, behind the
 admin key.
 
-A change of MAX_ACTIVE is logged and counted with its source: `tune` (which says so in the
-X-Llmctl-Source header) or `admin`; the adaptive limit's own changes are counted by the limiter.
+A change of the limits is logged (accesslog.limits_changed) and a change of MAX_ACTIVE counted with
+its source: `tune` or `up` (which say so in the X-Llmctl-Source header), else `admin`; the
+adaptive limit's own changes are logged by the limiter.
 """
 
 from __future__ import annotations
@@ -14,9 +15,12 @@ from typing import TYPE_CHECKING
 from aiohttp import web
 from pydantic import ValidationError
 
+from llmctl.core.admin import SOURCE_HEADER
 from llmctl.core.config import AdmissionLimits
+from llmctl.core.metrics import LIMIT_SOURCES
 from llmctl.core.openai import NonStandardNumberError, parse_json
 from llmctl.core.validation import explain
+from llmctl.gateway import accesslog
 from llmctl.gateway.auth import readable
 from llmctl.gateway.body import BodyError
 from llmctl.gateway.errors import error_response
@@ -24,9 +28,10 @@ from llmctl.gateway.errors import error_response
 if TYPE_CHECKING:
     from llmctl.gateway.app import Gateway
 
-# Who changes the limits through the admin API (`tune` says so; anyone else is `admin`).
-SOURCE_HEADER = "X-Llmctl-Source"
 log = logging.getLogger(__name__)
+
+# Who may say who they are (SOURCE_HEADER): `llmctl tune` and `llmctl up`; anyone else is `admin`.
+CALLERS = frozenset(LIMIT_SOURCES) - {"adaptive"}
 
 
 async def get_limits(gateway: Gateway, request: web.Request) -> web.Response:
@@ -69,13 +74,13 @@ async def put_limits(gateway: Gateway, request: web.Request) -> web.Response:
     except ValidationError as exc:
         message = explain(exc, what="limits", model=AdmissionLimits)
         return error_response(400, message, "bad_request")
-    source = "tune" if request.headers.get(SOURCE_HEADER) == "tune" else "admin"
+    source = request.headers.get(SOURCE_HEADER)
+    if source not in CALLERS:
+        source = "admin"
     if limits.max_active != before.max_active:
         direction = "up" if limits.max_active > before.max_active else "down"
         gateway.metrics.count_limit_change(source, direction, "set")
-    changed = {k: v for k, v in limits.model_dump().items() if v != before.model_dump()[k]}
-    if changed:
-        log.info("limits changed by %s: %s", source, changed)
+    accesslog.limits_changed(source, before, limits)
     return web.json_response(limits_body(gateway))
 
 

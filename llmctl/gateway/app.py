@@ -22,7 +22,7 @@ from llmctl.core.openai import (
     MODELS_PATH,
     Route,
 )
-from llmctl.gateway import admin, context, quota
+from llmctl.gateway import accesslog, admin, context, quota
 from llmctl.gateway.adaptive import Decision
 from llmctl.gateway.admission import AdmissionController, AdmissionRefusedError, Slot
 from llmctl.gateway.auth import KeyRing, bearer_token, readable
@@ -54,7 +54,6 @@ log = logging.getLogger(__name__)
 GATEWAY_KEY: web.AppKey[Gateway] = web.AppKey("gateway")
 # The engine that served a request (its host:port), on every answer that reached one.
 ENGINE_HEADER = "X-Llmctl-Engine"
-log = logging.getLogger(__name__)
 
 
 class Gateway:
@@ -73,6 +72,10 @@ class Gateway:
             queue = FairQueue(self.tenancy.policies)
         self.admission = AdmissionController(config.limits, self.pool, queue=queue)
         self.metrics = GatewayMetrics(self.admission)
+        self.access_log: accesslog.AccessLog | None = None
+        if config.access_log:
+            self.access_log = accesslog.AccessLog(config.log_format)
+            self.metrics.ttft.tap = self.access_log.tap_ttft
         for tenant in self.tenancy.tenants if self.tenancy is not None else ():
             self.metrics.precreate_tenant(tenant.name)
         self.router = EngineRouter(
@@ -129,7 +132,7 @@ class Gateway:
             self.admission, self.pool, self.metrics.measurements, self._adapted
         )
         self.limiter.start()
-        log.info("limit: MAX_ACTIVE %d (%s, start-up)", config.max_active, config.limit_mode)
+        accesslog.limits_at_start(self.admission.limits)
         log.info("prompt tokens: %s", self.counter.rule)
 
     def _adapted(self, decision: Decision, reason: str, changed: bool) -> None:
@@ -149,6 +152,8 @@ class Gateway:
             await self._session.close()
         self.connections.close()
         self.counter.close()
+        if self.access_log is not None:
+            self.access_log.flush()
 
     # --- the OpenAI routes ------------------------------------------------------------------------
 
@@ -161,17 +166,22 @@ class Gateway:
     async def _completion(self, request: web.Request, route: Route) -> web.StreamResponse:
         # Every exit (answers, cancellation, a bug's exception) is counted here, exactly once.
         outcome = Outcome()
+        started = time.monotonic()
+        token = accesslog.CURRENT.set(outcome)
         try:
             return await self._handle(request, route, outcome)
         finally:
+            accesslog.CURRENT.reset(token)
             self.metrics.count_request(route.path, outcome)
+            if self.access_log is not None:
+                self.access_log.request(route.path, outcome, time.monotonic() - started)
 
     async def _handle(
         self, request: web.Request, route: Route, outcome: Outcome
     ) -> web.StreamResponse:
         arrived = time.monotonic()
         metrics = self.metrics
-        rid = request_id(request.headers.get("X-Request-Id"))
+        rid = outcome.request_id = request_id(request.headers.get("X-Request-Id"))
         headers = {"X-Request-Id": rid}
         authorization = request.headers.get("Authorization")
         tenant: Tenant | None = None
@@ -298,6 +308,7 @@ class Gateway:
         slot = admitted
         try:
             metrics.queue_wait.observe(slot.waited_s)
+            outcome.queue_wait_s = slot.waited_s
             headers["X-Queue-Wait-Ms"] = f"{slot.waited_s * 1000:.1f}"
             proxy = self.proxy
             if proxy is None:
@@ -390,6 +401,7 @@ class Gateway:
             )
         except AdmissionRefusedError as refused:
             outcome.set(refused.status, refused.reason)
+            outcome.queue_wait_s = refused.waited_s
             headers["X-Queue-Wait-Ms"] = f"{refused.waited_s * 1000:.1f}"
             retry_after = refused.retry_after
             if refused.reason == "engine_unavailable":

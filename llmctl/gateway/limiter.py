@@ -24,7 +24,8 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from llmctl.gateway.adaptive import Decision, Signals, decide
+from llmctl.gateway import accesslog
+from llmctl.gateway.adaptive import FORGET, Decision, Signals, decide
 from llmctl.gateway.admission import AdmissionController
 from llmctl.gateway.engines import EnginePool
 
@@ -45,6 +46,7 @@ class LastDecision:
 
 
 _HOLD_KINDS = (
+    ("draining", "draining"),
     ("at the minimum", "minimum"),
     ("near the SLO", "near_slo"),
     ("SLO holds", "slo_ok"),
@@ -115,6 +117,8 @@ class AdaptiveLimiter:
         self.changes: dict[tuple[str, str], int] = {}
         self._since_decrease = 999
         self._preemptions: dict[str, tuple[float, float]] = {}  # engine -> (time, counter)
+        self._waiting: float | None = None  # the engine queue at the previous interval
+        self._ceiling: int | None = None  # the limit at which the SLO last broke
         self._task: asyncio.Task[None] | None = None
         self._on_decision = on_decision
 
@@ -140,11 +144,17 @@ class AdaptiveLimiter:
             self._preemptions[engine.name] = (now, engine.preemptions)
             if before is not None and now > before[0]:
                 rates.append(max(0.0, engine.preemptions - before[1]) / (now - before[0]))
+        # Requests wait inside an engine for a moment whenever long prompts arrive together
+        # (their prefills take turns); an engine that queues because the limit is above what it
+        # runs at once queues at every look. Only a queue seen at two intervals in a row counts.
+        now_waiting = max(waiting) if waiting else None
+        previous, self._waiting = self._waiting, now_waiting
+        sustained = None if now_waiting is None else min(now_waiting, previous or 0.0)
         return Signals(
             p95_ttft_s=p95(list(m.ttft)),
             p95_itl_s=p95(list(m.tpot)),
             samples=len(m.ttft),
-            engine_waiting=max(waiting) if waiting else None,
+            engine_waiting=sustained,
             kv_usage=max(kv) if kv else None,
             preemptions_per_s=sum(rates) if rates else None,
             queued=self.admission.queued,
@@ -165,6 +175,7 @@ class AdaptiveLimiter:
             low=limits.adaptive_min,
             high=limits.adaptive_max,
             since_decrease=self._since_decrease,
+            ceiling=self._ceiling if self._since_decrease < FORGET else None,
         )
         if signals.engine_waiting is None and signals.kv_usage is None:
             # The engines report nothing usable: latency alone steers (and with no latency
@@ -176,16 +187,16 @@ class AdaptiveLimiter:
         self.last = LastDecision(decision.limit, decision.direction, decision.reason, now, kind)
         if decision.direction == "down":
             self._since_decrease = 0
+            if kind != "bounds":
+                self._ceiling = limits.max_active
         else:
             self._since_decrease += 1
         changed = decision.limit != limits.max_active
         if changed:
             key = (decision.direction, kind)
             self.changes[key] = self.changes.get(key, 0) + 1
-            log.info(
-                "limit %d -> %d (adaptive: %s)", limits.max_active, decision.limit, decision.reason
-            )
-            self.admission.update({"max_active": decision.limit})
+            after = self.admission.update({"max_active": decision.limit})
+            accesslog.limits_changed("adaptive", limits, after, decision.reason)
             self.measurements.reset()  # judge the new limit on its own requests
         if self._on_decision is not None:
             self._on_decision(decision, kind, changed)

@@ -22,7 +22,16 @@ class Outcome:
     """How one request ended. The first verdict wins (a client that leaves while the gateway
     writes an error event does not make a second one); the request handler counts it once."""
 
-    __slots__ = ("class_name", "reason", "status", "tenant", "usage")
+    __slots__ = (
+        "class_name",
+        "queue_wait_s",
+        "reason",
+        "request_id",
+        "status",
+        "tenant",
+        "ttft_s",
+        "usage",
+    )
 
     def __init__(self) -> None:
         self.status = 500
@@ -30,6 +39,10 @@ class Outcome:
         self.usage: tuple[int, int] | None = None  # (prompt, completion) the engine reported
         self.tenant: str | None = None
         self.class_name: str | None = None
+        # For the access log: known once the request got that far.
+        self.request_id: str | None = None
+        self.queue_wait_s: float | None = None
+        self.ttft_s: float | None = None
 
     def set(self, status: int, reason: str) -> None:
         if self.reason is None:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import time
 from collections.abc import Callable
 
@@ -277,11 +278,18 @@ class Proxy:
         admitted = slot.admitted_at
         connections = self._connections
 
-        def first_text(now: float) -> None:
+        def observe(now: float) -> None:
             # Time to first token is when the first text is handed to the client's socket (what
             # the client feels, this process's own delay included), not the first byte.
             metrics.ttft.observe(now - arrived)
             metrics.admitted_ttft.observe(now - admitted)
+
+        # The relay's reads run in the context the engine connection was opened in (another
+        # request's, once it is reused); the histogram's taps (the access log) need this one's.
+        context = contextvars.copy_context()
+
+        def first_text(now: float) -> None:
+            context.run(observe, now)
 
         def ended(relay: StreamRelay) -> None:
             if relay.reusable and head.keep_alive:

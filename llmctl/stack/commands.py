@@ -125,12 +125,15 @@ def gateway_args(
     )
     args = ["gateway", "serve"]
     for name, value in values.items():
-        if value is None or value is False:
+        flag = GATEWAY_FLAGS[name]
+        if isinstance(value, bool):
+            on, _, off = flag.partition("/")
+            if value or off:
+                args.append(on if value else off)  # a plain flag, or one of an on/off pair
             continue
-        if value is True:
-            args.append(GATEWAY_FLAGS[name])  # a plain flag
+        if value is None:
             continue
-        args += [GATEWAY_FLAGS[name], flag_text(value)]
+        args += [flag, flag_text(value)]
     return args
 
 

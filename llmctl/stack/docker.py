@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -11,15 +12,27 @@ from typing import Any
 
 import yaml
 from python_on_whales import Container, DockerClient
+from python_on_whales.exceptions import NoSuchContainer
 
-from llmctl.core.errors import ConfigError, RuntimeBackendError, UsageError
+from llmctl.core.errors import ConfigError, RuntimeBackendError
+from llmctl.stack.credentials import StackSecrets, compose_profiles
 from llmctl.stack.dockercli import DockerRunner
-from llmctl.stack.runtime import Health, Progress, ServiceStatus, State, UpResult
+from llmctl.stack.render import render
+from llmctl.stack.runtime import (
+    Health,
+    LogOptions,
+    Progress,
+    ServiceStatus,
+    State,
+    UpResult,
+    require_known,
+)
 from llmctl.stack.spec import StackSpec, host_port
 
 COMPOSE_FILE = "compose.yaml"
 SERVICE_LABEL = "com.docker.compose.service"
 POLL_S = 1.0
+OBSERVE_TRIES = 3
 LOG_TAIL_LINES = 15
 # Beyond the engine's own startup allowance: network and containers created, the gateway and
 # Prometheus started after the engine turns healthy, their first health probes.
@@ -102,8 +115,14 @@ class DockerRuntime:
         """Service name -> its container (stopped ones included), inspected in one call."""
 
         def inspect(d: DockerClient) -> list[Container]:
-            ids = [c.id for c in d.compose.ps(all=True)]
-            return d.container.inspect(ids) if ids else []
+            for attempt in range(OBSERVE_TRIES):
+                ids = [c.id for c in d.compose.ps(all=True)]
+                try:
+                    return d.container.inspect(ids) if ids else []
+                except NoSuchContainer:  # removed since the listing (compose recreating it)
+                    if attempt == OBSERVE_TRIES - 1:
+                        raise
+            return []
 
         found = self.docker("list the stack's containers", inspect)
         return {(c.config.labels or {}).get(SERVICE_LABEL, c.name): c for c in found}
@@ -116,7 +135,20 @@ class DockerRuntime:
         return self._observe()[0]
 
     def _observe(self, since: datetime | None = None) -> tuple[list[ServiceStatus], dict[str, str]]:
-        """Every service's status, and service -> container id of those that exited after `since`."""
+        """Every service's status, and service -> container id of those that exited after `since`.
+
+        python-on-whales reads a container's state again when it is asked after a moment, so a
+        container compose removes meanwhile (recreating a service) vanishes mid-read: then look
+        again, as the next poll would."""
+        for attempt in range(OBSERVE_TRIES):
+            try:
+                return self._observe_once(since)
+            except NoSuchContainer:
+                if attempt == OBSERVE_TRIES - 1:
+                    raise
+        raise AssertionError("unreachable")
+
+    def _observe_once(self, since: datetime | None) -> tuple[list[ServiceStatus], dict[str, str]]:
         containers = self.containers()
         names = self.services() + sorted(set(containers) - set(self.services()))
         statuses = [self._status(name, containers.get(name)) for name in names]
@@ -151,14 +183,48 @@ class DockerRuntime:
         services = config.get("services") if isinstance(config, dict) else None
         return list(services) if isinstance(services, dict) else []
 
-    def logs(self, service: str | None = None, *, follow: bool = False) -> Iterator[str]:
+    def configs(self) -> dict[str, str]:
+        """Service -> its compose definition and the rendered files it mounts, as the stack's
+        settings render them now (services of profiles not switched on are left out)."""
+        files = render(self.spec, StackSecrets.load(self.spec, self.directory))
+        compose: Any = yaml.safe_load(files[COMPOSE_FILE])
+        profiles = set(compose_profiles(self.spec))
+        configs: dict[str, str] = {}
+        for name, service in compose["services"].items():
+            if service.get("profiles") and not profiles & set(service["profiles"]):
+                continue
+            mounted = [
+                volume[2:].split(":")[0]
+                for volume in service.get("volumes", [])
+                if isinstance(volume, str) and volume.startswith("./")
+            ]
+            config = {
+                "service": service,
+                "files": {k: v for k, v in files.items() if k.split("/")[0] in mounted},
+            }
+            configs[name] = json.dumps(config, sort_keys=True)
+        return configs
+
+    def _known(self, services: Sequence[str]) -> None:
         # A wrong name is the user's mistake whether or not Docker is up: say so first.
-        known = self.declared() if service is not None else []
-        if service is not None and known and service not in known:
-            raise UsageError(
-                f"no service {service!r} in stack {self.spec.name}: {', '.join(known)}"
-            )
+        known = self.declared()
+        if known:  # an unreadable compose file: Docker's own error says more
+            require_known(self.spec.name, services, known)
+
+    def logs(
+        self,
+        service: str | None = None,
+        *,
+        follow: bool = False,
+        options: LogOptions | None = None,
+    ) -> Iterator[str]:
+        options = options or LogOptions()
+        if service is not None:
+            self._known([service])
         self.docker.preflight(gpu=False)
+        since = None
+        if options.since is not None:
+            since = datetime.fromtimestamp(options.since, UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
         chunks = self.docker.stream(
             "read the stack's logs",
             lambda d: d.compose.logs(
@@ -166,6 +232,9 @@ class DockerRuntime:
                 follow=follow,
                 stream=True,
                 no_log_prefix=service is not None,
+                tail=None if options.tail is None else str(options.tail),
+                since=since,
+                timestamps=options.timestamps,
             ),
         )
         pending = b""
@@ -196,15 +265,55 @@ class DockerRuntime:
         before = self._statuses()
         if before and all(s.state == "running" for s in before):
             return UpResult(already_running=True, services=before)
+        return self._start_and_wait(
+            lambda d: d.compose.up(detach=True, quiet=True, remove_orphans=True), progress, timeout
+        )
 
+    def restart(
+        self,
+        services: Sequence[str],
+        *,
+        progress: Progress | None = None,
+        timeout: float | None = None,
+    ) -> UpResult:
+        """Recreate these services from the compose file as rendered now (their dependencies
+        are left alone), then wait until every service is up."""
+        self._known(services)
+        if not self.compose_file.is_file():
+            raise ConfigError(f"{self.compose_file} is missing; run `llmctl render` first")
+        self.docker.preflight(gpu=self.spec.engine.kind == "vllm" and "engine" in services)
+        wanted = list(services)
+        return self._start_and_wait(
+            lambda d: d.compose.up(
+                wanted, detach=True, quiet=True, force_recreate=True, dependencies=False
+            ),
+            progress,
+            timeout,
+            watched=set(wanted),
+        )
+
+    def stop(self, services: Sequence[str]) -> list[str]:
+        """Stop and remove these services' containers."""
+        self.docker.preflight(gpu=False)
+        found = self.containers()
+        gone = [name for name in services if name in found]
+        if gone:
+            self.docker("stop services", lambda d: d.compose.rm(gone, stop=True))
+        return [f"removed {name} (container {found[name].id[:12]})" for name in gone]
+
+    def _start_and_wait(
+        self,
+        start: Callable[[DockerClient], object],
+        progress: Progress | None,
+        timeout: float | None,
+        watched: set[str] | None = None,
+    ) -> UpResult:
+        """Run `start` and wait until every service is up. A failure of a service in `watched`
+        (all when None) ends the wait; the others may be down for a while (a gateway whose engine
+        restarts) and are waited for until the deadline."""
         limit = timeout if timeout is not None else self.spec.engine.startup_timeout_s + UP_MARGIN_S
         deadline = time.monotonic() + limit
-        starter = _Starter(
-            lambda: self.docker(
-                "start the stack",
-                lambda d: d.compose.up(detach=True, quiet=True, remove_orphans=True),
-            )
-        )
+        starter = _Starter(lambda: self.docker("start the stack", start))
         since = datetime.now(UTC)
         starter.start()
         suspects: dict[str, str] = {}
@@ -225,7 +334,12 @@ class DockerRuntime:
                     raise self._explain(starter.error, services)
                 if all(_settled(s) for s in services):
                     return UpResult(already_running=False, services=services)
-                failed = [s for s in services if s.state == "exited" or s.health == "unhealthy"]
+                failed = [
+                    s
+                    for s in services
+                    if (s.state == "exited" or s.health == "unhealthy")
+                    and (watched is None or s.name in watched)
+                ]
                 if failed:
                     raise self._explain(RuntimeBackendError("services failed"), failed)
             if time.monotonic() > deadline:
@@ -264,6 +378,18 @@ class DockerRuntime:
         )
 
     def down(self, *, volumes: bool = False) -> list[str]:
+        missing = next((f for f in self.docker.probe(gpu=False) if not f.ok), None)
+        calm = {"docker": "Docker is not installed", "docker engine": "no Docker engine answers"}
+        if (
+            missing is not None
+            and missing.name in calm
+            and not (volumes and missing.name != "docker")
+        ):
+            # No container of the stack runs where there is no Docker engine: nothing to stop.
+            # (Its volumes are another matter: `--volumes` needs the engine to remove them.)
+            return [
+                f"nothing to stop: {calm[missing.name]} here, so stack {self.spec.name} has no containers running"
+            ]
         self.docker.preflight(gpu=False)
         before = self.containers()
         self.docker(
@@ -272,7 +398,7 @@ class DockerRuntime:
         )
         lines = [f"removed {name} (container {c.id[:12]})" for name, c in sorted(before.items())]
         if not lines:
-            lines.append(f"stack {self.spec.name} had no containers")
+            lines.append(f"nothing to stop: stack {self.spec.name} has no containers")
         if volumes:
             lines.append(f"removed the volumes of {self.spec.project_name}")
         return lines

@@ -1,45 +1,38 @@
 """The local runtime: engine, gateway and Prometheus as background processes of this machine.
 
 State lives in `.llmctl/<stack>/run/<service>.pid|.log`. Everything listens on loopback except the
-gateway and Prometheus, which bind `ports.bind_address`.
+gateway and Prometheus, which bind `ports.bind_address`. What each service runs is
+`llmctl.stack.localservice`'s.
 """
 
 from __future__ import annotations
 
+import heapq
 import os
 import shutil
-import socket
 import time
-from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 
 import httpx
 
 from llmctl.core import http
-from llmctl.core.errors import RuntimeBackendError, UsageError
-from llmctl.stack import commands, environment, logfile, processes
-from llmctl.stack.credentials import admin_key
-from llmctl.stack.runtime import Health, Progress, ServiceStatus, UpResult
-from llmctl.stack.spec import StackSpec, connect_host, host_port
+from llmctl.core.errors import RuntimeBackendError
+from llmctl.stack import environment, logfile, ports, processes
+from llmctl.stack.localservice import SERVICES, LocalService, local_services, service_configs
+from llmctl.stack.runtime import (
+    Health,
+    LogOptions,
+    Progress,
+    ServiceStatus,
+    UpResult,
+    require_known,
+)
+from llmctl.stack.spec import StackSpec
 
-SERVICES = ("engine", "gateway", "prometheus")
 STOP_GRACE_S = 10.0
 LOG_TAIL_LINES = 20
 LOG_FLUSH_S = 2.0
-
-
-@dataclass(frozen=True)
-class LocalService:
-    """A service as the local runtime runs it (argv None: skipped, with the reason in `skip`)."""
-
-    name: str
-    argv: list[str] | None
-    env: dict[str, str]
-    health_url: str
-    host: str
-    port: int
-    skip: str = ""
 
 
 class LocalRuntime:
@@ -52,101 +45,13 @@ class LocalRuntime:
         self.environ = dict(os.environ if environ is None else environ)
         self._loggers: dict[str, int] = {}  # service -> pid of its log copier (started here)
 
-    # --- what runs -------------------------------------------------------------------------------
-
     def services(self, *, resolve: bool = True) -> list[LocalService]:
-        """What this stack runs. `resolve=False` skips finding vLLM and its model (which may build
-        one), for callers that only look at health: `status` must stay cheap and side-effect free."""
-        spec, ports = self.spec, self.spec.ports
-        host = connect_host(ports.bind_address)
-        # Each service inherits only an allowlist of this environment (see stack.environment).
-        base = {**environment.common(self.environ, spec), "PYTHONUNBUFFERED": "1"}
+        return local_services(self.spec, self.directory, self.environ, resolve=resolve)
 
-        tokenizer = None
-        if spec.engine.kind == "sim":
-            engine_argv = commands.llmctl_argv() + commands.sim_args(
-                spec.engine, host="127.0.0.1", port=ports.engine
-            )
-            engine_env = {**base, **spec.engine.env}
-        elif not resolve:
-            engine_argv, engine_env = ["vllm"], {}
-        else:
-            cmd = commands.local_vllm_command(
-                spec.engine, host="127.0.0.1", port=ports.engine, environ=self.environ
-            )
-            engine_argv = cmd.argv
-            engine_env = {**environment.for_vllm(self.environ, spec), **base, **cmd.env}
-            tokenizer = commands.gateway_tokenizer(cmd.model, self.environ)
-        engine = LocalService(
-            "engine",
-            engine_argv,
-            engine_env,
-            f"http://127.0.0.1:{ports.engine}/health",
-            "127.0.0.1",
-            ports.engine,
-        )
-        gateway = LocalService(
-            "gateway",
-            commands.llmctl_argv() + self._gateway_args(tokenizer),
-            {**base, **self._gateway_secrets()},
-            f"http://{host_port(host, ports.gateway)}/health",
-            ports.bind_address,
-            ports.gateway,
-        )
-        return [engine, gateway, self._prometheus(base, host)]
+    def configs(self) -> dict[str, str]:
+        return service_configs(self.spec, self.directory, self.environ)
 
-    def _gateway_args(self, tokenizer: str | None = None) -> list[str]:
-        spec = self.spec
-        gw = spec.gateway
-        args = commands.gateway_args(
-            gw,
-            host=spec.ports.bind_address,
-            port=spec.ports.gateway,
-            upstream=f"http://127.0.0.1:{spec.ports.engine}",
-            model=spec.engine.name,
-            tokenizer=tokenizer,
-        )
-        if gw.api_keys_file:
-            args += ["--api-keys-file", str(Path(gw.api_keys_file).expanduser().resolve())]
-        if gw.tenants_file:
-            args += ["--tenants-file", str(Path(gw.tenants_file).expanduser().resolve())]
-        if gw.admin_key_file:
-            args += ["--admin-key-file", str(Path(gw.admin_key_file).expanduser().resolve())]
-        return args
-
-    def _gateway_secrets(self) -> dict[str, str]:
-        """Keys by reference: read from the named variable (or the generated .env) at start."""
-        gw = self.spec.gateway
-        env: dict[str, str] = {}
-        if gw.api_keys_env and self.environ.get(gw.api_keys_env):
-            env["LLMCTL_API_KEYS"] = self.environ[gw.api_keys_env]
-        # A key file goes to the gateway as --admin-key-file instead (see _gateway_args).
-        key = None if gw.admin_key_file else admin_key(self.spec, self.directory, self.environ)
-        if key:
-            env["LLMCTL_ADMIN_KEY"] = key
-        return env
-
-    def _prometheus(self, base: dict[str, str], host: str) -> LocalService:
-        ports, obs = self.spec.ports, self.spec.observability
-        url = f"http://{host_port(host, ports.prometheus)}/-/ready"
-        binary = shutil.which("prometheus") if obs.prometheus else None
-        if not obs.prometheus:
-            return LocalService("prometheus", None, {}, url, host, ports.prometheus, "disabled")
-        if binary is None:
-            skip = "no `prometheus` on PATH (apt install prometheus)"
-            return LocalService("prometheus", None, {}, url, host, ports.prometheus, skip)
-        prom_dir = self.directory / "prometheus"
-        argv = [
-            binary,
-            f"--config.file={prom_dir / 'prometheus.yml'}",
-            f"--web.listen-address={host_port(ports.bind_address, ports.prometheus)}",
-            f"--storage.tsdb.path={prom_dir / 'data'}",
-            f"--storage.tsdb.retention.time={obs.retention}",
-            "--web.enable-lifecycle",
-        ]
-        return LocalService("prometheus", argv, base, url, host, ports.prometheus)
-
-    # --- Runtime ---------------------------------------------------------------------------------
+    # --- state -----------------------------------------------------------------------------------
 
     def _pidfile(self, name: str) -> Path:
         return self.run_dir / f"{name}.pid"
@@ -161,6 +66,8 @@ class LocalRuntime:
         record = self._record(name)
         return record if record is not None and processes.is_alive(record) else None
 
+    # --- changing --------------------------------------------------------------------------------
+
     def up(self, *, progress: Progress | None = None, timeout: float | None = None) -> UpResult:
         planned = self.services(resolve=False)
         notes = [f"{s.name}: skipped ({s.skip})" for s in planned if s.argv is None]
@@ -172,12 +79,33 @@ class LocalRuntime:
         ]
         if all(self._running(s.name) for s in planned if s.argv is not None):
             return UpResult(True, self.status(), notes)
+        stopped = [s.name for s in planned if s.argv is not None and not self._running(s.name)]
+        result = self._start(stopped, progress, timeout)
+        return UpResult(False, result.services, notes)
 
-        runnable = [s for s in self.services() if s.argv is not None]
-        to_start = [s for s in runnable if not self._running(s.name)]
+    def restart(
+        self,
+        services: Sequence[str],
+        *,
+        progress: Progress | None = None,
+        timeout: float | None = None,
+    ) -> UpResult:
+        self._known(services)
+        runnable = {s.name for s in self.services(resolve=False) if s.argv is not None}
+        self.stop([name for name in services if self._running(name)])
+        return self._start(
+            [n for n in SERVICES if n in services and n in runnable], progress, timeout
+        )
+
+    def _start(
+        self, names: Sequence[str], progress: Progress | None, timeout: float | None
+    ) -> UpResult:
+        to_start = [s for s in self.services() if s.name in names and s.argv is not None]
         for service in to_start:
             self._pidfile(service.name).unlink(missing_ok=True)  # stale: its process is gone
-            _check_port_free(service)
+        busy = ports.conflicts((s.name, s.host, s.port) for s in to_start)
+        if busy:
+            raise RuntimeBackendError("\n".join(str(c) for c in busy))
         started: list[processes.PidRecord] = []
         rotation = processes.LogRotation(self.spec.logs.max_bytes, self.spec.logs.keep)
         logger_env = environment.common(self.environ, self.spec)
@@ -201,7 +129,7 @@ class LocalRuntime:
             for service in to_start:
                 self._pidfile(service.name).unlink(missing_ok=True)
             raise
-        return UpResult(False, statuses, notes)
+        return UpResult(False, statuses)
 
     def _default_timeout(self) -> float:
         return self.spec.engine.startup_timeout_s + 30.0
@@ -238,6 +166,41 @@ class LocalRuntime:
         tail = "\n".join(_tail(log, LOG_TAIL_LINES)) or "(no output)"
         return f"{name} {what}; stopped the stack. Last lines of {log}:\n{tail}"
 
+    def stop(self, services: Sequence[str]) -> list[str]:
+        """Stop these services (the gateway and Prometheus before the engine they front and
+        watch, so neither logs or alerts on a dead upstream); one line each."""
+        lines: list[str] = []
+        running: dict[str, processes.PidRecord] = {}
+        for name in services:
+            record = self._record(name)
+            if record is not None and processes.is_alive(record):
+                running[name] = record
+            elif record is not None or self._pidfile(name).exists():
+                lines.append(f"{name}: not running (stale pid file removed)")
+                self._pidfile(name).unlink(missing_ok=True)
+        watchers = {n: r for n, r in running.items() if n != "engine"}
+        engine = {n: r for n, r in running.items() if n == "engine"}
+        for group in (watchers, engine):
+            killed = processes.stop_all(list(group.values()), grace=STOP_GRACE_S)
+            for name, record in group.items():
+                how = "killed after grace" if record in killed else "stopped"
+                lines.append(f"{name}: {how} (pid {record.pid})")
+                self._pidfile(name).unlink(missing_ok=True)
+        return lines
+
+    def down(self, *, volumes: bool = False) -> list[str]:
+        lines = self.stop(sorted(p.stem for p in self.run_dir.glob("*.pid")))
+        if volumes:
+            data = self.directory / "prometheus" / "data"
+            if data.exists():
+                shutil.rmtree(data)
+                lines.append(f"prometheus: removed {data}")
+        if not lines:
+            lines.append("nothing was running")
+        return lines
+
+    # --- looking ---------------------------------------------------------------------------------
+
     def status(self, client: httpx.Client | None = None) -> list[ServiceStatus]:
         own = client is None
         client = client or http.client(timeout_s=2.0)
@@ -264,77 +227,58 @@ class LocalRuntime:
             health = "starting"
         return ServiceStatus(service.name, "running", health, f"pid {record.pid}", url)
 
-    def down(self, *, volumes: bool = False) -> list[str]:
-        lines: list[str] = []
-        running: dict[str, processes.PidRecord] = {}
-        for name in sorted(p.stem for p in self.run_dir.glob("*.pid")):
-            record = self._record(name)
-            if record is not None and processes.is_alive(record):
-                running[name] = record
-            else:
-                lines.append(f"{name}: not running (stale pid file removed)")
-                self._pidfile(name).unlink(missing_ok=True)
-        # The gateway and Prometheus stop before the engine they front and watch, so neither
-        # logs (or alerts on) a dead upstream during shutdown.
-        watchers = {n: r for n, r in running.items() if n != "engine"}
-        engine = {n: r for n, r in running.items() if n == "engine"}
-        for group in (watchers, engine):
-            killed = processes.stop_all(list(group.values()), grace=STOP_GRACE_S)
-            for name, record in group.items():
-                how = "killed after grace" if record in killed else "stopped"
-                lines.append(f"{name}: {how} (pid {record.pid})")
-                self._pidfile(name).unlink(missing_ok=True)
-        if volumes:
-            data = self.directory / "prometheus" / "data"
-            if data.exists():
-                shutil.rmtree(data)
-                lines.append(f"prometheus: removed {data}")
-        if not lines:
-            lines.append("nothing was running")
-        return lines
+    def _known(self, services: Sequence[str]) -> None:
+        require_known(self.spec.name, services, SERVICES)
 
-    def logs(self, service: str | None = None, *, follow: bool = False) -> Iterator[str]:
-        if service is not None and service not in SERVICES:
-            raise UsageError(
-                f"no service {service!r} in stack {self.spec.name}: {', '.join(SERVICES)}"
-            )
+    def logs(
+        self,
+        service: str | None = None,
+        *,
+        follow: bool = False,
+        options: LogOptions | None = None,
+    ) -> Iterator[str]:
+        options = options or LogOptions()
+        if service is not None:
+            self._known([service])
         names = [service] if service else [n for n in SERVICES if self._log(n).exists()]
-        keep = self.spec.logs.keep
-        readers = {n: logfile.LogReader(self._log(n), keep) for n in names}
+        readers = {n: logfile.LogReader(self._log(n), self.spec.logs.keep) for n in names}
         prefix = len(names) > 1
 
-        def lines(name: str, data: bytes) -> Iterator[str]:
-            for line in data.decode(errors="replace").splitlines():
-                yield f"{name:<10} | {line}" if prefix else line
+        def shown(name: str, line: logfile.LogLine) -> str:
+            text = f"{line.stamp} {line.text}" if options.timestamps and line.stamp else line.text
+            return f"{name:<10} | {text}" if prefix else text
 
         try:
-            for name, reader in readers.items():
-                yield from lines(name, reader.history(final=not follow))
+            # The history of every service, merged in time order (lines keep their order within a
+            # service), then new lines as they come.
+            history = [
+                [(line.at or 0.0, name, line) for line in self._pick(reader, follow, options)]
+                for name, reader in readers.items()
+            ]
+            for _, name, line in heapq.merge(*history, key=lambda item: item[0]):
+                yield shown(name, line)
             while follow:
                 time.sleep(0.25)
                 for name, reader in readers.items():
-                    yield from lines(name, reader.new())
+                    for line in logfile.lines(reader.new()):
+                        yield shown(name, line)
         finally:
             for reader in readers.values():
                 reader.close()
 
-
-def _check_port_free(service: LocalService) -> None:
-    family = socket.AF_INET6 if ":" in service.host else socket.AF_INET
-    with socket.socket(family, socket.SOCK_STREAM) as sock:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            sock.bind((service.host, service.port))
-        except OSError as exc:
-            key = "engine" if service.name == "engine" else service.name
-            raise RuntimeBackendError(
-                f"{service.name}: port {service.port} on {service.host} is in use ({exc.strerror}); "
-                f"pick another with ports.{key} in llmctl.toml or --{key}-port"
-            ) from exc
+    @staticmethod
+    def _pick(
+        reader: logfile.LogReader, follow: bool, options: LogOptions
+    ) -> list[logfile.LogLine]:
+        lines = logfile.lines(reader.history(final=not follow))
+        if options.since is not None:
+            since = options.since
+            lines = [line for line in lines if line.at is not None and line.at >= since]
+        return lines if options.tail is None else lines[max(0, len(lines) - options.tail) :]
 
 
 def _tail(path: Path, lines: int) -> list[str]:
     try:
-        return path.read_text(errors="replace").splitlines()[-lines:]
+        return logfile.plain(path.read_bytes()).splitlines()[-lines:]
     except OSError:
         return []

@@ -2,6 +2,10 @@
 rotating it by size (`.log.1` is the newest old part, `.log.N` the oldest), and the reader
 `llmctl logs` uses, which follows the file across rotations.
 
+Every line is written with the time it was read from the service in front of it (UTC, as docker
+keeps them: `2025-01-31T12:00:00.123456Z line`), which `llmctl logs` shows with `--timestamps`
+and filters on with `--since`.
+
 The service writes into a pipe, never into the file: so the file can be rotated under it, and a
 service that prints without end fills at most `(keep + 1) x max_bytes` of disk. The copier runs
 in its own session and ends when the pipe does (the service and all its children have exited).
@@ -14,11 +18,53 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
+import re
 import sys
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 
 CHUNK = 65536
 LOG_MODE = 0o600  # a log may hold prompts or keys a service printed
+_STAMP = re.compile(rb"^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z) ")
+
+
+def stamp(epoch: float) -> bytes:
+    """The prefix of a line read at `epoch`: `2025-01-31T12:00:00.123456Z `."""
+    moment = datetime.fromtimestamp(epoch, UTC)
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ ").encode()
+
+
+@dataclass(frozen=True)
+class LogLine:
+    """One line of a service's log: when it was logged (None: not known) and what it says."""
+
+    at: float | None
+    text: str
+    stamp: str = ""
+
+    @classmethod
+    def parse(cls, raw: bytes) -> LogLine:
+        match = _STAMP.match(raw)
+        text = raw[match.end() :] if match else raw
+        if match is None:
+            return cls(None, text.decode(errors="replace"))
+        when = datetime.strptime(match.group(1).decode(), "%Y-%m-%dT%H:%M:%S.%fZ")
+        return cls(
+            when.replace(tzinfo=UTC).timestamp(),
+            text.decode(errors="replace"),
+            match.group(1).decode(),
+        )
+
+
+def lines(data: bytes) -> list[LogLine]:
+    return [LogLine.parse(raw) for raw in data.splitlines()]
+
+
+def plain(data: bytes) -> str:
+    """The log's text without its timestamps."""
+    return "\n".join(line.text for line in lines(data))
 
 
 def rotated(path: Path, keep: int) -> list[Path]:
@@ -59,8 +105,10 @@ def copy(source: int, path: Path, *, max_bytes: int, keep: int) -> None:
     `max_bytes` (a single read larger than that still goes into one file)."""
     fd = open_log(path)
     size = os.fstat(fd).st_size
+    line_start = True
     try:
         while chunk := os.read(source, CHUNK):
+            chunk, line_start = stamped(chunk, line_start, stamp(time.time()))
             if size and size + len(chunk) > max_bytes:
                 os.close(fd)
                 rotate(path, keep)
@@ -72,6 +120,17 @@ def copy(source: int, path: Path, *, max_bytes: int, keep: int) -> None:
             size += len(chunk)
     finally:
         os.close(fd)
+
+
+def stamped(chunk: bytes, line_start: bool, prefix: bytes) -> tuple[bytes, bool]:
+    """`chunk` with `prefix` in front of every line that starts in it, and whether the next chunk
+    starts a line."""
+    data = chunk.replace(b"\n", b"\n" + prefix)
+    if line_start:
+        data = prefix + data
+    if data.endswith(b"\n" + prefix):  # the next line's time is when it comes, not now
+        return data[: -len(prefix)], True
+    return data, False
 
 
 class LogReader:

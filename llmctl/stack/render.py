@@ -3,10 +3,16 @@
 Every `templates/**/*.j2` but another target's (`templates/kubernetes/`) goes through one Jinja
 environment (StrictUndefined, so a typo in a template is an error, not an empty string) into
 `.llmctl/<stack>/<path without .j2>`.
+
+A docker stack's folder is self-contained, so it can be moved to the GPU host: when llmctl runs
+from a checkout (which has docker/gateway.Dockerfile), the llmctl image's build context is copied
+into `build/` and compose builds from that relative path; installed from a wheel, compose uses
+the image `gateway.image` names, built or pulled beforehand.
 """
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Mapping
 from pathlib import Path
@@ -32,10 +38,13 @@ from llmctl.stack.spec import StackSpec, connect_host, host_port
 
 DASHBOARDS_OUT = "grafana/dashboards"
 GATEWAY_DOCKERFILE = "docker/gateway.Dockerfile"
+BUILD_DIR = "build"
+# What the image's build needs of a checkout (as the root .dockerignore lets through).
+BUILD_SOURCES = ("pyproject.toml", "README.md", "llmctl", "templates", "dashboards", "stacks")
 # Templates of the other render targets (kubernetes/: llmctl.stack.kubernetes renders them).
 OTHER_TARGETS = ("kubernetes/",)
 # Folders whose contents render() owns completely: stale files there are removed by write().
-MANAGED_DIRS = ("prometheus/rules", DASHBOARDS_OUT)
+MANAGED_DIRS = ("prometheus/rules", DASHBOARDS_OUT, BUILD_DIR)
 
 ENGINE_PORT = 8000  # inside the compose network
 GATEWAY_PORT = 8080
@@ -113,7 +122,7 @@ def context(spec: StackSpec, *, cwd: Path | None = None) -> dict[str, Any]:
             "admin_key": _abspath(gw.admin_key_file, cwd),
         },
         "targets": _targets(spec, local_host) if not docker else _docker_targets(spec),
-        "build": _build_context(),
+        "build": _build_context() if docker else None,
         "ports_in": {
             "engine": ENGINE_PORT,
             "gateway": GATEWAY_PORT,
@@ -175,6 +184,8 @@ def render(
     if dash_dir is not None:
         for path in sorted(dash_dir.glob("*.json")):
             files[f"{DASHBOARDS_OUT}/{path.name}"] = path.read_text()
+    if ctx["build"] is not None:
+        files.update(build_files())
     files[ENV_FILE] = env_file_text(spec, stack_secrets, environ)
     return files
 
@@ -203,7 +214,7 @@ def _write(files: Mapping[str, str], outdir: Path) -> list[Path]:
     for managed in MANAGED_DIRS:
         folder = outdir / managed
         if folder.is_dir():
-            for stale in folder.iterdir():
+            for stale in folder.rglob("*"):
                 if stale.is_file() and stale.relative_to(outdir).as_posix() not in files:
                     stale.unlink()
     return written
@@ -223,12 +234,35 @@ def _dashboards_dir() -> Path | None:
         return None
 
 
-def _build_context() -> dict[str, str] | None:
-    """Build the llmctl image from this checkout when its Dockerfile is here (not in a wheel)."""
+def _checkout() -> Path | None:
+    """The checkout llmctl runs from, when it is one (it has the image's Dockerfile)."""
     root = data_dir("templates").parent
-    if (root / GATEWAY_DOCKERFILE).is_file():
-        return {"context": str(root), "dockerfile": GATEWAY_DOCKERFILE}
-    return None
+    return root if (root / GATEWAY_DOCKERFILE).is_file() else None
+
+
+def _build_context() -> dict[str, str] | None:
+    """Build the llmctl image from the copy of this checkout in the stack's folder (relative, so
+    the folder can move), when there is a checkout to copy (not in a wheel)."""
+    if _checkout() is None:
+        return None
+    return {"context": f"./{BUILD_DIR}", "dockerfile": GATEWAY_DOCKERFILE}
+
+
+@functools.cache
+def build_files() -> dict[str, str]:
+    """The image's build context, `build/<path>` -> text, read once per process."""
+    root = _checkout()
+    if root is None:
+        return {}
+    paths = [root / GATEWAY_DOCKERFILE]
+    for name in BUILD_SOURCES:
+        source = root / name
+        paths += sorted(source.rglob("*")) if source.is_dir() else [source]
+    files = {f"{BUILD_DIR}/.dockerignore": "**/__pycache__\n**/*.pyc\n"}
+    for path in paths:
+        if path.is_file() and "__pycache__" not in path.parts and path.suffix != ".pyc":
+            files[f"{BUILD_DIR}/{path.relative_to(root).as_posix()}"] = path.read_text()
+    return files
 
 
 def _required(name: str) -> str:

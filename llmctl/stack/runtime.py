@@ -5,6 +5,9 @@ Contract for implementations (constructed as `Runtime(spec, directory)`):
 - `up` starts what is not running, waits until every service is healthy (or `timeout` passes),
   calling `progress` with the current statuses while it waits; it never prints. When everything
   was already running it returns `UpResult(already_running=True, ...)` and starts nothing.
+- `restart` stops the named services (those running) and starts them again, as the spec says
+  now, then waits as `up` does; `stop` stops the named ones only.
+- `configs` is each service's configuration as comparable text (`reconcile` compares two).
 - `down` stops exactly this stack's services; `status` only looks; `logs` yields text lines.
 - Failures a user can act on raise `RuntimeBackendError` (or `ConfigError`) with what to do.
 """
@@ -17,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal, Protocol, cast
 
-from llmctl.core.errors import RuntimeBackendError
+from llmctl.core.errors import RuntimeBackendError, UsageError
 from llmctl.stack.settings import saved_spec
 from llmctl.stack.spec import RuntimeKind, StackSpec
 
@@ -43,6 +46,16 @@ class ServiceStatus:
 Progress = Callable[[Sequence[ServiceStatus]], None]
 
 
+@dataclass(frozen=True)
+class LogOptions:
+    """Which log lines `logs` shows: the last `tail` (per service), those since `since` (epoch
+    seconds), with the time each was logged in front (`timestamps`)."""
+
+    tail: int | None = None
+    since: float | None = None
+    timestamps: bool = False
+
+
 @dataclass
 class UpResult:
     """What `up` did: whether the stack was already up, the final statuses, notes for the user."""
@@ -60,13 +73,38 @@ class Runtime(Protocol):
 
     def up(self, *, progress: Progress | None = None, timeout: float | None = None) -> UpResult: ...
 
+    def restart(
+        self,
+        services: Sequence[str],
+        *,
+        progress: Progress | None = None,
+        timeout: float | None = None,
+    ) -> UpResult: ...
+
+    def stop(self, services: Sequence[str]) -> list[str]: ...
+
+    def configs(self) -> dict[str, str]: ...
+
     def down(self, *, volumes: bool = False) -> list[str]:
         """Stop the stack; returns one line per service stopped (or found already stopped)."""
         ...
 
     def status(self) -> list[ServiceStatus]: ...
 
-    def logs(self, service: str | None = None, *, follow: bool = False) -> Iterator[str]: ...
+    def logs(
+        self,
+        service: str | None = None,
+        *,
+        follow: bool = False,
+        options: LogOptions | None = None,
+    ) -> Iterator[str]: ...
+
+
+def require_known(stack: str, services: Sequence[str], known: Sequence[str]) -> None:
+    """UsageError naming the first of `services` the stack does not have (and those it has)."""
+    unknown = [name for name in services if name not in known]
+    if unknown:
+        raise UsageError(f"no service {unknown[0]!r} in stack {stack}: {', '.join(known)}")
 
 
 def make_runtime(spec: StackSpec, directory: Path, kind: RuntimeKind | None = None) -> Runtime:

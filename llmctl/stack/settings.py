@@ -21,7 +21,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from llmctl.core.config import GATEWAY_ENV, GatewaySettings
-from llmctl.core.errors import ConfigError
+from llmctl.core.errors import ConfigError, StackFileError
 from llmctl.core.files import write_file
 from llmctl.core.resources import data_dir
 from llmctl.core.validation import Locate, explain
@@ -73,7 +73,7 @@ class LoadedStack:
 
     def effective_values(self) -> list[tuple[str, Any, str]]:
         """Every leaf value of the spec with its source, in model order."""
-        return [(k, v, self.source_of(k)) for k, v in _flatten(self.spec.model_dump(mode="json"))]
+        return [(k, v, self.source_of(k)) for k, v in flatten(self.spec.model_dump(mode="json"))]
 
 
 def preset_path(name: str) -> Path:
@@ -150,14 +150,19 @@ def load_stack(
 ) -> LoadedStack:
     """Build the effective StackSpec from defaults, environment, stack file and flags."""
     environ = os.environ if environ is None else environ
-    path, origin = resolve_config_path(config, preset, cwd or Path.cwd())
+    cwd = cwd or Path.cwd()
+    path, origin = resolve_config_path(config, preset, cwd)
     text = stackfile.read_text(path)
-    return _build(
-        stackfile.parse(text, path),
-        origin,
-        {origin: (str(path), stackfile.locator(text))},
-        [*env_overrides(environ), *flags],
-    )
+    shown = path.relative_to(cwd) if path.is_relative_to(cwd) else path  # as the user wrote it
+    try:
+        return _build(
+            stackfile.parse(text, shown),
+            origin,
+            {origin: (str(shown), stackfile.locator(text))},
+            [*env_overrides(environ), *flags],
+        )
+    except ConfigError as exc:
+        raise StackFileError(str(exc), str(path)) from exc
 
 
 def _build(
@@ -169,7 +174,7 @@ def _build(
     merged: dict[str, Any] = {}
     sources: dict[str, str] = {}
     notes: list[str] = []
-    for key, value in _flatten(file_values):
+    for key, value in flatten(file_values):
         if key in RENAMED_KEYS:
             notes.append(f"{key} is now called {RENAMED_KEYS[key]} ({origin})")
             key = RENAMED_KEYS[key]
@@ -231,12 +236,13 @@ def running_spec(spec: StackSpec, cwd: Path | None = None) -> StackSpec:
     return saved_spec(stack_dir(spec, cwd)) or spec
 
 
-def _flatten(values: Mapping[str, Any], prefix: str = "") -> list[tuple[str, Any]]:
+def flatten(values: Mapping[str, Any], prefix: str = "") -> list[tuple[str, Any]]:
+    """Nested tables as (dotted key, leaf value) pairs, in order."""
     out: list[tuple[str, Any]] = []
     for key, value in values.items():
         dotted = f"{prefix}{key}"
         if isinstance(value, Mapping) and value:
-            out.extend(_flatten(value, dotted + "."))
+            out.extend(flatten(value, dotted + "."))
         else:
             out.append((dotted, value))
     return out

@@ -24,6 +24,7 @@ from llmctl.core.validation import Locate
 _KEY = re.compile(
     r"""((?:[A-Za-z0-9_-]+|"[^"]*"|'[^']*')(?:\s*\.\s*(?:[A-Za-z0-9_-]+|"[^"]*"|'[^']*'))*)\s*="""
 )
+_WHERE = re.compile(r"\(at line (?P<line>\d+), column (?P<column>\d+)\)")
 _INLINE_KEY = re.compile(r"""[{,]\s*([A-Za-z0-9_-]+|"[^"]*"|'[^']*')\s*=""")
 
 
@@ -42,7 +43,14 @@ def parse(text: str, path: Path) -> dict[str, Any]:
     try:
         return tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{path} is not valid TOML: {exc}") from exc
+        # tomllib says where as "(at line L, column C)": put it first, as compilers do.
+        where = _WHERE.search(str(exc))
+        if where is None:
+            raise ConfigError(f"{path} is not valid TOML: {exc}") from exc
+        what = str(exc)[: where.start()].strip()
+        raise ConfigError(
+            f"{path}:{where['line']}:{where['column']}: not valid TOML: {what[:1].lower()}{what[1:]}"
+        ) from exc
 
 
 def _parts(dotted: str) -> list[str]:

@@ -46,6 +46,7 @@ def test_services_complete_from_the_stack_at_hand(tmp_path: Path) -> None:
     docker = _complete(tmp_path, "llmctl logs --preset llama3.1-8b-h100 ")
     assert {"engine", "gateway", "prometheus", "grafana"} <= set(docker)
     assert _complete(tmp_path, "llmctl logs g") == ["gateway"]
+    assert _complete(tmp_path, "llmctl restart gateway e") == ["engine"]
 
 
 def test_choices_complete(tmp_path: Path) -> None:

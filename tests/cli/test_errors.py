@@ -36,6 +36,11 @@ CASES = [
     (("tenants", "add", "t", "--weight", "0"), 2, "--weight: must be greater than 0", None),
     (("config", "--scrape-interval", "5x"), 1, "'5x' is not a duration", None),
     (("config", "--preset", "nosuch"), 1, "no preset named 'nosuch'", None),
+    # The stack's day-two commands.
+    (("logs", "--tail", "-2"), 2, "--tail: must be a number of lines, 0 or more (got -2)", None),
+    (("logs", "--since", "5x"), 2, "--since: must be a duration back from now", None),
+    (("restart", "nosuch"), 2, "no service 'nosuch' in stack local-sim: engine, gateway", None),
+    (("status", "--format", "xml"), 2, "--format: must be one of table, plain, md, json", None),
     # A next step that is obvious gets said.
     (("chat",), 2, "nothing to say", 'llmctl chat "Hello"'),
 ]

@@ -244,3 +244,62 @@ def test_no_color_wins_over_a_forced_terminal() -> None:
     assert ESC not in plain.out
     assert ESC not in dumb.out
     assert plain.out.replace(" ", "") == dumb.out.replace(" ", "")
+
+
+# The stack commands print what they found, not a number a run measured: their JSON rows
+# (config's values, status's services, doctor's checks) as the table shows each cell.
+STACK_ROWS = {"config": "settings", "status": "services", "doctor": "checks"}
+# A Docker engine and a vLLM that cannot be there, so doctor answers at once (not after importing
+# vLLM, about 8 s), on any machine.
+NO_DOCKER = {
+    "DOCKER_HOST": "unix:///nonexistent/llmctl-test/docker.sock",
+    "LLMCTL_VLLM_PYTHON": "/nonexistent/llmctl-test/python",
+}
+
+
+def _cells(command: str, row: dict[str, object]) -> list[str]:
+    if command == "config":
+        value = row["value"]
+        shown = (
+            "-" if value is None
+            else value if isinstance(value, str)
+            else str(value).lower() if isinstance(value, bool)
+            else repr(value)
+        )  # fmt: skip
+        return [str(row["key"]), shown, str(row["source"])]
+    if command == "status":
+        return [str(row[k]) for k in ("name", "state", "health", "url", "detail") if row[k]]
+    return [str(row[k]) for k in ("name", "detail")]
+
+
+@pytest.fixture
+def stack_file(in_tmp: Path) -> Path:
+    assert llmctl("init", "--preset", "local-sim").code == 0
+    return in_tmp
+
+
+@pytest.mark.parametrize(("columns", "no_color"), WIDTHS)
+@pytest.mark.parametrize("command", list(STACK_ROWS))
+def test_stack_commands_print_every_value_whole(
+    stack_file: Path, command: str, columns: str | None, no_color: bool
+) -> None:
+    run = llmctl(command, env={**NO_DOCKER, **_env(columns, no_color)})
+    as_json = llmctl(command, "--format", "json", env=NO_DOCKER)
+    assert run.code == as_json.code  # status: 1, nothing is up
+    assert_clean(run.out + run.err)
+    rows = json.loads(as_json.out)[STACK_ROWS[command]]
+    assert rows
+    for row in rows:
+        for cell in _cells(command, row):
+            assert cell in run.out, (row, cell)
+
+
+@pytest.mark.parametrize("command", list(STACK_ROWS))
+def test_stack_commands_plain_and_md_carry_the_same_values(stack_file: Path, command: str) -> None:
+    rows = json.loads(llmctl(command, "--format", "json", env=NO_DOCKER).out)[STACK_ROWS[command]]
+    for form in ("plain", "md"):
+        run = llmctl(command, "--format", form, env={**NO_DOCKER, "COLUMNS": "40"})
+        assert_clean(run.out)
+        for row in rows:
+            for cell in _cells(command, row):
+                assert cell in run.out, (form, row, cell)

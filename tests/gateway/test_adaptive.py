@@ -5,9 +5,11 @@ the engine reports nonsense or nothing."""
 from __future__ import annotations
 
 import asyncio
+import logging
 from typing import Any
 
 import httpx
+import pytest
 
 from tests.gateway.client import chat, post_many
 from tests.gateway.conftest import GatewayHandle, MakeGateway
@@ -34,8 +36,9 @@ def _load(gw: GatewayHandle, n: int, delay: float) -> list[int]:
 
 
 def test_a_slow_first_token_brings_the_limit_down_fast_and_it_stays_in_bounds(
-    make_gateway: MakeGateway,
+    make_gateway: MakeGateway, caplog: pytest.LogCaptureFixture
 ) -> None:
+    caplog.set_level(logging.INFO, logger="llmctl.gateway.limits")
     gw = make_gateway(
         admin_key="admin-secret",
         max_active=8,
@@ -53,6 +56,11 @@ def test_a_slow_first_token_brings_the_limit_down_fast_and_it_stays_in_bounds(
     assert "TTFT p95" in last["reason"]
     assert gw.metric("llmctl_gateway_limit_changes_total", source="adaptive", direction="down") >= 1
     assert _limits(gw)["max_active"] >= 2  # never below the bound
+    # Each change is a log line naming its source and its reason.
+    changes = [r.getMessage() for r in caplog.records if "changed by adaptive" in r.getMessage()]
+    assert changes, [r.getMessage() for r in caplog.records]
+    assert changes[0].startswith("limits changed by adaptive: max_active 8 -> ")
+    assert "TTFT p95" in changes[0]
 
 
 def test_switching_static_and_adaptive_live_costs_no_request_and_no_slot(

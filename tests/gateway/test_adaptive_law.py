@@ -21,8 +21,9 @@ def _signals(ttft: float | None, itl: float | None, **kw: object) -> Signals:
 @pytest.mark.parametrize(
     ("signals", "since", "expected"),
     [
-        # Headroom on both targets, demand, enough samples, not settling: one more.
-        (_signals(0.5, 0.03, kv_usage=0.5), 9, (9, "up")),
+        # Headroom on both targets, demand, enough samples, not settling: up towards the line
+        # where the worse p95 (ITL at 60 %) would reach 80 %: 8 x 0.8 / 0.6 = 10.
+        (_signals(0.5, 0.03, kv_usage=0.5), 9, (10, "up")),
         # In the dead band between 80 % and 100 % of a target: hold still.
         (_signals(0.9, 0.03, kv_usage=0.5), 9, (8, "hold")),
         # The SLO breaks by 2x: half the limit in one step.
@@ -43,6 +44,10 @@ def _signals(ttft: float | None, itl: float | None, **kw: object) -> Signals:
         (_signals(0.2, 0.02), COOLDOWN - 1, (8, "hold")),
         # Too few samples under the current limit.
         (_signals(0.2, 0.02, samples=MIN_SAMPLES - 1), 9, (8, "hold")),
+        # A breach measured while requests admitted under a higher limit still run: the cut that
+        # limit came from has not taken effect yet; do not cut twice for one event.
+        (_signals(2.0, 0.03, active=12), 1, (8, "hold")),
+        (_signals(0.2, 0.02, preemptions_per_s=0.5, active=9), 1, (8, "hold")),
         # No samples at all and a healthy engine: hold.
         (Signals(None, None, 0, queued=5, active=8), 9, (8, "hold")),
     ],
@@ -59,6 +64,43 @@ def test_bounds_are_never_left() -> None:
     # A limit outside new bounds is brought inside them.
     assert decide(20, _signals(0.5, 0.03), SLO_, low=2, high=16, since_decrease=9).limit == 16
     assert decide(1, _signals(0.5, 0.03), SLO_, low=2, high=16, since_decrease=9).limit == 2
+
+
+@pytest.mark.parametrize(
+    ("limit", "ttft", "expected"),
+    [
+        (40, 0.1, 60),  # far under the SLO: the largest step, half the limit
+        (40, 0.4, 60),  # the headroom line is at 80: still capped at half
+        (40, 0.7, 45),  # the line is at 45.7: there, not past it
+        (40, 0.78, 41),  # the line is at 41.0: one step
+        (4, 0.1, 6),  # a small limit grows by half too
+        (1, 0.1, 2),  # and the smallest by one
+        (60, 0.0, 64),  # never past the maximum
+    ],
+)
+def test_increase_grows_with_the_headroom(limit: int, ttft: float, expected: int) -> None:
+    decision = decide(
+        limit, _signals(ttft, 0.0, active=limit), SLO_, low=1, high=64, since_decrease=9
+    )
+    assert (decision.limit, decision.direction) == (expected, "up"), decision.reason
+
+
+@pytest.mark.parametrize(
+    ("limit", "ceiling", "expected"),
+    [
+        (10, 40, 15),  # far below where it broke: fast growth (capped at +50 %)
+        (30, 40, 34),  # fast growth stops at 85 % of the limit that broke
+        (34, 40, 35),  # from there, single steps
+        (38, 40, 39),  # up to the edge and past it, one at a time
+        (30, None, 45),  # nothing remembered: fast growth
+    ],
+)
+def test_growth_slows_near_the_limit_that_broke(
+    limit: int, ceiling: int | None, expected: int
+) -> None:
+    signals = _signals(0.1, 0.0, active=limit)
+    decision = decide(limit, signals, SLO_, low=1, high=64, since_decrease=9, ceiling=ceiling)
+    assert (decision.limit, decision.direction) == (expected, "up"), decision.reason
 
 
 def test_reasons_name_the_numbers() -> None:
@@ -99,6 +141,7 @@ def test_a_steady_workload_does_not_oscillate() -> None:
         (Decision(9, "up", "TTFT p95 200 ms < 1.00 s; no engine signals"), "headroom"),
         (Decision(4, "down", "bounds [1, 4]"), "bounds"),
         (Decision(2, "hold", "TTFT p95 2.00 s > 1.00 s; at the minimum 2"), "minimum"),
+        (Decision(8, "hold", "TTFT p95 2.00 s > 1.00 s; draining 12 admitted before"), "draining"),
         (Decision(8, "hold", "SLO holds"), "slo_ok"),
         (Decision(8, "hold", "near the SLO"), "near_slo"),
         (Decision(8, "hold", "limit not in use"), "idle"),

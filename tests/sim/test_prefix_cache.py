@@ -9,6 +9,7 @@ import time
 from typing import Any
 
 import httpx
+import pytest
 
 from llmctl.sim.text import count_tokens, render_chat
 from tests.exposition import Exposition
@@ -60,8 +61,9 @@ def test_hits_are_counted_in_tokens_and_a_cached_prefix_answers_sooner(
     assert warm < cold / 3, (cold, warm)
 
 
-def test_without_prefix_caching_the_counters_stay_zero(start_sim: StartSim) -> None:
-    with start_sim("--profile", "tiny", "--no-prefix-caching") as sim:
+@pytest.mark.parametrize("flag", ["--no-prefix-caching", "--no-enable-prefix-caching"])
+def test_without_prefix_caching_the_counters_stay_zero(start_sim: StartSim, flag: str) -> None:
+    with start_sim("--profile", "tiny", flag) as sim:  # vLLM's flag name works too
         for _ in range(2):
             complete(sim.url, list(range(500)))
         assert counters(sim.url) == (0, 0)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import socket
 import stat
 import subprocess
 import sys
@@ -55,6 +56,24 @@ def test_config_shows_values_and_their_sources(tmp_path: Path) -> None:
     assert "file llmctl.toml" in rows["engine.kind"]
     assert "default" in rows["gateway.max_body_bytes"]
     assert "MAX_ACTIVE overrides file llmctl.toml" in done.stderr
+
+
+def test_up_names_every_port_in_use_at_once_and_starts_nothing(tmp_path: Path) -> None:
+    with socket.socket() as one, socket.socket() as two:
+        for held in (one, two):
+            held.bind(("127.0.0.1", 0))
+            held.listen()
+        gateway, engine = one.getsockname()[1], two.getsockname()[1]
+        done = llmctl(
+            tmp_path, "up", "--gateway-port", str(gateway), "--engine-port", str(engine),
+            "--set", "observability.prometheus=false",
+        )  # fmt: skip
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert f"port {gateway} on 127.0.0.1 (gateway) is in use" in done.stderr
+    assert f"port {engine} on 127.0.0.1 (engine) is in use" in done.stderr
+    assert "--gateway-port" in done.stderr
+    assert "--engine-port" in done.stderr
+    assert not list((tmp_path / ".llmctl").rglob("*.pid"))
 
 
 def test_bad_config_exits_non_zero_naming_the_key(tmp_path: Path) -> None:
@@ -209,6 +228,10 @@ def test_config_render_and_up_declare_the_same_overrides() -> None:
         name: {opt for param in group.commands[name].params for opt in param.opts}
         for name in ("config", "render", "up")
     }
-    own = {"up": {"--timeout"}, "render": {"--target"}, "config": set()}
+    own = {
+        "up": {"--timeout", "--force-recreate"},
+        "render": {"--target"},
+        "config": {"--json", "--format"},
+    }
     assert len({frozenset(opts - own[name]) for name, opts in options.items()}) == 1
     assert {"--set", "--runtime", "--max-active", "--bind", "--scrape-interval"} < options["up"]

@@ -24,6 +24,7 @@ from openai import OpenAI
 
 from llmctl.core import metrics
 from llmctl.core.errors import RuntimeBackendError
+from llmctl.stack.credentials import read_env_file
 from llmctl.stack.docker import DockerRuntime
 from llmctl.stack.spec import StackSpec
 from tests.stack.dockerd import IMAGES, docker_engine, missing_images
@@ -345,3 +346,50 @@ def test_status_of_a_stack_never_rendered_lists_its_services_as_stopped(
     assert [s.name for s in services] == ["engine", "gateway", "prometheus", "grafana"]
     assert {s.state for s in services} == {"stopped"}
     assert not any(s.ready for s in services)
+
+
+def _ids(stack: Stack) -> dict[str, str]:
+    label = f"label=com.docker.compose.project={stack.project}"
+    rows = stack.docker(
+        "ps", "-a", "--filter", label, "--format", '{{.Label "com.docker.compose.service"}} {{.ID}}'
+    )
+    return dict(line.split() for line in rows.splitlines() if line.strip())
+
+
+def test_up_on_a_running_docker_stack_changes_only_what_changed(stack: Stack) -> None:
+    up = stack.llmctl("up")
+    assert up.returncode == 0, up.stdout + up.stderr
+    before = _ids(stack)
+    assert set(before) == {"engine", "gateway", "prometheus"}
+
+    live = stack.llmctl("up", "--max-active", "7")
+    assert live.returncode == 0, live.stdout + live.stderr
+    assert "gateway.max_active: 4 -> 7  (changed live)" in live.stdout
+    assert "restarted" not in live.stdout
+    assert _ids(stack) == before
+    key = read_env_file(stack.cwd / ".llmctl" / stack.name / ".env")["LLMCTL_ADMIN_KEY"]
+    limits = httpx.get(
+        f"http://127.0.0.1:{stack.gateway_port}/admin/limits",
+        headers={"Authorization": f"Bearer {key}"},
+        timeout=10,
+    )
+    assert limits.json()["max_active"] == 7
+
+    engine = stack.llmctl("up", "--max-active", "7", "--set", "engine.sim.seed=5")
+    assert engine.returncode == 0, engine.stdout + engine.stderr
+    assert "restarted engine: its configuration changed" in engine.stdout
+    after = _ids(stack)
+    assert after["engine"] != before["engine"]
+    assert (after["gateway"], after["prometheus"]) == (before["gateway"], before["prometheus"])
+
+    restarted = stack.llmctl("restart", "gateway")
+    assert restarted.returncode == 0, restarted.stdout + restarted.stderr
+    assert _ids(stack)["gateway"] != after["gateway"]
+    logs = stack.llmctl("logs", "gateway", "--tail", "2", "--timestamps")
+    assert logs.returncode == 0, logs.stderr
+    lines = logs.stdout.splitlines()
+    assert len(lines) == 2, logs.stdout
+    assert all(line[:4].isdigit() and "T" in line.split()[0] for line in lines), lines
+
+    assert stack.llmctl("down", "--volumes").returncode == 0
+    assert stack.containers() == []

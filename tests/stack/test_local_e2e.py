@@ -128,8 +128,9 @@ def test_up_chat_query_status_down(stack_dir: Path) -> None:
     crashed = llmctl(stack_dir, "status")
     assert crashed.returncode == 1
     assert "exited" in crashed.stdout
-    restarted = llmctl(stack_dir, "up")
+    restarted = llmctl(stack_dir, "up", *ports)
     assert restarted.returncode == 0, restarted.stdout + restarted.stderr
+    assert "restarted gateway: was not running" in restarted.stdout
     new_gateway = processes.read_pidfile(stack_dir / RUN / "gateway.pid")
     assert new_gateway is not None
     assert new_gateway != gateway

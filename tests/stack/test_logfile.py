@@ -49,7 +49,7 @@ def test_a_chatty_service_fills_at_most_keep_plus_one_files(tmp_path: Path) -> N
             assert part.stat().st_size <= rotation.max_bytes + logfile.CHUNK
             assert part.stat().st_mode & 0o777 == logfile.LOG_MODE
         # What is kept is the end of the output, in order and without gaps.
-        lines = reader.history().decode().splitlines()
+        lines = logfile.plain(reader.history()).splitlines()
         numbers = [int(line.split()[1]) for line in lines]
         assert numbers == list(range(numbers[0], 20000))
         assert numbers[0] > 0  # the start was rotated away: the disk use is bounded
@@ -77,7 +77,10 @@ def test_a_symlink_planted_at_the_log_path_is_replaced_not_followed(tmp_path: Pa
     processes.wait_exit(spawned.record.pid, 5.0)
     assert victim.read_text() == "precious\n"
     assert not log.is_symlink()
-    assert log.read_text() == "hello\n"
+    [line] = logfile.lines(log.read_bytes())
+    assert line.text == "hello"
+    assert line.at is not None
+    assert abs(time.time() - line.at) < 60
 
 
 def test_the_reader_follows_the_log_across_rotations(tmp_path: Path) -> None:
@@ -103,3 +106,17 @@ def test_the_reader_follows_the_log_across_rotations(tmp_path: Path) -> None:
     reader.close()
     assert got == b"".join(written)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["svc.log.1", "svc.log.2", "svc.log.3"]
+
+
+def test_every_line_gets_the_time_it_was_read_however_the_chunks_fall() -> None:
+    stamp = logfile.stamp(1_700_000_000.5)
+    assert stamp == b"2023-11-14T22:13:20.500000Z "
+    out, start = logfile.stamped(b"one\ntw", True, stamp)
+    assert (out, start) == (stamp + b"one\n" + stamp + b"tw", False)
+    out, start = logfile.stamped(b"o\nthree\n", start, stamp)
+    assert (out, start) == (b"o\n" + stamp + b"three\n", True)
+    parsed = logfile.lines(stamp + b"one\nno stamp here\n")
+    assert [(line.at, line.text) for line in parsed] == [
+        (1_700_000_000.5, "one"),
+        (None, "no stamp here"),
+    ]

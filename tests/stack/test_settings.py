@@ -103,9 +103,9 @@ def test_bad_config_is_an_error_naming_the_key(
         load_stack(config=path, environ=env, flags=flags)
 
 
-def test_broken_toml_names_the_file(tmp_path: Path) -> None:
+def test_broken_toml_names_the_file_line_and_column(tmp_path: Path) -> None:
     path = _write(tmp_path, "[gateway\nmax_active = 3\n")
-    with pytest.raises(ConfigError, match=r"llmctl\.toml is not valid TOML"):
+    with pytest.raises(ConfigError, match=r"llmctl\.toml:1:9: not valid TOML: "):
         load_stack(config=path, environ={})
 
 
