@@ -83,21 +83,26 @@ def p95(values: list[float]) -> float | None:
 
 
 class Measurements:
-    """Admitted TTFT and TPOT of requests served since the limit last changed."""
+    """Admitted TTFT and TPOT of the requests admitted since the limit last changed: a request
+    admitted under the old limit that ends later still shows the old limit's latencies."""
 
     def __init__(self) -> None:
         self.ttft: deque[float] = deque(maxlen=MAX_SAMPLES)
         self.tpot: deque[float] = deque(maxlen=MAX_SAMPLES)
+        self.since = -math.inf  # time.monotonic() of the last change
 
-    def first_token(self, admitted_s: float) -> None:
-        self.ttft.append(admitted_s)
+    def first_token(self, admitted_s: float, admitted_at: float) -> None:
+        if admitted_at >= self.since:
+            self.ttft.append(admitted_s)
 
-    def per_token(self, seconds: float) -> None:
-        self.tpot.append(seconds)
+    def per_token(self, seconds: float, admitted_at: float) -> None:
+        if admitted_at >= self.since:
+            self.tpot.append(seconds)
 
     def reset(self) -> None:
         self.ttft.clear()
         self.tpot.clear()
+        self.since = time.monotonic()
 
 
 class AdaptiveLimiter:

@@ -87,8 +87,6 @@ class GatewayMetrics:
             lambda: 1.0 if admission.limits.limit_mode == "adaptive" else 0.0
         )
         self.measurements = Measurements()
-        self.admitted_ttft.tap = self.measurements.first_token
-        self.tpot.tap = self.measurements.per_token
         m.gauge(m.GATEWAY_ADAPTIVE_TTFT, registry).set_function(
             lambda: p95(list(self.measurements.ttft)) or float("nan")
         )
@@ -132,6 +130,16 @@ class GatewayMetrics:
 
     def evicted(self, reason: str, entries: int) -> None:
         self.cache_evictions.labels(reason).inc(entries)
+
+    def admitted_first_token(self, seconds: float, admitted_at: float) -> None:
+        """A request's first token, `seconds` after its slot was granted at `admitted_at`."""
+        self.admitted_ttft.observe(seconds)
+        self.measurements.first_token(seconds, admitted_at)
+
+    def per_token(self, seconds: float, admitted_at: float) -> None:
+        """A finished stream's mean time per output token after the first."""
+        self.tpot.observe(seconds)
+        self.measurements.per_token(seconds, admitted_at)
 
     def count_limit_change(self, source: str, direction: str, reason: str) -> None:
         self.limit_changes.labels(source, direction, reason).inc()

@@ -23,7 +23,6 @@ from aiohttp.http import HttpVersion11
 
 from llmctl.core.openai import Route, sse_error_event, usage_tokens
 from llmctl.gateway.admission import Slot
-from llmctl.gateway.engines import Engine
 from llmctl.gateway.errors import error_response
 from llmctl.gateway.metrics import GatewayMetrics, Outcome
 from llmctl.gateway.pool import ConnectError, ConnectionPool
@@ -211,7 +210,7 @@ class Proxy:
                     relay.resume()
                 if state == DONE:
                     await out.write_eof(relay.tail)
-                    self._count_stream(relay, slot.engine, outcome)
+                    self._count_stream(relay, slot, outcome)
                     outcome.set(out.status, "ok")
                     return out
                 if state == CLIENT_GONE:
@@ -282,7 +281,7 @@ class Proxy:
             # Time to first token is when the first text is handed to the client's socket (what
             # the client feels, this process's own delay included), not the first byte.
             metrics.ttft.observe(now - arrived)
-            metrics.admitted_ttft.observe(now - admitted)
+            metrics.admitted_first_token(now - admitted, admitted)
 
         # The relay's reads run in the context the engine connection was opened in (another
         # request's, once it is reused); the histogram's taps (the access log) need this one's.
@@ -340,15 +339,16 @@ class Proxy:
             # A whole answer's first token is its end (as bench and vLLM count it).
             now = time.monotonic()
             metrics.ttft.observe(now - arrived)
-            metrics.admitted_ttft.observe(now - slot.admitted_at)
+            metrics.admitted_first_token(now - slot.admitted_at, slot.admitted_at)
             outcome.set(status, "ok")
         headers = {**headers, "Content-Type": head.content_type or "application/octet-stream"}
         if status in _RETRY_STATUSES:
             headers["Retry-After"] = head.retry_after or str(self._retry_after())
         return web.Response(body=payload, status=status, headers=headers)
 
-    def _count_stream(self, relay: StreamRelay, engine: Engine, outcome: Outcome) -> None:
+    def _count_stream(self, relay: StreamRelay, slot: Slot, outcome: Outcome) -> None:
         """Tokens and time per output token of a stream that ended with [DONE]."""
+        engine, admitted_at = slot.engine, slot.admitted_at
         usage = relay.usage
         if usage is not None:
             engine.sends_usage = True
@@ -359,7 +359,8 @@ class Proxy:
         self._count_usage(usage, tokens, outcome)
         generated = usage[1] if usage is not None else tokens
         if generated >= 2 and relay.first_text and relay.last_text > relay.first_text:
-            self._metrics.tpot.observe((relay.last_text - relay.first_text) / (generated - 1))
+            per_token = (relay.last_text - relay.first_text) / (generated - 1)
+            self._metrics.per_token(per_token, admitted_at)
 
     def _count_usage(
         self, usage: tuple[int, int] | None, counted_chunks: int, outcome: Outcome

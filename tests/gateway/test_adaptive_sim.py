@@ -109,9 +109,9 @@ def rig(tmp_path: Path) -> Iterator[Rig]:
                     proc.wait()
 
 
-def _settled(rig: Rig, band: float = 0.15) -> float:
+def _settled(rig: Rig, band: float = 0.15, seconds: float = 30) -> float:
     """Let the limit find its level under the load; its mean over the last few seconds."""
-    seen = rig.settle(30)
+    seen = rig.settle(seconds)
     tail = seen[len(seen) * 2 // 3 :]
     mean = statistics.fmean(tail)
     assert mean > 8, seen  # it grew from its start
@@ -152,16 +152,18 @@ def test_prompts_three_times_longer_lower_the_limit(rig: Rig) -> None:
 
 def test_a_cache_too_small_for_the_batch_lowers_the_limit(rig: Rig) -> None:
     # A looser ITL target, so that the cache, not latency, is what binds after the change.
-    rig.set_limits(adaptive_itl_s=wall(0.040))
+    # Long requests (each ~15 s of wall time here) report their latencies late: start near the
+    # level and give the limit longer to find it.
+    rig.set_limits(adaptive_itl_s=wall(0.040), max_active=16)
     rig.load(64, input_len=2800)
     # ~2.9k-token prompts at a limit near 13: each interval's TTFT p95 comes from a handful of
     # requests whose prefills collide or not, so the level wanders more than with short prompts.
-    before = _settled(rig, band=0.35)
-    # A tenth of the cache holds ~47k tokens: about 16 of these ~2.9k-token requests.
-    rig.change(kv_fraction=0.1)
+    before = _settled(rig, band=0.35, seconds=45)
+    # A twentieth of the cache holds ~23k tokens: about 8 of these ~2.9k-token requests.
+    rig.change(kv_fraction=0.05)
     after = rig.settle(20)
     assert statistics.fmean(after[-8:]) < 0.9 * before, (before, after)
-    assert statistics.fmean(after[-8:]) <= 20, (before, after)
+    assert statistics.fmean(after[-8:]) <= 11, (before, after)
 
 
 def test_a_burst_of_clients_does_not_raise_the_limit(rig: Rig) -> None:
