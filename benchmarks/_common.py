@@ -98,9 +98,11 @@ def started(
     stdout: Output = subprocess.DEVNULL,
     stderr: Output = None,
     grace: float = 10.0,
+    env: dict[str, str] | None = None,
+    cwd: str | None = None,
 ) -> Iterator[subprocess.Popen[bytes]]:
     """Run `args` as a child process, wait until `ready_url` answers, and always stop it on exit."""
-    proc = subprocess.Popen(list(args), stdout=stdout, stderr=stderr)
+    proc = subprocess.Popen(list(args), stdout=stdout, stderr=stderr, env=env, cwd=cwd)
     try:
         if ready_url is not None:
             wait_ready(ready_url, timeout, post_json=post_json, proc=proc)

@@ -26,6 +26,10 @@ _TOKEN = json.dumps(
     },
     separators=(",", ":"),
 ).encode()
+_TEXT = json.dumps(
+    {"id": "x", "object": "text_completion", "choices": [{"index": 0, "text": " tok"}]},
+    separators=(",", ":"),
+).encode()
 _ROLE = json.dumps(
     {
         "id": "x",
@@ -42,6 +46,7 @@ def _chunk(payload: bytes) -> bytes:
 
 
 TOKEN_CHUNK = _chunk(_TOKEN)
+TEXT_CHUNK = _chunk(_TEXT)
 ROLE_CHUNK = _chunk(_ROLE)
 DONE_CHUNK = _chunk(b"[DONE]") + b"0\r\n\r\n"
 STREAM_HEAD = (
@@ -90,6 +95,7 @@ class Conn(asyncio.Protocol):
         self.count = self.sent = self.prompt = 0
         self.usage = False
         self.start = 0.0
+        self.token_chunk = TOKEN_CHUNK
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
@@ -133,7 +139,7 @@ class Conn(asyncio.Protocol):
             self.transport.write(_response(200, b"{}"))
         elif path == "/metrics":
             self.transport.write(_response(200, engine.metrics(), b"text/plain; version=0.0.4"))
-        elif method == "POST" and path.endswith("/chat/completions"):
+        elif method == "POST" and path.endswith("/completions"):
             status = next(engine.statuses)
             if status != 200:
                 error = {
@@ -142,22 +148,27 @@ class Conn(asyncio.Protocol):
                 self.transport.write(_response(status, json.dumps(error).encode()))
             else:
                 request: dict[str, Any] = json.loads(body)
-                self._stream(int(request.get("max_tokens") or engine.tokens), request)
+                chat = path.endswith("/chat/completions")
+                self._stream(int(request.get("max_tokens") or engine.tokens), request, chat)
                 return
         else:
             self.transport.write(_response(404, b'{"error":{"message":"not found"}}'))
         self._next()
 
-    def _stream(self, count: int, request: dict[str, Any]) -> None:
+    def _stream(self, count: int, request: dict[str, Any], chat: bool) -> None:
         assert self.transport is not None
         self.busy = True
         self.engine.running += 1
-        self.transport.write(STREAM_HEAD + ROLE_CHUNK)
-        prompt = sum(len(str(m.get("content", "")).split()) for m in request.get("messages", []))
+        self.transport.write(STREAM_HEAD + ROLE_CHUNK if chat else STREAM_HEAD)
+        self.token_chunk = TOKEN_CHUNK if chat else TEXT_CHUNK
+        if chat:
+            prompt = sum(len(str(m.get("content", "")).split()) for m in request["messages"])
+        else:
+            prompt = len(str(request.get("prompt", "")).split())
         self.count = count
         self.sent = 0
         self.prompt = prompt
-        self.usage = bool(request.get("stream_options", {}).get("include_usage", False))
+        self.usage = bool((request.get("stream_options") or {}).get("include_usage", False))
         self.start = self.engine.clock.time()
         self.streaming = True
         self.engine.clock.at(self.start + self.engine.ttft, self)
@@ -166,7 +177,7 @@ class Conn(asyncio.Protocol):
         """Send the next token; scheduled against the start time so delays never drift."""
         if self.transport is None:
             return
-        self.transport.write(TOKEN_CHUNK)
+        self.transport.write(self.token_chunk)
         self.sent += 1
         engine = self.engine
         if self.sent < self.count:
@@ -239,7 +250,7 @@ def main() -> None:
     parser.add_argument(
         "--status-cycle",
         default="200",
-        help="statuses for chat requests, cycled (e.g. 200,429,503)",
+        help="statuses for completion requests, cycled (e.g. 200,429,503)",
     )
     parser.add_argument("--no-uvloop", action="store_true")
     args = parser.parse_args()

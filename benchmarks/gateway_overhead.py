@@ -1,32 +1,47 @@
-"""What the gateway costs: streamed token throughput and time to first token, via it vs. direct.
+"""What the gateway costs, side by side in one run: throughput, CPU per token, added TTFT.
 
-    python benchmarks/gateway_overhead.py [--profile rtx3090-qwen2.5-14b-awq] [--time-scale 1]
-        [--streams 1,64,256] [--rounds 3] [--requests 1] [--max-tokens 128] [--ttft-samples 200]
-        [--with-tenants] [--engines 4 [--engines-time-scale 0.25]]
+    python benchmarks/gateway_overhead.py [--streams 1,64,256] [--rounds 3] [--max-tokens 128]
+        [--ttft-samples 150] [--fast-streams 256] [--fast-itl-ms 2] [--fast-seconds 6]
+        [--baseline /path/to/another/checkout] [--with-tenants]
 
-Starts `llmctl sim serve` and `llmctl gateway serve` (MAX_ACTIVE above the largest stream count,
-so admission never queues) as child processes, then, in this process, runs N concurrent streams
-that each send `--requests` streamed completions of exactly `--max-tokens` tokens back to back,
-alternating direct and via-gateway rounds so both see the same machine noise. Throughput is the
-tokens counted from each stream's `usage` frame over the round's wall time. TTFT samples alternate
-direct/via one request at a time (one stream), 70 ms apart so the engine is idle at each arrival.
-Prints a Markdown table and one JSON line.
+For a before/after: `git archive <commit> | tar -x -C /tmp/llmctl-base`, then
+`--baseline /tmp/llmctl-base`.
 
-`--with-tenants` adds a third target, side by side in the same rotation: a second gateway with a
+Every server is a child process: `llmctl sim serve`, `llmctl gateway serve` in front of it (MAX_ACTIVE
+above the largest stream count, `--queue-max 0`, so admission never queues), and with `--baseline`
+a second gateway run from another checkout (its PYTHONPATH), for a before/after in the same run.
+The client (benchmarks/_streams.py: raw asyncio, keep-alive, tokens from each answer's `usage`)
+runs in this process. Targets alternate round by round so all see the same machine noise.
+
+1. Simulator at real-GPU pacing (`rtx3090-qwen2.5-14b-awq`, time-scale 1: one token per running
+   stream per step, so each chunk holds one token; the profile's KV cache runs about 770 tokens/s
+   at 256 streams, the rest queue in the engine): per stream count, --rounds rounds per target of N
+   streams that each send --requests completions of --max-tokens tokens. Gives tokens/s via/direct,
+   gateway CPU per streamed token, and time to first token (request sent to first body bytes) of
+   every request in those rounds, p50 and p99 per target.
+2. One stream: --ttft-samples requests per target, alternating, 70 ms apart (so the simulator is
+   idle at each arrival: it starts a step that follows an idle gap under 50 ms at the previous
+   step's end, which would hide added latency). Added TTFT = p50 via - p50 direct.
+3. A fast fake engine (benchmarks/fake_engine.py, a token every --fast-itl-ms per stream) so that
+   the gateway, not the engine's pacing, is the limit: --fast-streams streams for --fast-seconds
+   per round, alternating targets. Gives tokens/s and the gateway's CPU, hence tokens per gateway
+   CPU-second: what one process carries when it saturates a core.
+4. The fake engine with an exact time to first token (--exact-ttft-ms after each request arrives,
+   whatever the load: no batching) and a token every --exact-ttft-ms after it (10 ms: 256 streams
+   offer 25,600 tokens/s, the load at which issue 20 found 26 us of gateway CPU per token; each
+   token its own chunk and, mostly, its own read), --exact-streams streams of 32 to 160 tokens (lengths drawn
+   per stream, so arrivals spread out as on a real server) for --exact-seconds per round, the
+   first request of each stream left out (they all arrive at once). The simulator's TTFT moves by
+   whole steps when an arrival shifts by a millisecond, so a difference of its p99s measures its
+   batching; here via minus direct is what the gateway adds, p50 and p99. Also tokens/s via/direct
+   and the gateway's CPU per token: the issue's targets at 256 streams are read from this part.
+
+`--with-tenants` adds one more gateway to every part, side by side in the same rotation: one with a
 tenants file (two classes; the tenant has a weight, request, token and concurrency limits set high
 enough never to bind, so every check runs and every answer carries the x-ratelimit headers), whose
-requests carry the tenant's key and an X-Llmctl-Class header. Its TTFT requests ask for no usage, so
-the gateway rewrites their bodies to ask the engine for it, as it does for such clients.
+requests carry the tenant's key and an X-Llmctl-Class header.
 
-`--engines N` (N > 1) adds N engines in all (the first is the single engine above) and two more
-targets in the same rotation: `directN`, the streams spread evenly over the N engines (stream i to
-engine i mod N; TTFT samples take the engines in turn), and `viaN`, one gateway in front of all N
-(its default routing, `least_loaded`, polling each engine's /metrics). `viaN/directN` beside
-`via/direct` says what several engines add to the gateway's cost. On a small machine N engines
-stream N times the tokens, so the gateway competes with them for the CPU; `--engines-time-scale`
-runs the N engines as separate processes slowed so that together they stream about what the
-single engine does, which keeps the machine's load the same and leaves only the gateway's
-handling of N engines to differ.
+Prints Markdown tables, the targets of issue 20 with their verdicts, and one JSON line.
 """
 
 from __future__ import annotations
@@ -34,125 +49,151 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import re
+import os
+import random
 import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from contextlib import ExitStack
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
-import aiohttp
-
 # Run as `python benchmarks/gateway_overhead.py`, so this folder is on sys.path.
-from _common import (
-    TENANT_KEY,
-    free_port,
-    process_cpu_seconds,
-    started,
-    started_together,
-    tenants_file,
-)
+from _common import TENANT_KEY, free_port, process_cpu_seconds, started, tenants_file
+from _streams import KeptConnection, closed_loop
 
 from llmctl.core import aio
 from llmctl.gateway.tenants import CLASS_HEADER
 
+HERE = Path(__file__).resolve().parent
 MODEL = "bench-model"
-_COMPLETION_TOKENS = re.compile(rb'"completion_tokens":\s*(\d+)')
+PATH = "/v1/completions"
 
 
 @dataclass
-class Round:
-    target: str
-    streams: int
-    tokens: int
-    seconds: float
-    gateway_cpu_s: float
+class Target:
+    name: str  # direct, via, baseline, tenants
+    base: str
+    pid: int | None = None  # the gateway's, for its CPU time
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class Rounds:
+    """What one target carried over the rounds of one level."""
+
+    tokens: int = 0
+    seconds: float = 0.0
+    cpu_s: float = 0.0
+    ttfts: list[float] = field(default_factory=list)
 
     @property
     def tokens_per_s(self) -> float:
-        return self.tokens / self.seconds
+        return self.tokens / self.seconds if self.seconds else 0.0
+
+    @property
+    def cpu_us_per_token(self) -> float:
+        return self.cpu_s / self.tokens * 1e6 if self.tokens else 0.0
+
+    def ttft_ms(self, q: float) -> float:
+        ordered = sorted(self.ttfts)
+        return ordered[min(len(ordered) - 1, int(q * len(ordered)))] * 1000
 
 
-@dataclass(frozen=True)
-class Target:
-    name: str
-    bases: list[str]  # stream i (and TTFT sample i) goes to bases[i % len(bases)]
-    headers: dict[str, str]
-    baseline: str | None = None  # a gateway: the direct target it is compared with
-
-
-async def _one_stream(
-    session: aiohttp.ClientSession, url: str, body: bytes, requests: int, headers: dict[str, str]
-) -> int:
-    tokens = 0
-    for _ in range(requests):
-        async with session.post(
-            url, data=body, headers={"Content-Type": "application/json", **headers}
-        ) as r:
-            if r.status != 200:
-                raise SystemExit(f"{url} answered {r.status}: {await r.text()}")
-            last = b""
-            async for chunk in r.content.iter_any():
-                last = last[-256:] + chunk
-            match = _COMPLETION_TOKENS.search(last[last.rfind(b'"usage"') :])
-            if match is None:
-                raise SystemExit("no usage frame in the stream")
-            tokens += int(match.group(1))
-    return tokens
-
-
-async def _round(target: Target, streams: int, requests: int, max_tokens: int) -> tuple[int, float]:
-    body = json.dumps(
+def _body(max_tokens: int, prompt: str = "Write a story about a fox.") -> bytes:
+    return json.dumps(
         {
             "model": MODEL,
-            "prompt": "Write a story about a fox.",
+            "prompt": prompt,
             "max_tokens": max_tokens,
             "ignore_eos": True,
             "stream": True,
             "stream_options": {"include_usage": True},
         }
     ).encode()
-    connector = aiohttp.TCPConnector(limit=0)
-    timeout = aiohttp.ClientTimeout(total=None)
-    async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
-        urls = [base + "/v1/completions" for base in target.bases]
-        start = time.perf_counter()
-        counts = await asyncio.gather(
-            *(
-                _one_stream(session, urls[i % len(urls)], body, requests, target.headers)
-                for i in range(streams)
+
+
+def _cpu(target: Target) -> float:
+    return process_cpu_seconds(target.pid) if target.pid is not None else 0.0
+
+
+def run_rounds(
+    targets: list[Target], streams: int, rounds: int, body: bytes | list[bytes], **load: float
+) -> dict[str, Rounds]:
+    """Alternate the targets round by round; `load`: requests= or seconds= per stream."""
+    out = {t.name: Rounds() for t in targets}
+    for _ in range(rounds):
+        for target in targets:
+            cpu0 = _cpu(target)
+            result = aio.run(closed_loop(target.base, PATH, body, streams, target.headers, **load))  # type: ignore[arg-type]
+            cpu = _cpu(target) - cpu0
+            if result.errors:
+                raise SystemExit(f"{target.name}: {result.errors[0]}")
+            acc = out[target.name]
+            acc.tokens += result.tokens
+            acc.seconds += result.seconds
+            acc.cpu_s += cpu
+            acc.ttfts += result.ttfts
+            print(
+                f"  {target.name:8} {streams:5} streams: {result.tokens_per_s:9.1f} tok/s "
+                f"({result.tokens} tokens in {result.seconds:.2f} s, cpu {cpu:.2f} s)",
+                file=sys.stderr,
             )
-        )
-        return sum(counts), time.perf_counter() - start
+    return out
 
 
 async def _ttft_samples(targets: list[Target], samples: int) -> dict[str, list[float]]:
-    body = json.dumps(
-        {"model": MODEL, "prompt": "Hello there", "max_tokens": 2, "stream": True}
-    ).encode()
+    # As most clients send it: no stream_options, so the gateway adds the usage ask and strips
+    # the usage event again (the per-request path with all its work).
+    body = json.dumps({"model": MODEL, "prompt": "Hello there", "max_tokens": 2, "stream": True})
+    conns = {t.name: KeptConnection(t.base, PATH, body.encode(), t.headers) for t in targets}
     out: dict[str, list[float]] = {t.name: [] for t in targets}
-    warm = 5 * len(targets)
-    async with aiohttp.ClientSession() as session:
-        for i in range(samples * len(targets) + warm):
-            target = targets[i % len(targets)]
-            url = target.bases[(i // len(targets)) % len(target.bases)] + "/v1/completions"
-            headers = {"Content-Type": "application/json", **target.headers}
-            start = time.perf_counter()
-            async with session.post(url, data=body, headers=headers) as r:
-                first = await r.content.readany()
-                elapsed = time.perf_counter() - start
-                if b"data:" not in first:
-                    raise SystemExit(f"unexpected first chunk from {target.name}: {first[:200]!r}")
-                await r.read()
-            if i >= warm:  # the first few warm the connections up
-                out[target.name].append(elapsed)
-            # Let the engine go idle: the simulator starts a step that follows an idle gap of
-            # under 50 ms at its previous step's end (in the past), which would hide added latency.
-            await asyncio.sleep(0.07)
+    try:
+        for i in range(samples + 5):
+            for target in targets:
+                ttft, _ = await conns[target.name].ask()
+                if i >= 5:  # the first few warm the connections up
+                    out[target.name].append(ttft)
+                await asyncio.sleep(0.07)
+    finally:
+        for conn in conns.values():
+            conn.close()
     return out
+
+
+def _gateway_args(port: int, upstream: str, max_active: int) -> list[str]:
+    return [sys.executable, "-m", "llmctl", "gateway", "serve", "--port", str(port),
+            "--upstream", upstream, "--max-active", str(max_active), "--queue-max", "0"]  # fmt: skip
+
+
+def _gateways(
+    children: ExitStack, upstream: str, max_active: int, args: argparse.Namespace
+) -> list[Target]:
+    targets = []
+    runs: list[tuple[str, Path | None, list[str], dict[str, str]]] = [("via", None, [], {})]
+    if args.baseline is not None:
+        runs.append(("baseline", args.baseline, [], {}))
+    if args.with_tenants:
+        folder = Path(children.enter_context(tempfile.TemporaryDirectory()))
+        auth = {"Authorization": f"Bearer {TENANT_KEY}", CLASS_HEADER: "interactive"}
+        runs.append(("tenants", None, ["--tenants-file", str(tenants_file(folder))], auth))
+    for name, root, extra, headers in runs:
+        port = free_port()
+        # `python -m` puts the working directory first on sys.path: run the baseline from its root.
+        env = {**os.environ, "PYTHONPATH": str(root)} if root is not None else None
+        proc = children.enter_context(
+            started(
+                [*_gateway_args(port, upstream, max_active), *extra],
+                f"http://127.0.0.1:{port}/health",
+                stderr=subprocess.DEVNULL,
+                env=env,
+                cwd=str(root) if root is not None else None,
+                timeout=60,
+            )
+        )
+        targets.append(Target(name, f"http://127.0.0.1:{port}", proc.pid, headers))
+    return targets
 
 
 def main() -> None:
@@ -163,168 +204,269 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3, help="Rounds per target and stream count.")
     parser.add_argument("--requests", type=int, default=1, help="Requests per stream per round.")
     parser.add_argument("--max-tokens", type=int, default=128)
-    parser.add_argument("--ttft-samples", type=int, default=200)
+    parser.add_argument("--ttft-samples", type=int, default=150)
+    parser.add_argument("--fast-streams", type=int, default=256)
+    parser.add_argument("--fast-itl-ms", type=float, default=2.0)
+    parser.add_argument("--fast-seconds", type=float, default=6.0)
+    parser.add_argument("--fast-rounds", type=int, default=2)
+    parser.add_argument("--exact-streams", type=int, default=256)
+    parser.add_argument("--exact-ttft-ms", type=float, default=10.0)
+    parser.add_argument("--exact-seconds", type=float, default=8.0)
+    parser.add_argument("--exact-rounds", type=int, default=2)
+    parser.add_argument("--baseline", type=Path, help="another checkout whose gateway runs too")
     parser.add_argument(
-        "--engines",
-        type=int,
-        default=1,
-        help="With N > 1, also N engines, direct (streams spread over them) and through one "
-        "gateway in front of all N, side by side with the single engine.",
-    )
-    parser.add_argument(
-        "--engines-time-scale",
-        type=float,
-        default=None,
-        help="Run the N engines as N more processes at this time scale (1/N of --time-scale: "
-        "together they stream what the single engine does, so the machine's load is the same).",
-    )
-    parser.add_argument(
-        "--with-tenants",
-        action="store_true",
-        help="Also measure a gateway with a tenants file and classes, side by side.",
+        "--with-tenants", action="store_true", help="also a gateway with a tenants file and classes"
     )
     args = parser.parse_args()
-    stream_counts = [int(s) for s in args.streams.split(",")]
+    levels = [int(s) for s in args.streams.split(",")] if args.streams else []
+    max_active = max([*levels, args.fast_streams, args.exact_streams]) * 2
 
-    py = [sys.executable, "-m", "llmctl"]
-    # The single engine, then the N engines: the same processes, unless the N run at their own
-    # time scale (then N more).
-    apart = args.engines > 1 and args.engines_time_scale is not None
-    scales = [args.time_scale] * args.engines
-    if apart:
-        scales = [args.time_scale] + [args.engines_time_scale] * args.engines
-    sim_ports = [free_port() for _ in scales]
-    engines = [f"http://127.0.0.1:{p}" for p in sim_ports]
-    sims = [
-        ([*py, "sim", "serve", "--port", str(port), "--model", MODEL, "--profile", args.profile,
-          "--time-scale", str(scale), "--max-num-seqs", str(max(stream_counts) * 2)],
-         f"{url}/health")
-        for port, url, scale in zip(sim_ports, engines, scales, strict=True)
-    ]  # fmt: skip
-    many = engines[1:] if apart else engines
-
-    def gateway(upstreams: list[str]) -> tuple[list[str], str]:
-        port = free_port()
-        command = [*py, "gateway", "serve", "--port", str(port), "--upstream", ",".join(upstreams),
-                   "--max-active", str(max(stream_counts) * 2), "--queue-max", "0"]  # fmt: skip
-        return command, f"http://127.0.0.1:{port}"
-
-    gateway_args, via = gateway(engines[:1])
-    targets = [Target("direct", engines[:1], {}), Target("via", [via], {}, "direct")]
+    report: dict[str, object] = {"args": {k: str(v) for k, v in vars(args).items()}}
     with ExitStack() as children:
-        children.enter_context(started_together(sims))
-        gateways = {
-            "via": children.enter_context(
-                started(gateway_args, via + "/health", stderr=subprocess.DEVNULL)
-            ),
-        }
-        if args.engines > 1:
-            # The same streams spread over every engine, direct and through one gateway.
-            n = args.engines
-            many_args, via_many = gateway(many)
-            gateways[f"via{n}"] = children.enter_context(
-                started(many_args, via_many + "/health", stderr=subprocess.DEVNULL)
+        sim_port = free_port()
+        direct = f"http://127.0.0.1:{sim_port}"
+        sim_args = [sys.executable, "-m", "llmctl", "sim", "serve", "--port", str(sim_port),
+                    "--model", MODEL, "--profile", args.profile, "--time-scale",
+                    str(args.time_scale), "--max-num-seqs", str(max_active)]  # fmt: skip
+        children.enter_context(started(sim_args, direct + "/health", timeout=60))
+        targets = [
+            Target("direct", direct),
+            *_gateways(children, direct, max_active, args),
+        ]
+        body = _body(args.max_tokens)
+        sim_levels = {}
+        for streams in levels:
+            sim_levels[streams] = run_rounds(
+                targets, streams, args.rounds, body, requests=args.requests
             )
-            targets += [
-                Target(f"direct{n}", many, {}),
-                Target(f"via{n}", [via_many], {}, f"direct{n}"),
-            ]
-        if args.with_tenants:
-            folder = Path(children.enter_context(tempfile.TemporaryDirectory()))
-            tenant_port = free_port()
-            tenant_url = f"http://127.0.0.1:{tenant_port}"
-            tenant_args = [*gateway_args, "--tenants-file", str(tenants_file(folder))]
-            tenant_args[tenant_args.index("--port") + 1] = str(tenant_port)
-            gateways["tenants"] = children.enter_context(
-                started(tenant_args, tenant_url + "/health", stderr=subprocess.DEVNULL)
-            )
-            auth = {"Authorization": f"Bearer {TENANT_KEY}", CLASS_HEADER: "interactive"}
-            targets.append(Target("tenants", [tenant_url], auth, "direct"))
-        rounds: list[Round] = []
-        for streams in stream_counts:
-            for _ in range(args.rounds):
-                for target in targets:
-                    proc = gateways.get(target.name)
-                    cpu0 = process_cpu_seconds(proc.pid) if proc else 0.0
-                    tokens, seconds = aio.run(
-                        _round(target, streams, args.requests, args.max_tokens)
-                    )
-                    cpu = process_cpu_seconds(proc.pid) - cpu0 if proc else 0.0
-                    rounds.append(Round(target.name, streams, tokens, seconds, cpu))
-                    print(
-                        f"  {target.name:8} {streams:4} streams: {tokens / seconds:9.1f} tok/s "
-                        f"({tokens} tokens in {seconds:.2f} s, gateway cpu {cpu:.2f} s)",
-                        file=sys.stderr,
-                    )
-        ttft = aio.run(_ttft_samples(targets, args.ttft_samples))
+        ttft = aio.run(_ttft_samples(targets, args.ttft_samples)) if args.ttft_samples else {}
 
-    report = _report(args, stream_counts, rounds, ttft, targets)
+    fast = _fast_rounds(args, max_active) if args.fast_rounds else {}
+    exact = _exact_rounds(args, max_active) if args.exact_rounds else {}
+
+    names = [t.name for t in targets]
+    report.update(_print(args, levels, names, sim_levels, ttft, fast, exact))
     print(json.dumps(report))
 
 
-def _report(
+def _fast_rounds(args: argparse.Namespace, max_active: int) -> dict[str, Rounds]:
+    """Part 3: the fake engine, fast enough that the gateway and not its pacing is the limit."""
+    with ExitStack() as children:
+        engine_port = free_port()
+        engine = f"http://127.0.0.1:{engine_port}"
+        engine_args = [sys.executable, str(HERE / "fake_engine.py"), "--port", str(engine_port),
+                       "--ttft-ms", "1", "--itl-ms", str(args.fast_itl_ms)]  # fmt: skip
+        children.enter_context(started(engine_args, engine + "/health"))
+        targets = [
+            Target("direct", engine),
+            *_gateways(children, engine, max_active, args),
+        ]
+        return run_rounds(
+            targets, args.fast_streams, args.fast_rounds, _body(512), seconds=args.fast_seconds
+        )
+
+
+def _exact_rounds(args: argparse.Namespace, max_active: int) -> dict[str, Rounds]:
+    """Part 4: added TTFT at many streams against an engine whose TTFT does not batch."""
+    rng = random.Random(20)
+    bodies = [_body(rng.randint(32, 160)) for _ in range(args.exact_streams)]
+    itl = args.exact_ttft_ms
+    with ExitStack() as children:
+        engine_port = free_port()
+        engine = f"http://127.0.0.1:{engine_port}"
+        engine_args = [sys.executable, str(HERE / "fake_engine.py"), "--port", str(engine_port),
+                       "--ttft-ms", str(args.exact_ttft_ms), "--itl-ms", str(itl)]  # fmt: skip
+        children.enter_context(started(engine_args, engine + "/health"))
+        targets = [
+            Target("direct", engine),
+            *_gateways(children, engine, max_active, args),
+        ]
+        # One request per stream first: they arrive together; what follows is spread out.
+        run_rounds(targets, args.exact_streams, 1, bodies, requests=1)
+        return run_rounds(
+            targets, args.exact_streams, args.exact_rounds, bodies, seconds=args.exact_seconds
+        )
+
+
+def _print(
     args: argparse.Namespace,
-    stream_counts: list[int],
-    rounds: list[Round],
+    levels: list[int],
+    names: list[str],
+    sim_levels: dict[int, dict[str, Rounds]],
     ttft: dict[str, list[float]],
-    targets: list[Target],
+    fast: dict[str, Rounds],
+    exact: dict[str, Rounds],
 ) -> dict[str, object]:
-    names = [t.name for t in targets]
-    gateways = {t.name: t.baseline for t in targets if t.baseline is not None}
-    what = {"via": "via gateway", "tenants": "via gateway with tenants"}
-    print(f"\nprofile {args.profile}, time-scale {args.time_scale}, max_tokens {args.max_tokens}\n")
-    head = "| streams |"
-    rule = "|---:|"
-    for target in targets:
-        if target.baseline is None:
-            head += f" {target.name} tok/s |"
-            rule += "---:|"
-        else:
-            label = what.get(target.name, f"{target.name} (gateway)")
-            head += f" {label} tok/s | {target.name}/{target.baseline} | CPU per 1k tokens |"
-            rule += "---:|---:|---:|"
-    print(head)
-    print(rule)
-    throughput: dict[int, dict[str, float]] = {}
-    for streams in stream_counts:
-        mine = [r for r in rounds if r.streams == streams]
-        per = {}
-        cpu_per_1k = {}
-        for target in names:
-            rs = [r for r in mine if r.target == target]
-            per[target] = sum(r.tokens for r in rs) / sum(r.seconds for r in rs)
-            cpu_ms = 1000 * sum(r.gateway_cpu_s for r in rs)
-            cpu_per_1k[target] = cpu_ms / (sum(r.tokens for r in rs) / 1000)
-        throughput[streams] = dict(per)
-        line = f"| {streams} |"
-        for name in names:
-            baseline = gateways.get(name)
-            if baseline is None:
-                line += f" {per[name]:.1f} |"
-                continue
-            ratio = per[name] / per[baseline]
-            throughput[streams][f"{name}_ratio"] = ratio
-            line += f" {per[name]:.1f} | {ratio:.3f} | {cpu_per_1k[name]:.1f} ms |"
-        print(line)
-    p50 = {k: statistics.median(v) * 1000 for k, v in ttft.items()}
-    added = {name: p50[name] - p50[baseline] for name, baseline in gateways.items()}
+    gateways = [n for n in names if n != "direct"]
+    out: dict[str, object] = {}
     print(
-        "\nTTFT p50 at one stream: "
-        + ", ".join(f"{k} {v:.2f} ms" for k, v in p50.items())
-        + "; added by the gateway: "
-        + ", ".join(f"{k} {v:+.2f} ms" for k, v in added.items())
-        + f" ({len(ttft['direct'])} samples each)"
+        f"\nsimulator {args.profile}, time-scale {args.time_scale}, max_tokens {args.max_tokens}\n"
     )
-    return {
-        "profile": args.profile,
-        "time_scale": args.time_scale,
-        "max_tokens": args.max_tokens,
-        "engines": args.engines,
-        "engines_time_scale": args.engines_time_scale,
-        "throughput": throughput,
-        "ttft_p50_ms": p50,
-        "ttft_added_p50_ms": added,
-    }
+    head = "| streams | direct tok/s | " + " | ".join(
+        f"{g} tok/s | {g}/direct | {g} CPU per token | {g} added TTFT p50 / p99" for g in gateways
+    )
+    print(head + " |")
+    print("|---:" * (2 + 4 * len(gateways)) + "|")
+    for streams in levels:
+        level = sim_levels[streams]
+        direct = level["direct"]
+        cells = [str(streams), f"{direct.tokens_per_s:.1f}"]
+        row: dict[str, object] = {"direct_tok_s": direct.tokens_per_s}
+        for g in gateways:
+            via = level[g]
+            ratio = via.tokens_per_s / direct.tokens_per_s
+            p50 = via.ttft_ms(0.5) - direct.ttft_ms(0.5)
+            p99 = via.ttft_ms(0.99) - direct.ttft_ms(0.99)
+            cells += [
+                f"{via.tokens_per_s:.1f}",
+                f"{ratio:.3f}",
+                f"{via.cpu_us_per_token:.1f} us",
+                f"{p50:+.2f} / {p99:+.2f} ms",
+            ]
+            row[g] = {
+                "tok_s": via.tokens_per_s,
+                "ratio": ratio,
+                "cpu_us_per_token": via.cpu_us_per_token,
+                "ttft_p50_ms": via.ttft_ms(0.5),
+                "ttft_p99_ms": via.ttft_ms(0.99),
+                "added_ttft_p50_ms": p50,
+                "added_ttft_p99_ms": p99,
+            }
+        row["direct_ttft_p50_ms"] = direct.ttft_ms(0.5)
+        row["direct_ttft_p99_ms"] = direct.ttft_ms(0.99)
+        out[f"sim_{streams}"] = row
+        print("| " + " | ".join(cells) + " |")
+
+    added: dict[str, float] = {}
+    if ttft:
+        p50 = {k: statistics.median(v) * 1000 for k, v in ttft.items()}
+        print(f"\nTTFT p50 at one stream ({len(ttft['direct'])} samples each, alternating):")
+        for g in gateways:
+            added[g] = p50[g] - p50["direct"]
+            print(f"  {g}: {p50[g]:.2f} ms vs direct {p50['direct']:.2f} ms: {added[g]:+.2f} ms")
+        out["ttft_one_stream_p50_ms"] = p50
+
+    fast_out: dict[str, dict[str, float]] = {}
+    if fast:
+        fast_out = _print_fast(args, names, fast)
+    out["fast"] = fast_out
+    exact_out: dict[str, dict[str, float]] = {}
+    if exact:
+        exact_out = _print_exact(args, gateways, exact)
+    out["exact"] = exact_out
+    _print_targets(gateways, sim_levels, added, fast_out, exact_out)
+    out["ttft_added_p50_ms"] = added
+    return out
+
+
+def _print_fast(
+    args: argparse.Namespace, names: list[str], fast: dict[str, Rounds]
+) -> dict[str, dict[str, float]]:
+    print(f"\nfast fake engine: {args.fast_streams} streams, a token every {args.fast_itl_ms} ms\n")
+    print(
+        "| target | tok/s | gateway CPU (cores) | CPU per token | tokens per gateway CPU-second |"
+    )
+    print("|---|---:|---:|---:|---:|")
+    fast_out = {}
+    for name in names:
+        r = fast[name]
+        if name == "direct":
+            print(f"| direct | {r.tokens_per_s:.0f} | - | - | - |")
+            continue
+        cores = r.cpu_s / r.seconds
+        per_cpu_s = r.tokens / r.cpu_s if r.cpu_s else 0.0
+        fast_out[name] = {
+            "tok_s": r.tokens_per_s,
+            "cores": cores,
+            "cpu_us_per_token": r.cpu_us_per_token,
+            "tokens_per_cpu_s": per_cpu_s,
+        }
+        print(
+            f"| {name} | {r.tokens_per_s:.0f} | {cores:.2f} | {r.cpu_us_per_token:.1f} us "
+            f"| {per_cpu_s:,.0f} |"
+        )
+    return fast_out
+
+
+def _print_exact(
+    args: argparse.Namespace, gateways: list[str], exact: dict[str, Rounds]
+) -> dict[str, dict[str, float]]:
+    direct = exact["direct"]
+    print(
+        f"\nexact-TTFT fake engine ({args.exact_ttft_ms:g} ms): {args.exact_streams} streams, "
+        f"{len(direct.ttfts)} direct requests: TTFT p50 {direct.ttft_ms(0.5):.2f} ms, "
+        f"p99 {direct.ttft_ms(0.99):.2f} ms\n"
+    )
+    print(
+        "| target | requests | tok/s | /direct | TTFT p50 | TTFT p99 | added p50 | added p99 "
+        "| CPU per token |"
+    )
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+    print(f"| direct | {len(direct.ttfts)} | {direct.tokens_per_s:.0f} | - | "
+          f"{direct.ttft_ms(0.5):.2f} ms | {direct.ttft_ms(0.99):.2f} ms | - | - | - |")  # fmt: skip
+    out = {}
+    for g in gateways:
+        r = exact[g]
+        p50 = r.ttft_ms(0.5) - direct.ttft_ms(0.5)
+        p99 = r.ttft_ms(0.99) - direct.ttft_ms(0.99)
+        ratio = r.tokens_per_s / direct.tokens_per_s
+        out[g] = {
+            "added_p50_ms": p50,
+            "added_p99_ms": p99,
+            "cpu_us_per_token": r.cpu_us_per_token,
+            "tok_s": r.tokens_per_s,
+            "ratio": ratio,
+        }
+        print(
+            f"| {g} | {len(r.ttfts)} | {r.tokens_per_s:.0f} | {ratio:.3f} | {r.ttft_ms(0.5):.2f} ms "
+            f"| {r.ttft_ms(0.99):.2f} ms | {p50:+.2f} ms | {p99:+.2f} ms "
+            f"| {r.cpu_us_per_token:.1f} us |"
+        )
+    return out
+
+
+def _print_targets(
+    gateways: list[str],
+    sim_levels: dict[int, dict[str, Rounds]],
+    added: dict[str, float],
+    fast_out: dict[str, dict[str, float]],
+    exact_out: dict[str, dict[str, float]],
+) -> None:
+    at256 = sim_levels.get(256)
+
+    def cell(g: str, what: str) -> str:
+        if what == "cpu" and exact_out:
+            return f"{exact_out[g]['cpu_us_per_token']:.1f} us"
+        if what == "cpusim" and at256:
+            return f"{at256[g].cpu_us_per_token:.1f} us"
+        if what == "carried" and fast_out:
+            return f"{fast_out[g]['tokens_per_cpu_s']:,.0f}"
+        if what == "ttft1" and added:
+            return f"{added[g]:+.2f} ms"
+        if what == "ttft256" and exact_out:
+            return f"{exact_out[g]['added_p99_ms']:+.2f} ms"
+        if what == "ttft256sim" and at256:
+            return f"{at256[g].ttft_ms(0.99) - at256['direct'].ttft_ms(0.99):+.2f} ms"
+        if what == "ratio" and exact_out:
+            return f"{exact_out[g]['ratio']:.3f}"
+        if what == "ratiosim" and at256:
+            return f"{at256[g].tokens_per_s / at256['direct'].tokens_per_s:.3f}"
+        return "-"
+
+    rows = [
+        ("gateway CPU per streamed token, 256 streams (part 4)", "<= 12 us", "cpu"),
+        ("  (the same on the simulator, part 1)", "-", "cpusim"),
+        ("tokens/s one gateway process carries (per CPU-second)", ">= 60,000", "carried"),
+        ("added TTFT p50, one stream", "<= 1 ms", "ttft1"),
+        ("added TTFT p99, 256 streams (part 4)", "<= 10 ms", "ttft256"),
+        ("  (the same from the simulator's bursts, step-quantized)", "-", "ttft256sim"),
+        ("via/direct tokens/s, 256 streams (part 4)", ">= 0.98", "ratio"),
+        ("  (the same on the simulator, part 1)", "-", "ratiosim"),
+    ]
+    print("\n| target (issue 20) | goal | " + " | ".join(gateways) + " |")
+    print("|---|---|" + "---:|" * len(gateways))
+    for label, goal, what in rows:
+        print(f"| {label} | {goal} | " + " | ".join(cell(g, what) for g in gateways) + " |")
 
 
 if __name__ == "__main__":

@@ -37,7 +37,14 @@ from llmctl.gateway.fairness import FairQueue
 from llmctl.gateway.health import PoolMonitor
 from llmctl.gateway.limiter import AdaptiveLimiter
 from llmctl.gateway.metrics import GatewayMetrics, Outcome
-from llmctl.gateway.payload import BadRequestError, CompletionRequest, parse_completion, request_id
+from llmctl.gateway.payload import (
+    BadRequestError,
+    CompletionRequest,
+    add_member,
+    parse_completion,
+    request_id,
+)
+from llmctl.gateway.pool import ConnectionPool
 from llmctl.gateway.proxy import EngineFailedError, Proxy, make_session
 from llmctl.gateway.router import SESSION_HEADER, EngineRouter, Retry, RouteHint
 from llmctl.gateway.tenants import CLASS_HEADER, Tenancy, Tenant, load_tenants
@@ -81,6 +88,7 @@ class Gateway:
         self.keys = KeyRing(config.api_keys)
         self.admin_keys = KeyRing([config.admin_key] if config.admin_key else [])
         self._session: aiohttp.ClientSession | None = None
+        self.connections = ConnectionPool()
         self.monitor: PoolMonitor | None = None
         self.limiter: AdaptiveLimiter | None = None
         self.proxy: Proxy | None = None
@@ -98,7 +106,7 @@ class Gateway:
         self._session = make_session()
         config = self.config
         self.proxy = Proxy(
-            self._session,
+            self.connections,
             config.request_timeout_s,
             self.metrics,
             self._retry_unavailable,
@@ -141,6 +149,7 @@ class Gateway:
             await self.monitor.stop()
         if self._session is not None:
             await self._session.close()
+        self.connections.close()
         self.counter.close()
         if self.access_log is not None:
             self.access_log.flush()
@@ -290,7 +299,7 @@ class Gateway:
         if not self.keys.enabled and self.tenancy is None:
             upstream_headers.update(_engine_auth(authorization))
         hint = self.router.hint(parsed.data, route.body_key, request.headers.get(SESSION_HEADER))
-        body, strip_usage = self._upstream_body(parsed, tenant, rank, collect is not None)
+        body, strip_usage = self._upstream_body(parsed, tenant, rank)
 
         admitted = await self._admit(hint, headers, outcome, tenant=tenant, rank=rank)
         if isinstance(admitted, web.Response):
@@ -346,23 +355,24 @@ class Gateway:
             metrics.e2e.observe(time.monotonic() - arrived)
 
     def _upstream_body(
-        self, parsed: CompletionRequest, tenant: Tenant | None, rank: int, caching: bool = False
+        self, parsed: CompletionRequest, tenant: Tenant | None, rank: int
     ) -> tuple[bytes, bool]:
         """The body the engine gets, and whether the usage the gateway added must be stripped.
 
-        A tenant's tokens are counted from the engine's usage, and a cached answer keeps it, so
-        a stream asks for it (and the client, which did not, never sees it); with
-        priority_to_engine, the class rides along as vLLM's `priority`. Otherwise the client's
-        bytes go through untouched."""
-        if tenant is None and not caching:
-            return parsed.body, False
+        Every stream asks the engine for usage: tokens are counted from that one frame instead of
+        a scan of every chunk, and a client that did not ask never sees it. With
+        priority_to_engine, a tenant's class rides along as vLLM's `priority`. Otherwise the
+        client's bytes go through untouched."""
         data = parsed.data
+        priority = tenant is not None and self.config.priority_to_engine
         options = data.get("stream_options")
         wants_usage = isinstance(options, dict) and options.get("include_usage") is True
         strip = parsed.stream and not wants_usage
-        priority = tenant is not None and self.config.priority_to_engine
         if not strip and not priority:
             return parsed.body, False
+        if strip and options is None and not priority:
+            # The common case: append the option to the client's JSON object as it is.
+            return add_member(parsed.body, _ASK_USAGE), True
         data = dict(data)
         if strip:
             data["stream_options"] = {
@@ -509,6 +519,8 @@ async def _unrouted(request: web.Request) -> web.Response:
         return error_response(405, f"{request.method} is not allowed here", "method_not_allowed")
     return error_response(404, f"no route {request.path}", "not_found")
 
+
+_ASK_USAGE = b'"stream_options":{"include_usage":true}'
 
 _REFUSAL_MESSAGES = {
     "rate_limited": "the tenant is at its rate limit; retry later",

@@ -47,6 +47,9 @@ class Engine:
     member: bool = True  # False once DNS no longer lists it (it drains)
     back_at: float | None = None  # monotonic time it last became ready (the ramp starts there)
     routed: int = 0
+    # True once a stream from it carried the usage the gateway asks for: its later streams are
+    # counted from that frame instead of a text scan of every chunk.
+    sends_usage: bool = False
     # Context window per model id, as its last good probe listed them (vLLM's max_model_len).
     windows: dict[str, int] = field(default_factory=dict)
 

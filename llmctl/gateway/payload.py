@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
 import re
-import uuid
 from dataclasses import dataclass
 from typing import Any
 
@@ -66,8 +66,19 @@ def parse_completion(raw: bytes, route: Route, default_model: str | None) -> Com
     return CompletionRequest(raw, stream, data)
 
 
+def add_member(body: bytes, member: bytes) -> bytes:
+    """A JSON object's bytes with one more `"key":value` member (its key not already there), by
+    splicing instead of re-encoding the whole body."""
+    end = body.rstrip().rfind(b"}")
+    if end < 0:
+        raise ValueError("not a JSON object")
+    head = body[:end].rstrip()
+    comma = b"" if head.endswith(b"{") else b","
+    return head + comma + member + b"}"
+
+
 def request_id(given: str | None) -> str:
     """The client's X-Request-Id when it is a sane token, else a fresh one."""
     if given and _REQUEST_ID.match(given):
         return given
-    return uuid.uuid4().hex
+    return os.urandom(16).hex()  # as random as uuid4().hex, at a third of the cost

@@ -49,6 +49,9 @@ class EngineRouter:
         self._metrics = metrics
         self.index = AffinityIndex()
         self._turn = 0
+        # The routed counter's children by (engine, reason): a label lookup costs more than the
+        # increment, on every request.
+        self._routed: dict[tuple[str, str], Any] = {}
         pool.on_leave = lambda engine: self.index.forget(engine.name)
 
     def hint(self, body: dict[str, Any], body_key: str, session: str | None) -> RouteHint | None:
@@ -90,5 +93,9 @@ class EngineRouter:
         self._turn += 1
         if isinstance(hint, RouteHint):
             self.index.record(hint.hashes, engine.name, hint.session)
-        self._metrics.routed.labels(engine.name, reason).inc()
+        key = (engine.name, reason)
+        child = self._routed.get(key)
+        if child is None:
+            child = self._routed[key] = self._metrics.routed.labels(engine.name, reason)
+        child.inc()
         return engine

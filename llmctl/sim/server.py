@@ -282,7 +282,9 @@ async def _engine_lifecycle(app: web.Application) -> AsyncIterator[None]:
 async def serve(config: SimConfig, on_ready: Callable[[str], None] | None = None) -> None:
     """Serve until cancelled (SIGINT/SIGTERM end the process through the caller)."""
     try:
-        sock = socket.create_server((config.host, config.port))
+        # vLLM's uvicorn listens with a backlog of 2048; Python's default of 128 would drop the
+        # SYNs of a burst of new connections (a gateway opening 256 at once) for a second.
+        sock = socket.create_server((config.host, config.port), backlog=2048)
     except OSError as exc:
         raise ConfigError(
             f"cannot listen on {config.host}:{config.port}: {exc.strerror or exc}"

@@ -41,6 +41,12 @@ def _serve(engine: FakeEngine, log: Path, *flags: str) -> tuple[str, list[str]]:
         }
         answer = client.post("/v1/completions", json=stream, headers={"X-Request-Id": "req-stream"})
         assert answer.is_success
+        # Chat's role frame alone first, the text 50 ms later, on a kept-alive engine connection.
+        chat = {**whole, "stream": True, "fake": {"tokens": 3, "early_role": 0.05}}
+        answer = client.post(
+            "/v1/chat/completions", json=chat, headers={"X-Request-Id": "req-chat"}
+        )
+        assert answer.is_success
         bad = client.post("/v1/chat/completions", json={"messages": "no"})
         assert bad.status_code == 400
         admin = {"Authorization": f"Bearer {ADMIN}"}
@@ -61,7 +67,7 @@ def test_text_log_has_a_line_per_request_and_per_limit_change(
 ) -> None:
     url, lines = _serve(engine, tmp_path / "gateway.log")
     access = [line for line in lines if "llmctl.gateway.access:" in line]
-    assert len(access) == 3, "\n".join(lines)
+    assert len(access) == 4, "\n".join(lines)
     whole = next(line for line in access if "request_id=req-whole" in line)
     for field in ("route=/v1/chat/completions", "status=200", "reason=ok", "prompt_tokens="):
         assert field in whole, whole
@@ -78,6 +84,11 @@ def test_text_log_has_a_line_per_request_and_per_limit_change(
     assert streamed["route"] == "/v1/completions"
     assert float(streamed["ttft_ms"]) <= float(streamed["duration_ms"])
     assert (streamed["prompt_tokens"], streamed["completion_tokens"]) == ("7", "5")
+    chat = dict(
+        pair.split("=", 1)
+        for pair in next(line for line in access if "req-chat" in line).split(": ", 1)[1].split()
+    )
+    assert 50 <= float(chat["ttft_ms"]) <= float(chat["duration_ms"]), chat
     refused = next(line for line in access if "status=400" in line)
     assert "reason=bad_request" in refused
     assert "engine=- queue_wait_ms=- ttft_ms=-" in refused  # it never got that far
@@ -99,7 +110,7 @@ def test_json_log_is_one_object_a_line(engine: FakeEngine, tmp_path: Path) -> No
     _, lines = _serve(engine, tmp_path / "gateway.log", "--log-format", "json")
     records = [json.loads(line) for line in lines if line.strip()]
     access = [r for r in records if r["logger"] == "llmctl.gateway.access"]
-    assert len(access) == 3
+    assert len(access) == 4
     whole = next(r for r in access if r["request_id"] == "req-whole")
     assert (whole["status"], whole["reason"], whole["completion_tokens"]) == (200, "ok", 4)
     assert whole["ttft_ms"] <= whole["duration_ms"]
