@@ -1,7 +1,7 @@
 """Adaptive vs static MAX_ACTIVE through a workload that changes under load.
 
     python benchmarks/adaptive.py [--time-scale 0.5] [--phase-s 60] [--best 72,30,56,72]
-                                  [--json adaptive.json] [--svg docs/figures/adaptive-limit.svg]
+                                  [--json adaptive.json] [--svg docs/figures/adaptive/limit.svg]
 
 One simulated H100 + Llama-3.1-8B (`--profile h100-llama3.1-8b`) behind the gateway, an open-loop
 Poisson load of streamed completions (128 output tokens), and four phases of --phase-s simulated
