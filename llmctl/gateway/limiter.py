@@ -88,11 +88,11 @@ class Measurements:
     admitted under the old limit that ends later still shows the old limit's latencies), and only
     the recent ones: a limit that held through a change of workload is judged on the new one."""
 
-    def __init__(self, window_s: float = 5.0) -> None:
+    def __init__(self, interval_s: Callable[[], float] = lambda: 1.0) -> None:
         self._ttft: deque[tuple[float, float]] = deque(maxlen=MAX_SAMPLES)
         self._tpot: deque[tuple[float, float]] = deque(maxlen=MAX_SAMPLES)
         self.since = -math.inf  # time.monotonic() of the last change
-        self.window_s = window_s
+        self._interval_s = interval_s  # the control interval now (it can change live)
 
     def first_token(self, admitted_s: float, admitted_at: float) -> None:
         if admitted_at >= self.since:
@@ -103,7 +103,7 @@ class Measurements:
             self._tpot.append((time.monotonic(), seconds))
 
     def _recent(self, samples: deque[tuple[float, float]]) -> list[float]:
-        cutoff = time.monotonic() - self.window_s
+        cutoff = time.monotonic() - WINDOW_INTERVALS * self._interval_s()
         return [value for at, value in samples if at >= cutoff]
 
     @property
@@ -153,7 +153,6 @@ class AdaptiveLimiter:
 
     def signals(self, now: float) -> Signals:
         m = self.measurements
-        m.window_s = WINDOW_INTERVALS * self.admission.limits.adaptive_interval_s
         ttft = m.ttft
         engines = [e for e in self.pool if e.in_rotation()]
         waiting = [e.waiting for e in engines if e.polled]

@@ -88,7 +88,7 @@ class GatewayMetrics:
         m.gauge(m.GATEWAY_LIMIT_ADAPTIVE, registry).set_function(
             lambda: 1.0 if admission.limits.limit_mode == "adaptive" else 0.0
         )
-        self.measurements = Measurements()
+        self.measurements = Measurements(lambda: admission.limits.adaptive_interval_s)
         m.gauge(m.GATEWAY_ADAPTIVE_TTFT, registry).set_function(
             lambda: p95(self.measurements.ttft) or float("nan")
         )
