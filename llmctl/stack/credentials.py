@@ -102,9 +102,10 @@ def compose_profiles(spec: StackSpec) -> list[str]:
 
 
 def env_line(name: str, value: str) -> str:
-    """`NAME='value'`: single quotes, in which compose's .env reader, python-dotenv and a shell all
-    take every character literally (no `$` expansion, no `#` comment); a value they could not read
-    back the same (a quote, a backslash, a control character) is a ConfigError naming it."""
+    """`NAME='value'`: single quotes, in which python-dotenv and a shell take every character
+    literally (no `#` comment, no `$` expansion); a value they could not all read back the same (a
+    quote, a backslash, a control character, or a `$NAME` / `${...}`, which Compose v2 expands even
+    there) is a ConfigError naming it."""
     try:
         grammar.env_name(name)
         grammar.dotenv_safe(value)

@@ -126,9 +126,15 @@ def path(value: str) -> str:
 
 def dotenv_safe(value: str) -> str:
     """A value `.env` can hold in single quotes, read the same by compose and by dotenv parsers:
-    printable, without `'` or `\\`."""
+    printable, without `'`, `\\` or a `$NAME` / `${...}` (Compose v2 expands those in .env values,
+    single quotes or not; a `$` before anything else stays literal)."""
     printable(value)
     for char in ("'", "\\"):
         if char in value:
             raise ValueError(f"contains {char!r}, which .env cannot carry; rename the folder")
+    found = re.search(r"\$(\{|[A-Za-z_])", value)
+    if found:
+        raise ValueError(
+            f"contains {found.group(0)!r}, which Compose would expand; rename the folder"
+        )
     return value
