@@ -10,14 +10,21 @@ from typing import Any
 
 import pytest
 import yaml
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 
 from llmctl.core.errors import ConfigError
 from llmctl.stack import commands, kubernetes
 from llmctl.stack.credentials import StackSecrets
 from llmctl.stack.settings import load_stack
 from tests.stack.test_kubernetes import KUBECTL, _build, _container, _expand, _one, validate
-from tests.stack.test_render_hostile import Case, Checked, _check_refusal, _toml, cases
+from tests.stack.test_render_hostile import (
+    Case,
+    Checked,
+    _check_refusal,
+    _toml,
+    cases,
+    hostile_settings,
+)
 
 
 def _check(spec: Any, files: dict[str, str]) -> None:
@@ -48,13 +55,7 @@ def test_hostile_stack_files_render_for_kubernetes_safely_or_are_refused(tmp_pat
     checked = Checked()
     secrets = StackSecrets({"LLMCTL_ADMIN_KEY": "adm"})
 
-    @settings(
-        max_examples=200,
-        deadline=None,
-        derandomize=True,
-        database=None,
-        suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
-    )
+    @hostile_settings(200)
     @given(case=cases())
     def run(case: Case) -> None:
         stack_file = tmp_path / "llmctl.toml"

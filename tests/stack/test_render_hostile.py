@@ -13,6 +13,7 @@ import io
 import os
 import shutil
 import subprocess
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -159,6 +160,17 @@ def _slots() -> dict[str, st.SearchStrategy[Any]]:
 
 SLOTS = _slots()
 SECTIONS = ["engine", "gateway", "observability", "ports", "alerts", "engine.sim"]
+
+
+def hostile_settings(examples: int) -> Callable[[Callable[..., None]], Callable[..., None]]:
+    """Hypothesis settings for a sweep of hostile stack files: reproducible, no database."""
+    return settings(
+        max_examples=examples,
+        deadline=None,
+        derandomize=True,
+        database=None,
+        suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+    )
 
 
 @st.composite
@@ -382,13 +394,7 @@ def test_hostile_stack_files_render_safely_or_are_refused(tmp_path: Path) -> Non
     checked = Checked()
     secrets = StackSecrets({"GRAFANA_ADMIN_PASSWORD": "pw", "LLMCTL_ADMIN_KEY": "adm"})
 
-    @settings(
-        max_examples=300,
-        deadline=None,
-        derandomize=True,
-        database=None,
-        suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
-    )
+    @hostile_settings(300)
     @given(case=cases())
     def run(case: Case) -> None:
         stack_file = tmp_path / "llmctl.toml"
