@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -359,7 +360,12 @@ class DockerRuntime:
         (of all unready ones when none did), and what to run next."""
         parts = [str(error)]
         unready = [s for s in services if not _settled(s)]
-        failed = [s for s in unready if s.state == "exited" or s.health == "unhealthy"]
+        crashing = self._crashing(error)
+        failed = [
+            s
+            for s in unready
+            if s.state == "exited" or s.health == "unhealthy" or s.name in crashing
+        ]
         for s in unready:
             parts.append(f"  {s.name}: {s.state}, health {s.health} {s.detail}".rstrip())
             tail = (
@@ -378,6 +384,23 @@ class DockerRuntime:
             returncode=error.returncode,
             stderr=error.stderr,
         )
+
+    def _crashing(self, error: RuntimeBackendError) -> set[str]:
+        """Services that failed though they may look alive now: those compose's error names
+        (`container <project>-<service>-1 exited (1)` / `is unhealthy`), and those Docker has
+        restarted (a crash loop caught between two restarts reads "running")."""
+        said = f"{error}\n{error.stderr or ''}"
+        prefix = f"{self.spec.project_name}-"
+        named = {
+            name
+            for name in self.services()
+            if re.search(rf"\b{re.escape(prefix + name)}-\d+\b", said)
+        }
+        try:
+            restarted = {n for n, c in self.containers().items() if c.restart_count}
+        except RuntimeBackendError:
+            restarted = set()
+        return named | restarted
 
     def down(self, *, volumes: bool = False) -> list[str]:
         missing = next((f for f in self.docker.probe(gpu=False) if not f.ok), None)
