@@ -2,11 +2,11 @@
 
     python benchmarks/tenants.py [--profile rtx3090-qwen2.5-14b-awq] [--time-scale 2]
         [--max-active 16] [--seconds 60] [--fair-seconds 30] [--tpm 9000] [--tpm-seconds 150]
-        [--parts a,b,c,d] [--gateway-checkout DIR]
+        [--parts a,b,c,d] [--reserve 0.25] [--gateway-checkout DIR]
 
-Starts `llmctl sim serve` and `llmctl gateway serve --tenants-file` (classes `interactive` and
-`batch`, seven tenants), measures the capacity (requests a second and mean service time with
-MAX_ACTIVE requests in flight), then:
+Starts `llmctl sim serve` and `llmctl gateway serve --tenants-file` (classes `interactive`, with a
+reserve of `--reserve` of the slots, and `batch`; seven tenants), measures the capacity (requests a
+second and mean service time with MAX_ACTIVE requests in flight), then:
 
 (a) noisy neighbour: an interactive tenant offering 20 % of the capacity (Poisson), alone and then
     beside a batch tenant offering 10 times the capacity (Poisson, the queue overflowing), with
@@ -70,10 +70,13 @@ TENANTS = {
 }
 
 
-def write_tenants(path: Path, tpm: int) -> dict[str, str]:
+def write_tenants(path: Path, tpm: int, reserve: float) -> dict[str, str]:
     """The tenants file; returns each tenant's key (made for this run, shown to no one)."""
     keys = {name: "sk-bench-" + secrets.token_urlsafe(16) for name in TENANTS}
-    text = "[classes.interactive]\nrank = 0\n[classes.batch]\nrank = 1\nshare = 0.1\naging_s = 60\n"
+    text = (
+        f"[classes.interactive]\nrank = 0\nreserve = {reserve}\n"
+        "[classes.batch]\nrank = 1\nshare = 0.1\naging_s = 60\n"
+    )
     for name, (klass, weight, extra) in TENANTS.items():
         text += (
             f'\n[[tenants]]\nname = "{name}"\nclass = "{klass}"\nweight = {weight}\n'
@@ -353,6 +356,9 @@ def main() -> None:
     parser.add_argument("--tpm-seconds", type=float, default=150.0)
     parser.add_argument("--parts", default="a,b,c,d")
     parser.add_argument(
+        "--reserve", type=float, default=0.25, help="the interactive class's reserve (0: none)"
+    )
+    parser.add_argument(
         "--gateway-checkout",
         type=Path,
         help="Run the gateway from this checkout (PYTHONPATH), to compare gateway versions.",
@@ -365,7 +371,7 @@ def main() -> None:
     py = [sys.executable, "-m", "llmctl"]
     with ExitStack() as stack:
         folder = Path(stack.enter_context(tempfile.TemporaryDirectory()))
-        keys = write_tenants(folder / "tenants.toml", args.tpm)
+        keys = write_tenants(folder / "tenants.toml", args.tpm, args.reserve)
         stack.enter_context(started(
             [*py, "sim", "serve", "--port", str(sim_port), "--model", MODEL, "--profile",
              args.profile, "--time-scale", str(args.time_scale),

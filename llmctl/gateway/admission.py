@@ -188,7 +188,7 @@ class AdmissionController:
         self._active += 1
         if tenant is not None:
             tenant.active += 1
-        self.queue.hold(rank, 1)
+        self.queue.hold(rank, 1, time.monotonic())
         return _Grant(engine, tenant, rank)
 
     async def acquire(
@@ -208,7 +208,7 @@ class AdmissionController:
         limits = self._limits
         if not any(e.name not in exclude for e in self.pool.routable()):
             raise AdmissionRefusedError("engine_unavailable", 503, 1, 0.0)
-        if not len(self.queue) or front:
+        if front or (not len(self.queue) and self.queue.admits(rank, self.capacity, arrived)):
             grant = self._grant(hint, exclude, tenant, rank)
             if grant is not None:
                 return Slot(self, grant, arrived, 0.0)
@@ -271,7 +271,7 @@ class AdmissionController:
         self._active -= 1
         if grant.tenant is not None:
             grant.tenant.active -= 1
-        self.queue.hold(grant.rank, -1)
+        self.queue.hold(grant.rank, -1, time.monotonic())
         if service_s is not None:
             prev = self._service_s
             self._service_s = (

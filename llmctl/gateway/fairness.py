@@ -7,6 +7,13 @@
   of a lower one, except that a lower class may hold its `share` of all slots while higher classes
   wait (so batch work is slowed, never stopped), and a request that has waited `aging_s` is served
   as if it were of the top class, in arrival order, so none starves.
+- A class may keep a `reserve` of all slots free for itself while it is in use (it held or asked
+  for a slot in the last RESERVE_IDLE_S): lower classes never take the last free slots it would
+  need to reach its reserve. Strict priority alone orders the queue; it cannot help an interactive
+  request that arrives just after batch took every slot, which then waits a whole batch service
+  time (all of it when batch requests are of one length and free their slots together). The
+  reserve is idle headroom that lets it start at once; its price is batch throughput, and only
+  while the class is in use.
 - Within a class, tenants share by weight with start-time fair queuing: a request's tag is
   max(the class's virtual time, its tenant's last finish tag), the tenant's finish tag then grows
   by 1 / weight, and the smallest tag goes next. A tenant with a thousand requests queued delays
@@ -29,10 +36,14 @@ from __future__ import annotations
 
 import heapq
 import itertools
+import math
 from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Protocol
+
+# A class's reserve lapses when it has neither held nor asked for a slot for this long.
+RESERVE_IDLE_S = 60.0
 
 
 @dataclass(eq=False)
@@ -63,8 +74,13 @@ class Queue(Protocol):
         the slots there are (for class shares)."""
         ...
 
-    def hold(self, rank: int, delta: int) -> None:
-        """A request of class `rank` took (+1) or gave back (-1) a slot."""
+    def hold(self, rank: int, delta: int, now: float) -> None:
+        """A request of class `rank` took (+1) or gave back (-1) a slot at `now`."""
+        ...
+
+    def admits(self, rank: int, capacity: Callable[[], int], now: float) -> bool:
+        """Whether a request of class `rank` that finds the queue empty may take a free slot
+        (not one a higher class keeps in reserve); `capacity()`: all the slots there are."""
         ...
 
     def displace(self, arrival: Entry) -> Entry | None:
@@ -104,8 +120,11 @@ class FifoQueue:
                 return entry
         return None
 
-    def hold(self, rank: int, delta: int) -> None:
+    def hold(self, rank: int, delta: int, now: float) -> None:
         pass
+
+    def admits(self, rank: int, capacity: Callable[[], int], now: float) -> bool:
+        return True
 
     def displace(self, arrival: Entry) -> Entry | None:
         return None  # first come, first served: a full queue refuses the newcomer
@@ -122,6 +141,7 @@ class ClassPolicy:
     rank: int
     share: float = 0.0  # slots it may hold while higher classes wait, as a share of all slots
     aging_s: float | None = None  # after waiting this long, served as if of the top class
+    reserve: float = 0.0  # slots lower classes leave free for it while in use, a share of all
 
 
 @dataclass
@@ -138,6 +158,7 @@ class _Class:
     heads: list[tuple[float, int, str]] = field(default_factory=list)  # (tag, seq, tenant)
     waiting: int = 0
     holding: int = 0  # requests of this class holding a slot (kept by the controller)
+    seen: float = -math.inf  # when it last held or asked for a slot (its reserve lapses after)
 
 
 class FairQueue:
@@ -147,6 +168,7 @@ class FairQueue:
         ordered = sorted(classes, key=lambda c: c.rank)
         self.classes = [_Class(c) for c in ordered]
         self._by_rank = {c.policy.rank: c for c in self.classes}
+        self._reserving = any(c.policy.reserve > 0 for c in self.classes)
         self._urgent: deque[Entry] = deque()  # retries: ahead of everyone
         self._arrivals: deque[Entry] = deque()  # every entry in arrival order (for ageing)
         self._seq = itertools.count()
@@ -161,9 +183,31 @@ class FairQueue:
     def holding(self, rank: int) -> int:
         return self._by_rank[rank].holding
 
-    def hold(self, rank: int, delta: int) -> None:
-        """A request of class `rank` took (+1) or gave back (-1) a slot."""
-        self._by_rank[rank].holding += delta
+    def hold(self, rank: int, delta: int, now: float) -> None:
+        """A request of class `rank` took (+1) or gave back (-1) a slot at `now`."""
+        klass = self._by_rank[rank]
+        klass.holding += delta
+        klass.seen = now
+
+    def admits(self, rank: int, capacity: Callable[[], int], now: float) -> bool:
+        """Whether a request of class `rank` may take a free slot: yes unless the free slots are
+        all kept in reserve for higher classes in use."""
+        return not self._reserving or self._free_beyond_reserves(rank, capacity(), now)
+
+    def _free_beyond_reserves(self, rank: int, capacity: int, now: float) -> bool:
+        kept = self._kept(rank, capacity, now)
+        return not kept or capacity - sum(c.holding for c in self.classes) > kept
+
+    def _kept(self, rank: int, capacity: int, now: float) -> int:
+        """Free slots a request of class `rank` must leave: what each higher class in use lacks
+        of its reserve; never all slots (a lower class is slowed, never stopped)."""
+        kept = 0
+        for c in self.classes:
+            if c.policy.rank >= rank:
+                break
+            if c.policy.reserve > 0 and now - c.seen < RESERVE_IDLE_S:
+                kept += max(0, math.floor(c.policy.reserve * capacity + 0.5) - c.holding)
+        return min(kept, capacity - 1)
 
     def push(self, entry: Entry, *, front: bool = False) -> None:
         entry.seq = next(self._seq)
@@ -180,6 +224,7 @@ class FairQueue:
             heapq.heappush(klass.heads, (entry.tag, entry.seq, entry.tenant))
         tenant.line.append(entry)
         klass.waiting += 1
+        klass.seen = max(klass.seen, entry.arrived)
         self._arrivals.append(entry)
 
     def remove(self, entry: Entry) -> None:
@@ -238,8 +283,17 @@ class FairQueue:
         if aged is not None:
             self._take(aged)
             return aged
-        # A lower class below its guaranteed share comes first; then strict priority.
-        for klass in self._order(capacity):
+        # A lower class below its guaranteed share comes first; then strict priority, leaving
+        # higher classes' reserves free.
+        entitled, ordered = self._order(capacity)
+        for klass in ordered:
+            rank = klass.policy.rank
+            if (
+                self._reserving
+                and klass not in entitled
+                and not self._free_beyond_reserves(rank, capacity, now)
+            ):
+                continue
             head = self._fair_head(klass, can_take)
             if head is not None:
                 self._take(head)
@@ -248,9 +302,9 @@ class FairQueue:
 
     # --- choosing ------------------------------------------------------------------------------------
 
-    def _order(self, capacity: int) -> list[_Class]:
-        """Classes in the order to try: any class below its share of `capacity` while a higher one
-        waits, then all by rank."""
+    def _order(self, capacity: int) -> tuple[list[_Class], list[_Class]]:
+        """The classes below their share of `capacity` while a higher one waits; and all classes
+        in the order to try: those first, then all by rank."""
         entitled = [
             c
             for i, c in enumerate(self.classes)
@@ -259,7 +313,7 @@ class FairQueue:
             and any(h.waiting for h in self.classes[:i])
             and c.holding < c.policy.share * capacity
         ]
-        return entitled + [c for c in self.classes if c not in entitled]
+        return entitled, entitled + [c for c in self.classes if c not in entitled]
 
     def _aged(self, can_take: Callable[[Entry], bool], now: float) -> Entry | None:
         """The oldest waiter of a lower class that has waited its class's `aging_s`."""

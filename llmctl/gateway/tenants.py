@@ -4,6 +4,7 @@ The tenants file (TOML) replaces a plain list of API keys:
 
     [classes.interactive]          # rank 0 is served first
     rank = 0
+    reserve = 0.25                 # slots batch leaves free for it while it is in use
     [classes.batch]
     rank = 1
     share = 0.2                    # slots batch may hold while interactive requests wait
@@ -62,6 +63,9 @@ class ClassSpec(BaseModel):
     rank: int = Field(ge=0, description="0 is served first.")
     share: float = Field(0.0, ge=0, le=1, description="Slots held while higher classes wait.")
     aging_s: float | None = Field(None, gt=0, description="Served as the top class after this.")
+    reserve: float = Field(
+        0.0, ge=0, lt=1, description="Slots lower classes leave free for it while it is in use."
+    )
 
 
 class TenantSpec(BaseModel):
@@ -98,7 +102,7 @@ class TenantSpec(BaseModel):
 
 def _default_classes() -> dict[str, ClassSpec]:
     return {
-        "interactive": ClassSpec(rank=0),
+        "interactive": ClassSpec(rank=0, reserve=0.25),
         "batch": ClassSpec(rank=1, share=0.1, aging_s=60.0),
     }
 
@@ -166,7 +170,8 @@ class Tenancy:
     def __init__(self, spec: TenantsSpec, legacy_keys: tuple[str, ...] = ()) -> None:
         self.classes = {name: c.rank for name, c in spec.classes.items()}
         self.policies = [
-            ClassPolicy(name, c.rank, c.share, c.aging_s) for name, c in spec.classes.items()
+            ClassPolicy(name, c.rank, c.share, c.aging_s, c.reserve)
+            for name, c in spec.classes.items()
         ]
         top = min(spec.classes.items(), key=lambda item: item[1].rank)[0]
         self.tenants = [self._tenant(t, spec) for t in spec.tenants]

@@ -20,6 +20,7 @@ from llmctl.bench.runner import CLASS_HEADER, run_bench
 from llmctl.bench.strategies import ConcurrentStrategy, MixStrategy, RateStrategy, StreamSpec
 from llmctl.cli import main
 from llmctl.core.errors import UsageError
+from llmctl.core.slo import SLO
 from llmctl.gateway import tenants
 from llmctl.report.load import load_runs
 from tests import support
@@ -41,7 +42,7 @@ def _tenants_file(path: Path) -> Path:
         return f'[[tenants]]\nname = "{name}"\nclass = "{klass}"\nweight = {weight}\nkeys = ["{key}"]\n'
 
     path.write_text(
-        "[classes.interactive]\nrank = 0\n[classes.batch]\nrank = 1\nshare = 0.1\n\n"
+        "[classes.interactive]\nrank = 0\nreserve = 0.5\n[classes.batch]\nrank = 1\nshare = 0.1\n\n"
         + tenant("chat", "interactive")
         + tenant("nightly", "batch")
         + tenant("heavy", "interactive", 3)
@@ -219,7 +220,7 @@ def _streams(level: LevelReport) -> dict[str, StreamReport]:
 
 
 def _mix_run(
-    gateway: str, levels: list[MixStrategy], output_len: int, seconds: float
+    gateway: str, levels: list[MixStrategy], output_len: int, seconds: float, slo: SLO = SLO()
 ) -> list[LevelReport]:
     config = BenchConfig(
         target=gateway,
@@ -229,6 +230,7 @@ def _mix_run(
         warmup_s=0.5,
         prompts=PromptSpec(input_len=32, output_len=output_len),
         reject_backoff_s=0.05,
+        slo=slo,
     )
     return run_bench(config).levels
 
@@ -237,14 +239,14 @@ def _mix_run(
 def test_an_interactive_tenant_barely_notices_a_batch_flood(gateway: str) -> None:
     """At a small scale: a batch tenant offering about 10x what MAX_ACTIVE 4 can serve, an
     interactive one about 20 %; the interactive one's p99 queue wait stays within about one mean
-    service time and it is served as fully as when it is alone."""
-    service_s = 0.3  # about: 96 tokens x (2.75 ms + a little per sequence) + prefill
+    service time and it is served as fully and as fast as when it is alone."""
+    service_s = 0.18  # measured here: 174-184 ms of mean service with the flood
     capacity = MAX_ACTIVE / service_s
     chat = _stream("chat", "KEY_CHAT", RateStrategy(rate=0.2 * capacity))
-    # Batch lengths vary, as real jobs' do: requests all of one length finish in the same engine
-    # step, so every slot would free at once and a request arriving just after waits a whole
-    # service time (docs/benchmarks.md measures that case too).
-    flood = _stream("nightly", "KEY_NIGHTLY", RateStrategy(rate=10 * capacity), spread=0.5)
+    # Batch requests all of one length, the hard case: they finish in the same engine step, so
+    # every slot they hold frees at once, and without interactive's reserve (2 of the 4 slots) a
+    # request arriving just after batch took them all would wait a whole service time.
+    flood = _stream("nightly", "KEY_NIGHTLY", RateStrategy(rate=10 * capacity))
     alone, mixed = _mix_run(
         gateway,
         [
@@ -253,6 +255,7 @@ def test_an_interactive_tenant_barely_notices_a_batch_flood(gateway: str) -> Non
         ],
         output_len=96,
         seconds=5.0,
+        slo=SLO(ttft_s=0.1),
     )
     quiet, busy = _streams(alone)["chat"], _streams(mixed)
     assert busy["nightly"].failures["http_429"] > 0  # the flood overflowed the queue
@@ -271,6 +274,19 @@ def test_an_interactive_tenant_barely_notices_a_batch_flood(gateway: str) -> Non
     assert batch_wait is not None
     assert wait <= 1.5 * mean_service_ms, (wait, mean_service_ms)
     assert wait < batch_wait / 2, (wait, batch_wait)
+    # Mostly it starts at once: without the reserve it waits for the batch round in progress, on
+    # average about half a service time (measured: 83-88 ms of 184 ms; with it 19-20 ms of 176).
+    mean_wait = interactive.mean_queue_wait_ms
+    assert mean_wait is not None
+    assert mean_wait <= 0.25 * mean_service_ms, (mean_wait, mean_service_ms)
+    # Goodput with a TTFT SLO of 0.1 s (at this scale one service time, about 0.18 s, is too long
+    # to tell a batch round's wait apart). Measured: 0.93-0.97 of alone with the reserve, 0.48-0.55
+    # without. Two reserved slots of four leave it waiting when three of its requests overlap (a
+    # fifth of its arrivals); the benchmark meets 95 % at MAX_ACTIVE 16 with a reserve of 0.25.
+    good_alone, good_mixed = quiet.request_goodput, interactive.request_goodput
+    assert good_alone is not None
+    assert good_mixed is not None
+    assert good_mixed >= 0.8 * good_alone, (good_mixed, good_alone)
 
 
 @pytest.mark.slow

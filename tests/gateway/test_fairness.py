@@ -7,7 +7,7 @@ from collections import Counter
 
 import pytest
 
-from llmctl.gateway.fairness import ClassPolicy, Entry, FairQueue, FifoQueue
+from llmctl.gateway.fairness import RESERVE_IDLE_S, ClassPolicy, Entry, FairQueue, FifoQueue
 from llmctl.gateway.ratelimit import WindowLimit, duration_text
 
 CLASSES = [ClassPolicy("interactive", 0), ClassPolicy("batch", 1, share=0.25, aging_s=30.0)]
@@ -72,14 +72,63 @@ def test_interactive_goes_first_but_batch_keeps_its_share() -> None:
     first = queue.pick(_yes, 20, capacity=8)
     assert first is not None
     assert first.rank == 1
-    queue.hold(1, 1)
+    queue.hold(1, 1, 0.0)
     second = queue.pick(_yes, 20, capacity=8)
     assert second is not None
     assert second.rank == 1
-    queue.hold(1, 1)
+    queue.hold(1, 1, 0.0)
     # ...then every waiting interactive request comes before the rest of batch.
     rest = [queue.pick(_yes, 20, capacity=8) for _ in range(10)]
     assert all(e is not None and e.rank == 0 for e in rest)
+
+
+def test_lower_classes_leave_a_reserve_free_while_its_class_is_in_use() -> None:
+    queue = FairQueue(
+        [ClassPolicy("interactive", 0, reserve=0.25), ClassPolicy("batch", 1, aging_s=30.0)]
+    )
+    # 8 slots: interactive keeps 2 free for itself. Batch holds 6; interactive used one at 0 s.
+    for _ in range(6):
+        queue.hold(1, 1, 0.0)
+    queue.hold(0, 1, 0.0)
+    queue.hold(0, -1, 1.0)
+    assert not queue.admits(1, lambda: 8, 2.0)
+    assert queue.admits(0, lambda: 8, 2.0)
+    waiting = _entry("nightly", rank=1, arrived=2.0)
+    queue.push(waiting)
+    assert queue.pick(_yes, 2.0, 8) is None
+    chat = _entry("chat", rank=0, arrived=3.0)
+    queue.push(chat)
+    assert queue.pick(_yes, 3.0, 8) is chat
+    queue.hold(0, 1, 3.0)
+    # One slot free, and interactive still lacks one of its two: batch keeps waiting...
+    assert queue.pick(_yes, 4.0, 8) is None
+    queue.hold(0, 1, 4.0)
+    queue.hold(1, -1, 4.0)
+    # ...until interactive holds its reserve: then batch may take any free slot.
+    assert queue.pick(_yes, 4.0, 8) is waiting
+    queue.hold(1, 1, 4.0)
+    # A request that waited its ageing time is served as interactive, reserve or not.
+    old = _entry("nightly", rank=1, arrived=5.0)
+    queue.push(old)
+    queue.hold(0, -1, 6.0)
+    queue.hold(0, -1, 6.0)
+    assert queue.pick(_yes, 10.0, 8) is None
+    assert queue.pick(_yes, 35.0, 8) is old
+    queue.hold(1, 1, 35.0)
+    # Interactive idle for RESERVE_IDLE_S: its reserve lapses.
+    assert not queue.admits(1, lambda: 8, 6.0 + RESERVE_IDLE_S - 1)
+    assert queue.admits(1, lambda: 8, 6.0 + RESERVE_IDLE_S)
+
+
+def test_a_reserve_never_takes_every_slot() -> None:
+    queue = FairQueue([ClassPolicy("interactive", 0, reserve=0.9), ClassPolicy("batch", 1)])
+    queue.hold(0, 1, 0.0)
+    queue.hold(0, -1, 0.0)
+    assert queue.admits(1, lambda: 1, 0.0)  # one slot: the reserve rounds to it, and one is left
+    assert queue.admits(1, lambda: 10, 0.0)  # 9 kept of 10: the tenth is batch's
+    queue.hold(1, 1, 0.0)
+    assert not queue.admits(1, lambda: 10, 0.0)
+    assert FifoQueue().admits(5, lambda: 1, 0.0)
 
 
 def test_ageing_serves_a_long_waiting_batch_request_before_new_interactive_ones() -> None:

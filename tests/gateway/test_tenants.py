@@ -22,12 +22,13 @@ from tests.gateway.upstream import FakeEngine
 KEYS = {"chat": "sk-chat", "batch": "sk-batch", "capped": "sk-capped", "limited": "sk-limited"}
 
 
-def _tenants_file(tmp_path: Path, extra: str = "") -> Path:
+def _tenants_file(tmp_path: Path, extra: str = "", interactive: str = "") -> Path:
     path = tmp_path / "tenants.toml"
     path.write_text(
         f"""
 [classes.interactive]
 rank = 0
+{interactive}
 [classes.batch]
 rank = 1
 
@@ -129,6 +130,41 @@ def test_a_flood_delays_another_tenant_by_at_most_a_service_time(
     waited = next(elapsed for tenant, elapsed, _ in results if tenant == "chat")
     # Its own service plus at most the one request being served when it arrived (and slack).
     assert waited < 2 * service + 0.15, waited
+
+
+def test_a_reserve_lets_an_interactive_request_start_while_batch_fills_the_rest(
+    make_gateway: MakeGateway, tmp_path: Path, engine: FakeEngine
+) -> None:
+    # Batch requests of one length take and free their slots together: without a reserve, an
+    # interactive request arriving just after they took every slot waits their whole service.
+    path = _tenants_file(tmp_path, interactive="reserve = 0.5")
+    gw = make_gateway(tenants_file=path, max_active=4, queue_max=100)
+    service = 0.4
+    bodies = [("chat", chat({"delay": 0.05}), 0.0)]  # the class is in use
+    bodies += [("batch", chat({"delay": service}), 0.1) for _ in range(8)]
+    bodies.append(("chat", chat({"delay": 0.05}), 0.2))  # batch holds what it may
+    results = asyncio.run(_posts(gw.url, bodies))
+    assert all(a.status == 200 for _, _, a in results)
+    late_chat = [elapsed for tenant, elapsed, _ in results if tenant == "chat"][-1]
+    assert late_chat < 0.05 + 0.15, late_chat  # it started at once
+    batch = sorted(elapsed for tenant, elapsed, _ in results if tenant == "batch")
+    # Two of the four slots for batch: four rounds of two, never more than two at a time.
+    assert batch[-1] > 4 * service - 0.05, batch
+    assert engine.max_in_flight <= 3
+
+
+def test_a_reserve_lapses_while_its_class_is_idle(
+    make_gateway: MakeGateway, tmp_path: Path, engine: FakeEngine
+) -> None:
+    path = _tenants_file(tmp_path, interactive="reserve = 0.5")
+    gw = make_gateway(tenants_file=path, max_active=4, queue_max=100)
+    service = 0.3
+    bodies = [("batch", chat({"delay": service}), 0.0) for _ in range(8)]
+    results = asyncio.run(_posts(gw.url, bodies))
+    assert all(a.status == 200 for _, _, a in results)
+    # No interactive request ever came: batch has every slot, two rounds of four.
+    assert max(elapsed for _, elapsed, _ in results) < 2 * service + 0.2
+    assert engine.max_in_flight == 4
 
 
 def test_a_tenant_at_its_own_concurrency_limit_lets_the_others_pass(
