@@ -17,8 +17,10 @@ second and mean service time with MAX_ACTIVE requests in flight), then:
     weights 3:1 (the ratio of their throughput);
 (c) a tokens-per-minute limit over 60 s windows: one tenant asking for about twice its limit with
     one worker that retries a refused request every 10 ms; every 60 s window's tokens (engine
-    usage, at admission), refusals while the window was under the limit, and each refusal's
-    Retry-After (whole seconds) and retry-after-ms against the time until a retry succeeded;
+    usage, at admission: when the answer's head came), refusals while the window was under the
+    limit, and each refusal's Retry-After (whole seconds) and retry-after-ms against the time
+    until a retry succeeded (a retry the gateway holds for a window that frees within 2.5 s
+    succeeds when it is let in);
 (d) the gateway's overhead with tenants and classes: benchmarks/gateway_overhead.py --with-tenants.
 
 Prints a table per part and one JSON line.
@@ -223,8 +225,10 @@ def usage_tokens(body: bytes) -> int:
 class Metered:
     """What the metered tenant's one worker saw."""
 
-    admitted: list[tuple[float, int]] = field(default_factory=list)  # (sent, usage tokens)
-    # (sent, Retry-After s, retry-after-ms in s, sent of the retry that succeeded)
+    # (answered, usage tokens): when the answer's head came, as the gateway sends it with the
+    # first tokens, since a request whose window frees within 2.5 s is held until it does
+    admitted: list[tuple[float, int]] = field(default_factory=list)
+    # (sent, Retry-After s, retry-after-ms in s, when the retry that succeeded was answered)
     refusals: list[list[float]] = field(default_factory=list)
     other: int = 0
 
@@ -238,6 +242,7 @@ async def _metered(url: str, key: str, seconds: float, retry_s: float, body: byt
         while time.perf_counter() < end:
             sent = time.perf_counter()
             async with session.post(url + "/v1/completions", data=body, headers=headers) as r:
+                answered = time.perf_counter()
                 text = await r.read()
                 if r.status == 429:
                     exact = float(r.headers.get("retry-after-ms", "nan")) / 1000
@@ -245,9 +250,9 @@ async def _metered(url: str, key: str, seconds: float, retry_s: float, body: byt
                     seen.refusals.append(refusal)
                     waiting.append(refusal)
                 elif r.status == 200:
-                    seen.admitted.append((sent, usage_tokens(text)))
+                    seen.admitted.append((answered, usage_tokens(text)))
                     for refusal in waiting:
-                        refusal[3] = sent
+                        refusal[3] = answered
                     waiting.clear()
                 else:
                     seen.other += 1

@@ -236,10 +236,9 @@ class Gateway:
 
         claim: quota.Claim | None = None
         if tenant is not None and (tenant.requests or tenant.tokens):
-            now = time.monotonic()
             estimate = quota.estimate_tokens(parsed.data, counted.tokens, tenant.default_max_tokens)
-            result = quota.claim(tenant, estimate, now)
-            headers.update(quota.headers(tenant, now))
+            result = await quota.claim_held(tenant, estimate)
+            headers.update(quota.headers(tenant, time.monotonic()))
             if isinstance(result, quota.Refusal):
                 outcome.set(429, "rate_limited")
                 metrics.rate_limited.labels(tenant.name, result.limit).inc()
@@ -250,7 +249,7 @@ class Gateway:
                     f"tenant {tenant.name} is at its {result.limit}-per-minute limit; retry later",
                     "rate_limited",
                     headers,
-                    retry_after=max(1, math.ceil(result.retry_after_s)),
+                    retry_after=quota.retry_after(result),
                 )
             claim = result
         serve = functools.partial(

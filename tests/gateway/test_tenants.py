@@ -194,7 +194,7 @@ def test_request_and_token_limits_refuse_only_at_the_limit(gateway: GatewayHandl
     assert refused.error_code == "rate_limited"
     assert 50 <= int(refused.headers["Retry-After"]) <= 61
     exact_ms = int(refused.headers["retry-after-ms"])  # the same wait, to the millisecond
-    assert int(refused.headers["Retry-After"]) == max(1, math.ceil(exact_ms / 1000))
+    assert int(refused.headers["Retry-After"]) == max(1, math.floor(exact_ms / 1000 + 0.5))
     assert refused.headers["x-ratelimit-remaining-requests"] == "0"
     # The token charge was settled to the engine's usage (10 each), not the 100+ estimates.
     limits = gateway.gateway.tenancy
@@ -202,6 +202,44 @@ def test_request_and_token_limits_refuse_only_at_the_limit(gateway: GatewayHandl
     tokens = limits.by_name["limited"].tokens
     assert tokens is not None
     assert tokens.used(time.monotonic()) == pytest.approx(30)
+    assert (
+        gateway.metric("llmctl_gateway_rate_limited_total", tenant="limited", limit="requests") == 1
+    )
+
+
+def _age_charges(gateway: GatewayHandle, tenant: str, seconds: float) -> None:
+    """Move the tenant's request log `seconds` into the past (a minute is long to wait for)."""
+    tenancy = gateway.gateway.tenancy
+    assert tenancy is not None
+    limit = tenancy.by_name[tenant].requests
+    assert limit is not None
+    for charge in limit._log:
+        charge.at -= seconds
+
+
+def test_a_limit_that_frees_within_seconds_holds_the_request_instead(
+    gateway: GatewayHandle,
+) -> None:
+    # Retry-After is whole seconds: a 429 for a sub-second wait would say five times too long.
+    for _ in range(3):
+        assert run_post(gateway.url, chat(max_tokens=5), headers=_auth("limited")).status == 200
+    _age_charges(gateway, "limited", 60 - 1.5)  # the oldest leaves the window in 1.5 s
+    start = time.monotonic()
+    held = run_post(gateway.url, chat(max_tokens=5), headers=_auth("limited"))
+    waited = time.monotonic() - start
+    assert held.status == 200
+    assert 1.4 <= waited <= 2.5, waited
+    time.sleep(0.1)  # the other two first charges leave the window too
+    for _ in range(2):
+        assert run_post(gateway.url, chat(max_tokens=5), headers=_auth("limited")).status == 200
+    # Three charges in the window again, the oldest 50 s old: the next frees in about 10 s, so
+    # this one is refused and told to come back in the nearest whole second.
+    _age_charges(gateway, "limited", 50)
+    refused = run_post(gateway.url, chat(max_tokens=5), headers=_auth("limited"))
+    assert refused.status == 429
+    exact_s = int(refused.headers["retry-after-ms"]) / 1000
+    assert int(refused.headers["Retry-After"]) == round(exact_s)
+    assert abs(int(refused.headers["Retry-After"]) - exact_s) <= 0.2 * exact_s
     assert (
         gateway.metric("llmctl_gateway_rate_limited_total", tenant="limited", limit="requests") == 1
     )
