@@ -91,6 +91,13 @@ async def eventually_async(
     return got
 
 
+def default_sigint() -> None:
+    """`preexec_fn` for a child the test will Ctrl-C: SIGINT back to its default. A shell runs a
+    background job with SIGINT ignored, and Python leaves an ignored SIGINT ignored, so a suite
+    started with `&` would otherwise pass that on to every child and wait for them in vain."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def free_port() -> int:
     """A port free right now, for a server that cannot listen on port 0 and say where it is (or a
     stack whose ports are written into its config); it may be taken before the server binds it."""

@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 from llmctl.stack import processes
-from tests.support import REPO, free_port
+from tests.support import REPO, default_sigint, free_port
 
 SUBSTITUTIONS = {
     "--preset qwen2.5-14b-awq-3090": "--preset local-sim",  # no GPU here
@@ -59,7 +59,13 @@ def _env(tmp: Path) -> dict[str, str]:
 def _follow(argv: list[str], cwd: Path, env: dict[str, str], until: str) -> tuple[int, str]:
     """A command that follows (`logs -f`): run it until it printed `until`, then Ctrl-C it."""
     proc = subprocess.Popen(
-        argv, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+        argv,
+        cwd=cwd,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        preexec_fn=default_sigint,
     )
     seen: list[str] = []
     deadline = time.monotonic() + 60

@@ -23,7 +23,7 @@ from llmctl.tune.report import TrialReport, TuneReport
 from llmctl.tune.runner import NullTuneProgress, tune_max_active
 from llmctl.tune.trial import concurrency_for
 from tests.exposition import Exposition
-from tests.support import eventually
+from tests.support import default_sigint, eventually
 from tests.tune.conftest import ADMIN_KEY, INPUT_LEN, ORIGINAL, OUTPUT_LEN, Stack, run_cli
 
 pytestmark = pytest.mark.slow
@@ -216,7 +216,14 @@ def _cli_during_first_trial(
     common += ["--slo", "e2e=2s", "--input-len", str(INPUT_LEN), "--output-len", str(OUTPUT_LEN)]
     argv = [sys.executable, "-m", "llmctl", "tune", "max-active", *common, *args]
     log = (tmp_path / "tune.log").open("wb")
-    proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=tmp_path)
+    proc = subprocess.Popen(
+        argv,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        env=env,
+        cwd=tmp_path,
+        preexec_fn=default_sigint,
+    )
     try:
 
         def trial_load_running() -> bool:
