@@ -386,10 +386,11 @@ class DockerRuntime:
         )
 
     def _crashing(self, error: RuntimeBackendError) -> set[str]:
-        """Services that failed though they may look alive now: those compose's error names
-        (`container <project>-<service>-1 exited (1)` / `is unhealthy`), and those Docker has
-        restarted (a crash loop caught between two restarts reads "running")."""
-        said = f"{error}\n{error.stderr or ''}"
+        """Services that failed though they may look alive now: those the error names (compose's
+        last word, `container <project>-<service>-1 exited (1)` / `is unhealthy`; not its whole
+        stderr, whose progress lines name every container), and those Docker has restarted (a
+        crash loop caught between two restarts reads "running")."""
+        said = str(error)
         prefix = f"{self.spec.project_name}-"
         named = {
             name
