@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import random
+import secrets
 from pathlib import Path
 from typing import Any
 
@@ -49,12 +50,20 @@ def load_dataset(path: Path, field: str = "messages") -> list[dict[str, Any]]:
 
 
 class PromptSource:
-    """Hands out one request body per call; synthetic prompts differ so no prefix cache helps."""
+    """Hands out one request body per call; synthetic prompts differ so no prefix cache helps.
 
-    def __init__(self, spec: PromptSpec, model: str, seed: int = 0) -> None:
+    The seed fixes the lengths (and so the workload's shape); the words are drawn afresh for each
+    source unless `words_seed` is given, so a second run against the same engine (another bench,
+    the next trial of a tune) is not served from the prefix cache the first one filled."""
+
+    def __init__(
+        self, spec: PromptSpec, model: str, seed: int = 0, *, words_seed: int | None = None
+    ) -> None:
         self.spec = spec
         self.model = model
         self._rng = random.Random(seed)
+        salt = secrets.randbits(64) if words_seed is None else words_seed
+        self._words = random.Random(f"{seed}:{salt}")
         self.route = ENDPOINTS[spec.endpoint]
         self.path, self.token_key, self._field = (
             self.route.path,
@@ -101,4 +110,4 @@ class PromptSource:
         return self._rng.randint(low, high)
 
     def synthetic_text(self, length: int) -> str:
-        return " ".join(self._rng.choices(_WORDS, k=length))
+        return " ".join(self._words.choices(_WORDS, k=length))

@@ -198,7 +198,11 @@ def bench(
     reject_backoff: float = typer.Option(
         0.1, "--reject-backoff", help="Closed loop: seconds a worker pauses after a 429/503."
     ),
-    seed: int = typer.Option(0, "--seed", help="Seed for prompts and arrival times."),
+    seed: int = typer.Option(
+        0,
+        "--seed",
+        help="Seed for prompt lengths and arrival times (the words are new in every run).",
+    ),
     label: str | None = typer.Option(
         None, "--label", help="A name for this run, kept in the JSON and shown by compare."
     ),

@@ -11,6 +11,7 @@ from llmctl.bench.runner import run_bench
 from llmctl.bench.strategies import ConcurrentStrategy, RateStrategy
 from llmctl.core.errors import TargetError
 from tests.bench.conftest import StartServer
+from tests.exposition import scrape_value
 
 
 def _config(
@@ -114,3 +115,28 @@ def test_closed_loop_backs_off_after_rejections(fake_engine: StartServer) -> Non
     assert polite.levels[0].failures["http_429"] <= 11  # one per 0.1 s pause, at most
     assert eager.levels[0].failures["http_429"] > 50
     assert polite.levels[0].completed == 0
+
+
+def test_a_second_run_with_the_same_seed_is_not_served_from_the_prefix_cache(
+    sim_server: StartServer,
+) -> None:
+    """The seed fixes the prompt lengths; the words are new in each run, so a second run (a
+    repeated bench, tune's next trial) pays its prefill like the first instead of reading the
+    blocks the first one left in the engine's prefix cache."""
+    prompts = PromptSpec(input_len=64, input_spread=0.5, output_len=4, ignore_eos=True)
+    with sim_server("--profile", "tiny", "--time-scale", "20") as url:
+
+        def run() -> tuple[int, float]:
+            before = scrape_value(f"{url}/metrics", "vllm:prefix_cache_hits_total")
+            level = run_bench(
+                _config(url, [ConcurrentStrategy(concurrency=2)], requests=12, prompts=prompts)
+            ).levels[0]
+            assert level.completed == 12
+            hits = scrape_value(f"{url}/metrics", "vllm:prefix_cache_hits_total") - before
+            return level.total_input_tokens, hits
+
+        first_tokens, _ = run()
+        second_tokens, second_hits = run()
+    # Same seed, same lengths in words (the simulator counts a word of five letters as two).
+    assert second_tokens == pytest.approx(first_tokens, rel=0.05)
+    assert second_hits < 0.05 * second_tokens, (second_hits, second_tokens)
