@@ -18,6 +18,7 @@ import argparse
 import json
 import random
 import statistics
+import string
 import sys
 import tempfile
 import time
@@ -99,16 +100,24 @@ def vllm_cpu(log: Path) -> Iterator[str]:
 
 
 def write_dataset(path: Path, point: PublishedPoint, seed: int = 0) -> Path:
-    """One completion per line whose prompt is exactly N simulator tokens (one-letter words)."""
+    """One completion per line whose prompt is exactly N simulator tokens.
+
+    Each token is a random three-letter word (one token by the simulator's rule), so no two
+    prompts share a KV block: the published runs and the live vLLM sweeps used random prompts, and
+    a repeated prompt would be a prefix-cache hit in the simulator, its prefill nearly free."""
     rng = random.Random(seed)
 
     def draw(mean: int) -> int:
         low, high = round(mean * (1 - point.spread)), round(mean * (1 + point.spread))
         return max(1, rng.randint(low, high))
 
+    def prompt(tokens: int) -> str:
+        letters = rng.choices(string.ascii_lowercase, k=3 * tokens)
+        return " ".join("".join(letters[i : i + 3]) for i in range(0, len(letters), 3))
+
     with path.open("w") as out:
         for _ in range(point.requests):
-            line = {"prompt": "a " * draw(point.input_len), "max_tokens": draw(point.output_len)}
+            line = {"prompt": prompt(draw(point.input_len)), "max_tokens": draw(point.output_len)}
             out.write(json.dumps({**line, "ignore_eos": True}) + "\n")
     return path
 

@@ -69,13 +69,17 @@ def _yobitel(
     note: str = "",
 ) -> PublishedPoint:
     # llm.inference.chatbot-short: short built-in prompts (~42 tokens with Llama-3.1's chat
-    # template, an estimate), max_tokens 128 (median output 128), closed loop for 120 s.
+    # template, an estimate), max_tokens 128 (median output 128), closed loop for 120 s. Replayed
+    # as a closed loop in its steady state too: 30 s after a 3 s warm-up, so the first requests,
+    # which all arrive at once, are not an eighth of the sample as they would be in 8 requests per
+    # client. `requests` is the number of distinct prompts, more than the replay sends.
     return PublishedPoint(
         name=f"yobitel c={concurrency}",
         source=YOBITEL,
         profile="h100-llama3.1-8b",
         concurrency=concurrency,
-        requests=30 if concurrency == 1 else 8 * concurrency,
+        requests=60 * concurrency,
+        duration_s=30.0,
         input_len=42,
         output_len=128,
         output_tps=tps,
