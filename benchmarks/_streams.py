@@ -26,6 +26,8 @@ class StreamsResult:
     requests: int = 0
     seconds: float = 0.0
     ttfts: list[float] = field(default_factory=list)
+    # Each stream's requests after its first: what is left when the connection burst is over.
+    steady_ttfts: list[float] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
 
     @property
@@ -150,6 +152,8 @@ async def _stream(
             result.tokens += tokens
             result.requests += 1
             result.ttfts.append(ttft)
+            if sent > 1:
+                result.steady_ttfts.append(ttft)
     finally:
         conn.close()
 
