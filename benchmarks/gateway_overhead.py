@@ -30,8 +30,10 @@ runs in this process. Targets alternate round by round so all see the same machi
    whatever the load: no batching) and a token every --exact-ttft-ms after it (10 ms: 256 streams
    offer 25,600 tokens/s, the load at which issue 20 found 26 us of gateway CPU per token; each
    token its own chunk and, mostly, its own read), --exact-streams streams of 32 to 160 tokens (lengths drawn
-   per stream, so arrivals spread out as on a real server) for --exact-seconds per round, the
-   first request of each stream left out (they all arrive at once). The simulator's TTFT moves by
+   per stream, so arrivals spread out as on a real server) for --exact-seconds per round, each
+   stream's first request in every round left out of the percentiles (each round opens the
+   streams' connections and sends their first requests all at once; the p99 with them is printed
+   beside). The simulator's TTFT moves by
    whole steps when an arrival shifts by a millisecond, so a difference of its p99s measures its
    batching; here via minus direct is what the gateway adds, p50 and p99. Also tokens/s via/direct
    and the gateway's CPU per token: the issue's targets at 256 streams are read from this part.
