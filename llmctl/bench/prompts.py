@@ -53,17 +53,14 @@ class PromptSource:
     """Hands out one request body per call; synthetic prompts differ so no prefix cache helps.
 
     The seed fixes the lengths (and so the workload's shape); the words are drawn afresh for each
-    source unless `words_seed` is given, so a second run against the same engine (another bench,
-    the next trial of a tune) is not served from the prefix cache the first one filled."""
+    source, so a second run against the same engine (another bench, the next trial of a tune) is
+    not served from the prefix cache the first one filled."""
 
-    def __init__(
-        self, spec: PromptSpec, model: str, seed: int = 0, *, words_seed: int | None = None
-    ) -> None:
+    def __init__(self, spec: PromptSpec, model: str, seed: int = 0) -> None:
         self.spec = spec
         self.model = model
         self._rng = random.Random(seed)
-        salt = secrets.randbits(64) if words_seed is None else words_seed
-        self._words = random.Random(f"{seed}:{salt}")
+        self._words = random.Random(secrets.randbits(64))
         self.route = ENDPOINTS[spec.endpoint]
         self.path, self.token_key, self._field = (
             self.route.path,
