@@ -2,6 +2,7 @@
 
     python benchmarks/profile_fit.py h100-prefill          # token_s, pair_s from Figure 2's TTFTs
     python benchmarks/profile_fit.py cpu benchmarks/data/vllm-cpu-live-*.json   # cpu-tiny-llama
+    python benchmarks/profile_fit.py client-gap     # yobitel c=4's TTFT against the client's gap
 
 `replay()` runs a closed loop through the simulator's own scheduler and time model on a virtual
 clock, in the event order engine.py uses (the API server's queue with its ±50 % request jitter,
@@ -36,9 +37,14 @@ CPU_FIELDS = ("step_s", "seq_s", "token_s", "pair_s", "context_s", "request_s", 
 
 
 def replay(profile: EngineProfile, concurrency: int, requests: int, input_len: int,
-           output_len: int, seed: int = 0) -> dict[str, float]:  # fmt: skip
-    """Closed loop of `concurrency` clients on a virtual clock: what the simulator would measure."""
+           output_len: int, seed: int = 0,
+           gap_ms: tuple[float, float] = (0.0, 0.0)) -> dict[str, float]:  # fmt: skip
+    """Closed loop of `concurrency` clients on a virtual clock: what the simulator would measure.
+
+    A client sends its next request the instant the last token is delivered, or, with `gap_ms`,
+    a time drawn uniformly from that range (milliseconds) later, as a real client's own latency."""
     p, costs, rng = profile, profile.costs, random.Random(seed)
+    gap_rng = random.Random(seed + 1)
     sched = Scheduler(max_num_seqs=p.max_num_seqs, num_blocks=p.num_gpu_blocks,
                       block_size=p.block_size, max_num_batched_tokens=p.max_num_batched_tokens)  # fmt: skip
     arrivals: deque[tuple[float, SimRequest]] = deque()
@@ -86,7 +92,7 @@ def replay(profile: EngineProfile, concurrency: int, requests: int, input_len: i
         for req in result.finished:
             finished += 1
             tpot.append((api_free - seen.pop(id(req))[0]) / max(req.num_output - 1, 1))
-            send(api_free)
+            send(api_free + gap_rng.uniform(*gap_ms) / 1000)
     return {"output_tps": tokens / now, "ttft_ms": statistics.median(ttft) * 1000,
             "itl_ms": statistics.median(gaps or [0.0]) * 1000,
             "tpot_ms": statistics.median(tpot) * 1000}  # fmt: skip
@@ -185,15 +191,32 @@ def fit_h100_prefill() -> None:
         print(f"{p.name} ({p.role}): {p.ttft_ms} / {sim:.0f} = {sim / (p.ttft_ms or 1):.3f}")
 
 
+def client_gap() -> None:
+    """yobitel at concurrency 4 in-process, for clients that send their next request after a gap:
+    its median TTFT is bimodal in whole steps, and the gap decides which mode the median is in."""
+    point = next(p for p in H100_POINTS if p.name == "yobitel c=4")
+    profile = get_profile(point.profile)
+    gaps = [(0.0, 0.0), (0.25, 0.25), (0.5, 0.5), (1.0, 1.0), (2.0, 2.0), (0.0, 7.07), (0.0, 14.0)]
+    print(f"{point.name}: published TTFT p50 {point.ttft_ms} ms, TPOT {point.tpot_ms} ms")
+    for gap in gaps:
+        sim = replay(profile, point.concurrency, 400, point.input_len, point.output_len, gap_ms=gap)
+        assert point.ttft_ms is not None
+        print(f"client gap {gap[0]:g}-{gap[1]:g} ms: TTFT p50 {sim['ttft_ms']:.2f} ms "
+              f"({sim['ttft_ms'] / point.ttft_ms:.2f}), {sim['output_tps']:.0f} tok/s, "
+              f"TPOT {sim['tpot_ms']:.2f} ms")  # fmt: skip
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("what", choices=["cpu", "h100-prefill"])
+    parser.add_argument("what", choices=["cpu", "h100-prefill", "client-gap"])
     parser.add_argument("runs", nargs="*", type=Path, help="cpu: fidelity.py --live --json files")
     args = parser.parse_args()
     if args.what == "cpu":
         if not args.runs:
             sys.exit("give one or more `fidelity.py --live --json` files")
         fit_cpu(args.runs)
+    elif args.what == "client-gap":
+        client_gap()
     else:
         fit_h100_prefill()
 
