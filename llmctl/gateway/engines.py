@@ -45,7 +45,11 @@ class Engine:
     preemptions: float | None = None  # vllm:num_preemptions_total as last polled
     polled: bool = False  # its /metrics answered the last poll with the load signals
     member: bool = True  # False once DNS no longer lists it (it drains)
-    back_at: float | None = None  # monotonic time it last became ready (the ramp starts there)
+    back_at: float | None = None  # monotonic time it last came back (the ramp starts there)
+    # Whether a probe ever found it ready: only an engine that was serving and comes back ramps.
+    # One the gateway saw first while it was still loading (every start: the gateway is up in a
+    # second, the engine in minutes) takes its full limit at once.
+    was_ready: bool = False
     routed: int = 0
     # True once a stream from it carried the usage the gateway asks for: its later streams are
     # counted from that frame instead of a text scan of every chunk.
@@ -76,11 +80,12 @@ class Engine:
 
     def set_ready(self, ready: bool, detail: str) -> bool:
         """Record a probe's verdict (or a refused connection); True when readiness changed. An
-        engine that comes back after being down starts its ramp."""
+        engine that comes back after being down (ready before, then not) starts its ramp."""
         changed = ready != self.ready
-        if ready and self.ready is False:
+        if ready and self.ready is False and self.was_ready:
             self.back_at = time.monotonic()
         self.ready, self.detail = ready, detail
+        self.was_ready = self.was_ready or ready
         return changed
 
 

@@ -158,14 +158,46 @@ class LocalRuntime:
                     raise RuntimeBackendError(
                         self._failure(dead[0].name, "exited during start", exited=True)
                     )
-                if all(s.ready for s in statuses):
+                ready = all(s.ready for s in statuses)
+                gateway = any(s.name == "gateway" and s.state == "running" for s in statuses)
+                unseen = self._unseen_engines(client, names) if ready and gateway else {}
+                if ready and not unseen:
                     return statuses
                 if time.monotonic() > deadline:
+                    if ready:
+                        seen = "; ".join(f"{n}: {d}" for n, d in unseen.items())
+                        what = f"does not see every engine ready after {timeout:.0f}s ({seen})"
+                        raise RuntimeBackendError(self._failure("gateway", what))
                     waiting = next(s.name for s in statuses if not s.ready)
                     raise RuntimeBackendError(
                         self._failure(waiting, f"not healthy after {timeout:.0f}s")
                     )
                 time.sleep(0.25)
+
+    def _unseen_engines(self, client: httpx.Client, names: Sequence[str]) -> dict[str, str]:
+        """Engines started now that the gateway does not yet route to, with what its last probe
+        found (its /health lists them by host:port). A healthy engine can still read down in the
+        gateway until its next probe, when the first one came before the engine listened: `up`
+        returns once the gateway sends requests to every engine it started, as compose's
+        depends_on waits for a healthy engine before the gateway."""
+        ports_by_name = dict(
+            zip(self.spec.engine.services(), self.spec.ports_of("engine"), strict=True)
+        )
+        started = {f"127.0.0.1:{ports_by_name[n]}" for n in names if n in ports_by_name}
+        if not started:
+            return {}
+        try:
+            body = client.get(self.spec.endpoints()["gateway"] + "/health").json()
+        except (httpx.HTTPError, ValueError):
+            return {n: "gateway not answering" for n in sorted(started)}
+        engines = body.get("engines") if isinstance(body, dict) else None
+        if not isinstance(engines, dict):  # one engine: its health is the gateway's
+            return {}
+        return {
+            n: str(engines.get(n, "not listed"))
+            for n in sorted(started)
+            if engines.get(n) != "ready"
+        }
 
     def _failure(self, name: str, what: str, *, exited: bool = False) -> str:
         log = self._log(name)

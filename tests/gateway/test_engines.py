@@ -164,6 +164,23 @@ def test_an_engine_that_comes_back_is_readmitted_gradually(
     eventually(lambda: gw.metric("llmctl_gateway_engine_max_active", engine=name) == 8, timeout=5)
 
 
+def test_an_engine_still_loading_when_the_gateway_starts_gets_its_full_limit_at_once(
+    loop: LoopThread, make_gateway: MakeGateway, engines: list[FakeEngine]
+) -> None:
+    # Every start: the gateway probes before the engine listens. That engine is not coming back
+    # from a failure, and a ramp here held MAX_ACTIVE 4 at 1 for the first seconds of a bench.
+    port = engines[1].port
+    loop.run(engines[1].stop())
+    gw = make_gateway(upstreams=[engines[1].url], max_active=8, rejoin_ramp_s=30.0)
+    eventually(lambda: gw.metric("llmctl_gateway_engine_up", engine=f"127.0.0.1:{port}") == 0)
+    loop.run(engines[1].start(port))
+    eventually(lambda: gw.metric("llmctl_gateway_engine_up", engine=f"127.0.0.1:{port}") == 1)
+    assert gw.metric("llmctl_gateway_engine_max_active", engine=f"127.0.0.1:{port}") == 8
+    answers = asyncio.run(post_many(gw.url, [chat({"delay": 0.3}) for _ in range(8)]))
+    assert [a.status for a in answers] == [200] * 8
+    assert engines[1].max_in_flight == 8
+
+
 def test_a_dns_upstream_becomes_the_engines_it_resolves_to(
     make_gateway: MakeGateway, engines: list[FakeEngine]
 ) -> None:
