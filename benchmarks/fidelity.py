@@ -44,6 +44,7 @@ METRICS = ("output_tps", "ttft_ms", "itl_ms", "tpot_ms")
 TOLERANCE = 0.15
 LIVE_WORDS = (40, 400)  # synthetic words; the tiny model's tokenizer makes ~105 and ~1,020 tokens
 LIVE_CONCURRENCY = (1, 4, 16)
+API_SERVER = "api server"  # vLLM's first process, as process_tree_cpu names it
 
 
 @dataclass(frozen=True)
@@ -126,7 +127,7 @@ def process_tree_cpu(root: int) -> dict[str, float]:
     cpu: dict[str, float] = {}
     for pid in sorted(tree & stats.keys()):
         fields = stats[pid]
-        name = "api server" if pid == root else fields[0]
+        name = API_SERVER if pid == root else fields[0]
         # After comm: state ppid ... utime is the 14th field of the line, stime the 15th.
         cpu[name] = cpu.get(name, 0.0) + (int(fields[12]) + int(fields[13])) / tick
     return cpu
@@ -245,7 +246,9 @@ def median_of(runs: list[Measured]) -> Measured:
     return Measured(**{k: statistics.median(getattr(r, k) for r in runs) for k in fields})
 
 
-def live_point(real: Measured, concurrency: int, duration: float) -> PublishedPoint:
+def live_point(
+    real: Measured, concurrency: int, duration: float, api_busy: float | None = None
+) -> PublishedPoint:
     """A vLLM sweep's medians at one level as a point to replay against the simulator."""
     return PublishedPoint(
         name=f"vllm-cpu in={real.prompt_tokens:.0f} c={concurrency}",
@@ -264,6 +267,7 @@ def live_point(real: Measured, concurrency: int, duration: float) -> PublishedPo
         time_scale=1.0,
         role="held-out",  # the profile was fitted to other sweeps
         duration_s=duration,  # measured as vLLM was
+        api_busy=api_busy,
     )
 
 
@@ -279,6 +283,7 @@ def run_live(args: argparse.Namespace, work: Path) -> list[tuple[PublishedPoint,
                 Measured(**{k: p[k] for k in METRICS}, prompt_tokens=p["input_len"]),
                 p["concurrency"],
                 p.get("duration_s") or args.duration,
+                p.get("api_busy"),
             )
             for p in saved
         ]
@@ -315,7 +320,15 @@ def measure_vllm(args: argparse.Namespace, work: Path) -> list[PublishedPoint]:
             f"{k} {statistics.median(s.get(k, 0.0) for s in shares):.2f}" for k in names
         )
         print(f"  words={words} c={c}: {cpu}")
-    return [live_point(median_of(runs[(w, c)]), c, args.duration) for w, c in levels]
+    return [
+        live_point(
+            median_of(runs[(w, c)]),
+            c,
+            args.duration,
+            statistics.median(share.get(API_SERVER, 0.0) for share in busy[(w, c)]),
+        )
+        for w, c in levels
+    ]
 
 
 def main() -> None:

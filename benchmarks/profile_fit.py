@@ -30,10 +30,11 @@ from published_points import H100_POINTS
 
 from llmctl.sim.profiles import EngineProfile, get_profile
 from llmctl.sim.scheduler import Scheduler, SimRequest
-from llmctl.sim.timing import StepCosts, step_seconds
+from llmctl.sim.timing import StepCosts, output_seconds, step_seconds
 
 WEIGHTS = {"output_tps": 1.0, "ttft_ms": 1.0, "itl_ms": 1.0, "tpot_ms": 0.5}
-CPU_FIELDS = ("step_s", "seq_s", "token_s", "pair_s", "context_s", "request_s", "output_s")
+CPU_FIELDS = ("step_s", "seq_s", "token_s", "pair_s", "context_s", "request_s", "output_s",
+              "output_step_s")  # fmt: skip
 
 
 def replay(profile: EngineProfile, concurrency: int, requests: int, input_len: int,
@@ -48,7 +49,7 @@ def replay(profile: EngineProfile, concurrency: int, requests: int, input_len: i
     sched = Scheduler(max_num_seqs=p.max_num_seqs, num_blocks=p.num_gpu_blocks,
                       block_size=p.block_size, max_num_batched_tokens=p.max_num_batched_tokens)  # fmt: skip
     arrivals: deque[tuple[float, SimRequest]] = deque()
-    api_free = now = 0.0
+    api_free = now = api_busy = 0.0
     sent = finished = tokens = 0
     ttft: list[float] = []
     gaps: list[float] = []
@@ -56,11 +57,12 @@ def replay(profile: EngineProfile, concurrency: int, requests: int, input_len: i
     seen: dict[int, tuple[float, float]] = {}  # id -> (first token seen, last token seen)
 
     def send(at: float) -> None:
-        nonlocal sent, api_free
+        nonlocal sent, api_free, api_busy
         if sent < requests:
             sent += 1
             req = SimRequest(input_len, output_len, "length", arrival=at)
-            api_free = max(api_free, at) + costs.request_s * rng.uniform(0.5, 1.5)
+            work = costs.request_s * rng.uniform(0.5, 1.5)
+            api_free, api_busy = max(api_free, at) + work, api_busy + work
             arrivals.append((api_free, req))
 
     for _ in range(concurrency):
@@ -81,7 +83,8 @@ def replay(profile: EngineProfile, concurrency: int, requests: int, input_len: i
                                                 pairs=plan.prefill_pairs, context=plan.decode_context)  # fmt: skip
         result = sched.complete(plan, now)
         tokens += len(result.emitted)
-        api_free = max(api_free, now) + costs.output_s * len(result.emitted)
+        work = output_seconds(costs, len(result.emitted))
+        api_free, api_busy = max(api_free, now) + work, api_busy + work
         for req in result.emitted:
             if req.num_output == 1:
                 ttft.append(api_free - req.arrival)
@@ -95,7 +98,7 @@ def replay(profile: EngineProfile, concurrency: int, requests: int, input_len: i
             send(api_free + gap_rng.uniform(*gap_ms) / 1000)
     return {"output_tps": tokens / now, "ttft_ms": statistics.median(ttft) * 1000,
             "itl_ms": statistics.median(gaps or [0.0]) * 1000,
-            "tpot_ms": statistics.median(tpot) * 1000}  # fmt: skip
+            "tpot_ms": statistics.median(tpot) * 1000, "api_busy": api_busy / now}  # fmt: skip
 
 
 def nelder_mead(f: Callable[[list[float]], float], x0: list[float], step: float = 0.3,
@@ -144,9 +147,12 @@ def fit_cpu(paths: list[Path], gap_ms: tuple[float, float] = (0.0, 0.0)) -> None
         for row in json.loads(path.read_text()):
             point = row[0] if isinstance(row, list) else row  # fidelity rows or plain points
             key = (point["concurrency"], point["input_len"] // 100 * 100)
-            runs.setdefault(key, []).append({m: point[m] for m in WEIGHTS} | point)
+            runs.setdefault(key, []).append(point)
+    # Sweeps that measured the API server's busy share pin its costs to it (weight 1).
+    every = [r for rs in runs.values() for r in rs]
+    weights = WEIGHTS | ({"api_busy": 1.0} if all(r.get("api_busy") for r in every) else {})
     targets = [(c, statistics.mean(r["input_len"] for r in rs),
-                {m: math.exp(statistics.mean(math.log(r[m]) for r in rs)) for m in WEIGHTS})
+                {m: math.exp(statistics.mean(math.log(r[m]) for r in rs)) for m in weights})
                for (c, _), rs in sorted(runs.items())]  # fmt: skip
     base = get_profile("cpu-tiny-llama")
 
@@ -159,16 +165,19 @@ def fit_cpu(paths: list[Path], gap_ms: tuple[float, float] = (0.0, 0.0)) -> None
         for c, input_len, target in targets:
             sim = replay(profile(x), c, {1: 30, 4: 60}.get(c, 200), round(input_len), 128,
                          gap_ms=gap_ms)  # fmt: skip
-            total += sum(w * math.log(sim[m] / target[m]) ** 2 for m, w in WEIGHTS.items())
+            total += sum(w * math.log(sim[m] / target[m]) ** 2 for m, w in weights.items())
         return total
 
-    x = nelder_mead(error, [math.log(getattr(base.costs, f)) for f in CPU_FIELDS])
+    # A cost the profile does not have yet starts at 0.1 ms (a logarithm needs a positive start).
+    x = [math.log(getattr(base.costs, f) or 1e-4) for f in CPU_FIELDS]
+    for _ in range(3):  # restarted from its best with a fresh simplex: eight constants stall one
+        x = nelder_mead(error, x)
     best = profile(x)
     print({f: float(f"{getattr(best.costs, f):.3g}") for f in CPU_FIELDS})
     for c, input_len, target in targets:
         sim = replay(best, c, {1: 30, 4: 60}.get(c, 200), round(input_len), 128, gap_ms=gap_ms)
         print(f"c={c} in={input_len:.0f}: " + ", ".join(
-            f"{m} {target[m]:.2f} / {sim[m]:.2f} = {sim[m] / target[m]:.2f}" for m in WEIGHTS))  # fmt: skip
+            f"{m} {target[m]:.2f} / {sim[m]:.2f} = {sim[m] / target[m]:.2f}" for m in weights))  # fmt: skip
 
 
 def fit_h100_prefill() -> None:

@@ -39,6 +39,9 @@ class PublishedPoint:
     note: str = ""
     time_scale: float = 10.0  # how much faster than real time the replay runs
     duration_s: float | None = None  # replay for this long (after a 3 s warm-up), not `requests`
+    # Live sweeps: the API server's CPU seconds per second (its busy share), which the time model's
+    # request_s, output_step_s and output_s must account for.
+    api_busy: float | None = None
 
 
 def _fig2(input_len: int, ttft_ms: float, role: Role) -> PublishedPoint:

@@ -18,7 +18,7 @@ from llmctl.sim.profiles import EngineProfile
 from llmctl.sim.scenario import Conditions, ConditionsClock, Scenario
 from llmctl.sim.scheduler import FINISHED, Scheduler, SimRequest, StepResult
 from llmctl.sim.text import TokenStream
-from llmctl.sim.timing import step_seconds
+from llmctl.sim.timing import output_seconds, step_seconds
 
 log = logging.getLogger(__name__)
 
@@ -312,10 +312,10 @@ class Engine:
                 streak = 0
             result = sched.complete(plan, end)
             self.gpu.add_busy(step, end)
-            if costs.output_s and result.emitted:
+            work = output_seconds(costs, len(result.emitted)) / self.time_scale
+            if work:
                 # The API server detokenises and streams the tokens after the work queued ahead
                 # of them; the engine does not wait for it (vLLM runs them as two processes).
-                work = len(result.emitted) * costs.output_s / self.time_scale
                 self._api_free = max(self._api_free, end) + work
                 self._outbox.append((self._api_free, result, plan.preempted))
                 self._outbox_ready.set()

