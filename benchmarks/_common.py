@@ -12,7 +12,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import IO, Any
 
@@ -68,12 +68,42 @@ def wait_ready(
     raise SystemExit(f"{url} not ready after {timeout:g} s (last: {last})")
 
 
-def process_cpu_seconds(pid: int) -> float:
-    """User + system CPU time of process `pid` so far, from /proc (Linux)."""
+def _stat(pid: int) -> tuple[str, list[str]]:
+    """A process's name and the fields of /proc/PID/stat after it (state, ppid, ...)."""
     with open(f"/proc/{pid}/stat") as stat:
         # The command name in parentheses may hold spaces; the fields after it do not.
-        fields = stat.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        head, _, tail = stat.read().rpartition(")")
+    return head.partition("(")[2], tail.split()
+
+
+def _cpu(fields: list[str]) -> float:
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
+
+
+def process_cpu_seconds(pid: int) -> float:
+    """User + system CPU time of process `pid` so far, from /proc (Linux)."""
+    return _cpu(_stat(pid)[1])
+
+
+def process_tree_cpu_seconds(root: int, root_name: str = "root") -> dict[str, float]:
+    """User + system CPU time so far of `root` (named `root_name`) and every process below it, summed
+    by process name (vLLM names its engine process VLLM::EngineCore, its worker VLLM::Worker)."""
+    stats: dict[int, tuple[str, list[str]]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            with suppress(OSError):  # it ended meanwhile
+                stats[int(entry.name)] = _stat(int(entry.name))
+    tree, frontier = {root}, [root]
+    while frontier:
+        parent = frontier.pop()
+        children = [pid for pid, (_, f) in stats.items() if int(f[1]) == parent and pid not in tree]
+        tree.update(children)
+        frontier.extend(children)
+    cpu: dict[str, float] = {}
+    for pid in tree & stats.keys():
+        name = root_name if pid == root else stats[pid][0]
+        cpu[name] = cpu.get(name, 0.0) + _cpu(stats[pid][1])
+    return cpu
 
 
 def stop(proc: subprocess.Popen[bytes], grace: float = 10.0) -> None:

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import random
 import statistics
 import string
@@ -32,7 +31,7 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 # Run as `python benchmarks/fidelity.py`, so this folder is on sys.path.
-from _common import free_port, started
+from _common import free_port, process_tree_cpu_seconds, started
 from published_points import ALL_POINTS, PublishedPoint
 
 from llmctl.bench.config import BenchConfig, PromptSpec
@@ -44,7 +43,7 @@ METRICS = ("output_tps", "ttft_ms", "itl_ms", "tpot_ms")
 TOLERANCE = 0.15
 LIVE_WORDS = (40, 400)  # synthetic words; the tiny model's tokenizer makes ~105 and ~1,020 tokens
 LIVE_CONCURRENCY = (1, 4, 16)
-API_SERVER = "api server"  # vLLM's first process, as process_tree_cpu names it
+API_SERVER = "api server"  # what the CPU table calls vLLM's first process
 
 
 @dataclass(frozen=True)
@@ -102,35 +101,6 @@ def vllm_cpu(log: Path) -> Iterator[tuple[str, int]]:
         ) as proc,
     ):
         yield f"http://127.0.0.1:{port}", proc.pid
-
-
-def process_tree_cpu(root: int) -> dict[str, float]:
-    """CPU seconds (user + system) so far of `root` and every process below it, by name (the
-    API server is `root`'s, vLLM names its engine process VLLM::EngineCore)."""
-    tick = os.sysconf("SC_CLK_TCK")
-    stats: dict[int, list[str]] = {}
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                text = (entry / "stat").read_text()
-            except OSError:
-                continue
-            # comm is in parentheses and may hold spaces: split after its closing one.
-            head, _, tail = text.rpartition(")")
-            stats[int(entry.name)] = [head.partition("(")[2], *tail.split()]
-    tree, frontier = {root}, [root]
-    while frontier:
-        parent = frontier.pop()
-        children = [pid for pid, f in stats.items() if int(f[2]) == parent and pid not in tree]
-        tree.update(children)
-        frontier.extend(children)
-    cpu: dict[str, float] = {}
-    for pid in sorted(tree & stats.keys()):
-        fields = stats[pid]
-        name = API_SERVER if pid == root else fields[0]
-        # After comm: state ppid ... utime is the 14th field of the line, stime the 15th.
-        cpu[name] = cpu.get(name, 0.0) + (int(fields[12]) + int(fields[13])) / tick
-    return cpu
 
 
 def write_dataset(path: Path, point: PublishedPoint, seed: int = 0) -> Path:
@@ -304,9 +274,9 @@ def measure_vllm(args: argparse.Namespace, work: Path) -> list[PublishedPoint]:
         # can run 1.4-1.6x slower (or faster) for its whole life; the median spans several.
         with vllm_cpu(work / f"vllm-{i}.log") as (url, pid):
             for words, c in levels:
-                before, t0 = process_tree_cpu(pid), time.monotonic()
+                before, t0 = process_tree_cpu_seconds(pid, API_SERVER), time.monotonic()
                 runs[(words, c)].append(measure_live(url, words, c, args.duration))
-                after, wall = process_tree_cpu(pid), time.monotonic() - t0
+                after, wall = process_tree_cpu_seconds(pid, API_SERVER), time.monotonic() - t0
                 share = {k: (v - before.get(k, 0.0)) / wall for k, v in after.items()}
                 busy[(words, c)].append(share)
                 real = runs[(words, c)][-1]
