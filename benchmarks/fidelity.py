@@ -286,9 +286,8 @@ def measure_vllm(args: argparse.Namespace, work: Path) -> list[PublishedPoint]:
     print("vLLM's processes, CPU seconds per second (median of the runs, warm-up included):")
     for (words, c), shares in busy.items():
         names = sorted({k for share in shares for k in share})
-        cpu = ", ".join(
-            f"{k} {statistics.median(s.get(k, 0.0) for s in shares):.2f}" for k in names
-        )
+        medians = {k: statistics.median(s.get(k, 0.0) for s in shares) for k in names}
+        cpu = ", ".join(f"{k} {v:.2f}" for k, v in medians.items() if v >= 0.01)
         print(f"  words={words} c={c}: {cpu}")
     return [
         live_point(
