@@ -93,14 +93,15 @@ def process_tree_cpu_seconds(root: int, root_name: str = "root") -> dict[str, fl
         if entry.name.isdigit():
             with suppress(OSError):  # it ended meanwhile
                 stats[int(entry.name)] = _stat(int(entry.name))
-    tree, frontier = {root}, [root]
+    children: dict[int, list[int]] = {}
+    for pid, (_, fields) in stats.items():
+        children.setdefault(int(fields[1]), []).append(pid)  # fields[1]: the parent's pid
+    tree, frontier = [], [root]
     while frontier:
-        parent = frontier.pop()
-        children = [pid for pid, (_, f) in stats.items() if int(f[1]) == parent and pid not in tree]
-        tree.update(children)
-        frontier.extend(children)
+        tree.append(pid := frontier.pop())
+        frontier.extend(children.get(pid, []))
     cpu: dict[str, float] = {}
-    for pid in tree & stats.keys():
+    for pid in (p for p in tree if p in stats):
         name = root_name if pid == root else stats[pid][0]
         cpu[name] = cpu.get(name, 0.0) + _cpu(stats[pid][1])
     return cpu

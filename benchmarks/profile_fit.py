@@ -139,9 +139,8 @@ def nelder_mead(f: Callable[[list[float]], float], x0: list[float], step: float 
     return simplex[min(range(n + 1), key=values.__getitem__)]
 
 
-def fit_cpu(paths: list[Path], gap_ms: tuple[float, float] = (0.0, 0.0)) -> None:
-    """Fit every time cost of cpu-tiny-llama to live sweeps (geometric mean of the runs), for a
-    client that sends its next request `gap_ms` after its last token (as `replay`)."""
+def fit_cpu(paths: list[Path]) -> None:
+    """Fit every time cost of cpu-tiny-llama to live sweeps (geometric mean of the runs)."""
     runs: dict[tuple[int, int], list[dict[str, float]]] = {}
     for path in paths:
         for row in json.loads(path.read_text()):
@@ -163,8 +162,7 @@ def fit_cpu(paths: list[Path], gap_ms: tuple[float, float] = (0.0, 0.0)) -> None
     def error(x: list[float]) -> float:
         total = 0.0
         for c, input_len, target in targets:
-            sim = replay(profile(x), c, {1: 30, 4: 60}.get(c, 200), round(input_len), 128,
-                         gap_ms=gap_ms)  # fmt: skip
+            sim = replay(profile(x), c, {1: 30, 4: 60}.get(c, 200), round(input_len), 128)
             total += sum(w * math.log(sim[m] / target[m]) ** 2 for m, w in weights.items())
         return total
 
@@ -175,7 +173,7 @@ def fit_cpu(paths: list[Path], gap_ms: tuple[float, float] = (0.0, 0.0)) -> None
     best = profile(x)
     print({f: float(f"{getattr(best.costs, f):.3g}") for f in CPU_FIELDS})
     for c, input_len, target in targets:
-        sim = replay(best, c, {1: 30, 4: 60}.get(c, 200), round(input_len), 128, gap_ms=gap_ms)
+        sim = replay(best, c, {1: 30, 4: 60}.get(c, 200), round(input_len), 128)
         print(f"c={c} in={input_len:.0f}: " + ", ".join(
             f"{m} {target[m]:.2f} / {sim[m]:.2f} = {sim[m] / target[m]:.2f}" for m in weights))  # fmt: skip
 
@@ -237,13 +235,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("what", choices=["cpu", "h100-prefill", "client-gap"])
     parser.add_argument("runs", nargs="*", type=Path, help="cpu: fidelity.py --live --json files")
-    parser.add_argument("--gap-ms", type=float, nargs=2, default=(0.0, 0.0), metavar=("LO", "HI"),
-                        help="cpu: the client's gap before its next request, uniform (ms)")  # fmt: skip
     args = parser.parse_args()
     if args.what == "cpu":
         if not args.runs:
             sys.exit("give one or more `fidelity.py --live --json` files")
-        fit_cpu(args.runs, tuple(args.gap_ms))
+        fit_cpu(args.runs)
     elif args.what == "client-gap":
         client_gap()
     else:
